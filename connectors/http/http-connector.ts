@@ -1,0 +1,103 @@
+import { SluiceError, type Connector, type ConnectorContext, type HttpReply, type HttpRequestInfo, type InvocationResult, type TriggerSpec } from '../../src/sdk/index.js'
+import type { HttpTriggerOptions } from './options.js'
+
+/** Headers that carry credentials or belong to the connection: never handed to the function. */
+const HIDDEN_HEADERS = new Set(['x-functions-key', 'x-sluice-key', 'authorization', 'cookie'])
+/** Headers the function may not set: the server owns framing. */
+const RESERVED_REPLY_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade'])
+
+/** `stations/{id}` -> `/api/stations/:id`; `files/{*path}` -> `/api/files/*`. */
+export function routeUrl(route: string): string {
+  return `/api/${route
+    .split('/')
+    .map((seg) => seg.replace(/^\{\*[A-Za-z0-9_]*\}$/, '*').replace(/\{([A-Za-z0-9_]+)\}/g, ':$1'))
+    .join('/')}`
+}
+
+function isReplyShape(v: unknown): v is { status?: unknown; headers?: unknown; body?: unknown; isBase64Encoded?: unknown } {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false
+  const keys = Object.keys(v)
+  return keys.length > 0 && keys.every((k) => k === 'status' || k === 'headers' || k === 'body' || k === 'isBase64Encoded')
+}
+
+/**
+ * Turns a function's return value into an HTTP reply: `{ status, headers, body }` (body: string,
+ * or JSON; `isBase64Encoded: true` for binary), or any other value as a 200 JSON body.
+ */
+export function toReply(value: unknown, fn: string, invocationId: string): HttpReply {
+  if (!isReplyShape(value)) return { status: 200, headers: {}, body: value ?? null }
+  const status = value.status === undefined ? 200 : value.status
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
+    throw new SluiceError('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${fn} returned an invalid HTTP status`, { context: { function: fn, invocationId } })
+  }
+  const headers: Record<string, string> = {}
+  if (value.headers !== undefined) {
+    if (value.headers === null || typeof value.headers !== 'object') {
+      throw new SluiceError('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${fn} returned headers that are not an object`, { context: { function: fn, invocationId } })
+    }
+    for (const [k, v] of Object.entries(value.headers as Record<string, unknown>)) {
+      const name = k.toLowerCase()
+      if (RESERVED_REPLY_HEADERS.has(name) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) continue
+      const text = String(v)
+      if (/[\r\n]/.test(text)) continue
+      headers[name] = text
+    }
+  }
+  let body = value.body ?? null
+  if (value.isBase64Encoded === true && typeof body === 'string') body = Buffer.from(body, 'base64')
+  return { status, headers, body }
+}
+
+function failure(r: InvocationResult, fn: string): SluiceError {
+  const code = r.error?.code ?? 'SLUICE_ERR_FUNCTION_THREW'
+  const message =
+    code === 'SLUICE_ERR_FUNCTION_TIMEOUT'
+      ? `function ${fn} timed out`
+      : `function ${fn} failed (${code}); the invocation id leads to its logs`
+  return new SluiceError(code, message, { context: { function: fn, invocationId: r.invocationId } })
+}
+
+/**
+ * HTTP trigger: one route under /api per function. Each request is one event and one invocation
+ * (batches of one, no retries: the caller sees the error and decides), answered with what the
+ * function returns.
+ */
+export class HttpConnector implements Connector {
+  private stopped = false
+
+  constructor(private readonly spec: TriggerSpec<HttpTriggerOptions, never>) {}
+
+  async start(ctx: ConnectorContext): Promise<void> {
+    const { functionName, trigger } = this.spec
+    if (!ctx.http) throw new SluiceError('SLUICE_ERR_CONNECTOR_START', 'the HTTP connector needs the gateway HTTP server')
+    ctx.http.route({
+      methods: trigger.methods,
+      url: routeUrl(trigger.route),
+      auth: trigger.auth,
+      handle: async (req: HttpRequestInfo, signal: AbortSignal) => {
+        if (this.stopped) throw new SluiceError('SLUICE_ERR_HTTP_SHUTTING_DOWN', 'the gateway is shutting down')
+        const headers: Record<string, string | string[] | undefined> = {}
+        for (const [k, v] of Object.entries(req.headers)) if (!HIDDEN_HEADERS.has(k)) headers[k] = v
+        const r = await ctx.invoke(
+          [
+            {
+              id: req.requestId,
+              source: `http://${functionName}`,
+              time: new Date().toISOString(),
+              body: req.body ?? null,
+              meta: { method: req.method, path: req.path, url: req.url, params: req.params, query: req.query, headers, ip: req.ip },
+            },
+          ],
+          { signal },
+        )
+        if (!r.ok) throw failure(r, functionName)
+        return toReply(r.value, functionName, r.invocationId)
+      },
+    })
+    ctx.setHealth(true)
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+  }
+}

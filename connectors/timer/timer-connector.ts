@@ -1,0 +1,136 @@
+import { createTask, type ScheduledTask } from 'node-cron'
+import type { Connector, ConnectorContext, Outcome, TriggerSpec } from '../../src/sdk/index.js'
+import type { TimerTriggerOptions } from './options.js'
+
+/** What is persisted per timer function (Azure's "schedule status"). */
+export interface ScheduleStatus {
+  /** Scheduled time of the last tick that ran. */
+  last?: string
+  /** The next tick, as known when the gateway last ran: a past value at start means missed ticks. */
+  next?: string
+  lastUpdated?: string
+  lastOutcome?: Outcome['status']
+  skipped?: number
+}
+
+/** The event body a timer function receives. */
+export interface TimerBody {
+  scheduledAt: string
+  isPastDue: boolean
+  schedule: string
+  scheduleStatus: { last?: string; next?: string; lastUpdated?: string }
+}
+
+/** A tick claimed by one gateway instance stays claimed this long (instances sharing a store). */
+const CLAIM_TTL_MS = 24 * 3600 * 1000
+/** A stored `next` this far in the past at start counts as a missed tick. */
+const MISSED_GRACE_MS = 1000
+
+/**
+ * Timer trigger (node-cron, 6 fields with seconds, timezone). One tick is one event. Ticks do not
+ * overlap: a tick that comes while the previous run (with its retries) still goes on is skipped
+ * and counted. The schedule status is kept in the store, so after downtime `catchUp: latest`
+ * runs the missed schedule once with isPastDue: true.
+ */
+export class TimerConnector implements Connector {
+  private task: ScheduledTask | undefined
+  private running: Promise<void> | undefined
+  private status: ScheduleStatus = {}
+  private stopPromise: Promise<void> | undefined
+  private ctx: ConnectorContext | undefined
+  private onSkip: ((scheduledAt: Date) => void) | undefined
+
+  constructor(private readonly spec: TriggerSpec<TimerTriggerOptions, never>) {}
+
+  /** Called with the scheduled time of every skipped tick (the gateway counts them). */
+  onSkipped(fn: (scheduledAt: Date) => void): void {
+    this.onSkip = fn
+  }
+
+  async start(ctx: ConnectorContext): Promise<void> {
+    this.ctx = ctx
+    const t = this.spec.trigger
+    this.status = (await ctx.state.get<ScheduleStatus>('status')) ?? {}
+    const log = ctx.log
+    this.task = createTask(t.schedule, (c) => this.tick(c.date, false), {
+      name: `timer:${this.spec.functionName}`,
+      timezone: t.timezone ?? 'UTC',
+      logger: {
+        info: (m) => log.debug({ cron: true }, m),
+        warn: (m) => log.warn({ cron: true }, m),
+        error: (m) => log.error({ cron: true }, String(m)),
+        debug: (m) => log.debug({ cron: true }, String(m)),
+      },
+    })
+    const previousNext = this.status.next
+    const missed = previousNext !== undefined && Date.parse(previousNext) < Date.now() - MISSED_GRACE_MS
+    await this.task.start()
+    await this.saveStatus()
+    ctx.setHealth(true)
+    if (missed && t.catchUp === 'latest') {
+      log.info({ missed: previousNext }, 'timer missed ticks while down; catching up once')
+      this.tick(new Date(previousNext), true)
+    } else if (t.runOnStartup) this.tick(new Date(), false)
+  }
+
+  /** The next scheduled tick, or undefined when stopped. */
+  nextRun(): Date | undefined {
+    return this.task?.getNextRun() ?? undefined
+  }
+
+  private tick(scheduledAt: Date, isPastDue: boolean): void {
+    const ctx = this.ctx
+    if (!ctx || this.stopPromise) return
+    if (this.running) {
+      this.status.skipped = (this.status.skipped ?? 0) + 1
+      ctx.log.warn({ scheduledAt: scheduledAt.toISOString() }, 'timer tick skipped: the previous run is still going')
+      this.onSkip?.(scheduledAt)
+      void this.saveStatus()
+      return
+    }
+    this.running = this.run(ctx, scheduledAt, isPastDue).finally(() => {
+      this.running = undefined
+    })
+  }
+
+  private async run(ctx: ConnectorContext, scheduledAt: Date, isPastDue: boolean): Promise<void> {
+    const fn = this.spec.functionName
+    const at = scheduledAt.toISOString()
+    // With several gateway instances on one store, exactly one runs each tick.
+    if (!(await ctx.state.claim(`tick:${at}`, CLAIM_TTL_MS))) return
+    const body: TimerBody = {
+      scheduledAt: at,
+      isPastDue,
+      schedule: this.spec.trigger.schedule,
+      scheduleStatus: { ...(this.status.last ? { last: this.status.last } : {}), ...(this.nextRun() ? { next: this.nextRun()?.toISOString() } : {}), ...(this.status.lastUpdated ? { lastUpdated: this.status.lastUpdated } : {}) },
+    }
+    const [outcome] = await ctx.deliver([
+      { id: `${fn}@${at}`, source: `timer://${fn}`, key: `timer:${fn}`, time: new Date().toISOString(), body, meta: { schedule: this.spec.trigger.schedule, timezone: this.spec.trigger.timezone ?? 'UTC', isPastDue } },
+    ])
+    if (outcome?.status === 'aborted') return
+    this.status.last = at
+    this.status.lastOutcome = outcome?.status
+    await this.saveStatus()
+  }
+
+  private async saveStatus(): Promise<void> {
+    const next = this.nextRun()
+    if (next) this.status.next = next.toISOString()
+    this.status.lastUpdated = new Date().toISOString()
+    try {
+      await this.ctx?.state.set('status', this.status)
+    } catch (e) {
+      this.ctx?.log.error({ err: (e as Error).message }, 'cannot save the schedule status')
+    }
+  }
+
+  stop(): Promise<void> {
+    this.stopPromise ??= (async () => {
+      const task = this.task
+      this.task = undefined
+      await task?.destroy()
+      await this.running
+    })()
+    return this.stopPromise
+  }
+}

@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto'
+import { CONNECTORS } from '../config/connectors.js'
+import { loadConfig, type LoadedConfig } from '../config/load.js'
+import { SluiceError } from '../errors.js'
+import { Gateway } from '../gateway.js'
+import { asLogger, createLogger } from '../log.js'
+import { Router } from '../router/router.js'
+import { SandboxPool } from '../sandbox/pool.js'
+import { Scheduler } from '../scheduler/scheduler.js'
+import type { InvocationResult, OutputBinding, TriggerEvent } from '../sdk/index.js'
+import { SqliteStore } from '../store/sqlite.js'
+import { adminRequest } from './remote.js'
+
+async function load(config: string, compile = true): Promise<LoadedConfig> {
+  return loadConfig(config, { connectors: CONNECTORS, compile })
+}
+
+/** `sluice start`: runs until SIGTERM/SIGINT, then drains and exits 0. */
+export async function runStart(configPath: string): Promise<number> {
+  const loaded = await load(configPath)
+  const logger = createLogger(loaded.config.log.level)
+  for (const note of loaded.notes) logger.info({ config: configPath }, note)
+  const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger })
+  return new Promise<number>((resolve) => {
+    let stopping = false
+    const stop = (signal: string) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting without draining')
+        resolve(1)
+        return
+      }
+      stopping = true
+      logger.info({ signal }, 'stopping: draining in-flight work')
+      gw.stop().then(
+        () => resolve(0),
+        () => resolve(1),
+      )
+    }
+    process.on('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', () => stop('SIGINT'))
+  })
+}
+
+/** `sluice validate`: every config error at once, and every function compiled. */
+export async function runValidate(configPath: string, json: boolean): Promise<number> {
+  const loaded = await load(configPath)
+  const fns = Object.values(loaded.config.functions)
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ ok: true, functions: fns.map((f) => f.name), connections: Object.keys(loaded.config.connections) })}\n`)
+  } else {
+    process.stdout.write(`${configPath}: ok (${fns.length} function${fns.length === 1 ? '' : 's'}, ${Object.keys(loaded.config.connections).length} connections)\n`)
+    for (const f of fns) process.stdout.write(`  ${f.name}: ${f.trigger.kind} trigger, ${f.code}\n`)
+    for (const n of loaded.notes) process.stdout.write(`  note: ${n}\n`)
+  }
+  return 0
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text) as unknown
+  } catch (e) {
+    throw new SluiceError('SLUICE_ERR_CLI_USAGE', `${what} is not valid JSON: ${(e as Error).message}`)
+  }
+}
+
+function eventsFrom(data: string | undefined, events: string | undefined): TriggerEvent[] {
+  const now = new Date().toISOString()
+  if (events !== undefined) {
+    const list = parseJson(events, '--events')
+    if (!Array.isArray(list)) throw new SluiceError('SLUICE_ERR_CLI_USAGE', '--events must be a JSON array of events')
+    return list.map((e: Partial<TriggerEvent>, i) => ({ id: e.id ?? `cli-${i}`, source: e.source ?? 'cli://invoke', time: e.time ?? now, body: e.body ?? null, meta: e.meta ?? {}, ...(e.key ? { key: e.key } : {}) }))
+  }
+  return [{ id: `cli-${randomUUID()}`, source: 'cli://invoke', time: now, body: data === undefined ? null : parseJson(data, '--data'), meta: {} }]
+}
+
+/**
+ * `sluice invoke`: with --url, through the running gateway's admin API (outputs are sent);
+ * without, in a sandbox started for the purpose (outputs are printed, not sent).
+ */
+export async function runInvoke(o: { config: string; fn: string; data?: string | undefined; events?: string | undefined; url?: string | undefined; key?: string | undefined }): Promise<number> {
+  const events = eventsFrom(o.data, o.events)
+  let result: InvocationResult
+  if (o.url) {
+    result = (await adminRequest({ url: o.url, key: o.key }, 'POST', `/admin/functions/${encodeURIComponent(o.fn)}/invoke`, { events })) as InvocationResult
+  } else {
+    const loaded = await load(o.config)
+    const fn = loaded.config.functions[o.fn]
+    const code = loaded.compiled.get(o.fn)
+    if (!fn || !code) throw new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `no function named ${o.fn} in ${o.config} (have: ${Object.keys(loaded.config.functions).join(', ')})`)
+    const log = asLogger(createLogger('warn', process.stderr as never))
+    const pool = new SandboxPool({ hosts: 1, prewarm: 0, prewarmSizes: [], log })
+    const store = new SqliteStore(':memory:')
+    await pool.start()
+    try {
+      pool.registerCode(code.hash, code.code)
+      const scheduler = new Scheduler(pool, { gateway: 0, log, hostMemoryMb: Math.max(fn.memoryMb, 64), maxInstancesPerHost: 1 })
+      scheduler.register({ name: fn.name, hash: code.hash, memoryMb: fn.memoryMb, outputs: Object.keys(fn.outputs), timeoutMs: fn.timeoutMs, cpuTimeMs: fn.cpuTimeMs, scale: { ...fn.scale, min: 0 } })
+      const printOnly: OutputBinding = { publish: async () => undefined, close: async () => undefined }
+      const router = new Router({ gateway: 0, log, scheduler, store })
+      router.register({ name: fn.name, batch: fn.batch, retry: fn.retry, maxBacklog: fn.maxBacklog, orderKey: fn.orderKey, maxConcurrency: 1, outputs: new Map(Object.keys(fn.outputs).map((n) => [n, printOnly])) })
+      result = await router.invoke(fn.name, events)
+      scheduler.close()
+    } finally {
+      await pool.close()
+      await store.close()
+    }
+  }
+  for (const l of result.logs) process.stderr.write(`[${l.level}] ${l.msg}\n`)
+  const { logs: _logs, ...rest } = result
+  process.stdout.write(`${JSON.stringify(rest, null, 2)}\n`)
+  return result.ok ? 0 : 1
+}

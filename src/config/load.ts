@@ -1,0 +1,311 @@
+import { readFile } from 'node:fs/promises'
+import { existsSync, statSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { isAbsolute, relative, resolve } from 'node:path'
+import { Type, type TSchema } from '@sinclair/typebox'
+import { Value, ValueErrorType } from '@sinclair/typebox/value'
+import { SluiceError, type ErrorCode } from '../errors.js'
+import type { ConnectorDefinition } from '../sdk/index.js'
+import { compileFunction, type CompiledFunction } from '../sandbox/compile.js'
+import { YamlSource, type Path, type Positioned } from './yaml-source.js'
+import {
+  adminSchema,
+  buildFunctionSchema,
+  httpSchema,
+  logSchema,
+  NAME_PATTERN,
+  storeSchema,
+  workersSchema,
+  type ConnectionConfig,
+  type FunctionConfig,
+  type GatewayConfig,
+} from './schema.js'
+import { semanticChecks } from './checks.js'
+
+/** One configuration problem, positioned in the file (path: dotted key path). */
+export type ConfigIssue = Positioned
+
+export interface LoadedConfig {
+  config: GatewayConfig
+  /** Compiled code per function (absent when loaded with compile: false). */
+  compiled: Map<string, CompiledFunction>
+  /** Things worth a log line that are not errors (unset optional ${VAR}s). */
+  notes: string[]
+}
+
+export interface LoadOptions {
+  connectors: readonly ConnectorDefinition[]
+  env?: Record<string, string | undefined>
+  /** Project root for relative paths. Default: process.cwd(). */
+  root?: string
+  /** Compile every function (default true). */
+  compile?: boolean
+}
+
+export function formatIssue(i: ConfigIssue): string {
+  return `${i.file}:${i.line}:${i.col} ${i.path ? `${i.path} ` : ''}${i.message} [${i.code}]`
+}
+
+export function configError(issues: ConfigIssue[]): SluiceError {
+  const err = new SluiceError(
+    'SLUICE_ERR_CONFIG_INVALID',
+    `configuration has ${issues.length} error${issues.length === 1 ? '' : 's'}:\n${issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
+  )
+  Object.defineProperty(err, 'issues', { value: issues, enumerable: true })
+  return err
+}
+
+export function issuesOf(err: unknown): ConfigIssue[] {
+  const issues = (err as { issues?: unknown } | null)?.issues
+  return Array.isArray(issues) ? (issues as ConfigIssue[]) : []
+}
+
+/** Reads, validates and compiles a configuration file. Throws SLUICE_ERR_CONFIG_INVALID listing every issue. */
+export async function loadConfig(file: string, opts: LoadOptions): Promise<LoadedConfig> {
+  const abs = resolve(file)
+  let text: string
+  try {
+    text = await readFile(abs, 'utf8')
+  } catch (e) {
+    throw new SluiceError('SLUICE_ERR_CONFIG_FILE', `cannot read configuration ${file}: ${(e as Error).message}`, { cause: e, context: { path: file } })
+  }
+  return parseConfig(text, abs, opts)
+}
+
+export async function parseConfig(text: string, file: string, opts: LoadOptions): Promise<LoadedConfig> {
+  const root = opts.root ?? process.cwd()
+  const displayFile = relative(root, file) || file
+  const src = new YamlSource(text, displayFile, opts.env ?? process.env)
+  const issues = [...src.issues]
+  const raw = src.value
+  if (issues.length > 0 && raw === undefined) throw configError(issues)
+
+  const config = validate(raw, src, opts.connectors, root, file, issues)
+  issues.push(...(config ? semanticChecks(config, opts.connectors, src) : []))
+  const compiled = new Map<string, CompiledFunction>()
+  if (config && opts.compile !== false) {
+    await Promise.all(
+      Object.values(config.functions).map(async (fn) => {
+        const at = src.locate(['functions', fn.name, 'code'])
+        if (!existsSync(fn.codePath) || !statSync(fn.codePath).isFile()) {
+          issues.push({ ...at, code: 'SLUICE_ERR_FUNCTION_NOT_FOUND', message: `function code file not found: ${fn.codePath}` })
+          return
+        }
+        try {
+          compiled.set(fn.name, await compileFunction(fn.codePath, { root, functionName: fn.name }))
+        } catch (e) {
+          const err = e as SluiceError
+          issues.push({ ...at, code: err.code, message: err.message })
+        }
+      }),
+    )
+  }
+  if (issues.length > 0 || !config) throw configError(sortIssues(issues))
+  return { config: deepFreeze(config), compiled, notes: src.notes }
+}
+
+function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
+  return issues.sort((a, b) => a.line - b.line || a.col - b.col)
+}
+
+const topSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    http: Type.Optional(httpSchema),
+    admin: Type.Optional(adminSchema),
+    store: Type.Optional(storeSchema),
+    workers: Type.Optional(workersSchema),
+    log: Type.Optional(logSchema),
+    connections: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    functions: Type.Record(Type.String(), Type.Unknown()),
+  },
+  { additionalProperties: false },
+)
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function describeUnion(schema: TSchema): string | undefined {
+  const anyOf = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf
+  if (!anyOf || !anyOf.every((s) => s.const !== undefined)) return undefined
+  return `must be one of: ${anyOf.map((s) => String(s.const)).join(', ')}`
+}
+
+/** Validates `value` against `schema`, reporting issues with `prefix` prepended to every path. */
+function check(schema: TSchema, value: unknown, prefix: Path, src: YamlSource, issues: ConfigIssue[], kindHint?: (path: Path) => ErrorCode | undefined): void {
+  const seen = new Set<string>()
+  for (const e of Value.Errors(schema, value)) {
+    const rel = e.path === '' ? [] : e.path.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    const path = [...prefix, ...rel]
+    let code: ErrorCode = 'SLUICE_ERR_CONFIG_TYPE'
+    let message = e.message.charAt(0).toLowerCase() + e.message.slice(1)
+    let at = src.locate(path)
+    switch (e.type) {
+      case ValueErrorType.ObjectAdditionalProperties: {
+        code = kindHint?.(path) ?? 'SLUICE_ERR_CONFIG_UNKNOWN_KEY'
+        const allowed = Object.keys((e.schema as { properties?: object }).properties ?? {})
+        message =
+          code === 'SLUICE_ERR_CONFIG_UNKNOWN_KEY'
+            ? `is not a known key${allowed.length ? ` (expected one of: ${allowed.join(', ')})` : ''}`
+            : `is not available (available: ${allowed.join(', ') || 'none'})`
+        at = src.locate(path, true)
+        break
+      }
+      case ValueErrorType.ObjectRequiredProperty: {
+        code = src.unsetEnv(path) ? 'SLUICE_ERR_CONFIG_ENV' : 'SLUICE_ERR_CONFIG_REQUIRED'
+        const unset = src.unsetEnv(path)
+        message = unset ? `is required but \${${unset}} is not set` : 'is required'
+        break
+      }
+      case ValueErrorType.ObjectMinProperties:
+      case ValueErrorType.ObjectMaxProperties:
+        if (path[path.length - 1] === 'trigger' || path[path.length - 2] === 'outputs') {
+          code = 'SLUICE_ERR_CONFIG_TRIGGER_COUNT'
+          message = path[path.length - 1] === 'trigger' ? 'must name exactly one trigger kind' : 'must name exactly one output kind'
+        }
+        break
+      case ValueErrorType.Union:
+        message = describeUnion(e.schema) ?? message
+        break
+      case ValueErrorType.StringPattern:
+        if ((e.schema as { pattern?: string }).pattern === NAME_PATTERN) {
+          code = 'SLUICE_ERR_CONFIG_NAME'
+          message = 'must start with a letter and use only letters, digits, - and _ (at most 63 characters)'
+        } else message = `does not match the expected form ${(e.schema as { pattern?: string }).pattern}`
+        break
+      default:
+        message = `${message} (got ${JSON.stringify(e.value) ?? 'nothing'})`
+    }
+    const key = `${path.join('.')}|${code}`
+    if (seen.has(key)) continue
+    // A union error on a path that also has a precise nested error adds nothing.
+    seen.add(key)
+    issues.push({ ...at, code, message, path: src.pathString(path) })
+  }
+}
+
+function validate(
+  raw: unknown,
+  src: YamlSource,
+  defs: readonly ConnectorDefinition[],
+  root: string,
+  file: string,
+  issues: ConfigIssue[],
+): GatewayConfig | undefined {
+  if (!isPlainObject(raw)) {
+    issues.push({ ...src.locate([]), code: 'SLUICE_ERR_CONFIG_TYPE', message: 'the configuration must be a mapping with a functions: key', path: '' })
+    return undefined
+  }
+  const before = issues.length
+  const top = Value.Default(topSchema, raw) as Record<string, unknown>
+  for (const k of ['http', 'admin', 'store', 'workers', 'log'] as const) if (top[k] === undefined) top[k] = {}
+  Value.Default(topSchema, top)
+  check(topSchema, top, [], src, issues)
+
+  const byKind = new Map(defs.map((d) => [d.kind, d]))
+  const connections: Record<string, ConnectionConfig> = {}
+  for (const [name, conn] of Object.entries(isPlainObject(top.connections) ? top.connections : {})) {
+    const path = ['connections', name]
+    if (!new RegExp(NAME_PATTERN).test(name)) continue // reported by the top-level check
+    if (!isPlainObject(conn)) {
+      issues.push({ ...src.locate(path), code: 'SLUICE_ERR_CONFIG_TYPE', message: 'must be a mapping with a kind: key', path: src.pathString(path) })
+      continue
+    }
+    const kind = conn.kind
+    const def = typeof kind === 'string' ? byKind.get(kind) : undefined
+    if (!def?.connectionSchema) {
+      const available = defs.filter((d) => d.connectionSchema).map((d) => d.kind)
+      issues.push({
+        ...src.locate([...path, 'kind']),
+        code: kind === undefined ? 'SLUICE_ERR_CONFIG_REQUIRED' : 'SLUICE_ERR_CONFIG_UNKNOWN_CONNECTION_KIND',
+        message:
+          kind === undefined
+            ? 'is required'
+            : `connection kind ${JSON.stringify(kind)} is not available in this build (available: ${available.join(', ') || 'none'})`,
+        path: src.pathString([...path, 'kind']),
+      })
+      continue
+    }
+    const schema = Type.Composite([Type.Object({ kind: Type.Literal(def.kind) }), def.connectionSchema as ReturnType<typeof Type.Object>], {
+      additionalProperties: false,
+    })
+    const filled = Value.Default(schema, conn) as Record<string, unknown>
+    check(schema, filled, path, src, issues)
+    const { kind: _kind, ...options } = filled
+    connections[name] = { name, kind: def.kind, options }
+  }
+
+  const fnSchema = buildFunctionSchema(defs)
+  const functions: Record<string, FunctionConfig> = {}
+  const fnEntries = isPlainObject(top.functions) ? Object.entries(top.functions) : []
+  if (isPlainObject(top.functions) && fnEntries.length === 0) {
+    issues.push({ ...src.locate(['functions']), code: 'SLUICE_ERR_CONFIG_REQUIRED', message: 'must declare at least one function', path: 'functions' })
+  }
+  for (const [name, fnRaw] of fnEntries) {
+    const path = ['functions', name]
+    if (!new RegExp(NAME_PATTERN).test(name)) continue
+    if (!isPlainObject(fnRaw)) {
+      issues.push({ ...src.locate(path), code: 'SLUICE_ERR_CONFIG_TYPE', message: 'must be a mapping with code: and trigger:', path: src.pathString(path) })
+      continue
+    }
+    for (const k of ['batch', 'retry', 'scale'] as const) if (fnRaw[k] === undefined) fnRaw[k] = {}
+    const fn = Value.Default(fnSchema, fnRaw) as Record<string, unknown>
+    const kindHint = (p: Path): ErrorCode | undefined => {
+      const parent = p[p.length - 2]
+      if (p.length === 4 && parent === 'trigger') return 'SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER'
+      if (p.length === 5 && p[2] === 'outputs') return 'SLUICE_ERR_CONFIG_UNKNOWN_OUTPUT'
+      return undefined
+    }
+    const errorsBefore = issues.length
+    check(fnSchema, fn, path, src, issues, kindHint)
+    if (issues.length > errorsBefore) continue
+    const triggerEntry = Object.entries(fn.trigger as Record<string, Record<string, unknown>>)[0]
+    if (!triggerEntry) continue
+    const [kind, options] = triggerEntry
+    const outputs: FunctionConfig['outputs'] = {}
+    for (const [outName, out] of Object.entries((fn.outputs ?? {}) as Record<string, Record<string, Record<string, unknown>>>)) {
+      const entry = Object.entries(out)[0]
+      if (!entry) continue
+      outputs[outName] = { kind: entry[0], options: entry[1], ...(typeof entry[1].connection === 'string' ? { connection: entry[1].connection } : {}) }
+    }
+    const code = fn.code as string
+    const timeoutMs = fn.timeoutMs as number
+    functions[name] = {
+      name,
+      code,
+      codePath: isAbsolute(code) ? code : resolve(root, code),
+      trigger: { kind, options, ...(typeof options.connection === 'string' ? { connection: options.connection } : {}) },
+      batch: fn.batch as FunctionConfig['batch'],
+      retry: fn.retry as FunctionConfig['retry'],
+      timeoutMs,
+      cpuTimeMs: (fn.cpuTimeMs as number | undefined) ?? timeoutMs,
+      memoryMb: fn.memoryMb as number,
+      scale: fn.scale as FunctionConfig['scale'],
+      maxBacklog: fn.maxBacklog as number,
+      orderKey: fn.orderKey as string,
+      outputs,
+    }
+  }
+  if (issues.length > before) return undefined
+  const workers = top.workers as GatewayConfig['workers']
+  return {
+    file,
+    root,
+    http: top.http as GatewayConfig['http'],
+    admin: top.admin as GatewayConfig['admin'],
+    store: top.store as GatewayConfig['store'],
+    workers: { ...workers, hosts: workers.hosts ?? Math.max(1, availableParallelism()) },
+    log: top.log as GatewayConfig['log'],
+    connections,
+    functions,
+  }
+}
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
+    Object.freeze(v)
+    for (const x of Object.values(v)) deepFreeze(x)
+  }
+  return v
+}

@@ -1,0 +1,178 @@
+/**
+ * The configuration schema: one TypeBox declaration per section gives the TypeScript types, the
+ * validation, the defaults and the JSON Schema (schema/sluice.schema.json, `npm run docs`).
+ * Trigger, output and connection sections come from each connector's options.ts.
+ */
+import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox'
+import { OneOf, Strict } from '../sdk/schema.js'
+import type { ConnectorDefinition } from '../sdk/index.js'
+
+export const NAME_PATTERN = '^[A-Za-z][A-Za-z0-9_-]{0,62}$'
+
+export const httpSchema = Type.Object(
+  {
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 7071, description: '0 picks a free port.' }),
+    host: Type.String({ minLength: 1, default: '0.0.0.0' }),
+    bodyLimit: Type.Integer({ minimum: 1024, maximum: 104857600, default: 1048576, description: 'Largest request body in bytes (413 above).' }),
+    requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 30000 }),
+    keepAliveTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 72000 }),
+  },
+  Strict,
+)
+
+export const adminSchema = Type.Object(
+  {
+    key: Type.Optional(
+      Type.String({ minLength: 16, description: 'Admin key (x-sluice-key header). Without one the admin API answers on loopback only.' }),
+    ),
+  },
+  Strict,
+)
+
+export const storeSchema = Type.Object(
+  {
+    kind: OneOf(['sqlite', 'postgres'], { default: 'sqlite' }),
+    path: Type.String({ minLength: 1, default: '.sluice/state.db', description: 'SQLite file, relative to the project root.' }),
+    url: Type.Optional(Type.String({ minLength: 1, description: 'postgres: connection URL.' })),
+  },
+  Strict,
+)
+
+export const workersSchema = Type.Object(
+  {
+    hosts: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'Worker-host processes. Default: the number of cores.' })),
+    memoryMb: Type.Integer({ minimum: 64, maximum: 65536, default: 2048, description: 'Heap budget per worker host, shared by its instances.' }),
+    maxInstancesPerHost: Type.Integer({ minimum: 1, maximum: 10000, default: 500 }),
+    prewarm: Type.Integer({ minimum: 0, maximum: 64, default: 2, description: 'Blank isolates kept ready per host to cut cold starts.' }),
+  },
+  Strict,
+)
+
+export const logSchema = Type.Object(
+  {
+    level: OneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
+  },
+  Strict,
+)
+
+export const batchSchema = Type.Object(
+  {
+    maxSize: Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'Most events per invocation.' }),
+    maxWaitMs: Type.Integer({ minimum: 0, maximum: 60000, default: 20, description: 'Longest wait for a batch to fill.' }),
+  },
+  Strict,
+)
+
+export const retrySchema = Type.Object(
+  {
+    maxAttempts: Type.Integer({ minimum: 1, maximum: 1000, default: 5 }),
+    backoff: OneOf(['fixed', 'exponential'], { default: 'exponential' }),
+    initialDelayMs: Type.Integer({ minimum: 0, maximum: 3600000, default: 200 }),
+    maxDelayMs: Type.Integer({ minimum: 0, maximum: 86400000, default: 30000 }),
+  },
+  Strict,
+)
+
+export const scaleSchema = Type.Object(
+  {
+    min: Type.Integer({ minimum: 0, maximum: 1000, default: 0, description: 'Instances kept warm (0: scale to zero).' }),
+    max: Type.Integer({ minimum: 1, maximum: 1000, default: 4, description: 'Most instances running at once.' }),
+    idleTimeoutMs: Type.Integer({ minimum: 100, maximum: 86400000, default: 60000, description: 'Idle time before an instance above min is stopped.' }),
+  },
+  Strict,
+)
+
+function kindsObject(defs: readonly ConnectorDefinition[], pick: (d: ConnectorDefinition) => TSchema | undefined): TObject {
+  const props: Record<string, TSchema> = {}
+  for (const d of defs) {
+    const s = pick(d)
+    if (s) props[d.kind] = Type.Optional(s)
+  }
+  return Type.Object(props, { ...Strict, minProperties: 1, maxProperties: 1 })
+}
+
+export function buildFunctionSchema(defs: readonly ConnectorDefinition[]) {
+  return Type.Object(
+    {
+      code: Type.String({ minLength: 1, description: 'The function module (.ts or .js), relative to the project root.' }),
+      trigger: kindsObject(defs, (d) => d.triggerSchema),
+      batch: Type.Optional(batchSchema),
+      retry: Type.Optional(retrySchema),
+      timeoutMs: Type.Integer({ minimum: 1, maximum: 900000, default: 5000, description: 'Wall-clock deadline per invocation.' }),
+      cpuTimeMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 900000, description: 'CPU time limit per invocation. Default: timeoutMs.' })),
+      memoryMb: Type.Integer({ minimum: 8, maximum: 4096, default: 64, description: 'Heap limit of each instance.' }),
+      scale: Type.Optional(scaleSchema),
+      maxBacklog: Type.Integer({ minimum: 1, maximum: 10000000, default: 10000, description: 'Events waiting before connectors are slowed (HTTP answers 429).' }),
+      orderKey: Type.String({
+        default: 'source',
+        pattern: '^(source|none|(body|meta)(\\.[A-Za-z0-9_$-]+)+)$',
+        description: 'Events with the same key run in order: source (topic, partition, queue), none, or a path such as body.station.',
+      }),
+      outputs: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), kindsObject(defs, (d) => d.outputSchema))),
+    },
+    Strict,
+  )
+}
+
+export function buildConfigSchema(defs: readonly ConnectorDefinition[]) {
+  const connectionKinds = defs.filter((d) => d.connectionSchema !== undefined)
+  const connection =
+    connectionKinds.length === 0
+      ? Type.Object({ kind: Type.String() })
+      : Type.Union(connectionKinds.map((d) => Type.Composite([Type.Object({ kind: Type.Literal(d.kind) }), d.connectionSchema as TObject])))
+  return Type.Object(
+    {
+      $schema: Type.Optional(Type.String()),
+      http: Type.Optional(httpSchema),
+      admin: Type.Optional(adminSchema),
+      store: Type.Optional(storeSchema),
+      workers: Type.Optional(workersSchema),
+      log: Type.Optional(logSchema),
+      connections: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), connection)),
+      functions: Type.Record(Type.String({ pattern: NAME_PATTERN }), buildFunctionSchema(defs)),
+    },
+    { ...Strict, title: 'sluice gateway configuration' },
+  )
+}
+
+export type BatchConfig = Static<typeof batchSchema>
+export type RetryConfig = Static<typeof retrySchema>
+export type ScaleConfig = Static<typeof scaleSchema>
+
+/** A function's configuration after validation, with every default filled in. */
+export interface FunctionConfig {
+  name: string
+  code: string
+  /** Absolute path of the code file. */
+  codePath: string
+  trigger: { kind: string; options: Record<string, unknown>; connection?: string }
+  batch: BatchConfig
+  retry: RetryConfig
+  timeoutMs: number
+  cpuTimeMs: number
+  memoryMb: number
+  scale: ScaleConfig
+  maxBacklog: number
+  orderKey: string
+  outputs: Record<string, { kind: string; options: Record<string, unknown>; connection?: string }>
+}
+
+export interface ConnectionConfig {
+  name: string
+  kind: string
+  options: Record<string, unknown>
+}
+
+export interface GatewayConfig {
+  /** Absolute path of the config file ('' when built in code). */
+  file: string
+  /** The project root: relative paths resolve against it. */
+  root: string
+  http: Static<typeof httpSchema>
+  admin: Static<typeof adminSchema>
+  store: Static<typeof storeSchema>
+  workers: Required<Static<typeof workersSchema>>
+  log: Static<typeof logSchema>
+  connections: Record<string, ConnectionConfig>
+  functions: Record<string, FunctionConfig>
+}

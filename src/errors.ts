@@ -1,0 +1,177 @@
+/**
+ * The one registry of sluice error codes. Codes are stable and never reused: users, dashboards
+ * and tests match on `code`, never on `instanceof` (errors cross isolate and process boundaries
+ * and lose their prototype on the way). `docs/errors.md` is generated from this table and a test
+ * keeps the two in step (`npm run docs`).
+ */
+
+export interface ErrorSpec {
+  /** Whether trying the same thing again later can succeed. */
+  readonly retriable: boolean
+  /** HTTP status used when the error answers an HTTP request. */
+  readonly status: number
+  /** One line: what happened. */
+  readonly summary: string
+  /** What the user should do about it. */
+  readonly hint: string
+}
+
+const spec = (retriable: boolean, status: number, summary: string, hint: string): ErrorSpec => ({
+  retriable,
+  status,
+  summary,
+  hint,
+})
+
+export const ERRORS = {
+  // Configuration
+  SLUICE_ERR_CONFIG_INVALID: spec(false, 400, 'The configuration has errors.', 'Fix every error listed with it; each names file:line:col and the key path.'),
+  SLUICE_ERR_CONFIG_FILE: spec(false, 400, 'The configuration file cannot be read.', 'Check the --config path and its permissions.'),
+  SLUICE_ERR_CONFIG_YAML: spec(false, 400, 'The configuration is not valid YAML.', 'Fix the syntax at the position given.'),
+  SLUICE_ERR_CONFIG_ALIAS_LIMIT: spec(false, 400, 'The YAML expands too many aliases (possible alias bomb).', 'Remove the alias chain; sluice refuses documents that expand aliases more than a few hundred times.'),
+  SLUICE_ERR_CONFIG_DUPLICATE_KEY: spec(false, 400, 'A key appears twice in one mapping.', 'Keep one of the two keys.'),
+  SLUICE_ERR_CONFIG_UNKNOWN_KEY: spec(false, 400, 'A key is not part of the configuration schema.', 'Check the spelling against docs/configuration.md or the JSON Schema in schema/sluice.schema.json.'),
+  SLUICE_ERR_CONFIG_REQUIRED: spec(false, 400, 'A required key is missing.', 'Add the key named in the message.'),
+  SLUICE_ERR_CONFIG_TYPE: spec(false, 400, 'A value has the wrong type or is out of range.', 'Change the value to what the message says is expected.'),
+  SLUICE_ERR_CONFIG_ENV: spec(false, 400, 'A ${VAR} reference names an unset environment variable.', 'Set the variable, or give a default with ${VAR:-default}.'),
+  SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER: spec(false, 400, 'A trigger kind is unknown or not available in this build.', 'Use one of the trigger kinds the message lists.'),
+  SLUICE_ERR_CONFIG_UNKNOWN_OUTPUT: spec(false, 400, 'An output kind is unknown or not available in this build.', 'Use one of the output kinds the message lists.'),
+  SLUICE_ERR_CONFIG_TRIGGER_COUNT: spec(false, 400, 'A function must have exactly one trigger kind.', 'Keep one trigger per function; bind a second trigger with a second function entry.'),
+  SLUICE_ERR_CONFIG_UNKNOWN_CONNECTION_KIND: spec(false, 400, 'A connection kind is unknown or not available in this build.', 'Use one of the connection kinds the message lists.'),
+  SLUICE_ERR_CONFIG_CONNECTION: spec(false, 400, 'A trigger or output names a connection that does not exist or has another kind.', 'Declare the connection under connections: with the matching kind.'),
+  SLUICE_ERR_CONFIG_CRON: spec(false, 400, 'A timer schedule is not a valid cron expression.', 'Use 6 fields with seconds: "sec min hour day month weekday", e.g. "0 */5 * * * *".'),
+  SLUICE_ERR_CONFIG_TIMEZONE: spec(false, 400, 'A timezone is not a known IANA zone name.', 'Use a name such as Europe/Amsterdam or UTC.'),
+  SLUICE_ERR_CONFIG_ROUTE: spec(false, 400, 'An HTTP route is invalid or used by two functions.', 'Give each HTTP function its own route and method set.'),
+  SLUICE_ERR_CONFIG_NAME: spec(false, 400, 'A function or connection name is not allowed.', 'Use letters, digits, "-" and "_" only, starting with a letter.'),
+
+  // Functions (user code)
+  SLUICE_ERR_FUNCTION_NOT_FOUND: spec(false, 404, 'The function does not exist, or its code file is missing.', 'Check the function name, or the code: path in the configuration.'),
+  SLUICE_ERR_FUNCTION_COMPILE: spec(false, 400, 'The function code does not compile.', 'Fix the error at the file position given; run `sluice validate`.'),
+  SLUICE_ERR_FUNCTION_EXPORT: spec(false, 400, 'The function module has no default export that is a function.', 'Add `export default async function (events, ctx) { ... }`.'),
+  SLUICE_ERR_FUNCTION_THREW: spec(true, 500, 'The function threw an error or returned a rejected promise.', 'Read the message and logs of the invocation; the event is retried per the retry policy.'),
+  SLUICE_ERR_FUNCTION_EVENT_FAILED: spec(true, 500, 'The function reported this event as failed ({ failed: [ids] }).', 'The event is retried alone per the retry policy; see the invocation logs for why the function failed it.'),
+  SLUICE_ERR_FUNCTION_TIMEOUT: spec(true, 504, 'The function ran past its timeoutMs deadline and was stopped.', 'Make the function faster, use smaller batches, or raise timeoutMs.'),
+  SLUICE_ERR_FUNCTION_CPU_LIMIT: spec(true, 504, 'The function used more CPU time than cpuTimeMs allows and was stopped.', 'Make the function cheaper or raise cpuTimeMs.'),
+  SLUICE_ERR_FUNCTION_MEMORY_LIMIT: spec(true, 500, 'The function used more heap than memoryMb allows and was stopped.', 'Process smaller batches or raise memoryMb.'),
+  SLUICE_ERR_FUNCTION_RESULT_TOO_LARGE: spec(false, 500, 'The function returned (or output) more data than the result limit allows.', 'Return less data; send bulk data through an output binding in several messages.'),
+  SLUICE_ERR_FUNCTION_RESULT_INVALID: spec(false, 500, 'The function returned a value that cannot be serialized as JSON, or an invalid { failed } list.', 'Return plain JSON data; `failed` must be an array of event ids.'),
+  SLUICE_ERR_FUNCTION_OUTPUT_UNKNOWN: spec(false, 500, 'The function wrote to an output that is not configured.', 'Declare the output under the function\'s outputs:, or fix its name.'),
+  SLUICE_ERR_FUNCTION_CRASHED: spec(true, 500, 'The function\'s sandbox died while it ran (its worker host crashed or its isolate was lost).', 'The batch is retried on another instance; if it repeats, the function is likely the cause (native crash or huge allocation).'),
+
+  // Sandbox and workers
+  SLUICE_ERR_SANDBOX_UNAVAILABLE: spec(true, 503, 'No worker host is available to run the function.', 'Wait for worker hosts to restart; check the logs for why they exit.'),
+  SLUICE_ERR_SANDBOX_INSTANCE_START: spec(true, 500, 'A function instance could not be started.', 'Check memoryMb and the function\'s module-level code; see the cause.'),
+  SLUICE_ERR_SANDBOX_CLOSED: spec(true, 503, 'The sandbox is shutting down.', 'Retry against a running gateway.'),
+
+  // Router and delivery
+  SLUICE_ERR_ROUTER_CLOSED: spec(true, 503, 'The router is shutting down and accepts no new events.', 'The source keeps the event; it is delivered again after restart.'),
+  SLUICE_ERR_ROUTER_OVERLOADED: spec(true, 429, 'The function\'s backlog is full.', 'Retry after the Retry-After delay, raise scale.max, or raise maxBacklog.'),
+  SLUICE_ERR_EVENT_INVALID: spec(false, 400, 'An event is not valid (it is not JSON data, or misses an id).', 'Send events as JSON objects; in admin invoke each event needs a body.'),
+  SLUICE_ERR_OUTPUT_FAILED: spec(true, 502, 'An output binding could not confirm a message.', 'Check the output connection; the input event is retried.'),
+  SLUICE_ERR_DEAD_LETTER_NOT_FOUND: spec(false, 404, 'No dead letter has that id.', 'List dead letters with GET /admin/dead-letters.'),
+
+  // Store
+  SLUICE_ERR_STORE_OPEN: spec(false, 500, 'The state store cannot be opened.', 'Check store.path (the folder must be writable) or the store URL.'),
+  SLUICE_ERR_STORE_UNAVAILABLE: spec(false, 400, 'The configured store kind is not available in this build.', 'Use store.kind: sqlite.'),
+
+  // Connectors
+  SLUICE_ERR_CONNECTOR_START: spec(true, 503, 'A connector could not start.', 'Check the connection settings and that the broker is reachable.'),
+
+  // HTTP surface
+  SLUICE_ERR_HTTP_BAD_REQUEST: spec(false, 400, 'The request is malformed.', 'Fix the request as the message says.'),
+  SLUICE_ERR_HTTP_BAD_JSON: spec(false, 400, 'The request body is not valid JSON.', 'Send a valid JSON body, or another content type.'),
+  SLUICE_ERR_HTTP_PROTO_POISONING: spec(false, 400, 'The JSON body contains __proto__ or constructor.prototype keys.', 'Remove those keys from the body.'),
+  SLUICE_ERR_HTTP_BODY_TOO_LARGE: spec(false, 413, 'The request body is larger than http.bodyLimit.', 'Send a smaller body or raise http.bodyLimit.'),
+  SLUICE_ERR_HTTP_UNSUPPORTED_MEDIA: spec(false, 415, 'The request content type is not supported.', 'Send application/json, text/* or application/octet-stream.'),
+  SLUICE_ERR_HTTP_UNAUTHORIZED: spec(false, 401, 'The key is missing or wrong.', 'Send the function key in x-functions-key (or the admin key in x-sluice-key).'),
+  SLUICE_ERR_HTTP_FORBIDDEN: spec(false, 403, 'The admin API answers on loopback only when no admin key is set.', 'Call from the gateway machine, or set admin.key and send it in x-sluice-key.'),
+  SLUICE_ERR_HTTP_NOT_FOUND: spec(false, 404, 'No route matches the request.', 'Check the URL; HTTP functions are under /api/<route>.'),
+  SLUICE_ERR_HTTP_TIMEOUT: spec(true, 408, 'The request took longer than the server allows.', 'Send the request faster, or raise http.requestTimeoutMs.'),
+  SLUICE_ERR_HTTP_SHUTTING_DOWN: spec(true, 503, 'The gateway is shutting down.', 'Retry against another instance or after restart.'),
+
+  // CLI
+  SLUICE_ERR_CLI_USAGE: spec(false, 2, 'The command line is not valid.', 'Run `sluice --help`.'),
+  SLUICE_ERR_CLI_REMOTE: spec(true, 1, 'The running gateway could not be reached or answered with an error.', 'Check --url and that the gateway runs; pass the admin key with --key or SLUICE_ADMIN_KEY.'),
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof ERRORS
+
+/** Context attached to an error, shown in logs and API answers. */
+export interface ErrorContext {
+  function?: string
+  connection?: string
+  path?: string
+  [key: string]: unknown
+}
+
+/** The serialized form of an error: what crosses process and isolate boundaries and HTTP. */
+export interface ErrorInfo {
+  code: ErrorCode
+  message: string
+  retriable: boolean
+  context?: ErrorContext
+}
+
+export class SluiceError extends Error {
+  readonly code: ErrorCode
+  readonly retriable: boolean
+  readonly context: ErrorContext
+
+  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; context?: ErrorContext; retriable?: boolean } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
+    this.name = 'SluiceError'
+    this.code = code
+    this.retriable = opts.retriable ?? ERRORS[code].retriable
+    this.context = opts.context ?? {}
+  }
+
+  get status(): number {
+    return ERRORS[this.code].status
+  }
+
+  get hint(): string {
+    return ERRORS[this.code].hint
+  }
+
+  toJSON(): ErrorInfo {
+    const info: ErrorInfo = { code: this.code, message: this.message, retriable: this.retriable }
+    if (Object.keys(this.context).length > 0) info.context = this.context
+    return info
+  }
+}
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERRORS, code)
+}
+
+/** True when `err` carries a sluice code (optionally a given one), whatever its prototype. */
+export function hasCode(err: unknown, code?: ErrorCode): err is { code: ErrorCode; message: string } {
+  if (typeof err !== 'object' || err === null) return false
+  const c = (err as { code?: unknown }).code
+  return isErrorCode(c) && (code === undefined || c === code)
+}
+
+/** Rebuilds a SluiceError from its serialized form (after IPC or HTTP). */
+export function fromInfo(info: ErrorInfo): SluiceError {
+  return new SluiceError(info.code, info.message, { retriable: info.retriable, context: info.context ?? {} })
+}
+
+/**
+ * Turns anything thrown into ErrorInfo. Errors without a sluice code become `fallback`, keeping
+ * their message: dependency errors are mapped at the boundary where they are caught.
+ */
+export function toInfo(err: unknown, fallback: ErrorCode = 'SLUICE_ERR_FUNCTION_THREW'): ErrorInfo {
+  if (err instanceof SluiceError) return err.toJSON()
+  if (hasCode(err)) {
+    const e = err as { code: ErrorCode; message: string; retriable?: unknown; context?: ErrorContext }
+    const info: ErrorInfo = {
+      code: e.code,
+      message: String(e.message),
+      retriable: typeof e.retriable === 'boolean' ? e.retriable : ERRORS[e.code].retriable,
+    }
+    if (e.context) info.context = e.context
+    return info
+  }
+  const message = err instanceof Error ? err.message : String(err)
+  return { code: fallback, message, retriable: ERRORS[fallback].retriable }
+}

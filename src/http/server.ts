@@ -1,0 +1,97 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { SluiceError, hasCode, ERRORS, type ErrorCode } from '../errors.js'
+import type { Pino } from '../log.js'
+import type { GatewayConfig } from '../config/schema.js'
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; requestId: string; invocationId?: string }
+}
+
+export function errorBody(code: ErrorCode, message: string, requestId: string, invocationId?: string): ErrorBody {
+  const error: ErrorBody['error'] = { code, message, requestId }
+  if (invocationId) error.invocationId = invocationId
+  return { error }
+}
+
+/** Maps fastify's own errors (body parsing, limits, validation) to sluice codes. */
+function mapFastifyError(err: FastifyError): { code: ErrorCode; message: string } {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { code: 'SLUICE_ERR_HTTP_BODY_TOO_LARGE', message: 'the request body is larger than http.bodyLimit' }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { code: 'SLUICE_ERR_HTTP_UNSUPPORTED_MEDIA', message: err.message }
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { code: 'SLUICE_ERR_HTTP_BAD_JSON', message: err.message }
+    case 'FST_ERR_VALIDATION':
+      return { code: 'SLUICE_ERR_HTTP_BAD_REQUEST', message: err.message }
+    default:
+      break
+  }
+  if (/forbidden prototype property/i.test(err.message)) {
+    return { code: 'SLUICE_ERR_HTTP_PROTO_POISONING', message: 'the JSON body contains a __proto__ or constructor.prototype key' }
+  }
+  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) {
+    return { code: 'SLUICE_ERR_HTTP_BAD_JSON', message: `the body is not valid JSON: ${err.message}` }
+  }
+  if (err.statusCode === 413) return { code: 'SLUICE_ERR_HTTP_BODY_TOO_LARGE', message: err.message }
+  if (err.statusCode === 415) return { code: 'SLUICE_ERR_HTTP_UNSUPPORTED_MEDIA', message: err.message }
+  if (err.statusCode === 408) return { code: 'SLUICE_ERR_HTTP_TIMEOUT', message: err.message }
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return { code: 'SLUICE_ERR_HTTP_BAD_REQUEST', message: err.message }
+  return { code: 'SLUICE_ERR_HTTP_BAD_REQUEST', message: '' }
+}
+
+/** Sends a coded JSON error. Unknown errors become a 500 that names the request id, never a stack. */
+export function sendError(reply: FastifyReply, request: FastifyRequest, err: unknown): FastifyReply {
+  if (err instanceof SluiceError || hasCode(err)) {
+    const e = err as SluiceError
+    const status = ERRORS[e.code].status
+    if (e.code === 'SLUICE_ERR_ROUTER_OVERLOADED') void reply.header('retry-after', '1')
+    const invocationId = typeof e.context?.invocationId === 'string' ? e.context.invocationId : undefined
+    return reply.code(status >= 400 && status < 600 ? status : 500).send(errorBody(e.code, e.message, request.id, invocationId))
+  }
+  const fe = err as FastifyError
+  if (typeof fe?.code === 'string' && fe.code.startsWith('FST_') || (fe?.statusCode !== undefined && fe.statusCode < 500)) {
+    const mapped = mapFastifyError(fe)
+    if (mapped.message !== '') return reply.code(ERRORS[mapped.code].status).send(errorBody(mapped.code, mapped.message, request.id))
+  }
+  request.log.error({ err }, 'unhandled error in request')
+  return reply.code(500).send(errorBody('SLUICE_ERR_HTTP_BAD_REQUEST', `internal error; quote request id ${request.id} when reporting it`, request.id))
+}
+
+/**
+ * The one fastify server: HTTP-triggered functions under /api, the admin API, /metrics and the
+ * dashboard. JSON bodies are parsed with prototype-poisoning protection; other text types arrive
+ * as strings, anything else as base64.
+ */
+export function createHttpServer(config: GatewayConfig['http'], log: Pino): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: log as unknown as FastifyBaseLogger,
+    // Per-request logs would cost more than the request; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimit,
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+  })
+  app.addContentTypeParser(['text/plain', 'text/html', 'text/csv', 'text/xml', 'application/xml', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (_req, body, done) =>
+    done(null, body),
+  )
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, (body as Buffer).toString('base64')))
+  app.setErrorHandler((err, request, reply) => sendError(reply, request, err))
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send(errorBody('SLUICE_ERR_HTTP_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`, request.id)),
+  )
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id)
+  })
+  return app
+}

@@ -1,0 +1,167 @@
+import { LIMITS } from '../protocol.js'
+
+/**
+ * The script every isolate runs before user code. It locks the global down and evaluates to
+ * `install(factory, functionName, outputNames)`, which runs the user module and returns
+ * `run(eventsJson, invocationId, deadline) -> Promise<string>` (a JSON envelope).
+ *
+ * Nothing from the host is placed in the isolate: no References, no Callbacks. Logs and outputs
+ * are buffered here and returned with the result, so user code has no channel to the host but
+ * its return value. Intrinsics are captured first, so a function that replaces JSON or Promise
+ * only breaks itself. It is plain JavaScript in a string so that no build tool rewrites it.
+ */
+export const BOOTSTRAP = String.raw`(function () {
+'use strict';
+const G = globalThis;
+const JSONstringify = JSON.stringify, JSONparse = JSON.parse;
+const ObjectFreeze = Object.freeze, ReflectApply = Reflect.apply, ReflectHas = Reflect.has;
+const StringCtor = String, DateNow = Date.now, ArrayIsArray = Array.isArray;
+const PromiseCtor = Promise, PromiseThen = Promise.prototype.then;
+const PromiseResolve = (v) => ReflectApply(Promise.resolve, PromiseCtor, [v]);
+const ArrayPush = Array.prototype.push, StringSlice = String.prototype.slice;
+const push = (a, v) => ReflectApply(ArrayPush, a, [v]);
+const slice = (s, a, b) => ReflectApply(StringSlice, s, [a, b]);
+for (const k of ['SharedArrayBuffer', 'Atomics', 'WebAssembly']) delete G[k];
+
+const MAX_RESULT = ${LIMITS.resultBytes}, MAX_LINES = ${LIMITS.logLines}, MAX_LINE = ${LIMITS.logLineChars};
+let current = null;
+let initState = { logs: [], dropped: 0 };
+
+function fmt(v) {
+  if (typeof v === 'string') return v;
+  try {
+    if (v !== null && typeof v === 'object' && typeof v.message === 'string' && typeof v.stack === 'string') return v.stack;
+    const s = JSONstringify(v);
+    return s === undefined ? StringCtor(v) : s;
+  } catch (e) {
+    try { return StringCtor(v); } catch (e2) { return '[unprintable ' + typeof v + ']'; }
+  }
+}
+function write(st, level, args) {
+  if (st === null || st.closed) return;
+  if (st.logs.length >= MAX_LINES) { st.dropped++; return; }
+  let msg = '';
+  for (let i = 0; i < args.length; i++) msg += (i ? ' ' : '') + fmt(args[i]);
+  if (msg.length > MAX_LINE) msg = slice(msg, 0, MAX_LINE) + '...[truncated]';
+  push(st.logs, { level, msg, time: DateNow() });
+}
+function logger(get) {
+  return ObjectFreeze({
+    debug: function () { write(get(), 'debug', arguments); },
+    info: function () { write(get(), 'info', arguments); },
+    warn: function () { write(get(), 'warn', arguments); },
+    error: function () { write(get(), 'error', arguments); },
+  });
+}
+const consoleLog = logger(() => current === null ? initState : current);
+G.console = ObjectFreeze({ log: consoleLog.info, info: consoleLog.info, debug: consoleLog.debug, trace: consoleLog.debug, warn: consoleLog.warn, error: consoleLog.error });
+
+function describe(e) {
+  try {
+    if (e !== null && (typeof e === 'object' || typeof e === 'function')) {
+      let name, message, stack;
+      try { name = e.name; } catch (x) {}
+      try { message = e.message; } catch (x) {}
+      try { stack = e.stack; } catch (x) {}
+      if (typeof message !== 'string') {
+        return { name: 'NonError', message: 'threw a non-Error ' + typeof e + ': ' + slice(fmt(e), 0, 1000) };
+      }
+      const out = { name: typeof name === 'string' ? slice(name, 0, 200) : 'Error', message: slice(message, 0, 4000) };
+      if (typeof stack === 'string') out.stack = slice(stack, 0, 8000);
+      return out;
+    }
+    return { name: 'NonError', message: 'threw a non-Error value: ' + slice(fmt(e), 0, 1000) };
+  } catch (x) {
+    return { name: 'NonError', message: 'threw a value that cannot be described' };
+  }
+}
+function fail(code, message) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+return function install(factory, functionName, outputNames) {
+  const outputs = new Set(outputNames);
+  current = null;
+  const ns = factory();
+  const fn = ns !== null && typeof ns === 'object' ? ns.default : undefined;
+  if (typeof fn !== 'function') throw fail('SLUICE_ERR_FUNCTION_EXPORT', 'the default export is not a function (got ' + typeof fn + ')');
+
+  function output(st, name, value) {
+    if (!outputs.has(name)) {
+      const e = fail('SLUICE_ERR_FUNCTION_OUTPUT_UNKNOWN', 'output ' + JSONstringify(StringCtor(name)) + ' is not configured for function ' + functionName);
+      if (st.fatal === null) st.fatal = e;
+      throw e;
+    }
+    let s;
+    try { s = JSONstringify(value); } catch (x) { s = undefined; }
+    if (s === undefined) {
+      const e = fail('SLUICE_ERR_FUNCTION_RESULT_INVALID', 'the value written to output ' + name + ' is not JSON data');
+      if (st.fatal === null) st.fatal = e;
+      throw e;
+    }
+    st.outBytes += s.length + name.length + 8;
+    if (st.outBytes > MAX_RESULT) {
+      const e = fail('SLUICE_ERR_FUNCTION_RESULT_TOO_LARGE', 'outputs exceed ' + MAX_RESULT + ' bytes');
+      if (st.fatal === null) st.fatal = e;
+      throw e;
+    }
+    push(st.outputs, '[' + JSONstringify(name) + ',' + s + ']');
+  }
+
+  function envelope(st, ok, body) {
+    let logs = '[]';
+    try { logs = JSONstringify(st.logs); } catch (x) {}
+    return '{"ok":' + ok + ',' + body + ',"logs":' + logs + ',"dropped":' + st.dropped + '}';
+  }
+  function failure(st, code, err) {
+    const d = describe(err);
+    if (code) d.code = code;
+    return envelope(st, false, '"error":' + JSONstringify(d));
+  }
+  function finish(st, ok, v) {
+    if (st.closed) return envelope(st, false, '"error":{"code":"SLUICE_ERR_FUNCTION_RESULT_INVALID","message":"finished twice"}');
+    st.closed = true;
+    if (current === st) current = null;
+    if (st.fatal !== null) return failure(st, st.fatal.code, st.fatal);
+    if (!ok) return failure(st, null, v);
+    let s;
+    try { s = v === undefined ? 'null' : JSONstringify(v); } catch (e) {
+      return failure(st, 'SLUICE_ERR_FUNCTION_RESULT_INVALID', fail('', 'the return value is not JSON data: ' + describe(e).message));
+    }
+    if (s === undefined) s = 'null';
+    if (s.length + st.outBytes > MAX_RESULT) {
+      return failure(st, 'SLUICE_ERR_FUNCTION_RESULT_TOO_LARGE', fail('', 'the result is ' + s.length + ' characters; the limit is ' + MAX_RESULT));
+    }
+    let outs = '';
+    for (let i = 0; i < st.outputs.length; i++) outs += (i ? ',' : '') + st.outputs[i];
+    return envelope(st, true, '"value":' + s + ',"outputs":[' + outs + ']');
+  }
+
+  return function run(eventsJson, invocationId, deadline) {
+    const st = { logs: initState.logs, dropped: initState.dropped, outputs: [], outBytes: 0, fatal: null, closed: false };
+    initState = { logs: [], dropped: 0, closed: true };
+    current = st;
+    const log = logger(() => st);
+    const ctx = ObjectFreeze({
+      invocationId, functionName, deadline,
+      remainingMs: () => deadline - DateNow(),
+      log,
+      output: (name, value) => output(st, name, value),
+    });
+    let p;
+    try {
+      p = fn(JSONparse(eventsJson), ctx);
+    } catch (e) {
+      return PromiseResolve(finish(st, false, e));
+    }
+    return new PromiseCtor((resolve) => {
+      ReflectApply(PromiseThen, PromiseResolve(p), [
+        (v) => resolve(finish(st, true, v)),
+        (e) => resolve(finish(st, false, e)),
+      ]);
+    });
+  };
+};
+})()`

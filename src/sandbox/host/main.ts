@@ -1,0 +1,99 @@
+/**
+ * Worker-host process: runs isolates for instances of many functions, like a VM of a cloud
+ * functions platform. Forked by SandboxPool with --no-node-snapshot (isolated-vm needs it), it
+ * talks to the gateway over IPC only. If it dies, the gateway fails its in-flight batches back to
+ * the router and starts a new host.
+ */
+import type { ErrorInfo } from '../../errors.js'
+import type { FromHost, ToHost } from '../protocol.js'
+import { Isolates, type Instance } from './isolates.js'
+
+if (typeof process.send !== 'function') {
+  process.stderr.write('sluice worker host: must be started by the gateway (no IPC channel)\n')
+  process.exit(2)
+}
+
+const send = (m: FromHost) => {
+  if (process.connected) process.send?.(m)
+}
+
+const isolates = new Isolates((message) => {
+  // V8 reported a catastrophic error (e.g. an allocation it cannot satisfy): this process can no
+  // longer be trusted. Exit; the gateway fails in-flight work back and starts a new host.
+  process.stderr.write(`sluice worker host: catastrophic isolate error: ${message}\n`)
+  process.exit(70)
+})
+const instances = new Map<number, Promise<Instance | undefined>>()
+
+function startError(e: unknown, fn: string): ErrorInfo {
+  const message = e instanceof Error ? e.message : String(e)
+  if (/default export is not a function/.test(message)) return { code: 'SLUICE_ERR_FUNCTION_EXPORT', message: `function ${fn}: ${message}`, retriable: false }
+  if (/memory limit/i.test(message)) return { code: 'SLUICE_ERR_FUNCTION_MEMORY_LIMIT', message: `function ${fn}: module code ran out of memory`, retriable: true }
+  if (/timed out/i.test(message)) return { code: 'SLUICE_ERR_FUNCTION_TIMEOUT', message: `function ${fn}: module code passed its deadline`, retriable: true }
+  return { code: 'SLUICE_ERR_SANDBOX_INSTANCE_START', message: `function ${fn}: module code threw: ${message}`, retriable: true }
+}
+
+async function handle(m: ToHost): Promise<void> {
+  switch (m.t) {
+    case 'code':
+      isolates.addCode(m.hash, m.code)
+      return
+    case 'prewarm':
+      isolates.setPrewarm(m.memoryMb, m.count)
+      return
+    case 'create': {
+      const t0 = performance.now()
+      const p = isolates.create(m).then(
+        ({ instance, prewarmed }) => {
+          send({ t: 'created', inst: m.inst, ms: performance.now() - t0, prewarmed })
+          return instance
+        },
+        (e: unknown) => {
+          send({ t: 'created', inst: m.inst, ms: performance.now() - t0, prewarmed: false, error: startError(e, m.fn) })
+          return undefined
+        },
+      )
+      instances.set(m.inst, p)
+      return
+    }
+    case 'run': {
+      const t0 = performance.now()
+      const instance = await instances.get(m.inst)
+      if (!instance) {
+        send({
+          t: 'result',
+          id: m.id,
+          inst: m.inst,
+          payload: { ok: false, error: { code: 'SLUICE_ERR_SANDBOX_INSTANCE_START', message: `instance ${m.inst} is not running`, retriable: true }, outputs: [], logs: [] },
+          lost: true,
+          cpuMs: 0,
+          ms: 0,
+        })
+        return
+      }
+      const r = await isolates.run(instance, m.events, m.invocationId, m.timeoutMs, m.cpuTimeMs)
+      if (r.lost) instances.delete(m.inst)
+      send({ t: 'result', id: m.id, inst: m.inst, payload: r.payload, lost: r.lost, cpuMs: r.cpuMs, ms: performance.now() - t0 })
+      return
+    }
+    case 'destroy': {
+      const p = instances.get(m.inst)
+      instances.delete(m.inst)
+      const instance = await p
+      if (instance) isolates.dispose(instance)
+      return
+    }
+    case 'ping':
+      send({ t: 'pong', id: m.id, instances: instances.size, rss: process.memoryUsage.rss() })
+      return
+  }
+}
+
+process.on('message', (m: ToHost) => {
+  handle(m).catch((e: unknown) => {
+    process.stderr.write(`sluice worker host: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
+  })
+})
+// The gateway is gone (even kill -9): nothing left to work for.
+process.on('disconnect', () => process.exit(0))
+send({ t: 'ready', pid: process.pid, execArgv: process.execArgv })

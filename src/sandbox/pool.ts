@@ -1,0 +1,337 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { EventEmitter } from 'node:events'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { SluiceError, type ErrorInfo } from '../errors.js'
+import type { Logger } from '../sdk/index.js'
+import type { FromHost, InstanceSpec, RunPayload, ToHost } from './protocol.js'
+
+export interface PoolOptions {
+  hosts: number
+  /** Blank isolates per host per heap size in `prewarmSizes`. */
+  prewarm: number
+  prewarmSizes: number[]
+  log: Logger
+  restartInitialMs?: number
+  restartMaxMs?: number
+  heartbeatMs?: number
+}
+
+export interface InstanceHandle {
+  inst: number
+  hostId: number
+  fn: string
+  memoryMb: number
+  /** Resolves when the instance is up; rejects with its start error. */
+  ready: Promise<{ ms: number; prewarmed: boolean }>
+}
+
+export interface RunResult {
+  payload: RunPayload
+  /** The instance is gone (timeout, memory limit, crash): do not use it again. */
+  lost: boolean
+  cpuMs: number
+  /** Time the host spent, from receiving the batch to sending the result. */
+  hostMs: number
+}
+
+interface PendingRun {
+  resolve(r: RunResult): void
+  timer: NodeJS.Timeout
+  inst: number
+}
+
+class HostSlot {
+  child: ChildProcess | undefined
+  up = false
+  pid = 0
+  execArgv: string[] = []
+  restarts = 0
+  failures = 0
+  startedAt = 0
+  rss = 0
+  readonly codeSent = new Set<string>()
+  readonly instances = new Map<number, { resolve(v: { ms: number; prewarmed: boolean }): void; reject(e: Error): void; settled: boolean }>()
+  readonly runs = new Map<number, PendingRun>()
+  lastPong = 0
+  constructor(readonly id: number) {}
+}
+
+export interface HostInfo {
+  id: number
+  up: boolean
+  pid: number
+  instances: number
+  restarts: number
+  rss: number
+  execArgv: string[]
+}
+
+const RUN_GRACE_MS = 2000
+
+function hostEntry(): { file: string; execArgv: string[] } {
+  const js = fileURLToPath(new URL('./host/main.js', import.meta.url))
+  if (existsSync(js)) return { file: js, execArgv: ['--no-node-snapshot'] }
+  // Running from TypeScript sources (tests, tsx): the host needs the same loader.
+  return { file: fileURLToPath(new URL('./host/main.ts', import.meta.url)), execArgv: ['--no-node-snapshot', '--import', 'tsx'] }
+}
+
+/**
+ * Supervises the worker-host processes. A host that exits (crash, OOM abort, kill -9) fails its
+ * in-flight runs with SLUICE_ERR_FUNCTION_CRASHED (the router retries them), reports its lost
+ * instances, and is started again with exponential backoff. A host that stops answering
+ * heartbeats, or holds a run past its deadline plus a grace period, is killed.
+ *
+ * Events: 'host-up' (id), 'host-down' (id, lostInstanceIds: number[]), 'instance-lost' (inst).
+ */
+export class SandboxPool extends EventEmitter {
+  private readonly slots: HostSlot[]
+  private readonly code = new Map<string, string>()
+  private nextInst = 1
+  private nextRun = 1
+  private closing = false
+  private heartbeat: NodeJS.Timeout | undefined
+  private readonly entry = hostEntry()
+
+  constructor(private readonly opts: PoolOptions) {
+    super()
+    this.slots = Array.from({ length: opts.hosts }, (_, i) => new HostSlot(i))
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.slots.map((s) => this.spawn(s)))
+    const every = this.opts.heartbeatMs ?? 2000
+    this.heartbeat = setInterval(() => this.checkHeartbeats(every), every)
+    this.heartbeat.unref()
+  }
+
+  hostIds(): number[] {
+    return this.slots.filter((s) => s.up).map((s) => s.id)
+  }
+
+  info(): HostInfo[] {
+    return this.slots.map((s) => ({ id: s.id, up: s.up, pid: s.pid, instances: s.instances.size, restarts: s.restarts, rss: s.rss, execArgv: s.execArgv }))
+  }
+
+  /** Kills a host (tests and the admin API's fault drills). */
+  kill(hostId: number, signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.slots[hostId]?.child?.kill(signal)
+  }
+
+  registerCode(hash: string, code: string): void {
+    this.code.set(hash, code)
+  }
+
+  private spawn(slot: HostSlot): Promise<void> {
+    return new Promise((resolve) => {
+      const child = fork(this.entry.file, [], {
+        execArgv: this.entry.execArgv,
+        serialization: 'advanced',
+        stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+        env: { ...process.env, NODE_OPTIONS: '' },
+      })
+      slot.child = child
+      slot.codeSent.clear()
+      let stderr = ''
+      child.stderr?.on('data', (d: Buffer) => {
+        stderr = (stderr + d.toString()).slice(-4000)
+      })
+      child.on('message', (m: FromHost) => {
+        if (m.t === 'ready') {
+          slot.up = true
+          slot.pid = m.pid
+          slot.execArgv = m.execArgv
+          slot.startedAt = Date.now()
+          slot.lastPong = Date.now()
+          if (this.opts.prewarm > 0 && this.opts.prewarmSizes.length > 0) {
+            this.send(slot, { t: 'prewarm', memoryMb: this.opts.prewarmSizes, count: this.opts.prewarm })
+          }
+          this.opts.log.info({ host: slot.id, pid: m.pid }, 'worker host up')
+          this.emit('host-up', slot.id)
+          resolve()
+          return
+        }
+        this.onMessage(slot, m)
+      })
+      child.on('exit', (code, signal) => {
+        if (slot.child !== child) return
+        this.onExit(slot, code, signal, stderr)
+        resolve()
+      })
+      child.on('error', (e) => this.opts.log.error({ host: slot.id, err: e.message }, 'worker host process error'))
+    })
+  }
+
+  private onMessage(slot: HostSlot, m: FromHost): void {
+    switch (m.t) {
+      case 'created': {
+        const p = slot.instances.get(m.inst)
+        if (!p || p.settled) return
+        p.settled = true
+        if (m.error) {
+          slot.instances.delete(m.inst)
+          p.reject(new SluiceError(m.error.code, m.error.message, { retriable: m.error.retriable }))
+        } else p.resolve({ ms: m.ms, prewarmed: m.prewarmed })
+        return
+      }
+      case 'result': {
+        const r = slot.runs.get(m.id)
+        if (!r) return
+        slot.runs.delete(m.id)
+        clearTimeout(r.timer)
+        if (m.lost) {
+          slot.instances.delete(m.inst)
+          this.emit('instance-lost', m.inst)
+        }
+        r.resolve({ payload: m.payload, lost: m.lost, cpuMs: m.cpuMs, hostMs: m.ms })
+        return
+      }
+      case 'pong':
+        slot.lastPong = Date.now()
+        slot.rss = m.rss
+        return
+      default:
+        return
+    }
+  }
+
+  private onExit(slot: HostSlot, code: number | null, signal: NodeJS.Signals | null, stderr: string): void {
+    slot.up = false
+    slot.child = undefined
+    const lost = [...slot.instances.keys()]
+    const crash: ErrorInfo = {
+      code: 'SLUICE_ERR_FUNCTION_CRASHED',
+      message: `worker host ${slot.id} exited (${signal ?? `code ${code}`}) while the function ran`,
+      retriable: true,
+    }
+    for (const [, p] of slot.instances) {
+      if (!p.settled) {
+        p.settled = true
+        p.reject(new SluiceError('SLUICE_ERR_SANDBOX_INSTANCE_START', `worker host ${slot.id} exited while the instance started`))
+      }
+    }
+    slot.instances.clear()
+    for (const [id, r] of slot.runs) {
+      clearTimeout(r.timer)
+      slot.runs.delete(id)
+      r.resolve({ payload: { ok: false, error: crash, outputs: [], logs: [] }, lost: true, cpuMs: 0, hostMs: 0 })
+    }
+    this.emit('host-down', slot.id, lost)
+    if (this.closing) return
+    const stable = Date.now() - slot.startedAt > 30_000
+    slot.failures = stable ? 1 : slot.failures + 1
+    slot.restarts++
+    const initial = this.opts.restartInitialMs ?? 100
+    const delay = Math.min(this.opts.restartMaxMs ?? 10_000, initial * 2 ** (slot.failures - 1))
+    this.opts.log.error(
+      { host: slot.id, code, signal, lostInstances: lost.length, restartInMs: delay, stderr: stderr.trim().slice(-1000) || undefined },
+      'worker host exited; restarting',
+    )
+    setTimeout(() => {
+      if (!this.closing) void this.spawn(slot)
+    }, delay).unref()
+  }
+
+  private checkHeartbeats(every: number): void {
+    for (const slot of this.slots) {
+      if (!slot.up || !slot.child) continue
+      if (Date.now() - slot.lastPong > every * 5) {
+        this.opts.log.error({ host: slot.id }, 'worker host stopped answering heartbeats; killing it')
+        slot.child.kill('SIGKILL')
+        continue
+      }
+      this.send(slot, { t: 'ping', id: 0 })
+    }
+  }
+
+  private send(slot: HostSlot, m: ToHost): boolean {
+    if (!slot.child || !slot.child.connected) return false
+    slot.child.send(m)
+    return true
+  }
+
+  /** Starts an instance on a host. Never throws: failures reject `ready`. */
+  create(hostId: number, spec: Omit<InstanceSpec, 'inst'>): InstanceHandle {
+    const inst = this.nextInst++
+    const slot = this.slots[hostId]
+    let handlers!: { resolve(v: { ms: number; prewarmed: boolean }): void; reject(e: Error): void }
+    const ready = new Promise<{ ms: number; prewarmed: boolean }>((resolve, reject) => {
+      handlers = { resolve, reject }
+    })
+    ready.catch(() => undefined)
+    if (!slot || !slot.up || this.closing) {
+      handlers.reject(new SluiceError('SLUICE_ERR_SANDBOX_UNAVAILABLE', `worker host ${hostId} is not running`))
+      return { inst, hostId, fn: spec.fn, memoryMb: spec.memoryMb, ready }
+    }
+    if (!slot.codeSent.has(spec.hash)) {
+      const code = this.code.get(spec.hash)
+      if (code === undefined) throw new Error(`code ${spec.hash} of ${spec.fn} was never registered`)
+      this.send(slot, { t: 'code', hash: spec.hash, code })
+      slot.codeSent.add(spec.hash)
+    }
+    slot.instances.set(inst, { ...handlers, settled: false })
+    this.send(slot, { t: 'create', inst, ...spec })
+    return { inst, hostId, fn: spec.fn, memoryMb: spec.memoryMb, ready }
+  }
+
+  /**
+   * Runs a batch (already JSON) on an instance. May be called before `ready` settles: the host
+   * queues it behind the creation, which saves a round trip on a cold start. Never rejects.
+   */
+  run(h: InstanceHandle, events: string, invocationId: string, timeoutMs: number, cpuTimeMs: number): Promise<RunResult> {
+    const slot = this.slots[h.hostId]
+    return new Promise((resolve) => {
+      if (!slot?.up || !slot.instances.has(h.inst)) {
+        resolve({
+          payload: { ok: false, error: { code: 'SLUICE_ERR_FUNCTION_CRASHED', message: `instance ${h.inst} of ${h.fn} is gone`, retriable: true }, outputs: [], logs: [] },
+          lost: true,
+          cpuMs: 0,
+          hostMs: 0,
+        })
+        return
+      }
+      const id = this.nextRun++
+      // The host enforces the deadline itself; this guard catches a host that cannot.
+      const timer = setTimeout(() => {
+        this.opts.log.error({ host: h.hostId, function: h.fn }, 'worker host held a run past its deadline; killing it')
+        slot.child?.kill('SIGKILL')
+      }, timeoutMs + RUN_GRACE_MS)
+      slot.runs.set(id, { resolve, timer, inst: h.inst })
+      this.send(slot, { t: 'run', id, inst: h.inst, events, invocationId, timeoutMs, cpuTimeMs })
+    })
+  }
+
+  destroy(h: InstanceHandle): void {
+    const slot = this.slots[h.hostId]
+    if (!slot?.instances.delete(h.inst)) return
+    this.send(slot, { t: 'destroy', inst: h.inst })
+  }
+
+  /** Stops every host. Idempotent. */
+  close(): Promise<void> {
+    this.closePromise ??= this.doClose()
+    return this.closePromise
+  }
+
+  private closePromise: Promise<void> | undefined
+
+  private async doClose(): Promise<void> {
+    this.closing = true
+    if (this.heartbeat) clearInterval(this.heartbeat)
+    await Promise.all(
+      this.slots.map(
+        (slot) =>
+          new Promise<void>((resolve) => {
+            const child = slot.child
+            if (!child || child.exitCode !== null) return resolve()
+            const t = setTimeout(() => child.kill('SIGKILL'), 2000)
+            child.once('exit', () => {
+              clearTimeout(t)
+              resolve()
+            })
+            child.disconnect()
+          }),
+      ),
+    )
+  }
+}

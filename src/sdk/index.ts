@@ -1,0 +1,198 @@
+/**
+ * The connector SDK: everything a connector may import from the core. Connectors never reach into
+ * the router, scheduler or sandbox; they receive a ConnectorContext and hand events to `deliver`.
+ */
+import type { TSchema } from '@sinclair/typebox'
+import type { ErrorInfo } from '../errors.js'
+
+export type { ErrorInfo, ErrorCode } from '../errors.js'
+export { SluiceError, hasCode } from '../errors.js'
+export { backoffDelay, type BackoffPolicy } from './backoff.js'
+
+/** A structured logger (pino-compatible subset). */
+export interface Logger {
+  debug(obj: object, msg?: string): void
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+  child(bindings: Record<string, unknown>): Logger
+}
+
+/** One event as a function receives it. Everything in it is JSON data. */
+export interface TriggerEvent {
+  /** Unique per source message (a broker message id, `<partition>-<offset>`, a request id). */
+  id: string
+  /** Where it came from, e.g. `mqtt://devices/stations/17/telemetry`, `timer://nightly-report`. */
+  source: string
+  /** Ordering key: events with the same key run in order, other keys in parallel. */
+  key?: string
+  /** When the source produced it (ISO 8601). */
+  time: string
+  /** The payload: parsed JSON when the source carried JSON, else a string. */
+  body: unknown
+  /** Source attributes and position (topic, qos, partition, offset, HTTP method and headers...). */
+  meta: Record<string, unknown>
+  /** 1 on the first delivery to the function, then counts retries (set by the router). */
+  attempt?: number
+}
+
+/**
+ * Final outcome of one delivered event. Only `done` and `dead` may be acknowledged at the source.
+ * `aborted` means the gateway stopped before finishing it: do NOT acknowledge; the source keeps
+ * it and delivers it again (after restart, or to another gateway instance).
+ */
+export type Outcome =
+  | { status: 'done' }
+  | { status: 'dead'; deadLetterId: string; error: ErrorInfo }
+  | { status: 'aborted' }
+
+/** The result of a synchronous invocation (HTTP trigger, admin invoke). */
+export interface InvocationResult {
+  invocationId: string
+  ok: boolean
+  /** The function's return value (JSON), when ok. */
+  value?: unknown
+  error?: ErrorInfo
+  logs: LogLine[]
+  outputs: Array<{ name: string; value: unknown }>
+  durationMs: number
+  coldStart: boolean
+}
+
+export interface LogLine {
+  level: 'debug' | 'info' | 'warn' | 'error'
+  msg: string
+  time: number
+}
+
+/** Back-pressure signal of the function(s) a connector feeds. */
+export interface Flow {
+  /** True while the function's backlog is above its bound: stop reading from the source. */
+  readonly paused: boolean
+  /** Resolves when `paused` is false (at once if it already is). */
+  wait(): Promise<void>
+  /** Called with the new state on every change; returns an unsubscribe function. */
+  onChange(listener: (paused: boolean) => void): () => void
+}
+
+/** Durable key/value state scoped to one connector instance (schedule status, offsets...). */
+export interface ConnectorState {
+  get<T>(key: string): Promise<T | undefined>
+  /** Resolves once the value is durable. */
+  set(key: string, value: unknown): Promise<void>
+  /**
+   * Claims `key` once across every gateway instance sharing the store (a timer tick, say).
+   * True for exactly one caller until `ttlMs` passes.
+   */
+  claim(key: string, ttlMs: number): Promise<boolean>
+}
+
+/** Registers an HTTP route on the gateway's server (HTTP-facing connectors only). */
+export interface HttpRoutes {
+  route(def: HttpRouteDef): void
+}
+
+export interface HttpRequestInfo {
+  method: string
+  url: string
+  path: string
+  params: Record<string, string>
+  query: Record<string, string | string[]>
+  headers: Record<string, string | string[] | undefined>
+  body: unknown
+  ip: string
+  requestId: string
+}
+
+export interface HttpReply {
+  status: number
+  headers: Record<string, string>
+  body: unknown
+}
+
+export interface HttpRouteDef {
+  methods: string[]
+  /** fastify path, e.g. `/api/stations/:id`. */
+  url: string
+  /** function: the gateway checks the function's keys (x-functions-key) before `handle`. */
+  auth: 'anonymous' | 'function'
+  /** Resolves with the reply; throws a coded error (SluiceError) for an error reply. */
+  handle(req: HttpRequestInfo, signal: AbortSignal): Promise<HttpReply>
+}
+
+export interface ConnectorContext {
+  /** Aborted when the gateway stops. */
+  signal: AbortSignal
+  log: Logger
+  /**
+   * Hands events to the router. Resolves once per call, with one outcome per event in order,
+   * when every outcome is durable. Never rejects for a single event's failure.
+   */
+  deliver(events: TriggerEvent[]): Promise<Outcome[]>
+  /**
+   * Runs the function once, synchronously, on exactly these events (no batching, no retry, no
+   * dead letters): the HTTP trigger's path. Output bindings are confirmed before it resolves.
+   */
+  invoke(events: TriggerEvent[], opts?: { signal?: AbortSignal }): Promise<InvocationResult>
+  flow: Flow
+  state: ConnectorState
+  /** Present for connectors whose definition sets `http: true`. */
+  http?: HttpRoutes
+  /** Reports connection state for `GET /admin/health`. */
+  setHealth(up: boolean, detail?: string): void
+}
+
+/** A running trigger source. */
+export interface Connector {
+  /** Resolves once subscribed and ready to deliver. Rejects with SLUICE_ERR_CONNECTOR_START. */
+  start(ctx: ConnectorContext): Promise<void>
+  /** Idempotent. Graceful by default: stops taking events and waits for in-flight outcomes. */
+  stop(opts?: { force?: boolean }): Promise<void>
+}
+
+/** An output binding: publishes what functions write with `ctx.output(name, value)`. */
+export interface OutputBinding {
+  /** Resolves once the broker confirmed every message (publisher confirm, PUBACK, produce ack). */
+  publish(values: unknown[]): Promise<void>
+  close(): Promise<void>
+}
+
+/** Optional ability: a probe that tells whether the connection works, for `sluice validate`. */
+export interface ConnectionTester {
+  testConnection(): Promise<void>
+}
+
+export function canTestConnection(x: object): x is ConnectionTester {
+  return typeof (x as Partial<ConnectionTester>).testConnection === 'function'
+}
+
+/** A semantic problem found while validating a trigger or connection, with a key path. */
+export interface OptionIssue {
+  code: import('../errors.js').ErrorCode
+  message: string
+  /** Path below the trigger (or connection) object, e.g. ['schedule']. */
+  path: Array<string | number>
+}
+
+export interface TriggerSpec<TTrigger, TConnection> {
+  functionName: string
+  trigger: TTrigger
+  connectionName?: string
+  connection?: TConnection
+}
+
+/** What a connector folder exports: its schemas and factories. */
+export interface ConnectorDefinition<TTrigger = unknown, TConnection = unknown, TOutput = unknown> {
+  kind: string
+  /** Schema of a `connections:` entry of this kind (without `kind`). Absent: needs no connection. */
+  connectionSchema?: TSchema
+  triggerSchema: TSchema
+  outputSchema?: TSchema
+  /** The connector needs the gateway's HTTP server. */
+  http?: boolean
+  /** Semantic checks the schema cannot express. */
+  validateTrigger?(trigger: TTrigger): OptionIssue[]
+  createTrigger(spec: TriggerSpec<TTrigger, TConnection>): Connector
+  createOutput?(spec: { functionName: string; outputName: string; output: TOutput; connectionName?: string; connection?: TConnection; log: Logger }): OutputBinding
+}
+export { Type, OneOf, Strict, type Static, type TSchema } from './schema.js'
