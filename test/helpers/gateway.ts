@@ -1,0 +1,78 @@
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { Writable } from 'node:stream'
+import { CONNECTORS } from '../../src/config/connectors.js'
+import { parseConfig, type LoadedConfig } from '../../src/config/load.js'
+import { Gateway } from '../../src/gateway.js'
+import { createLogger } from '../../src/log.js'
+
+/** A folder with files written from a map of relative path -> content; removed by `cleanup`. */
+export function projectDir(files: Record<string, string>): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-test-'))
+  for (const [rel, text] of Object.entries(files)) {
+    const p = join(dir, rel)
+    mkdirSync(dirname(p), { recursive: true })
+    writeFileSync(p, text)
+  }
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Collects the gateway's JSON log lines for assertions. */
+export class LogCapture extends Writable {
+  readonly lines: Array<Record<string, unknown>> = []
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    for (const line of chunk.toString().split('\n')) {
+      if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>)
+    }
+    cb()
+  }
+  find(msg: string | RegExp): Array<Record<string, unknown>> {
+    return this.lines.filter((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(String(l.msg))))
+  }
+}
+
+export interface TestGateway {
+  gw: Gateway
+  url: string
+  dir: string
+  logs: LogCapture
+  loaded: LoadedConfig
+  stop(): Promise<void>
+}
+
+/**
+ * Starts a gateway from YAML and function sources in a fresh temp folder, with an HTTP port
+ * picked by the OS, one worker host and its state store in the folder. `stop` stops the gateway
+ * and removes the folder.
+ */
+export async function startGateway(opts: { yaml: string; files?: Record<string, string>; env?: Record<string, string>; hosts?: number }): Promise<TestGateway> {
+  const project = projectDir(opts.files ?? {})
+  const hosts = opts.hosts ?? 1
+  const yaml = `http: { port: 0, host: 127.0.0.1 }\nworkers: { hosts: ${hosts}, prewarm: 1 }\nstore: { path: state.db }\n${opts.yaml}`
+  const loaded = await parseConfig(yaml, join(project.dir, 'gateway.yaml'), { connectors: CONNECTORS, root: project.dir, env: opts.env ?? {} })
+  const logs = new LogCapture()
+  const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger: createLogger('debug', logs) })
+  return {
+    gw,
+    url: gw.url,
+    dir: project.dir,
+    logs,
+    loaded,
+    stop: async () => {
+      await gw.stop({ timeoutMs: 10_000 })
+      project.cleanup()
+    },
+  }
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes (then throws). */
+export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const v = await check()
+    if (v) return v
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
