@@ -43,13 +43,22 @@ export interface TestGateway {
 
 /**
  * Starts a gateway from YAML and function sources in a fresh temp folder, with an HTTP port
- * picked by the OS, one worker host and its state store in the folder. `stop` stops the gateway
- * and removes the folder.
+ * picked by the OS (override other `http:` settings with `opts.http`), one worker host and its
+ * state store in the folder. `stop` stops the gateway and removes the folder.
  */
-export async function startGateway(opts: { yaml: string; files?: Record<string, string>; env?: Record<string, string>; hosts?: number }): Promise<TestGateway> {
+export async function startGateway(opts: {
+  yaml: string
+  files?: Record<string, string>
+  env?: Record<string, string>
+  hosts?: number
+  /** Extra `http:` settings (e.g. `{ bodyLimit: 2048 }`), merged over port 0 on 127.0.0.1. */
+  http?: Record<string, string | number>
+}): Promise<TestGateway> {
   const project = projectDir(opts.files ?? {})
   const hosts = opts.hosts ?? 1
-  const yaml = `http: { port: 0, host: 127.0.0.1 }\nworkers: { hosts: ${hosts}, prewarm: 1 }\nstore: { path: state.db }\n${opts.yaml}`
+  // JSON is valid YAML flow syntax, so the merged settings stay one `http:` line.
+  const http = JSON.stringify({ port: 0, host: '127.0.0.1', ...opts.http })
+  const yaml = `http: ${http}\nworkers: { hosts: ${hosts}, prewarm: 1 }\nstore: { path: state.db }\n${opts.yaml}`
   const loaded = await parseConfig(yaml, join(project.dir, 'gateway.yaml'), { connectors: CONNECTORS, root: project.dir, env: opts.env ?? {} })
   const logs = new LogCapture()
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger: createLogger('debug', logs) })

@@ -23,7 +23,8 @@ const isolates = new Isolates((message) => {
   process.stderr.write(`sluice worker host: catastrophic isolate error: ${message}\n`)
   process.exit(70)
 })
-const instances = new Map<number, Promise<Instance | undefined>>()
+/** Instances by id: the instance, or why it failed to start (answered to runs queued behind it). */
+const instances = new Map<number, Promise<Instance | ErrorInfo>>()
 
 function startError(e: unknown, fn: string): ErrorInfo {
   const message = e instanceof Error ? e.message : String(e)
@@ -49,8 +50,9 @@ async function handle(m: ToHost): Promise<void> {
           return instance
         },
         (e: unknown) => {
-          send({ t: 'created', inst: m.inst, ms: performance.now() - t0, prewarmed: false, error: startError(e, m.fn) })
-          return undefined
+          const error = startError(e, m.fn)
+          send({ t: 'created', inst: m.inst, ms: performance.now() - t0, prewarmed: false, error })
+          return error
         },
       )
       instances.set(m.inst, p)
@@ -58,17 +60,10 @@ async function handle(m: ToHost): Promise<void> {
     }
     case 'run': {
       const t0 = performance.now()
-      const instance = await instances.get(m.inst)
-      if (!instance) {
-        send({
-          t: 'result',
-          id: m.id,
-          inst: m.inst,
-          payload: { ok: false, error: { code: 'SLUICE_ERR_SANDBOX_INSTANCE_START', message: `instance ${m.inst} is not running`, retriable: true }, outputs: [], logs: [] },
-          lost: true,
-          cpuMs: 0,
-          ms: 0,
-        })
+      const instance = (await instances.get(m.inst)) ?? { code: 'SLUICE_ERR_SANDBOX_INSTANCE_START', message: `instance ${m.inst} is not running`, retriable: true }
+      if (!('isolate' in instance)) {
+        instances.delete(m.inst)
+        send({ t: 'result', id: m.id, inst: m.inst, payload: { ok: false, error: instance, outputs: [], logs: [] }, lost: true, cpuMs: 0, ms: 0 })
         return
       }
       const r = await isolates.run(instance, m.events, m.invocationId, m.timeoutMs, m.cpuTimeMs)
@@ -80,7 +75,7 @@ async function handle(m: ToHost): Promise<void> {
       const p = instances.get(m.inst)
       instances.delete(m.inst)
       const instance = await p
-      if (instance) isolates.dispose(instance)
+      if (instance && 'isolate' in instance) isolates.dispose(instance)
       return
     }
     case 'ping':
