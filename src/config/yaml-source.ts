@@ -14,7 +14,30 @@ export interface Positioned {
 
 /** Most alias expansions a document may use: real configs use a handful; a bomb uses millions. */
 const MAX_ALIAS_COUNT = 200
-const ENV_REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+
+/*
+ * `${` and `}` may not appear unquoted in a YAML flow collection, yet the documented form is
+ * `admin: { key: ${SLUICE_ADMIN_KEY} }`. Before parsing, each reference is masked with
+ * private-use characters of the same length (so offsets, lines and columns stay right), which YAML
+ * reads as part of a plain scalar; substitution then works on the masked form.
+ */
+const OPEN = '\uE000\uE001'
+const CLOSE = '\uE002'
+const RAW_REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}/g
+const ENV_REF = /\$\$\{|\uE000\uE001([A-Za-z_][A-Za-z0-9_]*)(?::-([^\uE002]*))?\uE002/g
+const WHOLE_REF = /^\uE000\uE001([A-Za-z_][A-Za-z0-9_]*)(?::-([^\uE002]*))?\uE002$/
+
+function mask(text: string): string {
+  return text.replace(RAW_REF, (m, name: string | undefined, def: string | undefined) => (m === '$${' ? m : `${OPEN}${name}${def ?? ''}${CLOSE}`))
+}
+
+function hasRef(v: unknown): v is string {
+  return typeof v === 'string' && (v.includes(OPEN) || v.includes('$${'))
+}
+
+function unmask(text: string): string {
+  return text.replaceAll(OPEN, '${').replaceAll(CLOSE, '}')
+}
 
 /**
  * A parsed YAML configuration that remembers where every node came from, so validation errors can
@@ -39,13 +62,13 @@ export class YamlSource {
     readonly file: string,
     env: Record<string, string | undefined>,
   ) {
-    this.doc = parseDocument(text, { lineCounter: this.lines, uniqueKeys: true, prettyErrors: false, merge: false })
+    this.doc = parseDocument(mask(text), { lineCounter: this.lines, uniqueKeys: true, prettyErrors: false, merge: false })
     for (const e of [...this.doc.errors, ...this.doc.warnings]) {
       const isError = this.doc.errors.includes(e as never)
       if (!isError) continue
       const code: ErrorCode = e.code === 'DUPLICATE_KEY' ? 'SLUICE_ERR_CONFIG_DUPLICATE_KEY' : 'SLUICE_ERR_CONFIG_YAML'
       const pos = this.lines.linePos(e.pos[0])
-      this.issues.push({ code, message: e.message.split('\n')[0] ?? e.message, path: '', file, line: pos.line, col: pos.col })
+      this.issues.push({ code, message: unmask(e.message.split('\n')[0] ?? e.message), path: '', file, line: pos.line, col: pos.col })
     }
     if (this.issues.length > 0) {
       this.value = undefined
@@ -69,9 +92,9 @@ export class YamlSource {
   }
 
   private substitute(env: Record<string, string | undefined>): void {
-    const pathOf = (ancestors: readonly unknown[], pair: Pair): Path => {
+    const pathOf = (ancestors: readonly unknown[], last: Pair | Scalar): Path => {
       const path: Path = []
-      const chain = [...ancestors, pair]
+      const chain = [...ancestors, last]
       for (let i = 0; i < chain.length; i++) {
         const n = chain[i]
         if (isPair(n) && isScalar(n.key)) path.push(String(n.key.value))
@@ -84,10 +107,12 @@ export class YamlSource {
     }
     visit(this.doc, {
       Pair: (_key, pair, ancestors) => {
+        // Keys are not substituted; show them as written.
+        if (isScalar(pair.key) && typeof pair.key.value === 'string') pair.key.value = unmask(pair.key.value)
         const v = pair.value
-        if (!isScalar(v) || typeof v.value !== 'string' || !v.value.includes('${')) return undefined
+        if (!isScalar(v) || !hasRef(v.value)) return undefined
         const path = pathOf(ancestors, pair)
-        const whole = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$/.exec(v.value)
+        const whole = WHOLE_REF.exec(v.value)
         if (whole && env[whole[1] as string] === undefined && whole[2] === undefined) {
           this.unset.set(path.join('\u0000'), whole[1] as string)
           this.notes.push(`${this.pathString(path)}: \${${whole[1]}} is not set; the key is left out`)
@@ -98,8 +123,8 @@ export class YamlSource {
       },
       Scalar: (_key, node, ancestors) => {
         const parent = ancestors[ancestors.length - 1]
-        if (!isSeq(parent) || typeof node.value !== 'string' || !node.value.includes('${')) return
-        this.replaceScalar(node, env, [])
+        if (!isSeq(parent) || !hasRef(node.value)) return
+        this.replaceScalar(node, env, pathOf(ancestors, node))
       },
     })
   }
@@ -126,7 +151,7 @@ export class YamlSource {
         col: pos.col,
       })
     }
-    const whole = /^\$\{[^}]+\}$/.test(text)
+    const whole = WHOLE_REF.test(text)
     if (whole && node.type === 'PLAIN') {
       try {
         const parsed: unknown = parseYaml(out)

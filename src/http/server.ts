@@ -42,6 +42,15 @@ function mapFastifyError(err: FastifyError): { code: ErrorCode; message: string 
   return { code: 'SLUICE_ERR_HTTP_BAD_REQUEST', message: '' }
 }
 
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Sends a coded JSON error. Unknown errors become a 500 that names the request id, never a stack. */
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: unknown): FastifyReply {
   if (err instanceof SluiceError || hasCode(err)) {
@@ -81,6 +90,19 @@ export function createHttpServer(config: GatewayConfig['http'], log: Pino): Fast
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+  })
+  // fastify's JSON parser reports a __proto__ / constructor.prototype key as the same
+  // FST_ERR_CTP_INVALID_JSON_BODY as a syntax error (it drops secure-json-parse's error), so a
+  // body that fails there but is valid JSON was refused for poisoning.
+  const secureJson = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8')
+    secureJson(req, text, (err, value) => {
+      if (err && text.length > 0 && isJson(text)) {
+        return done(new SluiceError('SLUICE_ERR_HTTP_PROTO_POISONING', 'the JSON body contains a __proto__ or constructor.prototype key'), undefined)
+      }
+      done(err, value)
+    })
   })
   app.addContentTypeParser(['text/plain', 'text/html', 'text/csv', 'text/xml', 'application/xml', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (_req, body, done) =>
     done(null, body),

@@ -9,13 +9,18 @@ import { createLogger } from '../../src/log.js'
 
 /** A folder with files written from a map of relative path -> content; removed by `cleanup`. */
 export function projectDir(files: Record<string, string>): { dir: string; cleanup(): void } {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-test-'))
+  const dir = writeFiles(mkdtempSync(join(tmpdir(), 'sluice-test-')), files)
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Writes a map of relative path -> content into `dir` (creating folders); returns `dir`. */
+export function writeFiles(dir: string, files: Record<string, string>): string {
   for (const [rel, text] of Object.entries(files)) {
     const p = join(dir, rel)
     mkdirSync(dirname(p), { recursive: true })
     writeFileSync(p, text)
   }
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+  return dir
 }
 
 /** Collects the gateway's JSON log lines for assertions. */
@@ -45,6 +50,10 @@ export interface TestGateway {
  * Starts a gateway from YAML and function sources in a fresh temp folder, with an HTTP port
  * picked by the OS (override other `http:` settings with `opts.http`), one worker host and its
  * state store in the folder. `stop` stops the gateway and removes the folder.
+ *
+ * With `opts.dir` the gateway runs in that existing folder instead (`files` are written into it)
+ * and `stop` leaves the folder, so a later gateway can start on the same state store; the caller
+ * removes it (e.g. made with `projectDir`, removed with its `cleanup`).
  */
 export async function startGateway(opts: {
   yaml: string
@@ -53,8 +62,10 @@ export async function startGateway(opts: {
   hosts?: number
   /** Extra `http:` settings (e.g. `{ bodyLimit: 2048 }`), merged over port 0 on 127.0.0.1. */
   http?: Record<string, string | number>
+  /** Run in this existing folder and keep it on stop (see above). */
+  dir?: string
 }): Promise<TestGateway> {
-  const project = projectDir(opts.files ?? {})
+  const project = opts.dir === undefined ? projectDir(opts.files ?? {}) : { dir: writeFiles(opts.dir, opts.files ?? {}), cleanup: () => undefined }
   const hosts = opts.hosts ?? 1
   // JSON is valid YAML flow syntax, so the merged settings stay one `http:` line.
   const http = JSON.stringify({ port: 0, host: '127.0.0.1', ...opts.http })

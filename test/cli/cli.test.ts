@@ -1,0 +1,139 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { projectDir, waitFor } from '../helpers/gateway.js'
+
+/** The CLI as users run it: `node bin/sluice.js` against the build in dist/ (npm test builds first). */
+const BIN = resolve('bin/sluice.js')
+
+const FILES = {
+  'gateway.yaml': `http: { port: 0, host: 127.0.0.1 }
+workers: { hosts: 1 }
+store: { path: .sluice/state.db }
+functions:
+  hello:
+    code: functions/hello.ts
+    trigger: { http: { route: "hello/{name}", auth: anonymous } }
+  slow:
+    code: functions/slow.ts
+    trigger: { http: { route: slow, auth: anonymous } }
+  broken:
+    code: functions/broken.ts
+    trigger: { http: { route: broken, auth: anonymous } }
+`,
+  'functions/hello.ts': `export default async (events: Array<{ body: unknown; meta: { params?: { name?: string } } }>, ctx: { log: { info(...a: unknown[]): void } }) => {
+  ctx.log.info('hello called')
+  return { greeting: 'hello ' + (events[0]?.meta.params?.name ?? 'cli'), body: events[0]?.body }
+}`,
+  'functions/slow.ts': `export default async () => { const end = Date.now() + 700; while (Date.now() < end) {} return { slow: true } }`,
+  'functions/broken.ts': `export default async () => { throw new Error('kaputt') }`,
+}
+
+const children: ChildProcess[] = []
+const cleanups: Array<() => void> = []
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL')
+  for (const c of cleanups.splice(0)) c()
+})
+
+function project(files: Record<string, string> = FILES): string {
+  const p = projectDir(files)
+  cleanups.push(p.cleanup)
+  return p.dir
+}
+
+const run = (args: string[], cwd: string) => spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 60_000 })
+
+describe('sluice CLI', () => {
+  it('validate: ok exits 0 and lists functions', () => {
+    const r = run(['validate', '--config', 'gateway.yaml'], project())
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/ok \(3 functions/)
+  })
+
+  it('validate: reports every error at once with file:line:col, key path and code, exits 1', () => {
+    const dir = project({
+      ...FILES,
+      'bad.yaml': `functions:
+  a:
+    code: functions/missing.ts
+    trigger: { http: { route: a } }
+    batch: { maxSize: 0 }
+  b:
+    code: functions/hello.ts
+    trigger: { timer: { schedule: "* * *" } }
+    retyr: {}
+`,
+    })
+    const r = run(['validate', '--config', 'bad.yaml'], dir)
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/bad\.yaml:5:\d+ functions\.a\.batch\.maxSize .*\[SLUICE_ERR_CONFIG_TYPE\]/)
+    expect(r.stderr).toMatch(/bad\.yaml:9:5 functions\.b\.retyr .*\[SLUICE_ERR_CONFIG_UNKNOWN_KEY\]/)
+    expect(r.stderr).toMatch(/configuration has 2 errors/)
+  })
+
+  it('validate: a function that does not compile is an error naming its file and line', () => {
+    const dir = project({ ...FILES, 'functions/hello.ts': 'export default async () => {\n  return { oops: }\n}\n' })
+    const r = run(['validate', '--config', 'gateway.yaml'], dir)
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/SLUICE_ERR_FUNCTION_COMPILE/)
+    expect(r.stderr).toMatch(/functions\/hello\.ts:2:\d+/)
+  })
+
+  it('invoke: runs a function locally and prints its result and logs', () => {
+    const r = run(['invoke', 'hello', '--config', 'gateway.yaml', '--data', '{"x":1}'], project())
+    expect(r.status).toBe(0)
+    const out = JSON.parse(r.stdout) as { ok: boolean; value: unknown }
+    expect(out.ok).toBe(true)
+    expect(out.value).toEqual({ greeting: 'hello cli', body: { x: 1 } })
+    expect(r.stderr).toMatch(/\[info\] hello called/)
+  })
+
+  it('invoke: a failing function exits 1 with the coded error', () => {
+    const r = run(['invoke', 'broken', '--config', 'gateway.yaml'], project())
+    expect(r.status).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, error: { code: 'SLUICE_ERR_FUNCTION_THREW' } })
+  })
+
+  it('usage errors exit 2', () => {
+    expect(run(['frobnicate'], project()).status).toBe(2)
+    expect(run(['invoke'], project()).status).toBe(2)
+  })
+
+  it('start: serves, keeps isolated-vm out of its own process, drains on SIGTERM and exits 0', async () => {
+    const dir = project()
+    const child = spawn(process.execPath, [BIN, 'start', '--config', 'gateway.yaml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    const lines: Array<Record<string, unknown>> = []
+    let buf = ''
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString()
+      const parts = buf.split('\n')
+      buf = parts.pop() ?? ''
+      for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>)
+    })
+    const up = await waitFor(() => lines.find((l) => l.msg === 'gateway up'), 30_000, 'gateway up')
+    const url = up.url as string
+    const res = await fetch(`${url}/api/hello/ada`)
+    expect(await res.json()).toMatchObject({ greeting: 'hello ada' })
+
+    // The CLI process never maps the isolated-vm addon; its worker hosts do.
+    const maps = readFileSync(`/proc/${child.pid}/maps`, 'utf8')
+    expect(maps).not.toMatch(/isolated_vm\.node/)
+    const hosts = (await (await fetch(`${url}/admin/hosts`)).json()) as { hosts: Array<{ pid: number }> }
+    expect(readFileSync(`/proc/${hosts.hosts[0]!.pid}/maps`, 'utf8')).toMatch(/isolated_vm\.node/)
+
+    const inflight = fetch(`${url}/api/slow`)
+    // Let the request reach the function before the signal.
+    await new Promise((r) => setTimeout(r, 150))
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+    child.kill('SIGTERM')
+    const slow = await inflight
+    expect(slow.status).toBe(200)
+    expect(await exited).toBe(0)
+    expect(lines.some((l) => l.msg === 'gateway stopped')).toBe(true)
+    expect(existsSync(join(dir, '.sluice/state.db'))).toBe(true)
+  })
+})
