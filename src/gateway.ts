@@ -235,8 +235,10 @@ export class Gateway implements AdminApi {
           }
         }
         const abort = new AbortController()
-        request.raw.once('close', () => {
-          if (!reply.sent) abort.abort(new SluiceError('SLUICE_ERR_HTTP_TIMEOUT', 'the client went away'))
+        // The response's 'close', not the request's: since Node 16 an IncomingMessage emits 'close'
+        // as soon as its body has been read, which aborted every queued request with a body.
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) abort.abort(new SluiceError('SLUICE_ERR_HTTP_TIMEOUT', 'the client went away'))
         })
         try {
           const out = await r.handle(

@@ -3,8 +3,17 @@ import type { GatewayConfig } from './schema.js'
 import type { Positioned, Path, YamlSource } from './yaml-source.js'
 import type { ErrorCode } from '../errors.js'
 
-/** Checks the schema cannot express: references between sections, ranges, route clashes. */
-export function semanticChecks(config: GatewayConfig, defs: readonly ConnectorDefinition[], src: YamlSource): Positioned[] {
+/**
+ * Checks the schema cannot express: references between sections, ranges, route clashes.
+ * `invalidConnections`: connections declared but rejected by validation (already reported), so a
+ * reference to one is not reported again as undeclared.
+ */
+export function semanticChecks(
+  config: GatewayConfig,
+  defs: readonly ConnectorDefinition[],
+  src: YamlSource,
+  invalidConnections: ReadonlySet<string> = new Set(),
+): Positioned[] {
   const issues: Positioned[] = []
   const add = (code: ErrorCode, path: Path, message: string) => issues.push({ ...src.locate(path), code, message })
   const byKind = new Map(defs.map((d) => [d.kind, d]))
@@ -21,8 +30,9 @@ export function semanticChecks(config: GatewayConfig, defs: readonly ConnectorDe
       return
     }
     const conn = config.connections[connection]
-    if (!conn) add('SLUICE_ERR_CONFIG_CONNECTION', [...path, 'connection'], `connection ${JSON.stringify(connection)} is not declared under connections:`)
-    else if (conn.kind !== kind) add('SLUICE_ERR_CONFIG_CONNECTION', [...path, 'connection'], `connection ${JSON.stringify(connection)} is a ${conn.kind} connection, not ${kind}`)
+    if (!conn) {
+      if (!invalidConnections.has(connection)) add('SLUICE_ERR_CONFIG_CONNECTION', [...path, 'connection'], `connection ${JSON.stringify(connection)} is not declared under connections:`)
+    } else if (conn.kind !== kind) add('SLUICE_ERR_CONFIG_CONNECTION', [...path, 'connection'], `connection ${JSON.stringify(connection)} is a ${conn.kind} connection, not ${kind}`)
   }
 
   const routes = new Map<string, string>()
@@ -40,7 +50,8 @@ export function semanticChecks(config: GatewayConfig, defs: readonly ConnectorDe
     }
     if (fn.cpuTimeMs > fn.timeoutMs) add('SLUICE_ERR_CONFIG_TYPE', [...base, 'cpuTimeMs'], `must be <= timeoutMs (${fn.timeoutMs})`)
     if (fn.trigger.kind === 'http') {
-      const route = String(fn.trigger.options.route).replace(/\{[^}]*\}/g, '{}').toLowerCase()
+      // Same shape as the server sees it: parameter names do not matter, case and wildcards do.
+      const route = String(fn.trigger.options.route).replace(/\{\*[^}]*\}/g, '*').replace(/\{[^}]*\}/g, '{}')
       for (const method of fn.trigger.options.methods as string[]) {
         const key = `${method} ${route}`
         const other = routes.get(key)

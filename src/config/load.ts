@@ -80,8 +80,11 @@ export async function parseConfig(text: string, file: string, opts: LoadOptions)
   const raw = src.value
   if (issues.length > 0 && raw === undefined) throw configError(issues)
 
-  const config = validate(raw, src, opts.connectors, root, file, issues)
-  issues.push(...(config ? semanticChecks(config, opts.connectors, src) : []))
+  // Sections and functions that failed validation are left out of `config`; the rest still gets
+  // its semantic checks and compiled, so every problem is reported in one pass.
+  const invalidConnections = new Set<string>()
+  const config = validate(raw, src, opts.connectors, root, file, issues, invalidConnections)
+  issues.push(...(config ? semanticChecks(config, opts.connectors, src, invalidConnections) : []))
   const compiled = new Map<string, CompiledFunction>()
   if (config && opts.compile !== false) {
     await Promise.all(
@@ -122,6 +125,14 @@ const topSchema = Type.Object(
   { additionalProperties: false },
 )
 
+const NAME_MESSAGE = 'is not a valid name: it must start with a letter and use only letters, digits, - and _ (at most 63 characters)'
+
+function validName(name: string, path: Path, src: YamlSource, issues: ConfigIssue[]): boolean {
+  if (new RegExp(NAME_PATTERN).test(name)) return true
+  issues.push({ ...src.locate(path, true), code: 'SLUICE_ERR_CONFIG_NAME', message: NAME_MESSAGE, path: src.pathString(path) })
+  return false
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
@@ -135,24 +146,34 @@ function describeUnion(schema: TSchema): string | undefined {
 /** Validates `value` against `schema`, reporting issues with `prefix` prepended to every path. */
 function check(schema: TSchema, value: unknown, prefix: Path, src: YamlSource, issues: ConfigIssue[], kindHint?: (path: Path) => ErrorCode | undefined): void {
   const seen = new Set<string>()
+  const required = new Set<string>()
   for (const e of Value.Errors(schema, value)) {
-    const rel = e.path === '' ? [] : e.path.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    // Digit segments are sequence indexes (names of functions, connections and outputs start with a letter).
+    const rel = e.path === '' ? [] : e.path.slice(1).split('/').map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')))
     const path = [...prefix, ...rel]
+    // TypeBox follows a missing required key with a type error for its undefined value: one problem, one issue.
+    if (e.value === undefined && e.type !== ValueErrorType.ObjectRequiredProperty && required.has(path.join('\u0000'))) continue
     let code: ErrorCode = 'SLUICE_ERR_CONFIG_TYPE'
     let message = e.message.charAt(0).toLowerCase() + e.message.slice(1)
     let at = src.locate(path)
     switch (e.type) {
       case ValueErrorType.ObjectAdditionalProperties: {
+        at = src.locate(path, true)
+        if ((e.schema as { patternProperties?: object }).patternProperties !== undefined) {
+          code = 'SLUICE_ERR_CONFIG_NAME'
+          message = NAME_MESSAGE
+          break
+        }
         code = kindHint?.(path) ?? 'SLUICE_ERR_CONFIG_UNKNOWN_KEY'
         const allowed = Object.keys((e.schema as { properties?: object }).properties ?? {})
         message =
           code === 'SLUICE_ERR_CONFIG_UNKNOWN_KEY'
             ? `is not a known key${allowed.length ? ` (expected one of: ${allowed.join(', ')})` : ''}`
             : `is not available (available: ${allowed.join(', ') || 'none'})`
-        at = src.locate(path, true)
         break
       }
       case ValueErrorType.ObjectRequiredProperty: {
+        required.add(path.join('\u0000'))
         code = src.unsetEnv(path) ? 'SLUICE_ERR_CONFIG_ENV' : 'SLUICE_ERR_CONFIG_REQUIRED'
         const unset = src.unsetEnv(path)
         message = unset ? `is required but \${${unset}} is not set` : 'is required'
@@ -171,7 +192,7 @@ function check(schema: TSchema, value: unknown, prefix: Path, src: YamlSource, i
       case ValueErrorType.StringPattern:
         if ((e.schema as { pattern?: string }).pattern === NAME_PATTERN) {
           code = 'SLUICE_ERR_CONFIG_NAME'
-          message = 'must start with a letter and use only letters, digits, - and _ (at most 63 characters)'
+          message = NAME_MESSAGE
         } else message = `does not match the expected form ${(e.schema as { pattern?: string }).pattern}`
         break
       default:
@@ -192,12 +213,12 @@ function validate(
   root: string,
   file: string,
   issues: ConfigIssue[],
+  invalidConnections: Set<string>,
 ): GatewayConfig | undefined {
   if (!isPlainObject(raw)) {
     issues.push({ ...src.locate([]), code: 'SLUICE_ERR_CONFIG_TYPE', message: 'the configuration must be a mapping with a functions: key', path: '' })
     return undefined
   }
-  const before = issues.length
   const top = Value.Default(topSchema, raw) as Record<string, unknown>
   for (const k of ['http', 'admin', 'store', 'workers', 'log'] as const) if (top[k] === undefined) top[k] = {}
   Value.Default(topSchema, top)
@@ -207,7 +228,8 @@ function validate(
   const connections: Record<string, ConnectionConfig> = {}
   for (const [name, conn] of Object.entries(isPlainObject(top.connections) ? top.connections : {})) {
     const path = ['connections', name]
-    if (!new RegExp(NAME_PATTERN).test(name)) continue // reported by the top-level check
+    invalidConnections.add(name)
+    if (!validName(name, path, src, issues)) continue
     if (!isPlainObject(conn)) {
       issues.push({ ...src.locate(path), code: 'SLUICE_ERR_CONFIG_TYPE', message: 'must be a mapping with a kind: key', path: src.pathString(path) })
       continue
@@ -231,7 +253,10 @@ function validate(
       additionalProperties: false,
     })
     const filled = Value.Default(schema, conn) as Record<string, unknown>
+    const errorsBefore = issues.length
     check(schema, filled, path, src, issues)
+    if (issues.length > errorsBefore) continue
+    invalidConnections.delete(name)
     const { kind: _kind, ...options } = filled
     connections[name] = { name, kind: def.kind, options }
   }
@@ -244,7 +269,7 @@ function validate(
   }
   for (const [name, fnRaw] of fnEntries) {
     const path = ['functions', name]
-    if (!new RegExp(NAME_PATTERN).test(name)) continue
+    if (!validName(name, path, src, issues)) continue
     if (!isPlainObject(fnRaw)) {
       issues.push({ ...src.locate(path), code: 'SLUICE_ERR_CONFIG_TYPE', message: 'must be a mapping with code: and trigger:', path: src.pathString(path) })
       continue
@@ -287,16 +312,17 @@ function validate(
       outputs,
     }
   }
-  if (issues.length > before) return undefined
-  const workers = top.workers as GatewayConfig['workers']
+  // A section that is not a mapping was reported above; {} keeps the semantic checks safe.
+  const section = <K extends 'http' | 'admin' | 'store' | 'workers' | 'log'>(k: K) => (isPlainObject(top[k]) ? top[k] : {}) as GatewayConfig[K]
+  const workers = section('workers')
   return {
     file,
     root,
-    http: top.http as GatewayConfig['http'],
-    admin: top.admin as GatewayConfig['admin'],
-    store: top.store as GatewayConfig['store'],
+    http: section('http'),
+    admin: section('admin'),
+    store: section('store'),
     workers: { ...workers, hosts: workers.hosts ?? Math.max(1, availableParallelism()) },
-    log: top.log as GatewayConfig['log'],
+    log: section('log'),
     connections,
     functions,
   }

@@ -108,7 +108,7 @@ export function buildFunctionSchema(defs: readonly ConnectorDefinition[]) {
         pattern: '^(source|none|(body|meta)(\\.[A-Za-z0-9_$-]+)+)$',
         description: 'Events with the same key run in order: source (topic, partition, queue), none, or a path such as body.station.',
       }),
-      outputs: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), kindsObject(defs, (d) => d.outputSchema))),
+      outputs: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), kindsObject(defs, (d) => d.outputSchema), Strict)),
     },
     Strict,
   )
@@ -128,8 +128,8 @@ export function buildConfigSchema(defs: readonly ConnectorDefinition[]) {
       store: Type.Optional(storeSchema),
       workers: Type.Optional(workersSchema),
       log: Type.Optional(logSchema),
-      connections: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), connection)),
-      functions: Type.Record(Type.String({ pattern: NAME_PATTERN }), buildFunctionSchema(defs)),
+      connections: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), connection, Strict)),
+      functions: Type.Record(Type.String({ pattern: NAME_PATTERN }), buildFunctionSchema(defs), { ...Strict, minProperties: 1 }),
     },
     { ...Strict, title: 'sluice gateway configuration' },
   )

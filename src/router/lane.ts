@@ -1,18 +1,35 @@
 import type { ErrorInfo } from '../errors.js'
 import type { Outcome, TriggerEvent } from '../sdk/index.js'
 
-/** One event on its way through one function. */
-export interface Item {
-  event: TriggerEvent
+/** The outcomes of one `deliver` call: resolved together when the last one is final. */
+export class Delivery {
+  readonly outcomes: Outcome[]
+  pending: number
+  constructor(
+    size: number,
+    readonly resolve: (outcomes: Outcome[]) => void,
+  ) {
+    this.outcomes = new Array<Outcome>(size)
+    this.pending = size
+  }
+}
+
+/** One event on its way through one function (a class: many are alive at once). */
+export class Item {
   /** JSON of the event without `attempt`, computed once on arrival. */
-  json: string
+  json = ''
   /** Ordering key; undefined: no ordering (runs in parallel with everything). */
-  key: string | undefined
-  attempts: number
-  enqueuedAt: number
-  firstAttemptAt: number
-  lastError?: ErrorInfo
-  finish(o: Outcome): void
+  key: string | undefined = undefined
+  attempts = 0
+  readonly enqueuedAt = performance.now()
+  readonly firstAttemptAt = Date.now()
+  lastError: ErrorInfo | undefined = undefined
+  constructor(
+    readonly event: TriggerEvent,
+    readonly delivery: Delivery,
+    /** Position of the event in its delivery. */
+    readonly index: number,
+  ) {}
 }
 
 /**

@@ -7,7 +7,7 @@ import type { RunResult } from '../sandbox/pool.js'
 import type { RetryConfig } from '../config/schema.js'
 import type { Store } from '../store/store.js'
 import { LIMITS } from '../sandbox/protocol.js'
-import { Lane, type Item } from './lane.js'
+import { Delivery, Item, Lane } from './lane.js'
 import { FlowControl } from './flow.js'
 import { FunctionStats } from './stats.js'
 
@@ -28,6 +28,9 @@ export interface RouterOptions {
   scheduler: Scheduler
   store: Store
 }
+
+const DONE: Outcome = Object.freeze({ status: 'done' })
+const ABORTED: Outcome = Object.freeze({ status: 'aborted' })
 
 /** Largest event, and about the largest batch, in JSON characters. */
 const MAX_EVENT_CHARS = LIMITS.resultBytes
@@ -109,50 +112,49 @@ export class Router {
    */
   deliver(fn: string, events: TriggerEvent[]): Promise<Outcome[]> {
     const l = this.get(fn)
-    return Promise.all(events.map((e) => this.accept(l, e)))
-  }
-
-  private accept(l: FnLane, e: TriggerEvent): Promise<Outcome> {
-    if (this.closing) return Promise.resolve({ status: 'aborted' })
-    return new Promise<Outcome>((resolve) => {
-      const { attempt: _attempt, ...event } = e
-      const now = Date.now()
-      const item: Item = {
-        event,
-        json: '',
-        key: undefined,
-        attempts: 0,
-        enqueuedAt: performance.now(),
-        firstAttemptAt: now,
-        finish: (o) => {
-          l.backlog--
-          l.flow.update(l.backlog)
-          if (o.status === 'done') l.stats.eventsDone++
-          else if (o.status === 'dead') l.stats.eventsDead++
-          resolve(o)
-          if (l.backlog === 0) for (const f of l.idle.splice(0)) f()
-        },
-      }
-      l.backlog++
-      l.flow.update(l.backlog)
-      let invalid: string | undefined
-      try {
-        item.json = JSON.stringify(event)
-        if (typeof item.json !== 'string' || !item.json.startsWith('{')) invalid = 'the event is not a JSON object'
-        else if (item.json.length > MAX_EVENT_CHARS) invalid = `the event is ${item.json.length} characters of JSON; the limit is ${MAX_EVENT_CHARS}`
-        else if (typeof event.id !== 'string' || event.id === '') invalid = 'the event has no id'
-      } catch (err) {
-        invalid = `the event is not JSON data: ${(err as Error).message}`
-      }
-      if (invalid !== undefined) {
-        item.lastError = { code: 'SLUICE_ERR_EVENT_INVALID', message: invalid, retriable: false }
-        void this.deadLetter(l, item)
-        return
-      }
-      item.key = this.keyOf(l, event)
-      l.lane.push(item)
+    if (this.closing) return Promise.resolve(events.map(() => ABORTED))
+    if (events.length === 0) return Promise.resolve([])
+    return new Promise<Outcome[]>((resolve) => {
+      const delivery = new Delivery(events.length, resolve)
+      for (let i = 0; i < events.length; i++) this.accept(l, new Item(events[i] as TriggerEvent, delivery, i))
       this.onReady(l)
     })
+  }
+
+  private accept(l: FnLane, item: Item): void {
+    l.backlog++
+    l.flow.update(l.backlog)
+    const event = item.event
+    let invalid: string | undefined
+    try {
+      // `attempt` is the router's to set; a connector's value is dropped.
+      const json = JSON.stringify(event.attempt === undefined ? event : { ...event, attempt: undefined })
+      item.json = json
+      if (typeof json !== 'string' || json.charCodeAt(0) !== 123 /* { */) invalid = 'the event is not a JSON object'
+      else if (json.length > MAX_EVENT_CHARS) invalid = `the event is ${json.length} characters of JSON; the limit is ${MAX_EVENT_CHARS}`
+      else if (typeof event.id !== 'string' || event.id === '') invalid = 'the event has no id'
+    } catch (err) {
+      invalid = `the event is not JSON data: ${(err as Error).message}`
+    }
+    if (invalid !== undefined) {
+      item.lastError = { code: 'SLUICE_ERR_EVENT_INVALID', message: invalid, retriable: false }
+      void this.deadLetter(l, item)
+      return
+    }
+    item.key = this.keyOf(l, event)
+    l.lane.push(item)
+  }
+
+  /** Records an item's final outcome; resolves its delivery when it was the last one. */
+  private finish(l: FnLane, item: Item, o: Outcome): void {
+    l.backlog--
+    l.flow.update(l.backlog)
+    if (o.status === 'done') l.stats.eventsDone++
+    else if (o.status === 'dead') l.stats.eventsDead++
+    const d = item.delivery
+    d.outcomes[item.index] = o
+    if (--d.pending === 0) d.resolve(d.outcomes)
+    if (l.backlog === 0) for (const f of l.idle.splice(0)) f()
   }
 
   private onReady(l: FnLane): void {
@@ -294,7 +296,7 @@ export class Router {
     for (const it of items) {
       const err = errorOf(it)
       if (err === undefined) {
-        it.finish({ status: 'done' })
+        this.finish(l, it, DONE)
         continue
       }
       it.lastError = err
@@ -317,7 +319,7 @@ export class Router {
     for (const it of failed) {
       const err = it.lastError as ErrorInfo
       if (!err.retriable || it.attempts >= l.fn.retry.maxAttempts) dead.push(it)
-      else if (this.closing) it.finish({ status: 'aborted' })
+      else if (this.closing) this.finish(l, it, ABORTED)
       else retry.push(it)
     }
     const deadDone = Promise.all(dead.map((it) => this.deadLetter(l, it)))
@@ -337,7 +339,7 @@ export class Router {
       l.retryTimers.delete(timer)
       void deadDone.then(() => {
         if (this.closing) {
-          for (const it of retry) it.finish({ status: 'aborted' })
+          for (const it of retry) this.finish(l, it, ABORTED)
           return
         }
         for (let i = retry.length - 1; i >= 0; i--) l.lane.push(retry[i] as Item, true)
@@ -371,13 +373,13 @@ export class Router {
         if (deadChannel.hasSubscribers) {
           deadChannel.publish({ gateway: this.opts.gateway, function: l.fn.name, eventId: event.id, deadLetterId: id, attempts: it.attempts, error })
         }
-        it.finish({ status: 'dead', deadLetterId: id, error })
+        this.finish(l, it, { status: 'dead', deadLetterId: id, error })
         return
       } catch (e) {
         // Not durable, so not acknowledged: keep trying; shutdown gives up and leaves it at the source.
         this.opts.log.error({ function: l.fn.name, eventId: event.id, err: toInfo(e, 'SLUICE_ERR_STORE_OPEN') }, 'dead-letter write failed; retrying')
         if (this.closing) {
-          it.finish({ status: 'aborted' })
+          this.finish(l, it, ABORTED)
           return
         }
         await new Promise((r) => setTimeout(r, DEAD_LETTER_RETRY_MS))
@@ -457,10 +459,10 @@ export class Router {
       for (const lease of l.held.splice(0)) lease.release()
       for (const [timer, items] of l.retryTimers) {
         clearTimeout(timer)
-        for (const it of items) it.finish({ status: 'aborted' })
+        for (const it of items) this.finish(l, it, ABORTED)
       }
       l.retryTimers.clear()
-      for (const it of l.lane.drain()) it.finish({ status: 'aborted' })
+      for (const it of l.lane.drain()) this.finish(l, it, ABORTED)
       l.flow.release()
     }
     const idle = Promise.all(
