@@ -56,7 +56,8 @@ export class Gateway implements AdminApi {
   private readonly bindings: Binding[] = []
   private readonly outputs = new Map<string, Map<string, OutputBinding>>()
   private readonly metricsRegistry: Metrics
-  private readonly keyHashes = new Map<string, string[]>()
+  /** Function key digests per function, cached as the read itself so a write can invalidate it. */
+  private readonly keyHashes = new Map<string, Promise<string[]>>()
   private readonly defs: ReadonlyMap<string, ConnectorDefinition>
   private state: 'starting' | 'up' | 'stopping' | 'stopped' = 'starting'
   private stopPromise: Promise<void> | undefined
@@ -265,11 +266,14 @@ export class Gateway implements AdminApi {
     })
   }
 
-  private async functionKeyHashes(fn: string): Promise<string[]> {
+  private functionKeyHashes(fn: string): Promise<string[]> {
     let h = this.keyHashes.get(fn)
     if (!h) {
-      h = await this.store.functionKeyHashes(fn)
+      // Caching the promise (not its value) means a read that began before a key write cannot
+      // land in the cache after the write invalidated it, and keep a deleted key working.
+      h = this.store.functionKeyHashes(fn)
       this.keyHashes.set(fn, h)
+      h.catch(() => this.keyHashes.get(fn) === h && this.keyHashes.delete(fn))
     }
     return h
   }
@@ -370,8 +374,9 @@ export class Gateway implements AdminApi {
   }
 
   async deleteFunctionKey(fn: string, name: string): Promise<boolean> {
+    const deleted = await this.store.deleteFunctionKey(fn, name)
     this.keyHashes.delete(fn)
-    return this.store.deleteFunctionKey(fn, name)
+    return deleted
   }
 
   hosts() {

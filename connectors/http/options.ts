@@ -7,8 +7,9 @@ export const httpTriggerSchema = Type.Object(
     route: Type.String({
       minLength: 1,
       maxLength: 512,
-      pattern: '^[A-Za-z0-9._~{}\\-]+(/[A-Za-z0-9._~{}\\-]+)*$',
-      description: 'Path below /api/, with {name} parameters, e.g. stations/{id}.',
+      // Segments of literals and {name} parameters; the last one may be a {*name} wildcard (see routeUrl).
+      pattern: '^(?:[A-Za-z0-9._~{}\\-]+(?:/[A-Za-z0-9._~{}\\-]+)*(?:/\\{\\*[A-Za-z0-9_]*\\})?|\\{\\*[A-Za-z0-9_]*\\})$',
+      description: 'Path below /api/, with {name} parameters and an optional last {*name} wildcard, e.g. stations/{id} or files/{*path}.',
     }),
     methods: Type.Array(OneOf(HTTP_METHODS), {
       minItems: 1,

@@ -75,6 +75,7 @@ export class TimerConnector implements Connector {
 
   /** The next scheduled tick, or undefined when stopped. */
   nextRun(): Date | undefined {
+    if (this.stopPromise) return undefined
     return this.task?.getNextRun() ?? undefined
   }
 
@@ -88,9 +89,14 @@ export class TimerConnector implements Connector {
       void this.saveStatus()
       return
     }
-    this.running = this.run(ctx, scheduledAt, isPastDue).finally(() => {
-      this.running = undefined
-    })
+    // A store error (claim, status) must not become an unhandled rejection: that ends the process.
+    this.running = this.run(ctx, scheduledAt, isPastDue)
+      .catch((e: unknown) => {
+        ctx.log.error({ scheduledAt: scheduledAt.toISOString(), err: (e as Error).message }, 'timer tick failed')
+      })
+      .finally(() => {
+        this.running = undefined
+      })
   }
 
   private async run(ctx: ConnectorContext, scheduledAt: Date, isPastDue: boolean): Promise<void> {
@@ -114,7 +120,9 @@ export class TimerConnector implements Connector {
   }
 
   private async saveStatus(): Promise<void> {
-    const next = this.nextRun()
+    // getNextRuns works on a destroyed task too: a run that finishes while stop() waits for it
+    // must still record the tick after it, or the next start takes `last` for a missed tick.
+    const next = this.task?.getNextRuns(1)[0]
     if (next) this.status.next = next.toISOString()
     this.status.lastUpdated = new Date().toISOString()
     try {
@@ -127,9 +135,9 @@ export class TimerConnector implements Connector {
   stop(): Promise<void> {
     this.stopPromise ??= (async () => {
       const task = this.task
-      this.task = undefined
       await task?.destroy()
       await this.running
+      this.task = undefined
     })()
     return this.stopPromise
   }

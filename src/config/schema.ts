@@ -12,12 +12,12 @@ export const NAME_PATTERN = '^[A-Za-z][A-Za-z0-9_-]{0,62}$'
 export const httpSchema = Type.Object(
   {
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 7071, description: '0 picks a free port.' }),
-    host: Type.String({ minLength: 1, default: '0.0.0.0' }),
+    host: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Address to listen on.' }),
     bodyLimit: Type.Integer({ minimum: 1024, maximum: 104857600, default: 1048576, description: 'Largest request body in bytes (413 above).' }),
-    requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 30000 }),
-    keepAliveTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 72000 }),
+    requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 30000, description: 'Longest time to receive a whole request (408 above).' }),
+    keepAliveTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 72000, description: 'How long an idle keep-alive connection stays open.' }),
   },
-  Strict,
+  { ...Strict, description: 'The HTTP server: HTTP-triggered functions under /api, the admin API, /metrics and the dashboard.' },
 )
 
 export const adminSchema = Type.Object(
@@ -26,33 +26,33 @@ export const adminSchema = Type.Object(
       Type.String({ minLength: 16, description: 'Admin key (x-sluice-key header). Without one the admin API answers on loopback only.' }),
     ),
   },
-  Strict,
+  { ...Strict, description: 'The admin API (/admin/...) and the dashboard.' },
 )
 
 export const storeSchema = Type.Object(
   {
-    kind: OneOf(['sqlite', 'postgres'], { default: 'sqlite' }),
+    kind: OneOf(['sqlite', 'postgres'], { default: 'sqlite', description: 'sqlite: embedded, one instance. postgres: shared by several instances (not in this build yet).' }),
     path: Type.String({ minLength: 1, default: '.sluice/state.db', description: 'SQLite file, relative to the project root.' }),
     url: Type.Optional(Type.String({ minLength: 1, description: 'postgres: connection URL.' })),
   },
-  Strict,
+  { ...Strict, description: 'Where dead letters, timer leases and schedule status are kept.' },
 )
 
 export const workersSchema = Type.Object(
   {
     hosts: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'Worker-host processes. Default: the number of cores.' })),
     memoryMb: Type.Integer({ minimum: 64, maximum: 65536, default: 2048, description: 'Heap budget per worker host, shared by its instances.' }),
-    maxInstancesPerHost: Type.Integer({ minimum: 1, maximum: 10000, default: 500 }),
+    maxInstancesPerHost: Type.Integer({ minimum: 1, maximum: 10000, default: 500, description: 'Most function instances one worker host runs.' }),
     prewarm: Type.Integer({ minimum: 0, maximum: 64, default: 2, description: 'Blank isolates kept ready per host to cut cold starts.' }),
   },
-  Strict,
+  { ...Strict, description: 'The worker-host processes that run function instances.' },
 )
 
 export const logSchema = Type.Object(
   {
-    level: OneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
+    level: OneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', description: 'Lowest level written.' }),
   },
-  Strict,
+  { ...Strict, description: 'JSON logs on stdout.' },
 )
 
 export const batchSchema = Type.Object(
@@ -60,17 +60,17 @@ export const batchSchema = Type.Object(
     maxSize: Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'Most events per invocation.' }),
     maxWaitMs: Type.Integer({ minimum: 0, maximum: 60000, default: 20, description: 'Longest wait for a batch to fill.' }),
   },
-  Strict,
+  { ...Strict, description: 'How events are grouped into one invocation (maxSize: 1 gives single events).' },
 )
 
 export const retrySchema = Type.Object(
   {
-    maxAttempts: Type.Integer({ minimum: 1, maximum: 1000, default: 5 }),
-    backoff: OneOf(['fixed', 'exponential'], { default: 'exponential' }),
-    initialDelayMs: Type.Integer({ minimum: 0, maximum: 3600000, default: 200 }),
-    maxDelayMs: Type.Integer({ minimum: 0, maximum: 86400000, default: 30000 }),
+    maxAttempts: Type.Integer({ minimum: 1, maximum: 1000, default: 5, description: 'Attempts per event, the first included; after the last the event is dead-lettered.' }),
+    backoff: OneOf(['fixed', 'exponential'], { default: 'exponential', description: 'Delay between attempts: fixed, or exponential (doubling, with jitter).' }),
+    initialDelayMs: Type.Integer({ minimum: 0, maximum: 3600000, default: 200, description: 'Delay before the second attempt.' }),
+    maxDelayMs: Type.Integer({ minimum: 0, maximum: 86400000, default: 30000, description: 'Longest delay between attempts.' }),
   },
-  Strict,
+  { ...Strict, description: 'What happens when an invocation fails.' },
 )
 
 export const scaleSchema = Type.Object(
@@ -79,23 +79,23 @@ export const scaleSchema = Type.Object(
     max: Type.Integer({ minimum: 1, maximum: 1000, default: 4, description: 'Most instances running at once.' }),
     idleTimeoutMs: Type.Integer({ minimum: 100, maximum: 86400000, default: 60000, description: 'Idle time before an instance above min is stopped.' }),
   },
-  Strict,
+  { ...Strict, description: 'How many instances of the function run at once.' },
 )
 
-function kindsObject(defs: readonly ConnectorDefinition[], pick: (d: ConnectorDefinition) => TSchema | undefined): TObject {
+function kindsObject(defs: readonly ConnectorDefinition[], pick: (d: ConnectorDefinition) => TSchema | undefined, description: string): TObject {
   const props: Record<string, TSchema> = {}
   for (const d of defs) {
     const s = pick(d)
     if (s) props[d.kind] = Type.Optional(s)
   }
-  return Type.Object(props, { ...Strict, minProperties: 1, maxProperties: 1 })
+  return Type.Object(props, { ...Strict, minProperties: 1, maxProperties: 1, description })
 }
 
 export function buildFunctionSchema(defs: readonly ConnectorDefinition[]) {
   return Type.Object(
     {
       code: Type.String({ minLength: 1, description: 'The function module (.ts or .js), relative to the project root.' }),
-      trigger: kindsObject(defs, (d) => d.triggerSchema),
+      trigger: kindsObject(defs, (d) => d.triggerSchema, 'What invokes the function: exactly one trigger kind with its options.'),
       batch: Type.Optional(batchSchema),
       retry: Type.Optional(retrySchema),
       timeoutMs: Type.Integer({ minimum: 1, maximum: 900000, default: 5000, description: 'Wall-clock deadline per invocation.' }),
@@ -108,9 +108,14 @@ export function buildFunctionSchema(defs: readonly ConnectorDefinition[]) {
         pattern: '^(source|none|(body|meta)(\\.[A-Za-z0-9_$-]+)+)$',
         description: 'Events with the same key run in order: source (topic, partition, queue), none, or a path such as body.station.',
       }),
-      outputs: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), kindsObject(defs, (d) => d.outputSchema), Strict)),
+      outputs: Type.Optional(
+        Type.Record(Type.String({ pattern: NAME_PATTERN }), kindsObject(defs, (d) => d.outputSchema, 'Exactly one output kind with its options.'), {
+          ...Strict,
+          description: 'Output bindings by name, written with ctx.output(name, data) and confirmed before the input is acknowledged.',
+        }),
+      ),
     },
-    Strict,
+    { ...Strict, description: 'One function: its code, trigger and limits.' },
   )
 }
 
@@ -122,16 +127,21 @@ export function buildConfigSchema(defs: readonly ConnectorDefinition[]) {
       : Type.Union(connectionKinds.map((d) => Type.Composite([Type.Object({ kind: Type.Literal(d.kind) }), d.connectionSchema as TObject])))
   return Type.Object(
     {
-      $schema: Type.Optional(Type.String()),
+      $schema: Type.Optional(Type.String({ description: 'A JSON Schema reference for editors; sluice ignores it.' })),
       http: Type.Optional(httpSchema),
       admin: Type.Optional(adminSchema),
       store: Type.Optional(storeSchema),
       workers: Type.Optional(workersSchema),
       log: Type.Optional(logSchema),
-      connections: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), connection, Strict)),
-      functions: Type.Record(Type.String({ pattern: NAME_PATTERN }), buildFunctionSchema(defs), { ...Strict, minProperties: 1 }),
+      connections: Type.Optional(
+        Type.Record(Type.String({ pattern: NAME_PATTERN }), connection, {
+          ...Strict,
+          description: 'Broker connections by name; triggers and outputs name theirs with connection:.',
+        }),
+      ),
+      functions: Type.Record(Type.String({ pattern: NAME_PATTERN }), buildFunctionSchema(defs), { ...Strict, minProperties: 1, description: 'The functions by name.' }),
     },
-    { ...Strict, title: 'sluice gateway configuration' },
+    { ...Strict, title: 'sluice gateway configuration', description: 'The YAML file sluice runs (`sluice start --config <file>`). ${VAR} reads the environment.' },
   )
 }
 

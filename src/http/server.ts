@@ -90,6 +90,9 @@ export function createHttpServer(config: GatewayConfig['http'], log: Pino): Fast
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+    // fastify's default (removeAdditional: true) silently strips keys that a schema with
+    // additionalProperties: false forbids; an unknown key is an error here, as in the config.
+    ajv: { customOptions: { removeAdditional: false } },
   })
   // fastify's JSON parser reports a __proto__ / constructor.prototype key as the same
   // FST_ERR_CTP_INVALID_JSON_BODY as a syntax error (it drops secure-json-parse's error), so a

@@ -1,9 +1,12 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { existsSync } from 'node:fs'
+import type { Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { SluiceError, type ErrorInfo } from '../errors.js'
 import type { Logger } from '../sdk/index.js'
+import { FrameChannel } from './channel.js'
+import { parseEnvelope } from './envelope.js'
 import type { FromHost, InstanceSpec, RunPayload, ToHost } from './protocol.js'
 
 export interface PoolOptions {
@@ -43,6 +46,7 @@ interface PendingRun {
 
 class HostSlot {
   child: ChildProcess | undefined
+  channel: FrameChannel<ToHost, FromHost> | undefined
   up = false
   pid = 0
   execArgv: string[] = []
@@ -52,7 +56,7 @@ class HostSlot {
   rss = 0
   readonly codeSent = new Set<string>()
   readonly instances = new Map<number, { resolve(v: { ms: number; prewarmed: boolean }): void; reject(e: Error): void; settled: boolean }>()
-  readonly runs = new Map<number, PendingRun>()
+  readonly runs = new Map<number, PendingRun & { fn: string }>()
   lastPong = 0
   constructor(readonly id: number) {}
 }
@@ -125,12 +129,14 @@ export class SandboxPool extends EventEmitter {
   private spawn(slot: HostSlot): Promise<void> {
     return new Promise((resolve) => {
       const child = fork(this.entry.file, [], {
-        execArgv: this.entry.execArgv,
+        execArgv: [...this.entry.execArgv, ...(process.env.SLUICE_HOST_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/hostprof'] : [])],
         serialization: 'advanced',
-        stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+        // fd 3: Node IPC (ready, and disconnect when the gateway dies); fd 4: the frame channel.
+        stdio: ['ignore', 'inherit', 'pipe', 'ipc', 'pipe'],
         env: { ...process.env, NODE_OPTIONS: '' },
       })
       slot.child = child
+      slot.channel = new FrameChannel<ToHost, FromHost>(child.stdio[4] as Socket, (m, payload) => this.onMessage(slot, m, payload))
       slot.codeSent.clear()
       let stderr = ''
       child.stderr?.on('data', (d: Buffer) => {
@@ -149,9 +155,7 @@ export class SandboxPool extends EventEmitter {
           this.opts.log.info({ host: slot.id, pid: m.pid }, 'worker host up')
           this.emit('host-up', slot.id)
           resolve()
-          return
         }
-        this.onMessage(slot, m)
       })
       child.on('exit', (code, signal) => {
         if (slot.child !== child) return
@@ -162,7 +166,7 @@ export class SandboxPool extends EventEmitter {
     })
   }
 
-  private onMessage(slot: HostSlot, m: FromHost): void {
+  private onMessage(slot: HostSlot, m: FromHost, payload: string | undefined): void {
     switch (m.t) {
       case 'created': {
         const p = slot.instances.get(m.inst)
@@ -183,7 +187,8 @@ export class SandboxPool extends EventEmitter {
           slot.instances.delete(m.inst)
           this.emit('instance-lost', m.inst)
         }
-        r.resolve({ payload: m.payload, lost: m.lost, cpuMs: m.cpuMs, hostMs: m.ms })
+        const result: RunPayload = m.error ? { ok: false, error: m.error, outputs: [], logs: [] } : parseEnvelope(payload, r.fn)
+        r.resolve({ payload: result, lost: m.lost, cpuMs: m.cpuMs, hostMs: m.ms })
         return
       }
       case 'pong':
@@ -198,6 +203,8 @@ export class SandboxPool extends EventEmitter {
   private onExit(slot: HostSlot, code: number | null, signal: NodeJS.Signals | null, stderr: string): void {
     slot.up = false
     slot.child = undefined
+    slot.channel?.close()
+    slot.channel = undefined
     const lost = [...slot.instances.keys()]
     const crash: ErrorInfo = {
       code: 'SLUICE_ERR_FUNCTION_CRASHED',
@@ -244,10 +251,8 @@ export class SandboxPool extends EventEmitter {
     }
   }
 
-  private send(slot: HostSlot, m: ToHost): boolean {
-    if (!slot.child || !slot.child.connected) return false
-    slot.child.send(m)
-    return true
+  private send(slot: HostSlot, m: ToHost, payload?: string): boolean {
+    return slot.channel?.send(m, payload) ?? false
   }
 
   /** Starts an instance on a host. Never throws: failures reject `ready`. */
@@ -266,7 +271,7 @@ export class SandboxPool extends EventEmitter {
     if (!slot.codeSent.has(spec.hash)) {
       const code = this.code.get(spec.hash)
       if (code === undefined) throw new Error(`code ${spec.hash} of ${spec.fn} was never registered`)
-      this.send(slot, { t: 'code', hash: spec.hash, code })
+      this.send(slot, { t: 'code', hash: spec.hash }, code)
       slot.codeSent.add(spec.hash)
     }
     slot.instances.set(inst, { ...handlers, settled: false })
@@ -296,8 +301,8 @@ export class SandboxPool extends EventEmitter {
         this.opts.log.error({ host: h.hostId, function: h.fn }, 'worker host held a run past its deadline; killing it')
         slot.child?.kill('SIGKILL')
       }, timeoutMs + RUN_GRACE_MS)
-      slot.runs.set(id, { resolve, timer, inst: h.inst })
-      this.send(slot, { t: 'run', id, inst: h.inst, events, invocationId, timeoutMs, cpuTimeMs })
+      slot.runs.set(id, { resolve, timer, inst: h.inst, fn: h.fn })
+      this.send(slot, { t: 'run', id, inst: h.inst, invocationId, timeoutMs, cpuTimeMs }, events)
     })
   }
 

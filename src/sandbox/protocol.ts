@@ -20,15 +20,19 @@ export interface InstanceSpec {
   initTimeoutMs: number
 }
 
+/**
+ * Gateway -> host. Sent over the frame channel (see channel.ts); `code` and `run` carry their
+ * source or events JSON as the frame payload.
+ */
 export type ToHost =
-  | { t: 'code'; hash: string; code: string }
+  | { t: 'code'; hash: string }
   | ({ t: 'create' } & InstanceSpec)
-  | { t: 'run'; id: number; inst: number; events: string; invocationId: string; timeoutMs: number; cpuTimeMs: number }
+  | { t: 'run'; id: number; inst: number; invocationId: string; timeoutMs: number; cpuTimeMs: number }
   | { t: 'destroy'; inst: number }
   | { t: 'prewarm'; memoryMb: number[]; count: number }
   | { t: 'ping'; id: number }
 
-/** What the isolate returned, parsed and checked by the host. */
+/** What the isolate returned, parsed and checked (by the gateway: it is untrusted data). */
 export interface RunPayload {
   ok: boolean
   value?: unknown
@@ -37,9 +41,16 @@ export interface RunPayload {
   logs: LogLine[]
 }
 
+/**
+ * Host -> gateway. A `result` without `error` carries the isolate's raw result envelope as the
+ * frame payload. `ready` goes over Node's IPC channel (which also tells the host when the gateway
+ * is gone); everything else over the frame channel.
+ */
 export type FromHost =
   | { t: 'ready'; pid: number; execArgv: string[] }
   | { t: 'created'; inst: number; ms: number; prewarmed: boolean; error?: ErrorInfo }
-  | { t: 'result'; id: number; inst: number; payload: RunPayload; lost: boolean; cpuMs: number; ms: number }
-  | { t: 'lost'; inst: number; error: ErrorInfo }
+  | { t: 'result'; id: number; inst: number; lost: boolean; cpuMs: number; ms: number; error?: ErrorInfo }
   | { t: 'pong'; id: number; instances: number; rss: number }
+
+/** File descriptor of the frame channel in the worker host (stdio slot 4). */
+export const FRAME_FD = 4

@@ -75,7 +75,8 @@ functions:
   it('routes /api/<route> with {param} path parameters, query and method into the event', async () => {
     const res = await fetch(`${t.url}/api/shops/s%201/items/42?color=red&tag=a&tag=b`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json', 'x-custom': 'yes' },
+      // A caller cannot choose its request id.
+      headers: { 'content-type': 'application/json', 'x-custom': 'yes', 'x-request-id': 'chosen-by-caller' },
       body: JSON.stringify({ qty: 3 }),
     })
     expect(res.status).toBe(200)
@@ -200,6 +201,28 @@ functions:
     expect((await fetch(`${t.url}/api/secure/1`, { headers: { 'x-functions-key': key } })).status).toBe(200)
     expect((await admin('/admin/functions/h-secure/keys/temp', { method: 'DELETE' })).status).toBe(204)
     await expectError(await fetch(`${t.url}/api/secure/1`, { headers: { 'x-functions-key': key } }), 401, 'SLUICE_ERR_HTTP_UNAUTHORIZED')
+  })
+
+  it('rotates a key: creating one under an existing name replaces it; a body is optional', async () => {
+    const first = await json<{ key: string; name: string }>(await admin('/admin/functions/h-secure/keys', { method: 'POST' }))
+    expect(first.name).toBe('default')
+    expect((await fetch(`${t.url}/api/secure/1`, { headers: { 'x-functions-key': first.key } })).status).toBe(200)
+    const second = await json<{ key: string; name: string }>(
+      await admin('/admin/functions/h-secure/keys', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"default"}' }),
+    )
+    expect(second.key).not.toBe(first.key)
+    expect((await fetch(`${t.url}/api/secure/1`, { headers: { 'x-functions-key': second.key } })).status).toBe(200)
+    await expectError(await fetch(`${t.url}/api/secure/1`, { headers: { 'x-functions-key': first.key } }), 401, 'SLUICE_ERR_HTTP_UNAUTHORIZED')
+  })
+
+  it('answers key requests for unknown functions and keys with 404', async () => {
+    await expectError(await admin('/admin/functions/h-nope/keys', { method: 'POST' }), 404, 'SLUICE_ERR_FUNCTION_NOT_FOUND')
+    await expectError(await admin('/admin/functions/h-nope/keys'), 404, 'SLUICE_ERR_FUNCTION_NOT_FOUND')
+    await expectError(await admin('/admin/functions/h-secure/keys/never-made', { method: 'DELETE' }), 404, 'SLUICE_ERR_HTTP_NOT_FOUND')
+    const bad = await admin('/admin/functions/h-secure/keys', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"has space"}' })
+    await expectError(bad, 400, 'SLUICE_ERR_HTTP_BAD_REQUEST')
+    const extra = await admin('/admin/functions/h-secure/keys', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"ok","value":"chosen-by-caller"}' })
+    await expectError(extra, 400, 'SLUICE_ERR_HTTP_BAD_REQUEST')
   })
 })
 

@@ -361,6 +361,22 @@ describe('timer trigger', () => {
     expect(s.lastOutcome).toBe('dead')
   })
 
+  it('a store failure during a tick is logged and does not end the gateway', async () => {
+    const t = await gateway([timerFn('fragile', `{ schedule: ${EVERY_SECOND} }`)], { 'functions/fragile.ts': recorder() })
+    await seenAtLeast(t, 'fragile', 1)
+    // The store goes away under the running gateway (a lost database, a broken disk): claiming
+    // the tick throws. Before the fix this was an unhandled rejection, which ends the process.
+    await t.gw.store.close()
+    const failed = await waitFor(() => {
+      const l = t.logs.find('timer tick failed')
+      return l.length >= 2 && l
+    }, 30_000, 'two failed ticks to be logged')
+    expect(failed[0]).toMatchObject({ level: 'error', function: 'fragile' })
+    expect(String(failed[0]?.err)).toMatch(/not open/)
+    await t.stop()
+    expect(t.logs.find('shutdown step failed; continuing')).toHaveLength(0)
+  })
+
   it('runOnStartup runs once when the gateway starts', async () => {
     const { schedule } = farDaily()
     const t = await gateway(
@@ -396,6 +412,8 @@ describe('timer trigger', () => {
     const s = await statusInFile(dir, 'stopper')
     expect(s?.last).toBe(lastRun.body.scheduledAt)
     expect(s?.lastOutcome).toBe('done')
+    // `next` is a tick after the last one that ran: a restart must not take that tick for missed.
+    expect(Date.parse(s?.next ?? '')).toBeGreaterThan(Date.parse(s?.last ?? ''))
 
     // The cron task is gone, so nothing can tick any more; and nothing does over the next slots.
     expect([...getTasks().values()].some((task) => task.name === taskName)).toBe(false)

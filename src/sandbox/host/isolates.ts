@@ -1,7 +1,6 @@
 import ivm from 'isolated-vm'
 import type { ErrorCode, ErrorInfo } from '../../errors.js'
-import type { LogLine } from '../../sdk/index.js'
-import { LIMITS, type InstanceSpec, type RunPayload } from '../protocol.js'
+import type { InstanceSpec } from '../protocol.js'
 import { BOOTSTRAP } from './bootstrap.js'
 
 type RunFn = (eventsJson: string, invocationId: string, deadline: number) => Promise<string>
@@ -125,7 +124,7 @@ export class Isolates {
    * Runs one batch. Enforces the wall deadline (also across awaits: the isolate is disposed when
    * it passes) and the CPU limit. `lost` tells the caller the instance is gone.
    */
-  async run(instance: Instance, events: string, invocationId: string, timeoutMs: number, cpuTimeMs: number): Promise<{ payload: RunPayload; lost: boolean; cpuMs: number }> {
+  async run(instance: Instance, events: string, invocationId: string, timeoutMs: number, cpuTimeMs: number): Promise<{ envelope?: string; error?: ErrorInfo; lost: boolean; cpuMs: number }> {
     const { isolate } = instance
     const cpuStart = isolate.cpuTime
     let stopped: ErrorInfo | undefined
@@ -162,9 +161,12 @@ export class Isolates {
     if (thrown !== undefined || stopped) {
       const error = stopped ?? classify(thrown, instance.spec, timeoutMs)
       if (!isolate.isDisposed) isolate.dispose()
-      return { payload: { ok: false, error, outputs: [], logs: [] }, lost: true, cpuMs }
+      return { error, lost: true, cpuMs }
     }
-    return { payload: parseEnvelope(envelope, instance.spec.fn), lost: false, cpuMs }
+    if (typeof envelope !== 'string') {
+      return { error: info('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${instance.spec.fn}: the sandbox returned no result envelope`, false), lost: false, cpuMs }
+    }
+    return { envelope, lost: false, cpuMs }
   }
 
   dispose(instance: Instance): void {
@@ -186,52 +188,3 @@ function classify(e: unknown, spec: InstanceSpec, timeoutMs: number): ErrorInfo 
   return info('SLUICE_ERR_FUNCTION_CRASHED', `function ${spec.fn}: the isolate failed: ${message}`, true)
 }
 
-const LEVELS = new Set(['debug', 'info', 'warn', 'error'])
-
-/** Parses and checks the envelope the isolate returned: it is untrusted data. */
-export function parseEnvelope(raw: unknown, fn: string): RunPayload {
-  const invalid = (why: string): RunPayload => ({
-    ok: false,
-    error: info('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${fn}: ${why}`, false),
-    outputs: [],
-    logs: [],
-  })
-  if (typeof raw !== 'string') return invalid('the sandbox returned no result envelope')
-  if (raw.length > LIMITS.resultBytes + 2 * 1024 * 1024) return invalid('the result envelope is larger than the result limit')
-  let env: { ok?: unknown; value?: unknown; error?: Record<string, unknown>; outputs?: unknown; logs?: unknown; dropped?: unknown }
-  try {
-    env = JSON.parse(raw) as typeof env
-  } catch {
-    return invalid('the result envelope is not JSON')
-  }
-  const logs: LogLine[] = []
-  if (Array.isArray(env.logs)) {
-    for (const l of env.logs as Array<Record<string, unknown>>) {
-      if (typeof l !== 'object' || l === null) continue
-      logs.push({
-        level: LEVELS.has(l.level as string) ? (l.level as LogLine['level']) : 'info',
-        msg: String(l.msg).slice(0, LIMITS.logLineChars + 32),
-        time: typeof l.time === 'number' ? l.time : Date.now(),
-      })
-    }
-  }
-  if (typeof env.dropped === 'number' && env.dropped > 0) logs.push({ level: 'warn', msg: `${env.dropped} log lines dropped (limit ${LIMITS.logLines} per invocation)`, time: Date.now() })
-  if (env.ok === true) {
-    const outputs: RunPayload['outputs'] = []
-    for (const o of Array.isArray(env.outputs) ? (env.outputs as unknown[]) : []) {
-      if (Array.isArray(o) && typeof o[0] === 'string') outputs.push({ name: o[0], value: o[1] })
-    }
-    return { ok: true, value: env.value, outputs, logs }
-  }
-  const e = env.error ?? {}
-  const code = typeof e.code === 'string' && e.code.startsWith('SLUICE_ERR_FUNCTION_') ? (e.code as ErrorCode) : 'SLUICE_ERR_FUNCTION_THREW'
-  const name = typeof e.name === 'string' ? e.name : 'Error'
-  const message = typeof e.message === 'string' ? e.message : 'unknown error'
-  const error: ErrorInfo = {
-    code,
-    message: code === 'SLUICE_ERR_FUNCTION_THREW' ? `${name}: ${message}` : message,
-    retriable: code === 'SLUICE_ERR_FUNCTION_THREW',
-  }
-  if (typeof e.stack === 'string') error.context = { function: fn, stack: e.stack }
-  return { ok: false, error, outputs: [], logs }
-}

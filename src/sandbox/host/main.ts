@@ -4,8 +4,10 @@
  * talks to the gateway over IPC only. If it dies, the gateway fails its in-flight batches back to
  * the router and starts a new host.
  */
+import { Socket } from 'node:net'
 import type { ErrorInfo } from '../../errors.js'
-import type { FromHost, ToHost } from '../protocol.js'
+import { FrameChannel } from '../channel.js'
+import { FRAME_FD, type FromHost, type ToHost } from '../protocol.js'
 import { Isolates, type Instance } from './isolates.js'
 
 if (typeof process.send !== 'function') {
@@ -13,9 +15,12 @@ if (typeof process.send !== 'function') {
   process.exit(2)
 }
 
-const send = (m: FromHost) => {
-  if (process.connected) process.send?.(m)
-}
+const channel = new FrameChannel<FromHost, ToHost>(new Socket({ fd: FRAME_FD, readable: true, writable: true }), (m, payload) => {
+  handle(m, payload).catch((e: unknown) => {
+    process.stderr.write(`sluice worker host: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
+  })
+})
+const send = (m: FromHost, payload?: string) => channel.send(m, payload)
 
 const isolates = new Isolates((message) => {
   // V8 reported a catastrophic error (e.g. an allocation it cannot satisfy): this process can no
@@ -34,10 +39,10 @@ function startError(e: unknown, fn: string): ErrorInfo {
   return { code: 'SLUICE_ERR_SANDBOX_INSTANCE_START', message: `function ${fn}: module code threw: ${message}`, retriable: true }
 }
 
-async function handle(m: ToHost): Promise<void> {
+async function handle(m: ToHost, payload: string | undefined): Promise<void> {
   switch (m.t) {
     case 'code':
-      isolates.addCode(m.hash, m.code)
+      isolates.addCode(m.hash, payload ?? '')
       return
     case 'prewarm':
       isolates.setPrewarm(m.memoryMb, m.count)
@@ -63,12 +68,14 @@ async function handle(m: ToHost): Promise<void> {
       const instance = (await instances.get(m.inst)) ?? { code: 'SLUICE_ERR_SANDBOX_INSTANCE_START', message: `instance ${m.inst} is not running`, retriable: true }
       if (!('isolate' in instance)) {
         instances.delete(m.inst)
-        send({ t: 'result', id: m.id, inst: m.inst, payload: { ok: false, error: instance, outputs: [], logs: [] }, lost: true, cpuMs: 0, ms: 0 })
+        send({ t: 'result', id: m.id, inst: m.inst, error: instance, lost: true, cpuMs: 0, ms: 0 })
         return
       }
-      const r = await isolates.run(instance, m.events, m.invocationId, m.timeoutMs, m.cpuTimeMs)
+      const r = await isolates.run(instance, payload ?? '[]', m.invocationId, m.timeoutMs, m.cpuTimeMs)
       if (r.lost) instances.delete(m.inst)
-      send({ t: 'result', id: m.id, inst: m.inst, payload: r.payload, lost: r.lost, cpuMs: r.cpuMs, ms: performance.now() - t0 })
+      const header: FromHost = { t: 'result', id: m.id, inst: m.inst, lost: r.lost, cpuMs: r.cpuMs, ms: performance.now() - t0 }
+      if (r.error) header.error = r.error
+      send(header, r.envelope)
       return
     }
     case 'destroy': {
@@ -84,11 +91,6 @@ async function handle(m: ToHost): Promise<void> {
   }
 }
 
-process.on('message', (m: ToHost) => {
-  handle(m).catch((e: unknown) => {
-    process.stderr.write(`sluice worker host: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
-  })
-})
 // The gateway is gone (even kill -9): nothing left to work for.
 process.on('disconnect', () => process.exit(0))
-send({ t: 'ready', pid: process.pid, execArgv: process.execArgv })
+process.send?.({ t: 'ready', pid: process.pid, execArgv: process.execArgv } satisfies FromHost)

@@ -1,0 +1,695 @@
+/**
+ * parseConfig end to end: YAML text -> positions -> ${VAR} substitution -> schema validation ->
+ * semantic checks -> function compilation, against real function files in a temp folder.
+ * Every error is checked by its stable code, its file:line:col and its key path.
+ */
+import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { join, resolve } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CONNECTORS } from '../../src/config/connectors.js'
+import { formatIssue, issuesOf, parseConfig, type ConfigIssue, type LoadedConfig, type LoadOptions } from '../../src/config/load.js'
+import type { ErrorCode } from '../../src/errors.js'
+import { OneOf, Strict, Type, type ConnectorDefinition } from '../../src/sdk/index.js'
+import { projectDir } from '../helpers/gateway.js'
+
+const FUNCTIONS: Record<string, string> = {
+  'functions/ok.ts': 'export default async function (events: unknown[]) {\n  return events.length\n}\n',
+  'functions/syntax.ts': 'export default async function (events) {\n  return events.map((e) => e.id\n}\n',
+  'functions/uses-node-fs.ts': "import { readFileSync } from 'node:fs'\nexport default async () => readFileSync('/etc/passwd', 'utf8')\n",
+  'functions/uses-fs.ts': "import fs from 'fs'\nexport default async () => fs.readFileSync('/etc/passwd', 'utf8')\n",
+  'functions/no-default.ts': 'export async function handler() {\n  return 1\n}\n',
+}
+
+let project: { dir: string; cleanup(): void }
+let elsewhere: { dir: string; cleanup(): void }
+beforeAll(() => {
+  project = projectDir(FUNCTIONS)
+  elsewhere = projectDir({ 'abs-fn.ts': 'export default async () => 1\n' })
+})
+afterAll(() => {
+  project?.cleanup()
+  elsewhere?.cleanup()
+})
+
+function options(env: Record<string, string>, extra: Partial<LoadOptions> = {}): LoadOptions {
+  return { connectors: CONNECTORS, root: project.dir, env, ...extra }
+}
+
+function parse(yaml: string, env: Record<string, string> = {}, extra: Partial<LoadOptions> = {}): Promise<LoadedConfig> {
+  return parseConfig(yaml, join(project.dir, 'gateway.yaml'), options(env, extra))
+}
+
+/** Parses `yaml`, expects SLUICE_ERR_CONFIG_INVALID, returns its issues. */
+async function issues(yaml: string, env: Record<string, string> = {}, extra: Partial<LoadOptions> = {}): Promise<ConfigIssue[]> {
+  let err: unknown
+  try {
+    await parse(yaml, env, extra)
+  } catch (e) {
+    err = e
+  }
+  expect(err, 'parseConfig should have rejected').toBeDefined()
+  expect((err as { code?: unknown }).code).toBe('SLUICE_ERR_CONFIG_INVALID')
+  const list = issuesOf(err)
+  expect(list.length).toBeGreaterThan(0)
+  // The thrown message lists every issue in its printed form.
+  for (const i of list) expect((err as Error).message).toContain(formatIssue(i))
+  return list
+}
+
+/** The one issue `yaml` produces. */
+async function issue(yaml: string, env: Record<string, string> = {}): Promise<ConfigIssue> {
+  const list = await issues(yaml, env)
+  expect(list.map(formatIssue)).toHaveLength(1)
+  return list[0] as ConfigIssue
+}
+
+/** 1-based line and column of the first occurrence of `needle` in `text` (after `after`, when given). */
+function at(text: string, needle: string, after = ''): { line: number; col: number } {
+  const from = after ? text.indexOf(after) : 0
+  expect(from, `"${after}" in the YAML`).toBeGreaterThanOrEqual(0)
+  const offset = text.indexOf(needle, from)
+  expect(offset, `"${needle}" in the YAML`).toBeGreaterThanOrEqual(0)
+  const lines = text.slice(0, offset).split('\n')
+  return { line: lines.length, col: (lines[lines.length - 1] as string).length + 1 }
+}
+
+function expectIssue(i: ConfigIssue, code: ErrorCode, path: string, pos: { line: number; col: number }): void {
+  expect({ code: i.code, path: i.path, file: i.file, line: i.line, col: i.col }).toEqual({ code, path, file: 'gateway.yaml', ...pos })
+  expect(formatIssue(i)).toBe(`gateway.yaml:${pos.line}:${pos.col} ${path ? `${path} ` : ''}${i.message} [${code}]`)
+}
+
+const TIMER = `trigger: { timer: { schedule: "0 * * * * *" } }`
+
+/** A config with one timer function `telemetry`; `extra` lines are added to the function (4-space indent). */
+function telemetry(extra = '', top = ''): string {
+  return `${top}functions:\n  telemetry:\n    code: functions/ok.ts\n    ${TIMER}\n${extra}`
+}
+
+describe('a valid configuration', () => {
+  it('gets every default', async () => {
+    const { config, compiled, notes } = await parse(telemetry())
+    expect(config.file).toBe(join(project.dir, 'gateway.yaml'))
+    expect(config.root).toBe(project.dir)
+    expect(config.http).toEqual({ port: 7071, host: '0.0.0.0', bodyLimit: 1048576, requestTimeoutMs: 30000, keepAliveTimeoutMs: 72000 })
+    expect(config.admin).toEqual({})
+    expect(config.store).toEqual({ kind: 'sqlite', path: '.sluice/state.db' })
+    expect(config.workers).toEqual({ hosts: availableParallelism(), memoryMb: 2048, maxInstancesPerHost: 500, prewarm: 2 })
+    expect(config.log).toEqual({ level: 'info' })
+    expect(config.connections).toEqual({})
+    expect(config.functions.telemetry).toEqual({
+      name: 'telemetry',
+      code: 'functions/ok.ts',
+      codePath: join(project.dir, 'functions/ok.ts'),
+      trigger: { kind: 'timer', options: { schedule: '0 * * * * *', catchUp: 'none', runOnStartup: false } },
+      batch: { maxSize: 100, maxWaitMs: 20 },
+      retry: { maxAttempts: 5, backoff: 'exponential', initialDelayMs: 200, maxDelayMs: 30000 },
+      timeoutMs: 5000,
+      cpuTimeMs: 5000,
+      memoryMb: 64,
+      scale: { min: 0, max: 4, idleTimeoutMs: 60000 },
+      maxBacklog: 10000,
+      orderKey: 'source',
+      outputs: {},
+    })
+    expect([...compiled.keys()]).toEqual(['telemetry'])
+    expect(compiled.get('telemetry')).toMatchObject({ file: join(project.dir, 'functions/ok.ts'), hash: expect.stringMatching(/^[0-9a-f]{16}$/) })
+    expect(notes).toEqual([])
+  })
+
+  it('fills HTTP trigger defaults and keeps explicit values', async () => {
+    const yaml = `http: { port: 8081, host: 127.0.0.1 }
+workers: { hosts: 3 }
+functions:
+  station-status:
+    code: functions/ok.ts
+    trigger: { http: { route: "stations/{id}" } }
+  nightly:
+    code: functions/ok.ts
+    trigger: { timer: { schedule: "0 0 3 * * *", timezone: Europe/Amsterdam, catchUp: latest } }
+    batch: { maxSize: 1 }
+    retry: { maxAttempts: 3, backoff: fixed }
+    timeoutMs: 2000
+    cpuTimeMs: 500
+    memoryMb: 128
+    scale: { min: 1, max: 8 }
+    orderKey: body.station
+`
+    const { config } = await parse(yaml)
+    expect(config.http).toMatchObject({ port: 8081, host: '127.0.0.1' })
+    expect(config.workers.hosts).toBe(3)
+    expect(config.functions['station-status']?.trigger).toEqual({ kind: 'http', options: { route: 'stations/{id}', methods: ['GET', 'POST'], auth: 'function' } })
+    expect(config.functions.nightly).toMatchObject({
+      trigger: { kind: 'timer', options: { schedule: '0 0 3 * * *', timezone: 'Europe/Amsterdam', catchUp: 'latest', runOnStartup: false } },
+      batch: { maxSize: 1, maxWaitMs: 20 },
+      retry: { maxAttempts: 3, backoff: 'fixed', initialDelayMs: 200, maxDelayMs: 30000 },
+      timeoutMs: 2000,
+      cpuTimeMs: 500,
+      memoryMb: 128,
+      scale: { min: 1, max: 8, idleTimeoutMs: 60000 },
+      orderKey: 'body.station',
+    })
+  })
+
+  it('is deeply frozen', async () => {
+    const { config } = await parse(telemetry())
+    const fn = config.functions.telemetry
+    for (const o of [config, config.http, config.store, config.workers, config.functions, fn, fn?.batch, fn?.retry, fn?.scale, fn?.trigger, fn?.trigger.options]) {
+      expect(Object.isFrozen(o)).toBe(true)
+    }
+    // Test files are ES modules, so strict mode: writing to a frozen object throws.
+    expect(() => {
+      ;(fn as { batch: { maxSize: number } }).batch.maxSize = 1
+    }).toThrow(TypeError)
+    expect(() => {
+      ;(config.functions as Record<string, unknown>).other = {}
+    }).toThrow(TypeError)
+    expect(fn?.batch.maxSize).toBe(100)
+  })
+
+  it('resolves a relative code path against root and keeps an absolute one', async () => {
+    const abs = join(elsewhere.dir, 'abs-fn.ts')
+    const yaml = `functions:
+  rel:
+    code: ./functions/../functions/ok.ts
+    ${TIMER}
+  abs:
+    code: ${abs}
+    ${TIMER}
+`
+    const { config, compiled } = await parse(yaml)
+    expect(config.functions.rel?.codePath).toBe(join(project.dir, 'functions/ok.ts'))
+    expect(config.functions.abs?.code).toBe(abs)
+    expect(config.functions.abs?.codePath).toBe(abs)
+    expect(compiled.get('abs')?.file).toBe(abs)
+  })
+
+  it('accepts the demo configuration config/gateway.yaml', async () => {
+    const repo = resolve(import.meta.dirname, '../..')
+    const file = join(repo, 'config/gateway.yaml')
+    const { config, notes } = await parseConfig(readFileSync(file, 'utf8'), file, { connectors: CONNECTORS, root: repo, env: {}, compile: false })
+    expect(Object.keys(config.functions).length).toBeGreaterThan(0)
+    // admin.key is "${SLUICE_ADMIN_KEY}", unset here: left out, with a note.
+    expect(config.admin.key).toBeUndefined()
+    expect(notes.some((n) => n.includes('SLUICE_ADMIN_KEY'))).toBe(true)
+  })
+
+  it('accepts a handful of anchors and aliases', async () => {
+    const yaml = `functions:
+  a:
+    code: functions/ok.ts
+    ${TIMER}
+    retry: &retry { maxAttempts: 3, backoff: fixed }
+  b:
+    code: functions/ok.ts
+    ${TIMER}
+    retry: *retry
+`
+    const { config } = await parse(yaml)
+    expect(config.functions.b?.retry).toEqual(config.functions.a?.retry)
+  })
+})
+
+describe('YAML errors', () => {
+  it('reports bad syntax with its position', async () => {
+    const unclosed = telemetry('    batch: [1, 2\n    retry: {}\n')
+    const i = await issue(unclosed)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_YAML', '', at(unclosed, 'retry'))
+    expect(i.message).toMatch(/end with a \]/)
+    const misindented = 'functions:\n  telemetry:\n    code: functions/ok.ts\n   trigger: {}\n'
+    expectIssue(await issue(misindented), 'SLUICE_ERR_CONFIG_YAML', '', { line: 4, col: 1 })
+  })
+
+  it('reports tab indentation', async () => {
+    const i = await issue('functions:\n\ttelemetry: {}\n')
+    expectIssue(i, 'SLUICE_ERR_CONFIG_YAML', '', { line: 2, col: 1 })
+    expect(i.message).toMatch(/tab/i)
+  })
+
+  it('refuses a billion-laughs alias bomb without expanding it', async () => {
+    let bomb = 'lol0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    // 10^12 strings when fully expanded: only a refusal can finish.
+    for (let n = 1; n <= 11; n++) bomb += `lol${n}: &l${n} [${Array.from({ length: 10 }, () => `*l${n - 1}`).join(', ')}]\n`
+    const i = await issue(telemetry('', bomb))
+    expect(i.code).toBe('SLUICE_ERR_CONFIG_ALIAS_LIMIT')
+    expect(i.message).toMatch(/alias/i)
+  })
+
+  it('reports a duplicate key at the second occurrence, nested and at the top', async () => {
+    const nested = telemetry('    timeoutMs: 1000\n    timeoutMs: 2000\n')
+    expectIssue(await issue(nested), 'SLUICE_ERR_CONFIG_DUPLICATE_KEY', '', at(nested, 'timeoutMs: 2000'))
+    const top = `http: { port: 1 }\n${telemetry()}http: { port: 2 }\n`
+    expectIssue(await issue(top), 'SLUICE_ERR_CONFIG_DUPLICATE_KEY', '', at(top, 'http: { port: 2 }'))
+  })
+
+  it('rejects a document that is not a mapping', async () => {
+    for (const text of ['', '42\n', '- a\n- b\n']) {
+      const i = await issue(text)
+      expect(i.code).toBe('SLUICE_ERR_CONFIG_TYPE')
+      expect(i.message).toContain('functions:')
+    }
+  })
+})
+
+describe('schema errors', () => {
+  it.each([
+    ['"ten"', /expected integer/],
+    ['0', /greater or equal to 1/],
+    ['20000', /less or equal to 10000/],
+    ['1.5', /expected integer/],
+  ])('batch.maxSize: %s is a type error at the value', async (value, message) => {
+    const yaml = telemetry(`    batch: { maxSize: ${value} }\n`)
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.batch.maxSize', at(yaml, value, 'batch'))
+    expect(i.message).toMatch(message)
+  })
+
+  it('positions errors in block style too', async () => {
+    const yaml = telemetry('    batch:\n      maxWaitMs: 5\n      maxSize: -3\n')
+    expectIssue(await issue(yaml), 'SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.batch.maxSize', at(yaml, '-3'))
+  })
+
+  it('lists the allowed values of an enum', async () => {
+    const yaml = telemetry('    retry: { backoff: linear }\n')
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.retry.backoff', at(yaml, 'linear'))
+    expect(i.message).toBe('must be one of: fixed, exponential')
+  })
+
+  it('positions an error inside a sequence at the item', async () => {
+    const yaml = `functions:
+  api:
+    code: functions/ok.ts
+    trigger:
+      http:
+        route: a
+        methods:
+          - GET
+          - FETCH
+`
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_TYPE', 'functions.api.trigger.http.methods[1]', at(yaml, 'FETCH'))
+    expect(i.message).toContain('GET, POST, PUT')
+  })
+
+  it('reports unknown keys at every depth, at the key itself', async () => {
+    const yaml = `htpp: { port: 1 }
+http: { prot: 1 }
+${telemetry(`    timeout: 1000
+    batch: { maxSiz: 3 }
+    trigger2: {}
+`)}`.replace(TIMER, 'trigger: { timer: { schedule: "0 * * * * *", scedule: x } }')
+    const list = await issues(yaml)
+    const expected: Array<[string, string]> = [
+      ['htpp', 'htpp: {'],
+      ['http.prot', 'prot:'],
+      ['functions.telemetry.trigger.timer.scedule', 'scedule:'],
+      ['functions.telemetry.timeout', 'timeout:'],
+      ['functions.telemetry.batch.maxSiz', 'maxSiz:'],
+      ['functions.telemetry.trigger2', 'trigger2:'],
+    ]
+    expect(list).toHaveLength(expected.length)
+    expected.forEach(([path, needle], n) => {
+      const i = list[n] as ConfigIssue
+      expectIssue(i, 'SLUICE_ERR_CONFIG_UNKNOWN_KEY', path, at(yaml, needle))
+      expect(i.message).toMatch(/^is not a known key \(expected one of: /)
+    })
+    expect(list[0]?.message).toContain('functions')
+    expect(list[3]?.message).toContain('timeoutMs')
+    expect(list[4]?.message).toContain('maxSize, maxWaitMs')
+  })
+
+  it('reports a misspelled top-level key (and the missing key it was meant to be)', async () => {
+    const yaml = `function:\n  telemetry:\n    code: functions/ok.ts\n    ${TIMER}\n`
+    const list = await issues(yaml)
+    expect(list.map((i) => [i.code, i.path, i.line, i.col])).toEqual([
+      ['SLUICE_ERR_CONFIG_REQUIRED', 'functions', 1, 1],
+      ['SLUICE_ERR_CONFIG_UNKNOWN_KEY', 'function', 1, 1],
+    ])
+  })
+
+  it('names the available kinds for an unknown trigger kind', async () => {
+    const yaml = `functions:\n  telemetry:\n    code: functions/ok.ts\n    trigger: { sqs: { queue: telemetry } }\n`
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER', 'functions.telemetry.trigger.sqs', at(yaml, 'sqs'))
+    for (const d of CONNECTORS) expect(i.message).toContain(d.kind)
+    expect(i.message).toMatch(/available: /)
+  })
+
+  it('wants exactly one trigger kind', async () => {
+    const none = `functions:\n  telemetry:\n    code: functions/ok.ts\n    trigger: {}\n`
+    expectIssue(await issue(none), 'SLUICE_ERR_CONFIG_TRIGGER_COUNT', 'functions.telemetry.trigger', at(none, '{}'))
+    const two = `functions:\n  telemetry:\n    code: functions/ok.ts\n    trigger: { timer: { schedule: "0 * * * * *" }, http: { route: a } }\n`
+    const i = await issue(two)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_TRIGGER_COUNT', 'functions.telemetry.trigger', at(two, '{ timer'))
+    expect(i.message).toBe('must name exactly one trigger kind')
+  })
+
+  it('reports an unknown connection kind at its value, and a connection without kind', async () => {
+    const yaml = `connections:\n  queue: { kind: sqs, url: "https://sqs.example" }\n  other: { url: x }\n${telemetry()}`
+    const list = await issues(yaml)
+    expect(list).toHaveLength(2)
+    expectIssue(list[0] as ConfigIssue, 'SLUICE_ERR_CONFIG_UNKNOWN_CONNECTION_KIND', 'connections.queue.kind', at(yaml, 'sqs'))
+    expect(list[0]?.message).toMatch(/"sqs" is not available in this build \(available: /)
+    expectIssue(list[1] as ConfigIssue, 'SLUICE_ERR_CONFIG_REQUIRED', 'connections.other.kind', at(yaml, '{ url: x }'))
+  })
+
+  it('reports a missing required key once, at its mapping', async () => {
+    const noCode = `functions:\n  telemetry:\n    ${TIMER}\n`
+    const i = await issue(noCode)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_REQUIRED', 'functions.telemetry.code', at(noCode, 'trigger'))
+    expect(i.message).toBe('is required')
+    const noTrigger = `functions:\n  telemetry:\n    code: functions/ok.ts\n`
+    expectIssue(await issue(noTrigger), 'SLUICE_ERR_CONFIG_REQUIRED', 'functions.telemetry.trigger', at(noTrigger, 'code'))
+    const noSchedule = `functions:\n  telemetry:\n    code: functions/ok.ts\n    trigger: { timer: { timezone: UTC } }\n`
+    expectIssue(await issue(noSchedule), 'SLUICE_ERR_CONFIG_REQUIRED', 'functions.telemetry.trigger.timer.schedule', at(noSchedule, '{ timezone'))
+  })
+
+  it('wants at least one function', async () => {
+    const i = await issue('http: { port: 1 }\nfunctions: {}\n')
+    expectIssue(i, 'SLUICE_ERR_CONFIG_REQUIRED', 'functions', { line: 2, col: 12 })
+  })
+
+  it('rejects invalid function, connection and output names at the name', async () => {
+    const yaml = `connections:
+  "bad conn": { kind: sqs }
+functions:
+  9lives:
+    code: functions/ok.ts
+    ${TIMER}
+  "two words":
+    code: functions/ok.ts
+    ${TIMER}
+  fine:
+    code: functions/ok.ts
+    ${TIMER}
+    outputs:
+      "al/erts": { nope: {} }
+`
+    const list = await issues(yaml)
+    expect(list.map((i) => [i.code, i.path])).toEqual([
+      ['SLUICE_ERR_CONFIG_NAME', 'connections.bad conn'],
+      ['SLUICE_ERR_CONFIG_NAME', 'functions.9lives'],
+      ['SLUICE_ERR_CONFIG_NAME', 'functions.two words'],
+      ['SLUICE_ERR_CONFIG_NAME', 'functions.fine.outputs.al/erts'],
+    ])
+    expect(list.map((i) => [i.line, i.col])).toEqual([at(yaml, '"bad conn"'), at(yaml, '9lives'), at(yaml, '"two words"'), at(yaml, '"al/erts"')].map((p) => [p.line, p.col]))
+    for (const i of list) expect(i.message).toMatch(/start with a letter/)
+  })
+
+  it('rejects store kind postgres (not in this build)', async () => {
+    const yaml = `store: { kind: postgres, url: "postgres://db/sluice" }\n${telemetry()}`
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_STORE_UNAVAILABLE', 'store.kind', at(yaml, 'postgres'))
+    expect(i.message).toContain('sqlite')
+  })
+
+  it('rejects a section of the wrong type', async () => {
+    const yaml = `store: ~\nhttp: 5\n${telemetry()}`
+    const list = await issues(yaml)
+    expect(list.map((i) => [i.code, i.path, i.line, i.col])).toEqual([
+      ['SLUICE_ERR_CONFIG_TYPE', 'store', 1, 8],
+      ['SLUICE_ERR_CONFIG_TYPE', 'http', 2, 7],
+    ])
+  })
+})
+
+describe('semantic checks', () => {
+  it.each([
+    ['5 fields', '"* * * * *"', /has 5 fields; use 6/],
+    ['garbage', '"every day at noon"', /is not a valid cron expression|fields/],
+    ['6 fields of garbage', '"a b c d e f"', /is not a valid cron expression/],
+    ['out of range', '"99 * * * * *"', /is not a valid cron expression/],
+  ])('rejects a bad cron schedule (%s)', async (_name, schedule, message) => {
+    const yaml = `functions:\n  nightly:\n    code: functions/ok.ts\n    trigger: { timer: { schedule: ${schedule} } }\n`
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_CRON', 'functions.nightly.trigger.timer.schedule', at(yaml, schedule))
+    expect(i.message).toMatch(message)
+  })
+
+  it('rejects an unknown timezone', async () => {
+    const yaml = `functions:\n  nightly:\n    code: functions/ok.ts\n    trigger: { timer: { schedule: "0 0 3 * * *", timezone: Mars/Olympus_Mons } }\n`
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_TIMEZONE', 'functions.nightly.trigger.timer.timezone', at(yaml, 'Mars'))
+    expect(i.message).toContain('"Mars/Olympus_Mons"')
+  })
+
+  it('rejects two HTTP functions on the same route and method, whatever the parameter names', async () => {
+    const yaml = `functions:
+  a:
+    code: functions/ok.ts
+    trigger: { http: { route: "stations/{id}", methods: [GET, POST] } }
+  b:
+    code: functions/ok.ts
+    trigger: { http: { route: "stations/{name}", methods: [PUT, POST] } }
+`
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_ROUTE', 'functions.b.trigger.http.route', at(yaml, '"stations/{name}"'))
+    expect(i.message).toBe('POST /api/stations/{name} is also the route of function a')
+  })
+
+  it('allows the same route with other methods, other case or a wildcard', async () => {
+    const yaml = `functions:
+  a:
+    code: functions/ok.ts
+    trigger: { http: { route: "stations/{id}", methods: [GET] } }
+  b:
+    code: functions/ok.ts
+    trigger: { http: { route: "stations/{id}", methods: [POST] } }
+  c:
+    code: functions/ok.ts
+    trigger: { http: { route: "Stations/{id}", methods: [GET] } }
+  d:
+    code: functions/ok.ts
+    trigger: { http: { route: "files/{*path}", methods: [GET] } }
+  e:
+    code: functions/ok.ts
+    trigger: { http: { route: "files/{name}", methods: [GET] } }
+`
+    const { config } = await parse(yaml)
+    expect(Object.keys(config.functions)).toEqual(['a', 'b', 'c', 'd', 'e'])
+  })
+
+  it('wants scale.min <= scale.max', async () => {
+    const yaml = telemetry('    scale: { min: 5, max: 2 }\n')
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.scale.min', at(yaml, '5'))
+    expect(i.message).toBe('must be <= scale.max (2)')
+  })
+
+  it('wants retry.initialDelayMs <= maxDelayMs and cpuTimeMs <= timeoutMs', async () => {
+    const yaml = telemetry('    retry: { initialDelayMs: 5000, maxDelayMs: 1000 }\n    timeoutMs: 100\n    cpuTimeMs: 200\n')
+    const list = await issues(yaml)
+    expect(list.map((i) => [i.code, i.path])).toEqual([
+      ['SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.retry.initialDelayMs'],
+      ['SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.cpuTimeMs'],
+    ])
+  })
+})
+
+describe('function code', () => {
+  const withCode = (code: string) => `functions:\n  telemetry:\n    code: ${code}\n    ${TIMER}\n`
+
+  it('reports a missing file at the code: value', async () => {
+    const yaml = withCode('functions/missing.ts')
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_FUNCTION_NOT_FOUND', 'functions.telemetry.code', at(yaml, 'functions/missing.ts'))
+    expect(i.message).toContain(join(project.dir, 'functions/missing.ts'))
+  })
+
+  it('reports a directory as not found', async () => {
+    const yaml = withCode('functions')
+    expect((await issue(yaml)).code).toBe('SLUICE_ERR_FUNCTION_NOT_FOUND')
+  })
+
+  it('reports a syntax error with the function file position', async () => {
+    const yaml = withCode('functions/syntax.ts')
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_FUNCTION_COMPILE', 'functions.telemetry.code', at(yaml, 'functions/syntax.ts'))
+    expect(i.message).toContain('function telemetry does not compile')
+    expect(i.message).toMatch(/functions\/syntax\.ts:3:1 /)
+  })
+
+  it.each([['functions/uses-node-fs.ts', 'node:fs'], ['functions/uses-fs.ts', 'fs']])('rejects %s: Node built-ins are not available', async (file, mod) => {
+    const i = await issue(withCode(file))
+    expect(i.code).toBe('SLUICE_ERR_FUNCTION_COMPILE')
+    expect(i.message).toContain(`${file}:1:`)
+    expect(i.message).toContain(`"${mod}"`)
+  })
+
+  it('rejects a module without a default export', async () => {
+    const i = await issue(withCode('functions/no-default.ts'))
+    expect(i.code).toBe('SLUICE_ERR_FUNCTION_EXPORT')
+    expect(i.message).toContain('found: handler')
+  })
+
+  it('skips compiling with compile: false', async () => {
+    const { compiled } = await parse(withCode('functions/syntax.ts'), {}, { compile: false })
+    expect(compiled.size).toBe(0)
+  })
+})
+
+describe('all errors at once', () => {
+  it('reports five different problems as five issues, sorted by line', async () => {
+    // Schema, semantic, file and compile problems in one file: one pass finds them all.
+    const yaml = `functions:
+  broken-code:
+    code: functions/syntax.ts
+    ${TIMER}
+  bad-batch:
+    code: functions/ok.ts
+    ${TIMER}
+    batch: { maxSize: 0 }
+  bad-cron:
+    code: functions/missing.ts
+    trigger: { timer: { schedule: "* * * * *" } }
+store: { kind: postgres }
+`
+    const list = await issues(yaml)
+    expect(list.map((i) => [i.line, i.code, i.path])).toEqual([
+      [3, 'SLUICE_ERR_FUNCTION_COMPILE', 'functions.broken-code.code'],
+      [8, 'SLUICE_ERR_CONFIG_TYPE', 'functions.bad-batch.batch.maxSize'],
+      [10, 'SLUICE_ERR_FUNCTION_NOT_FOUND', 'functions.bad-cron.code'],
+      [11, 'SLUICE_ERR_CONFIG_CRON', 'functions.bad-cron.trigger.timer.schedule'],
+      [12, 'SLUICE_ERR_STORE_UNAVAILABLE', 'store.kind'],
+    ])
+  })
+
+  it('sorts by column within a line', async () => {
+    const yaml = telemetry('    batch: { maxSize: 0, maxWaitMs: -1 }\n')
+    const list = await issues(yaml)
+    expect(list.map((i) => i.path)).toEqual(['functions.telemetry.batch.maxSize', 'functions.telemetry.batch.maxWaitMs'])
+    expect(list[0]?.line).toBe(list[1]?.line)
+    expect(list[0]!.col).toBeLessThan(list[1]!.col)
+  })
+})
+
+describe('${VAR} substitution', () => {
+  it('reads variables from env, with defaults and $${ literals', async () => {
+    const yaml = `admin:
+  key: \${ADMIN_KEY}
+store:
+  path: \${STATE_DIR:-/var/lib/sluice}/state.db
+log:
+  level: \${LOG_LEVEL:-warn}
+${telemetry()}`
+    const { config } = await parse(yaml, { ADMIN_KEY: 'k'.repeat(20) })
+    expect(config.admin.key).toBe('k'.repeat(20))
+    expect(config.store.path).toBe('/var/lib/sluice/state.db')
+    expect(config.log.level).toBe('warn')
+  })
+
+  it('keeps $${ as a literal ${', async () => {
+    const yaml = `admin: { key: "prefix-$\${NOT_A_VAR}-suffix" }\nstore:\n  path: $\${HOME}/state.db\n${telemetry()}`
+    const { config } = await parse(yaml, { NOT_A_VAR: 'no', HOME: 'no' })
+    expect(config.admin.key).toBe('prefix-${NOT_A_VAR}-suffix')
+    expect(config.store.path).toBe('${HOME}/state.db')
+  })
+
+  it('reads a whole plain value as YAML: port: ${PORT} is a number', async () => {
+    const block = await parse(`http:\n  port: \${PORT}\n${telemetry()}`, { PORT: '8080' })
+    expect(block.config.http.port).toBe(8080)
+    // The documented flow form, where `{` would otherwise open a mapping.
+    const flow = await parse(`http: { port: \${PORT}, host: \${HOST:-127.0.0.1} }\nadmin: { key: \${KEY} }\n${telemetry()}`, {
+      PORT: '9090',
+      KEY: 'a-long-admin-key-123',
+    })
+    expect(flow.config.http).toMatchObject({ port: 9090, host: '127.0.0.1' })
+    expect(flow.config.admin.key).toBe('a-long-admin-key-123')
+  })
+
+  it('keeps a quoted reference a string, and never turns a value into a mapping', async () => {
+    const quoted = `http: { port: "\${PORT}" }\n${telemetry()}`
+    const i = await issue(quoted, { PORT: '8080' })
+    expectIssue(i, 'SLUICE_ERR_CONFIG_TYPE', 'http.port', at(quoted, '"${PORT}"'))
+    const { config } = await parse(`store:\n  path: \${P}\n${telemetry()}`, { P: '{ a: 1 }' })
+    expect(config.store.path).toBe('{ a: 1 }')
+  })
+
+  it('substitutes inside sequences', async () => {
+    const yaml = `functions:\n  api:\n    code: functions/ok.ts\n    trigger: { http: { route: a, methods: [GET, \${METHOD}] } }\n`
+    const { config } = await parse(yaml, { METHOD: 'PUT' })
+    expect(config.functions.api?.trigger.options.methods).toEqual(['GET', 'PUT'])
+    const i = (await issues(yaml)).find((x) => x.code === 'SLUICE_ERR_CONFIG_ENV')
+    expect(i).toMatchObject({ path: 'functions.api.trigger.http.methods[1]', ...at(yaml, '${METHOD}') })
+  })
+
+  it('drops an optional key whose whole value is an unset variable, with a note', async () => {
+    const yaml = `http:\n  port: \${UNSET_PORT}\nadmin: { key: \${UNSET_KEY} }\n${telemetry()}`
+    const { config, notes } = await parse(yaml)
+    expect(config.http.port).toBe(7071)
+    expect(config.admin).toEqual({})
+    expect(notes).toEqual(['http.port: ${UNSET_PORT} is not set; the key is left out', 'admin.key: ${UNSET_KEY} is not set; the key is left out'])
+  })
+
+  it('reports an unset whole value on a required key as SLUICE_ERR_CONFIG_ENV', async () => {
+    const yaml = `functions:\n  telemetry:\n    code: \${FUNCTION_FILE}\n    ${TIMER}\n`
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_ENV', 'functions.telemetry.code', at(yaml, 'code'))
+    expect(i.message).toBe('is required but ${FUNCTION_FILE} is not set')
+    // Set, it works.
+    const { config } = await parse(yaml, { FUNCTION_FILE: 'functions/ok.ts' })
+    expect(config.functions.telemetry?.codePath).toBe(join(project.dir, 'functions/ok.ts'))
+  })
+
+  it('reports an unset variable inside a longer string as SLUICE_ERR_CONFIG_ENV', async () => {
+    const yaml = `store:\n  path: \${STATE_DIR}/state.db\n${telemetry()}`
+    const i = await issue(yaml)
+    expectIssue(i, 'SLUICE_ERR_CONFIG_ENV', 'store.path', at(yaml, '${STATE_DIR}'))
+    expect(i.message).toContain('${STATE_DIR} is not set')
+  })
+
+  it('reads only the env it is given', async () => {
+    process.env.SLUICE_TEST_ONLY_IN_PROCESS_ENV = '1234'
+    try {
+      const { config } = await parse(`http:\n  port: \${SLUICE_TEST_ONLY_IN_PROCESS_ENV}\n${telemetry()}`, {})
+      expect(config.http.port).toBe(7071)
+    } finally {
+      delete process.env.SLUICE_TEST_ONLY_IN_PROCESS_ENV
+    }
+  })
+})
+
+describe('connections (with a connector that needs one)', () => {
+  // A connector definition as a broker connector declares it: a connection schema and a trigger
+  // that names its connection. Only its schemas are used; nothing is started.
+  const queueConnector: ConnectorDefinition = {
+    kind: 'queue',
+    connectionSchema: Type.Object({ url: Type.String({ minLength: 1 }), prefetch: Type.Integer({ minimum: 1, default: 10 }) }, Strict),
+    triggerSchema: Type.Object({ connection: Type.String(), queue: Type.String(), mode: OneOf(['ack', 'auto'], { default: 'ack' }) }, Strict),
+    createTrigger: () => {
+      throw new Error('not started in this test')
+    },
+  }
+  const defs = [...CONNECTORS, queueConnector]
+  const withQueue = (connections: string, connection: string) => `connections:
+${connections}
+functions:
+  telemetry:
+    code: functions/ok.ts
+    trigger: { queue: { connection: ${connection}, queue: telemetry } }
+`
+
+  it('validates a connection and fills its defaults', async () => {
+    const { config } = await parse(withQueue('  q: { kind: queue, url: "amqp://x" }', 'q'), {}, { connectors: defs })
+    expect(config.connections.q).toEqual({ name: 'q', kind: 'queue', options: { url: 'amqp://x', prefetch: 10 } })
+    expect(config.functions.telemetry?.trigger).toEqual({ kind: 'queue', connection: 'q', options: { connection: 'q', queue: 'telemetry', mode: 'ack' } })
+  })
+
+  it('reports an undeclared connection', async () => {
+    const yaml = withQueue('  q: { kind: queue, url: "amqp://x" }', 'nope')
+    const list = await issues(yaml, {}, { connectors: defs })
+    expect(list.map((i) => [i.code, i.path, i.line, i.col])).toEqual([
+      ['SLUICE_ERR_CONFIG_CONNECTION', 'functions.telemetry.trigger.queue.connection', at(yaml, 'nope').line, at(yaml, 'nope').col],
+    ])
+  })
+
+  it('reports an invalid connection once, not again where it is used', async () => {
+    const yaml = withQueue('  q: { kind: queue, url: "amqp://x", prefetch: 0, extra: 1 }', 'q')
+    const list = await issues(yaml, {}, { connectors: defs })
+    expect(list.map((i) => [i.code, i.path])).toEqual([
+      ['SLUICE_ERR_CONFIG_TYPE', 'connections.q.prefetch'],
+      ['SLUICE_ERR_CONFIG_UNKNOWN_KEY', 'connections.q.extra'],
+    ])
+  })
+})
