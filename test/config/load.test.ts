@@ -1,96 +1,23 @@
 /**
- * parseConfig end to end: YAML text -> positions -> ${VAR} substitution -> schema validation ->
- * semantic checks -> function compilation, against real function files in a temp folder.
- * Every error is checked by its stable code, its file:line:col and its key path.
+ * parseConfig end to end: YAML text -> positions -> schema validation -> semantic checks ->
+ * function compilation, against real function files in a temp folder. Every error is checked by
+ * its stable code, its file:line:col and its key path. ${VAR} substitution: env.test.ts.
  */
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join, resolve } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { CONNECTORS } from '../../src/config/connectors.js'
-import { formatIssue, issuesOf, parseConfig, type ConfigIssue, type LoadedConfig, type LoadOptions } from '../../src/config/load.js'
-import type { ErrorCode } from '../../src/errors.js'
-import { OneOf, Strict, Type, type ConnectorDefinition } from '../../src/sdk/index.js'
-import { projectDir } from '../helpers/gateway.js'
+import { parseConfig, type ConfigIssue } from '../../src/config/load.js'
+import { at, elsewhereDir, expectIssue, issue, issues, parse, projectRoot, telemetry, TIMER, useProject } from './parse-helpers.js'
 
-const FUNCTIONS: Record<string, string> = {
-  'functions/ok.ts': 'export default async function (events: unknown[]) {\n  return events.length\n}\n',
-  'functions/syntax.ts': 'export default async function (events) {\n  return events.map((e) => e.id\n}\n',
-  'functions/uses-node-fs.ts': "import { readFileSync } from 'node:fs'\nexport default async () => readFileSync('/etc/passwd', 'utf8')\n",
-  'functions/uses-fs.ts': "import fs from 'fs'\nexport default async () => fs.readFileSync('/etc/passwd', 'utf8')\n",
-  'functions/no-default.ts': 'export async function handler() {\n  return 1\n}\n',
-}
-
-let project: { dir: string; cleanup(): void }
-let elsewhere: { dir: string; cleanup(): void }
-beforeAll(() => {
-  project = projectDir(FUNCTIONS)
-  elsewhere = projectDir({ 'abs-fn.ts': 'export default async () => 1\n' })
-})
-afterAll(() => {
-  project?.cleanup()
-  elsewhere?.cleanup()
-})
-
-function options(env: Record<string, string>, extra: Partial<LoadOptions> = {}): LoadOptions {
-  return { connectors: CONNECTORS, root: project.dir, env, ...extra }
-}
-
-function parse(yaml: string, env: Record<string, string> = {}, extra: Partial<LoadOptions> = {}): Promise<LoadedConfig> {
-  return parseConfig(yaml, join(project.dir, 'gateway.yaml'), options(env, extra))
-}
-
-/** Parses `yaml`, expects SLUICE_ERR_CONFIG_INVALID, returns its issues. */
-async function issues(yaml: string, env: Record<string, string> = {}, extra: Partial<LoadOptions> = {}): Promise<ConfigIssue[]> {
-  let err: unknown
-  try {
-    await parse(yaml, env, extra)
-  } catch (e) {
-    err = e
-  }
-  expect(err, 'parseConfig should have rejected').toBeDefined()
-  expect((err as { code?: unknown }).code).toBe('SLUICE_ERR_CONFIG_INVALID')
-  const list = issuesOf(err)
-  expect(list.length).toBeGreaterThan(0)
-  // The thrown message lists every issue in its printed form.
-  for (const i of list) expect((err as Error).message).toContain(formatIssue(i))
-  return list
-}
-
-/** The one issue `yaml` produces. */
-async function issue(yaml: string, env: Record<string, string> = {}): Promise<ConfigIssue> {
-  const list = await issues(yaml, env)
-  expect(list.map(formatIssue)).toHaveLength(1)
-  return list[0] as ConfigIssue
-}
-
-/** 1-based line and column of the first occurrence of `needle` in `text` (after `after`, when given). */
-function at(text: string, needle: string, after = ''): { line: number; col: number } {
-  const from = after ? text.indexOf(after) : 0
-  expect(from, `"${after}" in the YAML`).toBeGreaterThanOrEqual(0)
-  const offset = text.indexOf(needle, from)
-  expect(offset, `"${needle}" in the YAML`).toBeGreaterThanOrEqual(0)
-  const lines = text.slice(0, offset).split('\n')
-  return { line: lines.length, col: (lines[lines.length - 1] as string).length + 1 }
-}
-
-function expectIssue(i: ConfigIssue, code: ErrorCode, path: string, pos: { line: number; col: number }): void {
-  expect({ code: i.code, path: i.path, file: i.file, line: i.line, col: i.col }).toEqual({ code, path, file: 'gateway.yaml', ...pos })
-  expect(formatIssue(i)).toBe(`gateway.yaml:${pos.line}:${pos.col} ${path ? `${path} ` : ''}${i.message} [${code}]`)
-}
-
-const TIMER = `trigger: { timer: { schedule: "0 * * * * *" } }`
-
-/** A config with one timer function `telemetry`; `extra` lines are added to the function (4-space indent). */
-function telemetry(extra = '', top = ''): string {
-  return `${top}functions:\n  telemetry:\n    code: functions/ok.ts\n    ${TIMER}\n${extra}`
-}
+useProject()
 
 describe('a valid configuration', () => {
   it('gets every default', async () => {
     const { config, compiled, notes } = await parse(telemetry())
-    expect(config.file).toBe(join(project.dir, 'gateway.yaml'))
-    expect(config.root).toBe(project.dir)
+    expect(config.file).toBe(join(projectRoot(), 'gateway.yaml'))
+    expect(config.root).toBe(projectRoot())
     expect(config.http).toEqual({ port: 7071, host: '0.0.0.0', bodyLimit: 1048576, requestTimeoutMs: 30000, keepAliveTimeoutMs: 72000 })
     expect(config.admin).toEqual({})
     expect(config.store).toEqual({ kind: 'sqlite', path: '.sluice/state.db' })
@@ -100,7 +27,7 @@ describe('a valid configuration', () => {
     expect(config.functions.telemetry).toEqual({
       name: 'telemetry',
       code: 'functions/ok.ts',
-      codePath: join(project.dir, 'functions/ok.ts'),
+      codePath: join(projectRoot(), 'functions/ok.ts'),
       trigger: { kind: 'timer', options: { schedule: '0 * * * * *', catchUp: 'none', runOnStartup: false } },
       batch: { maxSize: 100, maxWaitMs: 20 },
       retry: { maxAttempts: 5, backoff: 'exponential', initialDelayMs: 200, maxDelayMs: 30000 },
@@ -113,7 +40,7 @@ describe('a valid configuration', () => {
       outputs: {},
     })
     expect([...compiled.keys()]).toEqual(['telemetry'])
-    expect(compiled.get('telemetry')).toMatchObject({ file: join(project.dir, 'functions/ok.ts'), hash: expect.stringMatching(/^[0-9a-f]{16}$/) })
+    expect(compiled.get('telemetry')).toMatchObject({ file: join(projectRoot(), 'functions/ok.ts'), hash: expect.stringMatching(/^[0-9a-f]{16}$/) })
     expect(notes).toEqual([])
   })
 
@@ -168,7 +95,7 @@ functions:
   })
 
   it('resolves a relative code path against root and keeps an absolute one', async () => {
-    const abs = join(elsewhere.dir, 'abs-fn.ts')
+    const abs = join(elsewhereDir(), 'abs-fn.ts')
     const yaml = `functions:
   rel:
     code: ./functions/../functions/ok.ts
@@ -178,7 +105,7 @@ functions:
     ${TIMER}
 `
     const { config, compiled } = await parse(yaml)
-    expect(config.functions.rel?.codePath).toBe(join(project.dir, 'functions/ok.ts'))
+    expect(config.functions.rel?.codePath).toBe(join(projectRoot(), 'functions/ok.ts'))
     expect(config.functions.abs?.code).toBe(abs)
     expect(config.functions.abs?.codePath).toBe(abs)
     expect(compiled.get('abs')?.file).toBe(abs)
@@ -494,7 +421,7 @@ describe('function code', () => {
     const yaml = withCode('functions/missing.ts')
     const i = await issue(yaml)
     expectIssue(i, 'SLUICE_ERR_FUNCTION_NOT_FOUND', 'functions.telemetry.code', at(yaml, 'functions/missing.ts'))
-    expect(i.message).toContain(join(project.dir, 'functions/missing.ts'))
+    expect(i.message).toContain(join(projectRoot(), 'functions/missing.ts'))
   })
 
   it('reports a directory as not found', async () => {
@@ -561,135 +488,5 @@ store: { kind: postgres }
     expect(list.map((i) => i.path)).toEqual(['functions.telemetry.batch.maxSize', 'functions.telemetry.batch.maxWaitMs'])
     expect(list[0]?.line).toBe(list[1]?.line)
     expect(list[0]!.col).toBeLessThan(list[1]!.col)
-  })
-})
-
-describe('${VAR} substitution', () => {
-  it('reads variables from env, with defaults and $${ literals', async () => {
-    const yaml = `admin:
-  key: \${ADMIN_KEY}
-store:
-  path: \${STATE_DIR:-/var/lib/sluice}/state.db
-log:
-  level: \${LOG_LEVEL:-warn}
-${telemetry()}`
-    const { config } = await parse(yaml, { ADMIN_KEY: 'k'.repeat(20) })
-    expect(config.admin.key).toBe('k'.repeat(20))
-    expect(config.store.path).toBe('/var/lib/sluice/state.db')
-    expect(config.log.level).toBe('warn')
-  })
-
-  it('keeps $${ as a literal ${', async () => {
-    const yaml = `admin: { key: "prefix-$\${NOT_A_VAR}-suffix" }\nstore:\n  path: $\${HOME}/state.db\n${telemetry()}`
-    const { config } = await parse(yaml, { NOT_A_VAR: 'no', HOME: 'no' })
-    expect(config.admin.key).toBe('prefix-${NOT_A_VAR}-suffix')
-    expect(config.store.path).toBe('${HOME}/state.db')
-  })
-
-  it('reads a whole plain value as YAML: port: ${PORT} is a number', async () => {
-    const block = await parse(`http:\n  port: \${PORT}\n${telemetry()}`, { PORT: '8080' })
-    expect(block.config.http.port).toBe(8080)
-    // The documented flow form, where `{` would otherwise open a mapping.
-    const flow = await parse(`http: { port: \${PORT}, host: \${HOST:-127.0.0.1} }\nadmin: { key: \${KEY} }\n${telemetry()}`, {
-      PORT: '9090',
-      KEY: 'a-long-admin-key-123',
-    })
-    expect(flow.config.http).toMatchObject({ port: 9090, host: '127.0.0.1' })
-    expect(flow.config.admin.key).toBe('a-long-admin-key-123')
-  })
-
-  it('keeps a quoted reference a string, and never turns a value into a mapping', async () => {
-    const quoted = `http: { port: "\${PORT}" }\n${telemetry()}`
-    const i = await issue(quoted, { PORT: '8080' })
-    expectIssue(i, 'SLUICE_ERR_CONFIG_TYPE', 'http.port', at(quoted, '"${PORT}"'))
-    const { config } = await parse(`store:\n  path: \${P}\n${telemetry()}`, { P: '{ a: 1 }' })
-    expect(config.store.path).toBe('{ a: 1 }')
-  })
-
-  it('substitutes inside sequences', async () => {
-    const yaml = `functions:\n  api:\n    code: functions/ok.ts\n    trigger: { http: { route: a, methods: [GET, \${METHOD}] } }\n`
-    const { config } = await parse(yaml, { METHOD: 'PUT' })
-    expect(config.functions.api?.trigger.options.methods).toEqual(['GET', 'PUT'])
-    const i = (await issues(yaml)).find((x) => x.code === 'SLUICE_ERR_CONFIG_ENV')
-    expect(i).toMatchObject({ path: 'functions.api.trigger.http.methods[1]', ...at(yaml, '${METHOD}') })
-  })
-
-  it('drops an optional key whose whole value is an unset variable, with a note', async () => {
-    const yaml = `http:\n  port: \${UNSET_PORT}\nadmin: { key: \${UNSET_KEY} }\n${telemetry()}`
-    const { config, notes } = await parse(yaml)
-    expect(config.http.port).toBe(7071)
-    expect(config.admin).toEqual({})
-    expect(notes).toEqual(['http.port: ${UNSET_PORT} is not set; the key is left out', 'admin.key: ${UNSET_KEY} is not set; the key is left out'])
-  })
-
-  it('reports an unset whole value on a required key as SLUICE_ERR_CONFIG_ENV', async () => {
-    const yaml = `functions:\n  telemetry:\n    code: \${FUNCTION_FILE}\n    ${TIMER}\n`
-    const i = await issue(yaml)
-    expectIssue(i, 'SLUICE_ERR_CONFIG_ENV', 'functions.telemetry.code', at(yaml, 'code'))
-    expect(i.message).toBe('is required but ${FUNCTION_FILE} is not set')
-    // Set, it works.
-    const { config } = await parse(yaml, { FUNCTION_FILE: 'functions/ok.ts' })
-    expect(config.functions.telemetry?.codePath).toBe(join(project.dir, 'functions/ok.ts'))
-  })
-
-  it('reports an unset variable inside a longer string as SLUICE_ERR_CONFIG_ENV', async () => {
-    const yaml = `store:\n  path: \${STATE_DIR}/state.db\n${telemetry()}`
-    const i = await issue(yaml)
-    expectIssue(i, 'SLUICE_ERR_CONFIG_ENV', 'store.path', at(yaml, '${STATE_DIR}'))
-    expect(i.message).toContain('${STATE_DIR} is not set')
-  })
-
-  it('reads only the env it is given', async () => {
-    process.env.SLUICE_TEST_ONLY_IN_PROCESS_ENV = '1234'
-    try {
-      const { config } = await parse(`http:\n  port: \${SLUICE_TEST_ONLY_IN_PROCESS_ENV}\n${telemetry()}`, {})
-      expect(config.http.port).toBe(7071)
-    } finally {
-      delete process.env.SLUICE_TEST_ONLY_IN_PROCESS_ENV
-    }
-  })
-})
-
-describe('connections (with a connector that needs one)', () => {
-  // A connector definition as a broker connector declares it: a connection schema and a trigger
-  // that names its connection. Only its schemas are used; nothing is started.
-  const queueConnector: ConnectorDefinition = {
-    kind: 'queue',
-    connectionSchema: Type.Object({ url: Type.String({ minLength: 1 }), prefetch: Type.Integer({ minimum: 1, default: 10 }) }, Strict),
-    triggerSchema: Type.Object({ connection: Type.String(), queue: Type.String(), mode: OneOf(['ack', 'auto'], { default: 'ack' }) }, Strict),
-    createTrigger: () => {
-      throw new Error('not started in this test')
-    },
-  }
-  const defs = [...CONNECTORS, queueConnector]
-  const withQueue = (connections: string, connection: string) => `connections:
-${connections}
-functions:
-  telemetry:
-    code: functions/ok.ts
-    trigger: { queue: { connection: ${connection}, queue: telemetry } }
-`
-
-  it('validates a connection and fills its defaults', async () => {
-    const { config } = await parse(withQueue('  q: { kind: queue, url: "amqp://x" }', 'q'), {}, { connectors: defs })
-    expect(config.connections.q).toEqual({ name: 'q', kind: 'queue', options: { url: 'amqp://x', prefetch: 10 } })
-    expect(config.functions.telemetry?.trigger).toEqual({ kind: 'queue', connection: 'q', options: { connection: 'q', queue: 'telemetry', mode: 'ack' } })
-  })
-
-  it('reports an undeclared connection', async () => {
-    const yaml = withQueue('  q: { kind: queue, url: "amqp://x" }', 'nope')
-    const list = await issues(yaml, {}, { connectors: defs })
-    expect(list.map((i) => [i.code, i.path, i.line, i.col])).toEqual([
-      ['SLUICE_ERR_CONFIG_CONNECTION', 'functions.telemetry.trigger.queue.connection', at(yaml, 'nope').line, at(yaml, 'nope').col],
-    ])
-  })
-
-  it('reports an invalid connection once, not again where it is used', async () => {
-    const yaml = withQueue('  q: { kind: queue, url: "amqp://x", prefetch: 0, extra: 1 }', 'q')
-    const list = await issues(yaml, {}, { connectors: defs })
-    expect(list.map((i) => [i.code, i.path])).toEqual([
-      ['SLUICE_ERR_CONFIG_TYPE', 'connections.q.prefetch'],
-      ['SLUICE_ERR_CONFIG_UNKNOWN_KEY', 'connections.q.extra'],
-    ])
   })
 })
