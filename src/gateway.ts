@@ -14,10 +14,9 @@ import type { InvocationRecord } from './router/stats.js'
 import type { CompiledFunction } from './sandbox/compile.js'
 import { SandboxPool } from './sandbox/pool.js'
 import { Scheduler } from './scheduler/scheduler.js'
-import type { Connector, ConnectorContext, ConnectorDefinition, HttpRouteDef, InvocationResult, Logger, OutputBinding, TriggerEvent } from './sdk/index.js'
+import { reportsSkips, type Connector, type ConnectorContext, type ConnectorDefinition, type HttpRouteDef, type InvocationResult, type Logger, type OutputBinding, type TriggerEvent } from './sdk/index.js'
 import { SqliteStore } from './store/sqlite.js'
 import type { Store } from './store/store.js'
-import { TimerConnector } from '../connectors/timer/index.js'
 
 export interface GatewayOptions {
   config: GatewayConfig
@@ -180,7 +179,7 @@ export class Gateway implements AdminApi {
       ...(fn.trigger.connection ? { connectionName: fn.trigger.connection } : {}),
       ...(conn ? { connection: conn.options } : {}),
     })
-    if (connector instanceof TimerConnector) {
+    if (reportsSkips(connector)) {
       connector.onSkipped((at) => timerSkipChannel.publish({ gateway: this.id, function: fnName, scheduledAt: at.toISOString() }))
     }
     const binding: Binding = { fn: fnName, kind: fn.trigger.kind, connector, health: { up: false }, abort: new AbortController() }

@@ -1,5 +1,5 @@
-import { createTask, type ScheduledTask } from 'node-cron'
-import type { Connector, ConnectorContext, Outcome, TriggerSpec } from '../../src/sdk/index.js'
+import { createTask, parse as parseCron, type ScheduledTask } from 'node-cron'
+import type { Connector, ConnectorContext, Outcome, SkipReporter, TriggerSpec } from '../../src/sdk/index.js'
 import type { TimerTriggerOptions } from './options.js'
 
 /** What is persisted per timer function (Azure's "schedule status"). */
@@ -25,6 +25,26 @@ export interface TimerBody {
 const CLAIM_TTL_MS = 24 * 3600 * 1000
 /** A stored `next` this far in the past at start counts as a missed tick. */
 const MISSED_GRACE_MS = 1000
+/** How far back catch-up looks for the latest missed tick (one check per minute). */
+const CATCH_UP_WINDOW_MS = 7 * 24 * 3600 * 1000
+
+/**
+ * The latest tick of `task` in [firstMissed, now]: what `catchUp: latest` runs. Scans back a
+ * minute at a time (node-cron has no "previous run"); beyond the window, the first missed tick.
+ */
+export function latestMissedTick(task: ScheduledTask, schedule: string, firstMissed: Date, now: Date): Date {
+  const seconds = [...parseCron(schedule).second].sort((a, b) => b - a)
+  const floor = Math.max(firstMissed.getTime(), now.getTime() - CATCH_UP_WINDOW_MS)
+  const minute = Math.floor(now.getTime() / 60000) * 60000
+  for (let m = minute; m >= floor - 60000; m -= 60000) {
+    for (const s of seconds) {
+      const t = m + s * 1000
+      if (t > now.getTime() || t < firstMissed.getTime()) continue
+      if (task.match(new Date(t))) return new Date(t)
+    }
+  }
+  return firstMissed
+}
 
 /**
  * Timer trigger (node-cron, 6 fields with seconds, timezone). One tick is one event. Ticks do not
@@ -32,7 +52,7 @@ const MISSED_GRACE_MS = 1000
  * and counted. The schedule status is kept in the store, so after downtime `catchUp: latest`
  * runs the missed schedule once with isPastDue: true.
  */
-export class TimerConnector implements Connector {
+export class TimerConnector implements Connector, SkipReporter {
   private task: ScheduledTask | undefined
   private running: Promise<void> | undefined
   private status: ScheduleStatus = {}
@@ -51,6 +71,7 @@ export class TimerConnector implements Connector {
     this.ctx = ctx
     const t = this.spec.trigger
     this.status = (await ctx.state.get<ScheduleStatus>('status')) ?? {}
+    if (this.stopPromise) return
     const log = ctx.log
     this.task = createTask(t.schedule, (c) => this.tick(c.date, false), {
       name: `timer:${this.spec.functionName}`,
@@ -65,12 +86,16 @@ export class TimerConnector implements Connector {
     const previousNext = this.status.next
     const missed = previousNext !== undefined && Date.parse(previousNext) < Date.now() - MISSED_GRACE_MS
     await this.task.start()
-    await this.saveStatus()
     ctx.setHealth(true)
     if (missed && t.catchUp === 'latest') {
-      log.info({ missed: previousNext }, 'timer missed ticks while down; catching up once')
-      this.tick(new Date(previousNext), true)
-    } else if (t.runOnStartup) this.tick(new Date(), false)
+      // The status is saved when the catch-up run ends: a crash before then catches up again.
+      const at = latestMissedTick(this.task, t.schedule, new Date(previousNext), new Date())
+      log.info({ firstMissed: previousNext, running: at.toISOString() }, 'timer missed ticks while down; catching up once')
+      this.tick(at, true)
+      return
+    }
+    await this.saveStatus()
+    if (t.runOnStartup) this.tick(new Date(), false)
   }
 
   /** The next scheduled tick, or undefined when stopped. */

@@ -80,8 +80,9 @@ export function createHttpServer(config: GatewayConfig['http'], log: Pino): Fast
     // Per-request logs would cost more than the request; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
+    // Bounds receiving the request only. No connectionTimeout: it is a socket inactivity timer,
+    // and a function running longer than it (within its own timeoutMs) lost its connection.
     requestTimeout: config.requestTimeoutMs,
-    connectionTimeout: config.requestTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
     return503OnClosing: true,
     forceCloseConnections: 'idle',

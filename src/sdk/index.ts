@@ -157,6 +157,16 @@ export interface OutputBinding {
   close(): Promise<void>
 }
 
+/** Optional ability: a source that skips work (a timer tick during a run) and reports it. */
+export interface SkipReporter {
+  /** Registers the listener called with when each skipped unit was due. */
+  onSkipped(listener: (dueAt: Date) => void): void
+}
+
+export function reportsSkips(x: object): x is SkipReporter {
+  return typeof (x as Partial<SkipReporter>).onSkipped === 'function'
+}
+
 /** Optional ability: a probe that tells whether the connection works, for `sluice validate`. */
 export interface ConnectionTester {
   testConnection(): Promise<void>

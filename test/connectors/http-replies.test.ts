@@ -304,6 +304,33 @@ describe('HTTP trigger: back-pressure', () => {
   })
 })
 
+describe('HTTP trigger: slow functions', () => {
+  let t: TestGateway | undefined
+  afterEach(async () => {
+    await t?.stop()
+    t = undefined
+  })
+
+  it('answers a function that runs longer than http.requestTimeoutMs but within its timeoutMs', async () => {
+    t = await startGateway({
+      http: { requestTimeoutMs: 300 },
+      yaml: `functions:
+  sl-slow:
+    code: functions/slow.ts
+    timeoutMs: 10000
+    trigger: { http: { route: slow, methods: [GET, POST], auth: anonymous } }
+`,
+      files: { 'functions/slow.ts': SLOW },
+    })
+    const res = await fetch(`${t.url}/api/slow?ms=1200&n=1`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual({ done: '1' })
+    const posted = await fetch(`${t.url}/api/slow?ms=1200&n=2`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })
+    expect(posted.status).toBe(200)
+    expect(await posted.json()).toEqual({ done: '2' })
+  })
+})
+
 describe('HTTP trigger: graceful stop', () => {
   let t: TestGateway | undefined
   afterEach(async () => {
