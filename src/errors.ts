@@ -89,6 +89,8 @@ export const ERRORS = {
   SLUICE_ERR_HTTP_TIMEOUT: spec(true, 408, 'The request took longer than the server allows.', 'Send the request faster, or raise http.requestTimeoutMs.'),
   SLUICE_ERR_HTTP_SHUTTING_DOWN: spec(true, 503, 'The gateway is shutting down.', 'Retry against another instance or after restart.'),
 
+  SLUICE_ERR_INTERNAL: spec(true, 500, 'An unexpected error inside the gateway.', 'Retry; if it repeats, report it with the request id from the answer and the gateway logs.'),
+
   // CLI
   SLUICE_ERR_CLI_USAGE: spec(false, 2, 'The command line is not valid.', 'Run `sluice --help`.'),
   SLUICE_ERR_CLI_REMOTE: spec(true, 1, 'The running gateway could not be reached or answered with an error.', 'Check --url and that the gateway runs; pass the admin key with --key or SLUICE_ADMIN_KEY.'),

@@ -38,6 +38,8 @@ interface Binding {
 }
 
 let gatewaySeq = 0
+/** How long function-key digests are cached before the store is read again. */
+const KEY_CACHE_MS = 10_000
 
 /**
  * A running gateway: store, worker hosts, scheduler, router, HTTP server and connectors, started
@@ -223,6 +225,8 @@ export class Gateway implements AdminApi {
     this.app.route({
       method: [...r.methods],
       url: r.url,
+      // HEAD runs a function only when the route lists it.
+      exposeHeadRoute: false,
       handler: async (request, reply) => {
         if (r.auth === 'function') {
           const hashes = await this.functionKeyHashes(fnName)
@@ -270,9 +274,13 @@ export class Gateway implements AdminApi {
     if (!h) {
       // Caching the promise (not its value) means a read that began before a key write cannot
       // land in the cache after the write invalidated it, and keep a deleted key working.
-      h = this.store.functionKeyHashes(fn)
-      this.keyHashes.set(fn, h)
-      h.catch(() => this.keyHashes.get(fn) === h && this.keyHashes.delete(fn))
+      const p = this.store.functionKeyHashes(fn)
+      h = p
+      this.keyHashes.set(fn, p)
+      const forget = () => this.keyHashes.get(fn) === p && this.keyHashes.delete(fn)
+      p.catch(forget)
+      // Other gateway instances sharing the store may change keys: re-read now and then.
+      setTimeout(forget, KEY_CACHE_MS).unref()
     }
     return h
   }

@@ -39,12 +39,16 @@ export function toReply(value: unknown, fn: string, invocationId: string): HttpR
       const name = k.toLowerCase()
       if (RESERVED_REPLY_HEADERS.has(name) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) continue
       const text = String(v)
-      if (/[\r\n]/.test(text)) continue
+      // CR/LF would split the header; Node refuses any other character outside tab and visible
+      // latin1 only while writing the reply, too late for a coded error.
+      if (/[^\t\x20-\x7e\x80-\xff]/.test(text)) continue
       headers[name] = text
     }
   }
   let body = value.body ?? null
   if (value.isBase64Encoded === true && typeof body === 'string') body = Buffer.from(body, 'base64')
+  // Under a content type of the function's choosing fastify sends only strings and bytes.
+  else if (body !== null && typeof body !== 'string' && headers['content-type'] !== undefined) body = JSON.stringify(body)
   return { status, headers, body }
 }
 
@@ -85,7 +89,7 @@ export class HttpConnector implements Connector {
               source: `http://${functionName}`,
               time: new Date().toISOString(),
               body: req.body ?? null,
-              meta: { method: req.method, path: req.path, url: req.url, params: req.params, query: req.query, headers, ip: req.ip },
+              meta: { method: req.method, path: req.path, url: req.url, params: this.params(req.params), query: req.query, headers, ip: req.ip },
             },
           ],
           { signal },
@@ -95,6 +99,14 @@ export class HttpConnector implements Connector {
       },
     })
     ctx.setHealth(true)
+  }
+
+  /** fastify names a catch-all `*`; the function sees the name from the route, `{*path}`. */
+  private params(p: Record<string, string>): Record<string, string> {
+    const name = /\{\*([A-Za-z0-9_]*)\}$/.exec(this.spec.trigger.route)?.[1]
+    if (!name || !('*' in p)) return p
+    const { '*': rest, ...others } = p
+    return { ...others, [name]: rest as string }
   }
 
   async stop(): Promise<void> {

@@ -66,7 +66,7 @@ export function sendError(reply: FastifyReply, request: FastifyRequest, err: unk
     if (mapped.message !== '') return reply.code(ERRORS[mapped.code].status).send(errorBody(mapped.code, mapped.message, request.id))
   }
   request.log.error({ err }, 'unhandled error in request')
-  return reply.code(500).send(errorBody('SLUICE_ERR_HTTP_BAD_REQUEST', `internal error; quote request id ${request.id} when reporting it`, request.id))
+  return reply.code(500).send(errorBody('SLUICE_ERR_INTERNAL', `internal error; quote request id ${request.id} when reporting it`, request.id))
 }
 
 /**
@@ -96,8 +96,8 @@ export function createHttpServer(config: GatewayConfig['http'], log: Pino): Fast
     ajv: { customOptions: { removeAdditional: false } },
   })
   // fastify's JSON parser reports a __proto__ / constructor.prototype key as the same
-  // FST_ERR_CTP_INVALID_JSON_BODY as a syntax error (it drops secure-json-parse's error), so a
-  // body that fails there but is valid JSON was refused for poisoning.
+  // FST_ERR_CTP_INVALID_JSON_BODY as a syntax error (it drops secure-json-parse's error): a body
+  // it refuses that plain JSON.parse accepts was refused for poisoning.
   const secureJson = app.getDefaultJsonParser('error', 'error')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8')

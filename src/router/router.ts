@@ -9,7 +9,7 @@ import type { Store } from '../store/store.js'
 import { LIMITS } from '../sandbox/protocol.js'
 import { Delivery, Item, Lane } from './lane.js'
 import { FlowControl } from './flow.js'
-import { FunctionStats } from './stats.js'
+import { FunctionStats, type InvocationRecord } from './stats.js'
 
 export interface RouterFunction {
   name: string
@@ -254,6 +254,7 @@ export class Router {
       coldStart: lease.coldStart,
       error,
       logs: r.payload.logs,
+      value: r.payload.value,
     })
     const eventFailed: ErrorInfo = {
       code: 'SLUICE_ERR_FUNCTION_EVENT_FAILED',
@@ -387,10 +388,11 @@ export class Router {
     }
   }
 
-  private report(l: FnLane, r: Omit<InvocationMessage, 'gateway' | 'function'> & { logs: InvocationResult['logs'] }): void {
-    const { logs, ...msg } = r
-    const record = { ...msg, time: new Date().toISOString(), logs }
+  private report(l: FnLane, r: Omit<InvocationMessage, 'gateway' | 'function'> & { logs: InvocationResult['logs']; value: unknown }): void {
+    const { logs, value, ...msg } = r
+    const record: InvocationRecord = { ...msg, time: new Date().toISOString(), logs }
     if (record.error === undefined) delete record.error
+    if (r.ok) record.result = preview(value)
     l.stats.record(record)
     if (invocationChannel.hasSubscribers) invocationChannel.publish({ gateway: this.opts.gateway, function: l.fn.name, ...msg })
     const log = this.opts.log
@@ -430,7 +432,7 @@ export class Router {
       let error = r.payload.ok ? undefined : r.payload.error
       if (!error) error = await this.publishOutputs(l, r.payload.outputs)
       const durationMs = performance.now() - t0
-      this.report(l, { invocationId, kind: 'sync', size: events.length, ok: !error, failed: error ? events.length : 0, durationMs, waitMs: lease.waitMs, coldStart: lease.coldStart, error, logs: r.payload.logs })
+      this.report(l, { invocationId, kind: 'sync', size: events.length, ok: !error, failed: error ? events.length : 0, durationMs, waitMs: lease.waitMs, coldStart: lease.coldStart, error, logs: r.payload.logs, value: r.payload.value })
       const result: InvocationResult = { invocationId, ok: !error, logs: r.payload.logs, outputs: r.payload.outputs, durationMs, coldStart: lease.coldStart }
       if (error) result.error = error
       else result.value = r.payload.value
@@ -475,3 +477,10 @@ export class Router {
 }
 
 const round = (n: number) => Math.round(n * 100) / 100
+
+/** The start of a result's JSON, for the recent-invocations list. */
+function preview(value: unknown): string {
+  const s = JSON.stringify(value ?? null)
+  return s.length > PREVIEW_CHARS ? `${s.slice(0, PREVIEW_CHARS)}...` : s
+}
+const PREVIEW_CHARS = 2048

@@ -12,6 +12,8 @@ export interface InvocationRecord {
   durationMs: number
   coldStart: boolean
   error?: ErrorInfo
+  /** The start (2 KiB) of the returned value's JSON, when ok. */
+  result?: string
   logs: LogLine[]
 }
 

@@ -264,8 +264,26 @@ describe('admin API', () => {
       for (const id of ids) expect(seen).toContain(id)
     })
 
+    it('replay of a letter whose cause remains fails again and replaces it with a new letter', async () => {
+      const ev = event({ failUntil: Date.now() + 3_600_000, tag: 'still-broken' })
+      const [outcome] = await t.gw.router.deliver('ad-flaky', [ev])
+      if (outcome?.status !== 'dead') throw new Error(`expected a dead letter, got ${outcome?.status}`)
+      const id = outcome.deadLetterId
+      const again = await body<{ id: string; outcome: { status: string; deadLetterId?: string; error?: { code: string } } }>(await post(`/admin/dead-letters/${id}/replay`))
+      expect(again.id).toBe(id)
+      expect(again.outcome.status).toBe('dead')
+      expect(again.outcome.error?.code).toBe('SLUICE_ERR_FUNCTION_THREW')
+      const newId = again.outcome.deadLetterId as string
+      expect(newId).not.toBe(id)
+      await expectError(await get(`/admin/dead-letters/${id}`), 404, 'SLUICE_ERR_DEAD_LETTER_NOT_FOUND')
+      // A fresh set of attempts: the new letter counts them from 1 again.
+      const fresh = await body<DeadLetter>(await get(`/admin/dead-letters/${newId}`))
+      expect(fresh).toMatchObject({ function: 'ad-flaky', attempts: 2, event: { id: ev.id, body: ev.body } })
+    })
+
     it('replay after the cause is gone delivers the stored event again; outcome done and the letter is removed', async () => {
-      const failUntil = Date.now() + 2000
+      // The function fails while failUntil lies ahead: two attempts 10 ms apart fall well inside it.
+      const failUntil = Date.now() + 1500
       const ev = event({ failUntil, tag: 'flaky' })
       const [outcome] = await t.gw.router.deliver('ad-flaky', [ev])
       expect(outcome?.status).toBe('dead')
@@ -273,21 +291,12 @@ describe('admin API', () => {
       const id = outcome.deadLetterId
       expect((await body<DeadLetter>(await get(`/admin/dead-letters/${id}`))).event.body).toEqual({ failUntil, tag: 'flaky' })
 
-      // Replayed while still failing: a fresh set of attempts, then a new letter replaces the old one.
-      const again = await body<{ id: string; outcome: { status: string; deadLetterId?: string } }>(await post(`/admin/dead-letters/${id}/replay`))
-      expect(again.id).toBe(id)
-      expect(again.outcome.status).toBe('dead')
-      const newId = again.outcome.deadLetterId as string
-      expect(newId).not.toBe(id)
-      await expectError(await get(`/admin/dead-letters/${id}`), 404, 'SLUICE_ERR_DEAD_LETTER_NOT_FOUND')
-      expect((await body<DeadLetter>(await get(`/admin/dead-letters/${newId}`))).event.id).toBe(ev.id)
-
       while (Date.now() <= failUntil) await new Promise((r) => setTimeout(r, 50))
       const doneBefore = t.gw.function('ad-flaky')?.counts.eventsDone ?? 0
-      const replayed = await body<{ id: string; outcome: { status: string } }>(await post(`/admin/dead-letters/${newId}/replay`))
-      expect(replayed).toEqual({ id: newId, outcome: { status: 'done' } })
+      const replayed = await body<{ id: string; outcome: { status: string } }>(await post(`/admin/dead-letters/${id}/replay`))
+      expect(replayed).toEqual({ id, outcome: { status: 'done' } })
       expect(t.gw.function('ad-flaky')?.counts.eventsDone).toBe(doneBefore + 1)
-      await expectError(await get(`/admin/dead-letters/${newId}`), 404, 'SLUICE_ERR_DEAD_LETTER_NOT_FOUND')
+      await expectError(await get(`/admin/dead-letters/${id}`), 404, 'SLUICE_ERR_DEAD_LETTER_NOT_FOUND')
       const { items } = await body<{ items: DeadLetter[] }>(await get('/admin/dead-letters?function=ad-flaky'))
       expect(items.map((d) => d.event.id)).not.toContain(ev.id)
     })
