@@ -23,6 +23,9 @@ export interface Instance {
 /** isolated-vm sets `cachedData` on the Script when asked to produce it (not in its typings). */
 const cacheOf = (s: ivm.Script) => (s as unknown as { cachedData?: ivm.ExternalCopy<ArrayBuffer> }).cachedData
 
+/** Quiet time before a blank isolate is made. */
+const REFILL_QUIET_MS = 5
+
 const info = (code: ErrorCode, message: string, retriable: boolean): ErrorInfo => ({ code, message, retriable })
 
 /**
@@ -35,7 +38,7 @@ export class Isolates {
   private bootstrapCache: ivm.ExternalCopy<ArrayBuffer> | undefined
   private prewarmSizes: number[] = []
   private prewarmCount = 0
-  private refilling = false
+  private refillTimer: NodeJS.Timeout | undefined
 
   constructor(private readonly onFatal: (message: string) => void) {}
 
@@ -67,12 +70,15 @@ export class Isolates {
     }
   }
 
-  /** Tops up the blank pools off the hot path. */
+  /**
+   * Tops up the blank pools off the hot path: a blank isolate takes about a millisecond of this
+   * thread, so it is made only after the host has had a quiet moment, never between a cold
+   * start's creation and its first run.
+   */
   private refill(): void {
-    if (this.refilling) return
-    this.refilling = true
-    setImmediate(() => {
-      this.refilling = false
+    if (this.refillTimer) clearTimeout(this.refillTimer)
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = undefined
       for (const size of this.prewarmSizes) {
         const pool = this.blanks.get(size) ?? []
         this.blanks.set(size, pool)
@@ -86,7 +92,7 @@ export class Isolates {
           return
         }
       }
-    })
+    }, REFILL_QUIET_MS)
   }
 
   /** Creates an instance: takes a blank isolate (or makes one), compiles and runs the module. */
