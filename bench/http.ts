@@ -6,6 +6,7 @@
  *   node --no-node-snapshot --import tsx bench/http.ts [seconds] [connections]
  */
 import { fork } from 'node:child_process'
+import { Agent, get } from 'node:http'
 import Fastify from 'fastify'
 import { benchGateway, fmt } from './common.js'
 
@@ -42,6 +43,28 @@ const gwUrl = `${gw.url}/api/stations/st-007`
 const check = await (await fetch(gwUrl)).json()
 if (JSON.stringify(check) !== JSON.stringify(BODY)) throw new Error(`gateway answered ${JSON.stringify(check)}`)
 
+/** Latency of sequential requests over one keep-alive connection (sub-millisecond resolution). */
+async function sequential(url: string, n: number): Promise<{ p50: number; p99: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  const once = () =>
+    new Promise<number>((resolve, reject) => {
+      const t0 = performance.now()
+      get(url, { agent }, (res) => {
+        res.resume()
+        res.on('end', () => resolve(performance.now() - t0))
+      }).on('error', reject)
+    })
+  for (let i = 0; i < 200; i++) await once()
+  const xs: number[] = []
+  for (let i = 0; i < n; i++) xs.push(await once())
+  agent.destroy()
+  xs.sort((a, b) => a - b)
+  return { p50: xs[Math.floor(n / 2)] as number, p99: xs[Math.floor(n * 0.99)] as number }
+}
+
+const seqBare = await sequential(bareUrl, 3000)
+const seqGw = await sequential(gwUrl, 3000)
+
 const rounds: Array<{ bare: Result; gw: Result }> = []
 for (let i = 0; i < 2; i++) {
   process.stderr.write(`round ${i + 1}/2\n`)
@@ -59,4 +82,8 @@ console.log(`\nHTTP, ${CONNECTIONS} connections, ${SECONDS} s x 2 rounds each (s
 console.log('server                     req/s     p50 ms   p99 ms')
 console.log(`bare fastify route     ${fmt(b.rps, 0).padStart(9)}   ${fmt(b.p50).padStart(6)}   ${fmt(b.p99).padStart(6)}`)
 console.log(`sluice /api function   ${fmt(g.rps, 0).padStart(9)}   ${fmt(g.p50).padStart(6)}   ${fmt(g.p99).padStart(6)}`)
-console.log(`ratio: ${fmt(g.rps / b.rps)}x requests/s; added p50 latency ${fmt(g.p50 - b.p50)} ms; errors: ${rounds.reduce((n, r) => n + r.gw.errors + r.bare.errors, 0)}`)
+console.log(`ratio: ${fmt(g.rps / b.rps)}x requests/s; errors: ${rounds.reduce((n, r) => n + r.gw.errors + r.bare.errors, 0)}`)
+console.log(`\nsequential, one keep-alive connection, 3000 requests (ms)`)
+console.log(`bare fastify route     p50 ${fmt(seqBare.p50, 3)}   p99 ${fmt(seqBare.p99, 3)}`)
+console.log(`sluice /api function   p50 ${fmt(seqGw.p50, 3)}   p99 ${fmt(seqGw.p99, 3)}`)
+console.log(`added p50 latency: ${fmt(seqGw.p50 - seqBare.p50, 3)} ms`)

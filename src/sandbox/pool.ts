@@ -129,7 +129,8 @@ export class SandboxPool extends EventEmitter {
   private spawn(slot: HostSlot): Promise<void> {
     return new Promise((resolve) => {
       const child = fork(this.entry.file, [], {
-        execArgv: [...this.entry.execArgv, ...(process.env.SLUICE_HOST_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/hostprof'] : [])],
+        // SLUICE_HOST_CPU_PROF=<dir>: worker hosts write V8 CPU profiles there (see bench/README.md).
+        execArgv: [...this.entry.execArgv, ...(process.env.SLUICE_HOST_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SLUICE_HOST_CPU_PROF}`] : [])],
         serialization: 'advanced',
         // fd 3: Node IPC (ready, and disconnect when the gateway dies); fd 4: the frame channel.
         stdio: ['ignore', 'inherit', 'pipe', 'ipc', 'pipe'],
