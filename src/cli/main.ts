@@ -7,6 +7,7 @@ import { SluiceError, hasCode, toInfo } from '../errors.js'
 import { issuesOf, formatIssue } from '../config/load.js'
 import { runStart, runValidate, runInvoke } from './commands.js'
 import { runRemote } from './remote.js'
+import { simulate } from './simulate.js'
 
 const HELP = `sluice: event-trigger gateway
 
@@ -15,6 +16,8 @@ Usage:
   sluice validate  [--config ...] [--json]             check the config and compile every function
   sluice invoke <function> [--data JSON | --events JSON] [--config ...] [--url URL]
                                                        run a function once and print result and logs
+  sluice simulate  [--stations 200] [--rate 2000] [--url mqtt://127.0.0.1:1884] [--duration S] [--count N]
+                                                       publish synthetic scooter telemetry over MQTT
   sluice dead-letters list [--function F] [--limit N]  list dead letters of the running gateway
   sluice dead-letters replay <id>                      deliver a dead letter again
   sluice keys create <function> [--name N]             create a function key (printed once)
@@ -46,6 +49,13 @@ export async function main(argv: string[]): Promise<number> {
       function: { type: 'string' },
       limit: { type: 'string' },
       name: { type: 'string' },
+      stations: { type: 'string', default: '200' },
+      rate: { type: 'string', default: '2000' },
+      duration: { type: 'string', default: '0' },
+      count: { type: 'string', default: '0' },
+      dropout: { type: 'string', default: '0.02' },
+      qos: { type: 'string', default: '1' },
+      'topic-prefix': { type: 'string', default: 'stations' },
     },
   })
   switch (command) {
@@ -57,6 +67,27 @@ export async function main(argv: string[]): Promise<number> {
       const fn = positionals[0]
       if (!fn) throw new SluiceError('SLUICE_ERR_CLI_USAGE', 'usage: sluice invoke <function> [--data JSON]')
       return runInvoke({ config: values.config, fn, data: values.data, events: values.events, url: values.url, key: values.key })
+    }
+    case 'simulate': {
+      const num = (name: string, v: string, min: number) => {
+        const n = Number(v)
+        if (!Number.isFinite(n) || n < min) throw new SluiceError('SLUICE_ERR_CLI_USAGE', `--${name} must be a number >= ${min}`)
+        return n
+      }
+      const qos = num('qos', values.qos, 0)
+      if (qos !== 0 && qos !== 1) throw new SluiceError('SLUICE_ERR_CLI_USAGE', '--qos must be 0 or 1')
+      const r = await simulate({
+        url: values.url ?? 'mqtt://127.0.0.1:1884',
+        stations: Math.floor(num('stations', values.stations, 1)),
+        rate: num('rate', values.rate, 1),
+        duration: num('duration', values.duration, 0),
+        count: Math.floor(num('count', values.count, 0)),
+        dropout: num('dropout', values.dropout, 0),
+        qos,
+        topicPrefix: values['topic-prefix'],
+        progress: process.stderr,
+      })
+      return r.failed === 0 ? 0 : 1
     }
     case 'dead-letters':
     case 'keys':
