@@ -21,6 +21,10 @@ functions:
   broken:
     code: functions/broken.ts
     trigger: { http: { route: broken, auth: anonymous } }
+  nightly:
+    code: functions/nightly.ts
+    trigger: { timer: { schedule: "0 0 3 * * *", runOnStartup: true } }
+    retry: { maxAttempts: 2, backoff: fixed, initialDelayMs: 10 }
 `,
   'functions/hello.ts': `export default async (events: Array<{ body: unknown; meta: { params?: { name?: string } } }>, ctx: { log: { info(...a: unknown[]): void } }) => {
   ctx.log.info('hello called')
@@ -28,6 +32,7 @@ functions:
 }`,
   'functions/slow.ts': `export default async () => { const end = Date.now() + 700; while (Date.now() < end) {} return { slow: true } }`,
   'functions/broken.ts': `export default async () => { throw new Error('kaputt') }`,
+  'functions/nightly.ts': `export default async () => { throw new Error('report store offline') }`,
 }
 
 const children: ChildProcess[] = []
@@ -50,7 +55,7 @@ describe('sluice CLI', () => {
     const r = run(['validate', '--config', 'gateway.yaml'], project())
     expect(r.stderr).toBe('')
     expect(r.status).toBe(0)
-    expect(r.stdout).toMatch(/ok \(3 functions/)
+    expect(r.stdout).toMatch(/ok \(4 functions/)
   })
 
   it('validate: reports every error at once with file:line:col, key path and code, exits 1', () => {
@@ -100,6 +105,30 @@ describe('sluice CLI', () => {
   it('usage errors exit 2', () => {
     expect(run(['frobnicate'], project()).status).toBe(2)
     expect(run(['invoke'], project()).status).toBe(2)
+  })
+
+  it('dead-letters list and replay talk to the running gateway', async () => {
+    const dir = project()
+    const child = spawn(process.execPath, [BIN, 'start', '--config', 'gateway.yaml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    const url = await waitFor(() => /"url":"(http:[^"]+)","functions"/.exec(out)?.[1], 30_000, 'gateway up')
+    // The startup run of `nightly` fails twice and lands in the dead-letter store.
+    await waitFor(() => out.includes('event dead-lettered'), 30_000, 'a dead letter')
+    const list = run(['dead-letters', 'list', '--url', url, '--function', 'nightly'], dir)
+    expect(list.status).toBe(0)
+    const items = (JSON.parse(list.stdout) as { items: Array<{ id: string; attempts: number; error: { message: string } }> }).items
+    expect(items).toHaveLength(1)
+    expect(items[0]).toMatchObject({ attempts: 2, error: { message: expect.stringMatching(/report store offline/) } })
+    // Still failing: the replay ends dead again, and the CLI says so with exit code 1.
+    const replay = run(['dead-letters', 'replay', items[0]!.id, '--url', url], dir)
+    expect(replay.status).toBe(1)
+    expect(JSON.parse(replay.stdout)).toMatchObject({ outcome: { status: 'dead' } })
+    const unknown = run(['dead-letters', 'replay', 'no-such-id', '--url', url], dir)
+    expect(unknown.status).toBe(1)
+    expect(unknown.stderr).toMatch(/SLUICE_ERR_DEAD_LETTER_NOT_FOUND/)
+    child.kill('SIGTERM')
   })
 
   it('start: serves, keeps isolated-vm out of its own process, drains on SIGTERM and exits 0', async () => {

@@ -10,9 +10,8 @@ const fn = (name: string, extra = '') => `
   ${name}:
     code: functions/${name}.js
     trigger: { http: { route: ${name}, auth: anonymous } }
-    timeoutMs: 1000
     memoryMb: 32
-    ${extra}`
+    ${extra || 'timeoutMs: 1000'}`
 
 const FILES: Record<string, string> = {
   'functions/healthy.js': `export default async (events) => ({ body: { ok: true, n: events.length } })`,
@@ -57,11 +56,12 @@ const FILES: Record<string, string> = {
   'functions/tamper.js': `export default async function () { JSON.stringify = () => 'x'.repeat(100); Promise.prototype.then = function () { throw new Error('no') }; return { fine: true } }`,
   'functions/badinit.js': `throw new Error('module init failed'); export default async () => 1`,
   'functions/initspin.js': `while (true) {} export default async () => 1`,
+  'functions/cpuhog.js': `export default async function () { const end = Date.now() + 1500; while (Date.now() < end) {} return 'done' }`,
 }
 
 const YAML = `functions:${Object.keys(FILES)
   .map((f) => f.replace('functions/', '').replace('.js', ''))
-  .map((n) => fn(n))
+  .map((n) => (n === 'cpuhog' ? fn(n, 'cpuTimeMs: 100\n    timeoutMs: 3000') : fn(n)))
   .join('')}`
 
 describe('hostile function code', () => {
@@ -115,6 +115,13 @@ describe('hostile function code', () => {
     const r = await invoke('chain')
     expect(r.ok).toBe(false)
     expect(['SLUICE_ERR_FUNCTION_TIMEOUT', 'SLUICE_ERR_FUNCTION_MEMORY_LIMIT']).toContain(r.error?.code)
+    await healthy()
+  })
+
+  it('stops a function that uses more CPU time than cpuTimeMs, before its wall deadline', async () => {
+    const r = await invoke('cpuhog')
+    expect(r.ok).toBe(false)
+    expect(r.error?.code).toBe('SLUICE_ERR_FUNCTION_CPU_LIMIT')
     await healthy()
   })
 
