@@ -1,0 +1,74 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { resolve } from 'node:path'
+import { waitFor } from './gateway.js'
+
+const BIN = resolve('src/cli/bin.ts')
+
+/**
+ * A gateway in its own process (`sluice start` from the TypeScript sources), for fault tests
+ * that kill it with SIGKILL. `start()` resolves when it logs "gateway up"; `kill()` sends
+ * SIGKILL and waits for the exit; `stop()` sends SIGTERM and resolves with the exit code.
+ */
+export class GatewayProcess {
+  child: ChildProcess | undefined
+  readonly lines: Array<Record<string, unknown>> = []
+  private buf = ''
+  url = ''
+  starts = 0
+
+  constructor(
+    readonly dir: string,
+    readonly config = 'gateway.yaml',
+  ) {}
+
+  async start(timeoutMs = 60_000): Promise<void> {
+    const child = spawn(process.execPath, ['--import', 'tsx', BIN, 'start', '--config', this.config], {
+      cwd: this.dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    })
+    this.child = child
+    this.starts++
+    const mark = this.lines.length
+    let stderr = ''
+    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)))
+    child.stdout?.on('data', (d: Buffer) => {
+      this.buf += d.toString()
+      const parts = this.buf.split('\n')
+      this.buf = parts.pop() ?? ''
+      for (const p of parts) {
+        if (!p.trim()) continue
+        try {
+          this.lines.push(JSON.parse(p) as Record<string, unknown>)
+        } catch {
+          this.lines.push({ msg: p })
+        }
+      }
+    })
+    const up = await waitFor(
+      () => {
+        if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode} during start: ${stderr}`)
+        return this.lines.slice(mark).find((l) => l.msg === 'gateway up')
+      },
+      timeoutMs,
+      'gateway up',
+    )
+    this.url = String(up.url)
+  }
+
+  async kill(): Promise<void> {
+    const child = this.child
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise((r) => child.once('exit', r))
+    child.kill('SIGKILL')
+    await exited
+  }
+
+  async stop(): Promise<number | null> {
+    const child = this.child
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+    child.kill('SIGTERM')
+    return exited
+  }
+}
