@@ -89,7 +89,11 @@ export class Scheduler {
     private readonly opts: SchedulerOptions,
   ) {
     pool.on('host-down', (hostId: number) => this.onHostDown(hostId))
-    pool.on('host-up', () => this.fillMinimums())
+    pool.on('host-up', () => {
+      this.fillMinimums()
+      // Requests that found no host (all down or full) can start instances now.
+      for (const f of this.fns.values()) if (f.waiters.length > 0) this.serveWaiters(f)
+    })
     pool.on('instance-lost', (inst: number) => this.onInstanceLost(inst))
   }
 

@@ -75,3 +75,24 @@ describe('worker host crash', () => {
     expect((await fetch(`${g.url}/api/fast`)).status).toBe(200)
   })
 })
+
+describe('no worker host up', () => {
+  it('holds requests until a host is back, then serves them', async () => {
+    t = await startGateway({
+      yaml: `functions:
+  fast:
+    code: functions/fast.js
+    trigger: { http: { route: fast, auth: anonymous } }
+`,
+      files: { 'functions/fast.js': FAST },
+    })
+    const g = t
+    await waitFor(() => g.gw.hosts()[0]?.up, 10_000, 'host up')
+    process.kill(g.gw.hosts()[0]!.pid, 'SIGKILL')
+    await waitFor(() => !g.gw.hosts()[0]?.up, 5000, 'host down')
+    // Sent while no host runs: waits for the restart instead of failing.
+    const res = await fetch(`${g.url}/api/fast`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual({ ok: true })
+  })
+})
