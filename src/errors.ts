@@ -43,6 +43,8 @@ export const ERRORS = {
   SLUICE_ERR_CONFIG_TIMEZONE: spec(false, 400, 'A timezone is not a known IANA zone name.', 'Use a name such as Europe/Amsterdam or UTC.'),
   SLUICE_ERR_CONFIG_ROUTE: spec(false, 400, 'An HTTP route is invalid or used by two functions.', 'Give each HTTP function its own route and method set.'),
   SLUICE_ERR_CONFIG_NAME: spec(false, 400, 'A function or connection name is not allowed.', 'Use letters, digits, "-" and "_" only, starting with a letter.'),
+  SLUICE_ERR_CONFIG_TOPIC: spec(false, 400, 'An MQTT topic filter or shared-subscription group is not valid.', 'Use whole levels: + alone in a level, # alone in the last level; set share: instead of writing $share/ in the topic.'),
+  SLUICE_ERR_CONFIG_QOS: spec(false, 400, 'An MQTT trigger asks for QoS 2, which sluice cannot deliver at-least-once.', 'Use qos: 1 (at-least-once; duplicates are possible, so make the function idempotent) or qos: 0.'),
 
   // Functions (user code)
   SLUICE_ERR_FUNCTION_NOT_FOUND: spec(false, 404, 'The function does not exist, or its code file is missing.', 'Check the function name, or the code: path in the configuration.'),
@@ -67,6 +69,7 @@ export const ERRORS = {
   SLUICE_ERR_ROUTER_CLOSED: spec(true, 503, 'The router is shutting down and accepts no new events.', 'The source keeps the event; it is delivered again after restart.'),
   SLUICE_ERR_ROUTER_OVERLOADED: spec(true, 429, 'The function\'s backlog is full.', 'Retry after the Retry-After delay, raise scale.max, or raise maxBacklog.'),
   SLUICE_ERR_EVENT_INVALID: spec(false, 400, 'An event is not valid (it is not JSON data, or misses an id).', 'Send events as JSON objects; in admin invoke each event needs a body.'),
+  SLUICE_ERR_EVENT_REDELIVERY_LIMIT: spec(false, 500, 'The source delivered the event again after its earlier deliveries used up retry.maxAttempts without an outcome (the gateway stopped or crashed while running it).', 'Inspect the dead letter: the event may crash the gateway or a worker host; fix the cause, then replay it.'),
   SLUICE_ERR_OUTPUT_FAILED: spec(true, 502, 'An output binding could not confirm a message.', 'Check the output connection; the input event is retried.'),
   SLUICE_ERR_DEAD_LETTER_NOT_FOUND: spec(false, 404, 'No dead letter has that id.', 'List dead letters with GET /admin/dead-letters.'),
 
@@ -76,6 +79,17 @@ export const ERRORS = {
 
   // Connectors
   SLUICE_ERR_CONNECTOR_START: spec(true, 503, 'A connector could not start.', 'Check the connection settings and that the broker is reachable.'),
+  SLUICE_ERR_CONNECTOR_TOPOLOGY: spec(false, 500, 'A queue, exchange or binding could not be declared, or does not exist, at the broker.', 'Check the names; a queue or exchange that exists with other settings (durable, type, arguments) must be declared the same way or deleted first.'),
+  SLUICE_ERR_CONNECTOR_EVENTHUBS_CONNECTION: spec(true, 503, 'The Event Hubs namespace cannot be reached, or the connection to it broke or timed out.', 'Check the Endpoint of the connection string and the network; sluice keeps retrying with backoff.'),
+  SLUICE_ERR_CONNECTOR_EVENTHUBS_UNAUTHORIZED: spec(false, 401, 'Event Hubs refused the credentials of the connection string.', 'Check SharedAccessKeyName and SharedAccessKey, and that the policy grants Listen (triggers) or Send (outputs).'),
+  SLUICE_ERR_CONNECTOR_EVENTHUBS_NOT_FOUND: spec(false, 404, 'The event hub, one of its partitions or the consumer group does not exist.', 'Check eventHub in the connection and consumerGroup in the trigger.'),
+  SLUICE_ERR_CONNECTOR_EVENTHUBS_OWNERSHIP_LOST: spec(true, 409, 'Another consumer took over an Event Hubs partition (another gateway instance, or a receiver with a higher owner level); this instance stopped processing it and does not checkpoint it any more.', 'Nothing when several instances share the consumer group; otherwise find the other consumer of the consumer group.'),
+  SLUICE_ERR_CONNECTOR_EVENTHUBS_CHECKPOINT: spec(true, 503, 'A checkpoint or a partition ownership could not be read or written in the checkpoint store.', 'Check the checkpoint store (the blob container and its connection string, or the sluice store); events after the last checkpoint are delivered again.'),
+  SLUICE_ERR_CONNECTOR_EVENTHUBS_MESSAGE_TOO_LARGE: spec(false, 413, 'An output value does not fit in one Event Hubs message.', 'Write smaller values (1 MB per message on standard namespaces).'),
+  SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION: spec(true, 503, 'The Kafka brokers cannot be reached, or the connection to them broke or timed out.', 'Check brokers: (host:port), the network and ssl:; sluice keeps retrying with backoff.'),
+  SLUICE_ERR_CONNECTOR_KAFKA_UNAUTHORIZED: spec(false, 401, 'Kafka refused the SASL credentials, or the client is not authorized for the topic or group.', 'Check sasl: (mechanism, username, password) and the ACLs for the topic and the consumer group.'),
+  SLUICE_ERR_CONNECTOR_KAFKA_PRODUCE: spec(true, 502, 'Kafka did not acknowledge a produced message (acks: all).', 'Check that the output topic exists (or auto-creation is on) and the brokers are healthy; the input event is retried.'),
+  SLUICE_ERR_CONNECTOR_KAFKA_COMMIT: spec(true, 503, 'An offset commit was refused or failed, usually because a rebalance moved the partition.', 'Nothing to do after a rebalance: the partition\'s new owner reads on from the last commit (events since then run again). If it repeats, check the brokers and sessionTimeoutMs.'),
 
   // HTTP surface
   SLUICE_ERR_HTTP_BAD_REQUEST: spec(false, 400, 'The request is malformed.', 'Fix the request as the message says.'),

@@ -6,7 +6,9 @@ import type { GatewayConfig } from './config/schema.js'
 import { SluiceError, toInfo } from './errors.js'
 import { registerAdminRoutes, type AdminApi, type ConnectionHealth, type FunctionInfo, type HealthReport } from './http/admin.js'
 import { adminGuard, FUNCTION_KEY_HEADER, hashKey, header, keyMatches, newKey, presentedAdminKey } from './http/auth.js'
-import { Metrics } from './http/metrics.js'
+import { registerDashboard } from './http/dashboard.js'
+import { LiveFeed, registerLiveRoutes } from './http/live.js'
+import { Metrics, sourceLag } from './http/metrics.js'
 import { createHttpServer, sendError } from './http/server.js'
 import { asLogger, createLogger, type Pino } from './log.js'
 import { Router } from './router/router.js'
@@ -57,6 +59,8 @@ export class Gateway implements AdminApi {
   private readonly bindings: Binding[] = []
   private readonly outputs = new Map<string, Map<string, OutputBinding>>()
   private readonly metricsRegistry: Metrics
+  /** Snapshots and history for the dashboard (GET /admin/events). */
+  readonly live: LiveFeed
   /** Function key digests per function, cached as the read itself so a write can invalidate it. */
   private readonly keyHashes = new Map<string, Promise<string[]>>()
   private readonly defs: ReadonlyMap<string, ConnectorDefinition>
@@ -95,9 +99,19 @@ export class Gateway implements AdminApi {
         const s = this.scheduler.stats(f.name)
         return { name: f.name, instances: s.instances, busy: s.busy, waiting: s.waiting, backlog: this.router.stats(f.name).backlog }
       }),
-      connections: this.bindings.map((b) => ({ function: b.fn, kind: b.kind, up: b.health.up })),
+      connections: this.bindings.map((b) => ({ function: b.fn, kind: b.kind, ...(b.connection ? { connection: b.connection } : {}), up: b.health.up })),
       hostsUp: this.pool.hostIds().length,
+      lag: sourceLag(this.bindings),
     }))
+    this.live = new LiveFeed({
+      gateway: this.id,
+      log: log.child({ component: 'live' }),
+      source: {
+        functions: () => this.functions(),
+        health: () => this.health(),
+        lag: () => sourceLag(this.bindings),
+      },
+    })
   }
 
   /** Starts a gateway; resolves once every connector is subscribed and the server listens. */
@@ -156,8 +170,13 @@ export class Gateway implements AdminApi {
     }
     this.scheduler.start()
 
-    const guard = adminGuard(config.admin.key === undefined ? undefined : hashKey(config.admin.key))
+    const adminHash = config.admin.key === undefined ? undefined : hashKey(config.admin.key)
+    const guard = adminGuard(adminHash)
     registerAdminRoutes(this.app, this, guard)
+    registerLiveRoutes(this.app, this.live, adminGuard(adminHash, { queryKey: true }))
+    // The page shell holds no data: with an admin key it loads for anyone (its data calls need the
+    // key); without one it keeps the admin API's loopback rule.
+    registerDashboard(this.app, adminHash === undefined ? { guard } : {})
     const routes: Array<{ fn: string; def: HttpRouteDef }> = []
     await Promise.all(Object.values(config.functions).map((fn) => this.startTrigger(fn.name, routes)))
     for (const r of routes) this.registerRoute(r.fn, r.def)
@@ -166,6 +185,7 @@ export class Gateway implements AdminApi {
     const port = typeof addr === 'object' && addr ? addr.port : config.http.port
     this.address = `http://${config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host}:${port}`
     this.state = 'up'
+    this.live.start()
     log.info({ url: this.address, functions: Object.keys(config.functions).length, hosts: config.workers.hosts }, 'gateway up')
   }
 
@@ -178,6 +198,7 @@ export class Gateway implements AdminApi {
     const connector = def.createTrigger({
       functionName: fnName,
       trigger: fn.trigger.options,
+      maxBacklog: fn.maxBacklog,
       ...(fn.trigger.connection ? { connectionName: fn.trigger.connection } : {}),
       ...(conn ? { connection: conn.options } : {}),
     })
@@ -199,6 +220,8 @@ export class Gateway implements AdminApi {
         get: async <T>(key: string) => (await this.store.getState(scope, key)) as T | undefined,
         set: (key, value) => this.store.setState(scope, key, value),
         claim: (key, ttlMs) => this.store.claim(`${scope}:${key}`, ttlMs),
+        list: (prefix) => this.store.listVersioned(scope, prefix),
+        compareAndSet: (key, value, version) => this.store.compareAndSet(scope, key, value, version),
       },
       setHealth: (up, detail) => {
         binding.health = detail === undefined ? { up } : { up, detail }
@@ -310,15 +333,20 @@ export class Gateway implements AdminApi {
     const info: FunctionInfo = {
       name,
       trigger: { kind: fn.trigger.kind, ...(fn.trigger.connection ? { connection: fn.trigger.connection } : {}), options: fn.trigger.options },
+      code: fn.code,
       outputs: Object.keys(fn.outputs),
       batch: fn.batch,
       scale: fn.scale,
+      retry: fn.retry,
+      limits: { timeoutMs: fn.timeoutMs, cpuTimeMs: fn.cpuTimeMs, memoryMb: fn.memoryMb, maxBacklog: fn.maxBacklog },
+      orderKey: fn.orderKey,
       instances: { total: s.instances, busy: s.busy, idle: s.idle },
       backlog: r.backlog,
       inflight: r.inflight,
       counts: {
         invocations: r.stats.invocations,
         failures: r.stats.failures,
+        events: r.stats.events,
         eventsDone: r.stats.eventsDone,
         eventsDead: r.stats.eventsDead,
         retries: r.stats.retries,
@@ -419,6 +447,7 @@ export class Gateway implements AdminApi {
             this.router.close(timeoutMs),
           ]),
       ],
+      ['live feed', () => this.live.close()],
       ['http server', () => this.app.close()],
       ['scheduler', () => this.scheduler.close()],
       ['outputs', () => Promise.all([...this.outputs.values()].flatMap((m) => [...m.values()].map((o) => o.close())))],

@@ -276,6 +276,16 @@ function validate(
     }
     for (const k of ['batch', 'retry', 'scale'] as const) if (fnRaw[k] === undefined) fnRaw[k] = {}
     const fn = Value.Default(fnSchema, fnRaw) as Record<string, unknown>
+    // TypeBox does not descend into Record values for defaults: fill each output's own.
+    if (isPlainObject(fn.outputs)) {
+      for (const out of Object.values(fn.outputs)) {
+        if (!isPlainObject(out)) continue
+        for (const [kind, opts] of Object.entries(out)) {
+          const schema = byKind.get(kind)?.outputSchema
+          if (schema && isPlainObject(opts)) out[kind] = Value.Default(schema, opts)
+        }
+      }
+    }
     const kindHint = (p: Path): ErrorCode | undefined => {
       const parent = p[p.length - 2]
       if (p.length === 4 && parent === 'trigger') return 'SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER'

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { SluiceError } from '../errors.js'
+import { SluiceError, toInfo } from '../errors.js'
 import type { InvocationResult, Outcome, TriggerEvent } from '../sdk/index.js'
 import type { DeadLetter, DeadLetterQuery, FunctionKey } from '../store/store.js'
 import type { InvocationRecord } from '../router/stats.js'
@@ -22,13 +22,19 @@ export interface HealthReport {
 export interface FunctionInfo {
   name: string
   trigger: { kind: string; connection?: string; options: Record<string, unknown> }
+  /** The code file as configured. */
+  code: string
   outputs: string[]
   batch: { maxSize: number; maxWaitMs: number }
   scale: { min: number; max: number; idleTimeoutMs: number }
+  retry: { maxAttempts: number; backoff: 'fixed' | 'exponential'; initialDelayMs: number; maxDelayMs: number }
+  limits: { timeoutMs: number; cpuTimeMs: number; memoryMb: number; maxBacklog: number }
+  orderKey: string
   instances: { total: number; busy: number; idle: number }
   backlog: number
   inflight: number
-  counts: { invocations: number; failures: number; eventsDone: number; eventsDead: number; retries: number; coldStarts: number }
+  /** eventsDone/eventsDead: final outcomes of delivered events; events: events run (each attempt, sync included). */
+  counts: { invocations: number; failures: number; events: number; eventsDone: number; eventsDead: number; retries: number; coldStarts: number }
   latencyMs?: { p50: number; p99: number }
   lastColdStartMs?: number
 }
@@ -62,6 +68,9 @@ const eventSchema = {
   },
   additionalProperties: false,
 } as const
+
+/** Letters replayed at once by POST /admin/dead-letters/replay. */
+const REPLAY_CONCURRENCY = 8
 
 const nameParam = { type: 'object', properties: { name: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_-]{0,62}$' } }, required: ['name'] } as const
 
@@ -179,6 +188,44 @@ export function registerAdminRoutes(app: FastifyInstance, api: AdminApi, guard: 
       if (!(await api.deleteDeadLetter(req.params.id))) throw new SluiceError('SLUICE_ERR_DEAD_LETTER_NOT_FOUND', `no dead letter with id ${req.params.id}`)
       return reply.code(204).send()
     })
+
+    // Replays every letter matching the filter (at most `limit`, oldest first), a few at a time.
+    // Answers once every replayed event has its outcome; a letter that fails again is replaced
+    // by a new one, as with the single replay.
+    admin.post<{ Body: { function?: string; code?: string; limit?: number } | undefined }>(
+      '/admin/dead-letters/replay',
+      {
+        schema: {
+          body: {
+            type: ['object', 'null'],
+            properties: { function: { type: 'string', minLength: 1 }, code: { type: 'string', minLength: 1 }, limit: { type: 'integer', minimum: 1, maximum: 1000 } },
+            additionalProperties: false,
+          },
+        },
+      },
+      async (req) => {
+        const q: DeadLetterQuery = { limit: req.body?.limit ?? 100 }
+        if (req.body?.function) q.function = req.body.function
+        if (req.body?.code) q.code = req.body.code
+        const letters = await api.listDeadLetters(q)
+        const results: Array<{ id: string; function: string; outcome?: Outcome; error?: { code: string; message: string } }> = []
+        let next = 0
+        const worker = async () => {
+          while (next < letters.length) {
+            const dl = letters[next++] as DeadLetter
+            try {
+              results.push({ id: dl.id, function: dl.function, ...(await api.replayDeadLetter(dl.id)) })
+            } catch (e) {
+              const { code, message } = toInfo(e, 'SLUICE_ERR_INTERNAL')
+              results.push({ id: dl.id, function: dl.function, error: { code, message } })
+            }
+          }
+        }
+        await Promise.all(Array.from({ length: Math.min(REPLAY_CONCURRENCY, letters.length) }, worker))
+        const done = results.filter((r) => r.outcome?.status === 'done').length
+        return { matched: letters.length, done, results }
+      },
+    )
 
     admin.post<{ Params: { id: string } }>('/admin/dead-letters/:id/replay', async (req) => {
       const r = await api.replayDeadLetter(req.params.id)

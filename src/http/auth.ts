@@ -46,8 +46,11 @@ export function isLoopback(ip: string): boolean {
 /**
  * Guards the admin API, /metrics and the dashboard: with an admin key configured, callers must
  * present it; without one, only loopback callers are let in.
+ *
+ * `queryKey` also accepts the key as a `key` query parameter. Only for the live feed
+ * (`GET /admin/events`), because a browser's EventSource cannot send headers.
  */
-export function adminGuard(adminKeyHash: string | undefined) {
+export function adminGuard(adminKeyHash: string | undefined, opts: { queryKey?: boolean } = {}) {
   return async (req: FastifyRequest): Promise<void> => {
     if (adminKeyHash === undefined) {
       if (!isLoopback(req.socket.remoteAddress ?? '')) {
@@ -55,7 +58,8 @@ export function adminGuard(adminKeyHash: string | undefined) {
       }
       return
     }
-    if (!keyMatches(presentedAdminKey(req), [adminKeyHash])) {
+    const fromQuery = opts.queryKey ? (req.query as { key?: unknown } | undefined)?.key : undefined
+    if (!keyMatches(presentedAdminKey(req) ?? (typeof fromQuery === 'string' ? fromQuery : undefined), [adminKeyHash])) {
       throw new SluiceError('SLUICE_ERR_HTTP_UNAUTHORIZED', `send the admin key in the ${ADMIN_KEY_HEADER} header`)
     }
   }

@@ -1,11 +1,40 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { CHANNELS, type DeadMessage, type HostMessage, type InstanceMessage, type InvocationMessage, type RetryMessage, type TimerSkipMessage } from '../channels.js'
+import { reportsLag, type Connector } from '../sdk/index.js'
+
+export interface SourceLag {
+  function: string
+  kind: string
+  connection?: string
+  /** The partition (e.g. `telemetry/3`), or '' for a total. */
+  source: string
+  lag: number
+}
+
+/** Lag of every trigger whose connector reports it (LagReporter); one that throws is left out. */
+export function sourceLag(bindings: ReadonlyArray<{ fn: string; kind: string; connection?: string; connector: Connector }>): SourceLag[] {
+  const out: SourceLag[] = []
+  for (const b of bindings) {
+    if (!reportsLag(b.connector)) continue
+    let lag: Record<string, number> | number
+    try {
+      lag = b.connector.lag()
+    } catch {
+      continue
+    }
+    const base = { function: b.fn, kind: b.kind, ...(b.connection ? { connection: b.connection } : {}) }
+    if (typeof lag === 'number') out.push({ ...base, source: '', lag })
+    else for (const [source, n] of Object.entries(lag)) if (typeof n === 'number') out.push({ ...base, source, lag: n })
+  }
+  return out
+}
 
 export interface GaugeSnapshot {
   functions: Array<{ name: string; instances: number; busy: number; backlog: number; waiting: number }>
-  connections: Array<{ function: string; kind: string; up: boolean }>
+  connections: Array<{ function: string; kind: string; connection?: string; up: boolean }>
   hostsUp: number
+  lag: SourceLag[]
 }
 
 /**
@@ -95,11 +124,21 @@ export class Metrics {
     new Gauge({
       name: 'sluice_connection_up',
       help: '1 while a trigger connection is up.',
-      labelNames: ['function', 'kind'],
+      labelNames: ['function', 'kind', 'connection'],
       registers: [r],
       collect() {
         this.reset()
-        for (const c of snapshot().connections) this.set({ function: c.function, kind: c.kind }, c.up ? 1 : 0)
+        for (const c of snapshot().connections) this.set({ function: c.function, kind: c.kind, connection: c.connection ?? '' }, c.up ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: 'sluice_source_lag',
+      help: 'Events at the source not yet read by the gateway (Kafka consumer lag, Event Hubs), per partition where known.',
+      labelNames: ['function', 'kind', 'connection', 'source'],
+      registers: [r],
+      collect() {
+        this.reset()
+        for (const l of snapshot().lag) this.set({ function: l.function, kind: l.kind, connection: l.connection ?? '', source: l.source }, l.lag)
       },
     })
     new Gauge({

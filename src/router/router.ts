@@ -127,7 +127,7 @@ export class Router {
     const event = item.event
     let invalid: string | undefined
     try {
-      // `attempt` is the router's to set; a connector's value is dropped.
+      // `attempt` is the router's to set: a connector's value only seeds the count (below).
       const json = JSON.stringify(event.attempt === undefined ? event : { ...event, attempt: undefined })
       item.json = json
       if (typeof json !== 'string' || json.charCodeAt(0) !== 123 /* { */) invalid = 'the event is not a JSON object'
@@ -140,6 +140,21 @@ export class Router {
       item.lastError = { code: 'SLUICE_ERR_EVENT_INVALID', message: invalid, retriable: false }
       void this.deadLetter(l, item)
       return
+    }
+    // A source that redelivers (after a crash) passes its delivery count as `attempt`: those
+    // earlier runs count towards maxAttempts, so a message that kills the gateway cannot loop.
+    const prior = typeof event.attempt === 'number' && Number.isSafeInteger(event.attempt) && event.attempt > 1 ? event.attempt - 1 : 0
+    if (prior > 0) {
+      item.attempts = prior
+      if (prior >= l.fn.retry.maxAttempts) {
+        item.lastError = {
+          code: 'SLUICE_ERR_EVENT_REDELIVERY_LIMIT',
+          message: `the source delivered the event for attempt ${prior + 1}; retry.maxAttempts is ${l.fn.retry.maxAttempts} (earlier attempts ended without an outcome: the gateway stopped or crashed while running it)`,
+          retriable: false,
+        }
+        void this.deadLetter(l, item)
+        return
+      }
     }
     item.key = this.keyOf(l, event)
     l.lane.push(item)
@@ -325,7 +340,12 @@ export class Router {
     }
     const deadDone = Promise.all(dead.map((it) => this.deadLetter(l, it)))
     if (retry.length === 0) {
-      if (key !== undefined) void deadDone.then(() => l.lane.unlock(key))
+      // The key's next events wait for this unlock: pump, or they wait for an unrelated event.
+      if (key !== undefined)
+        void deadDone.then(() => {
+          l.lane.unlock(key)
+          this.onReady(l)
+        })
       return
     }
     const attempts = Math.max(...retry.map((it) => it.attempts))

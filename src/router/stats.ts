@@ -26,6 +26,8 @@ export class FunctionStats {
   failures = 0
   eventsDone = 0
   eventsDead = 0
+  /** Events passed to invocations (every attempt counts, synchronous invocations too). */
+  events = 0
   retries = 0
   coldStarts = 0
   lastColdStartMs: number | undefined
@@ -35,6 +37,7 @@ export class FunctionStats {
 
   record(r: InvocationRecord): void {
     this.invocations++
+    this.events += r.size
     if (!r.ok) this.failures++
     if (r.coldStart) {
       this.coldStarts++

@@ -1,8 +1,9 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { SluiceError, type ErrorInfo } from '../errors.js'
 import type { Logger } from '../sdk/index.js'
 import { FrameChannel } from './channel.js'
@@ -76,8 +77,10 @@ const RUN_GRACE_MS = 2000
 function hostEntry(): { file: string; execArgv: string[] } {
   const js = fileURLToPath(new URL('./host/main.js', import.meta.url))
   if (existsSync(js)) return { file: js, execArgv: ['--no-node-snapshot'] }
-  // Running from TypeScript sources (tests, tsx): the host needs the same loader.
-  return { file: fileURLToPath(new URL('./host/main.ts', import.meta.url)), execArgv: ['--no-node-snapshot', '--import', 'tsx'] }
+  // Running from TypeScript sources (tests, tsx): the host needs the same loader, resolved from
+  // here since the gateway may run in a folder without node_modules (a test's temp dir).
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
+  return { file: fileURLToPath(new URL('./host/main.ts', import.meta.url)), execArgv: ['--no-node-snapshot', '--import', tsx] }
 }
 
 /**

@@ -32,7 +32,12 @@ export interface TriggerEvent {
   body: unknown
   /** Source attributes and position (topic, qos, partition, offset, HTTP method and headers...). */
   meta: Record<string, unknown>
-  /** 1 on the first delivery to the function, then counts retries (set by the router). */
+  /**
+   * 1 on the first delivery to the function, then counts retries (set by the router). A connector
+   * may set it to the source's delivery count when the source redelivers a message that never got
+   * an outcome (after a crash): the router counts on from there and dead-letters the event at once
+   * when that is beyond retry.maxAttempts (SLUICE_ERR_EVENT_REDELIVERY_LIMIT).
+   */
   attempt?: number
 }
 
@@ -85,6 +90,26 @@ export interface ConnectorState {
    * True for exactly one caller until `ttlMs` passes.
    */
   claim(key: string, ttlMs: number): Promise<boolean>
+  /**
+   * Rows written with `compareAndSet` whose key starts with `prefix`, in key order. They live
+   * apart from `get`/`set` values and are shared by every gateway instance on the same store.
+   */
+  list(prefix: string): Promise<VersionedRow[]>
+  /**
+   * Writes `value` under `key` only if the row still has `version` (undefined: only if there is no
+   * row yet); resolves once durable with the row's new version, or undefined when another writer
+   * changed the row first (read it again and decide). Optimistic concurrency for state several
+   * instances update, such as partition ownership.
+   */
+  compareAndSet(key: string, value: unknown, version: string | undefined): Promise<string | undefined>
+}
+
+/** A row of ConnectorState written with compareAndSet. */
+export interface VersionedRow {
+  key: string
+  value: unknown
+  /** Opaque; changes with every write. */
+  version: string
 }
 
 /** Registers an HTTP route on the gateway's server (HTTP-facing connectors only). */
@@ -167,6 +192,21 @@ export function reportsSkips(x: object): x is SkipReporter {
   return typeof (x as Partial<SkipReporter>).onSkipped === 'function'
 }
 
+/**
+ * Optional ability: a source that knows how far behind its head the gateway reads (Kafka consumer
+ * lag, Event Hubs sequence-number distance). Feeds the `sluice_source_lag` gauge and the dashboard.
+ * Called on every metrics scrape and every second by the dashboard feed: return cached values,
+ * never do I/O here. A number is the total; a record gives it per partition (keys like
+ * `telemetry/3`), summed for the function's total.
+ */
+export interface LagReporter {
+  lag(): Record<string, number> | number
+}
+
+export function reportsLag(x: object): x is LagReporter {
+  return typeof (x as Partial<LagReporter>).lag === 'function'
+}
+
 /** Optional ability: a probe that tells whether the connection works, for `sluice validate`. */
 export interface ConnectionTester {
   testConnection(): Promise<void>
@@ -187,6 +227,8 @@ export interface OptionIssue {
 export interface TriggerSpec<TTrigger, TConnection> {
   functionName: string
   trigger: TTrigger
+  /** The function's maxBacklog: events the router takes before it pauses the flow. */
+  maxBacklog?: number
   connectionName?: string
   connection?: TConnection
 }

@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { SluiceError } from '../errors.js'
+import type { VersionedRow } from '../sdk/index.js'
 import type { DeadLetter, DeadLetterQuery, FunctionKey, Store } from './store.js'
 
 const SCHEMA = `
@@ -26,6 +27,13 @@ CREATE TABLE IF NOT EXISTS state (
   PRIMARY KEY (scope, key)
 );
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS versioned_state (
+  scope TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  PRIMARY KEY (scope, key)
+);
 CREATE TABLE IF NOT EXISTS function_keys (
   function TEXT NOT NULL,
   name TEXT NOT NULL,
@@ -140,6 +148,25 @@ export class SqliteStore implements Store {
       return this.db.prepare('INSERT OR IGNORE INTO claims (key, expires_at) VALUES (?, ?)').run(key, now + ttlMs).changes > 0
     })
     return tx.immediate()
+  }
+
+  async listVersioned(scope: string, prefix: string): Promise<VersionedRow[]> {
+    const rows = this.db
+      .prepare('SELECT key, value, version FROM versioned_state WHERE scope = ? AND substr(key, 1, length(?)) = ? ORDER BY key')
+      .all(scope, prefix, prefix) as Array<{ key: string; value: string; version: number }>
+    return rows.map((r) => ({ key: r.key, value: JSON.parse(r.value) as unknown, version: String(r.version) }))
+  }
+
+  async compareAndSet(scope: string, key: string, value: unknown, version: string | undefined): Promise<string | undefined> {
+    const json = JSON.stringify(value)
+    if (version === undefined) {
+      const r = this.db.prepare('INSERT INTO versioned_state (scope, key, value, version) VALUES (?, ?, ?, 1) ON CONFLICT (scope, key) DO NOTHING').run(scope, key, json)
+      return r.changes > 0 ? '1' : undefined
+    }
+    const v = Number(version)
+    if (!Number.isSafeInteger(v)) return undefined
+    const r = this.db.prepare('UPDATE versioned_state SET value = ?, version = ? WHERE scope = ? AND key = ? AND version = ?').run(json, v + 1, scope, key, v)
+    return r.changes > 0 ? String(v + 1) : undefined
   }
 
   async addFunctionKey(fn: string, name: string, hash: string): Promise<void> {

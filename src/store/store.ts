@@ -1,5 +1,5 @@
 import type { ErrorInfo } from '../errors.js'
-import type { TriggerEvent } from '../sdk/index.js'
+import type { TriggerEvent, VersionedRow } from '../sdk/index.js'
 
 /** An event that failed every attempt, kept with what is needed to understand and replay it. */
 export interface DeadLetter {
@@ -44,6 +44,13 @@ export interface Store {
   setState(scope: string, key: string, value: unknown): Promise<void>
   /** True for exactly one caller per key until ttlMs passes (across instances sharing the store). */
   claim(key: string, ttlMs: number): Promise<boolean>
+  /** Compare-and-set rows of `scope` whose key starts with `prefix` (apart from getState/setState). */
+  listVersioned(scope: string, prefix: string): Promise<VersionedRow[]>
+  /**
+   * Writes the row only if its version is still `version` (undefined: only if it does not exist).
+   * Resolves with the new version, or undefined when the row had changed.
+   */
+  compareAndSet(scope: string, key: string, value: unknown, version: string | undefined): Promise<string | undefined>
 
   addFunctionKey(fn: string, name: string, hash: string): Promise<void>
   functionKeyHashes(fn: string): Promise<string[]>

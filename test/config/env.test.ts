@@ -102,6 +102,7 @@ describe('connections (with a connector that needs one)', () => {
     kind: 'queue',
     connectionSchema: Type.Object({ url: Type.String({ minLength: 1 }), prefetch: Type.Integer({ minimum: 1, default: 10 }) }, Strict),
     triggerSchema: Type.Object({ connection: Type.String(), queue: Type.String(), mode: OneOf(['ack', 'auto'], { default: 'ack' }) }, Strict),
+    outputSchema: Type.Object({ connection: Type.String(), queue: Type.String(), persistent: Type.Boolean({ default: true }) }, Strict),
     createTrigger: () => {
       throw new Error('not started in this test')
     },
@@ -119,6 +120,12 @@ functions:
     const { config } = await parse(withQueue('  q: { kind: queue, url: "amqp://x" }', 'q'), {}, { connectors: defs })
     expect(config.connections.q).toEqual({ name: 'q', kind: 'queue', options: { url: 'amqp://x', prefetch: 10 } })
     expect(config.functions.telemetry?.trigger).toEqual({ kind: 'queue', connection: 'q', options: { connection: 'q', queue: 'telemetry', mode: 'ack' } })
+  })
+
+  it('fills the defaults of outputs', async () => {
+    const yaml = `${withQueue('  q: { kind: queue, url: "amqp://x" }', 'q')}    outputs:\n      alerts: { queue: { connection: q, queue: alerts } }\n`
+    const { config } = await parse(yaml, {}, { connectors: defs })
+    expect(config.functions.telemetry?.outputs.alerts).toEqual({ kind: 'queue', connection: 'q', options: { connection: 'q', queue: 'alerts', persistent: true } })
   })
 
   it('reports an undeclared connection', async () => {

@@ -1,8 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { waitFor } from './gateway.js'
 
 const BIN = resolve('src/cli/bin.ts')
+// Resolved from here: a gateway folder outside the repository (a temp dir) has no node_modules.
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
 
 /**
  * A gateway in its own process (`sluice start` from the TypeScript sources), for fault tests
@@ -22,7 +26,7 @@ export class GatewayProcess {
   ) {}
 
   async start(timeoutMs = 60_000): Promise<void> {
-    const child = spawn(process.execPath, ['--import', 'tsx', BIN, 'start', '--config', this.config], {
+    const child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', this.config], {
       cwd: this.dir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODE_OPTIONS: '' },

@@ -123,6 +123,15 @@ describe('router', () => {
     expect(await g.gw.store.countDeadLetters('rec')).toBe(1)
   })
 
+  it('runs a key\'s later events once its failed event is dead-lettered, with nothing else arriving', async () => {
+    const g = await gateway('    batch: { maxSize: 1, maxWaitMs: 0 }\n    retry: { maxAttempts: 2, backoff: fixed, initialDelayMs: 10 }')
+    const bad = ev({ throwAll: true }, 'k')
+    const after = [ev({}, 'k'), ev({}, 'k')]
+    // One deliver call, no later events: only the dead-letter write can let the key go on.
+    const outcomes = await g.gw.router.deliver('rec', [bad, ...after])
+    expect(outcomes.map((o) => o.status)).toEqual(['dead', 'done', 'done'])
+  })
+
   it('dead-letters events that are not JSON data at once', async () => {
     const g = await gateway('')
     const bad = { ...ev(), body: { n: 1n } } as unknown as TriggerEvent

@@ -1,0 +1,76 @@
+import type { Message } from 'amqplib'
+import type { TriggerEvent } from '../../src/sdk/index.js'
+
+/**
+ * The body a function sees: parsed JSON when the message holds JSON (whatever its content type
+ * says, unless it is text/*), else the UTF-8 text.
+ */
+export function bodyOf(msg: Message): unknown {
+  const text = msg.content.toString('utf8')
+  const type: unknown = msg.properties.contentType
+  if (typeof type === 'string' && type.startsWith('text/')) return text
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    return text
+  }
+}
+
+/** AMQP table values as JSON: byte arrays as UTF-8 text, 64-bit integers as numbers (or text when too large). */
+export function jsonValue(v: unknown, depth = 0): unknown {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return v
+  if (typeof v === 'number') return Number.isFinite(v) ? v : String(v)
+  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()
+  if (Buffer.isBuffer(v)) return v.toString('utf8')
+  if (v instanceof Date) return v.toISOString()
+  if (depth > 8) return undefined
+  if (Array.isArray(v)) return v.map((x) => jsonValue(x, depth + 1) ?? null)
+  if (typeof v === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      const j = jsonValue(x, depth + 1)
+      if (j !== undefined) out[k] = j
+    }
+    return out
+  }
+  return undefined
+}
+
+export interface EventParams {
+  id: string
+  source: string
+  queue: string
+  attempt: number
+  deliveries: number
+}
+
+/** One message as a TriggerEvent. key = the queue: messages of a queue run in order by default. */
+export function toEvent(msg: Message, p: EventParams): TriggerEvent {
+  const props = msg.properties
+  const meta: Record<string, unknown> = {
+    queue: p.queue,
+    exchange: msg.fields.exchange,
+    routingKey: msg.fields.routingKey,
+    redelivered: msg.fields.redelivered,
+    deliveryTag: msg.fields.deliveryTag,
+    deliveryCount: p.deliveries,
+    headers: jsonValue(props.headers ?? {}),
+  }
+  const optional: Record<string, unknown> = {
+    messageId: props.messageId,
+    correlationId: props.correlationId,
+    contentType: props.contentType,
+    contentEncoding: props.contentEncoding,
+    replyTo: props.replyTo,
+    type: props.type,
+    appId: props.appId,
+    priority: props.priority,
+  }
+  for (const [k, v] of Object.entries(optional)) if (v !== undefined && v !== null) meta[k] = jsonValue(v)
+  const ts: unknown = props.timestamp
+  // AMQP timestamps are seconds; some producers send milliseconds.
+  const time = typeof ts === 'number' && Number.isFinite(ts) && ts > 0 ? new Date(ts > 1e11 ? ts : ts * 1000).toISOString() : new Date().toISOString()
+  const event: TriggerEvent = { id: p.id, source: p.source, key: p.queue, time, body: bodyOf(msg), meta }
+  if (p.attempt > 1) event.attempt = p.attempt
+  return event
+}

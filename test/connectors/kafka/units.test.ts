@@ -1,0 +1,135 @@
+/**
+ * The Kafka connector's pure parts: the commit point of a partition, message decoding, error
+ * mapping, and the trigger's configuration checks (through the real config loader).
+ */
+import { describe, expect, it } from 'vitest'
+import { kafkaError, isRebalanceError } from '../../../connectors/kafka/client.js'
+import { decodeValue, PartitionOffsets } from '../../../connectors/kafka/index.js'
+import { Pending } from '../../../connectors/kafka/offsets.js'
+import { CONNECTORS } from '../../../src/config/connectors.js'
+import { parseConfig } from '../../../src/config/load.js'
+import { projectDir } from '../../helpers/gateway.js'
+
+describe('PartitionOffsets', () => {
+  it('commits at the lowest unfinished offset as events finish out of order', () => {
+    const p = new PartitionOffsets()
+    expect(p.commitPoint()).toBe(-1)
+    for (const o of [10, 11, 12, 13]) p.delivered(o)
+    expect(p.commitPoint()).toBe(10)
+    p.finish(12)
+    p.finish(11)
+    expect(p.commitPoint()).toBe(10)
+    expect(p.inFlight).toBe(2)
+    p.finish(10)
+    expect(p.commitPoint()).toBe(13)
+    p.finish(13)
+    expect(p.commitPoint()).toBe(14)
+    // Control records after the last message: the position moves past them.
+    p.advance(16)
+    expect(p.commitPoint()).toBe(16)
+    expect(p.inFlight).toBe(0)
+  })
+
+  it('is due only when the commit point moved past the last commit, and reports lag from it', () => {
+    const p = new PartitionOffsets()
+    expect(p.due).toBe(false)
+    p.delivered(0)
+    p.delivered(1)
+    p.highWatermark = 10
+    expect(p.due).toBe(true)
+    p.committed = 0
+    expect(p.due).toBe(false)
+    expect(p.lag()).toBe(10)
+    p.finish(0)
+    expect(p.due).toBe(true)
+  })
+
+  it('keeps its queue short over many offsets', () => {
+    const p = new PartitionOffsets()
+    for (let o = 0; o < 100_000; o++) {
+      p.delivered(o)
+      if (o > 0) p.finish(o - 1)
+    }
+    expect(p.commitPoint()).toBe(99_999)
+    expect(p.inFlight).toBe(1)
+  })
+})
+
+describe('Pending', () => {
+  it('resolves each waiter once the count falls to its threshold', async () => {
+    const p = new Pending()
+    for (let i = 0; i < 10; i++) p.add()
+    const order: string[] = []
+    const half = p.below(5).then(() => order.push(`half at ${p.count}`))
+    const none = p.done().then(() => order.push(`done at ${p.count}`))
+    for (let i = 0; i < 4; i++) p.settle()
+    await Promise.resolve()
+    expect(order).toEqual([])
+    p.settle()
+    await half
+    for (let i = 0; i < 5; i++) p.settle()
+    await none
+    expect(order).toEqual(['half at 5', 'done at 0'])
+    await expect(p.below(3)).resolves.toBeUndefined()
+  })
+})
+
+describe('kafka message values', () => {
+  it('parses JSON, keeps text, base64-encodes binary and passes tombstones as null', () => {
+    expect(decodeValue(Buffer.from('{"a":[1,2]}'))).toEqual({ body: { a: [1, 2] }, base64: false })
+    expect(decodeValue(Buffer.from('42'))).toEqual({ body: 42, base64: false })
+    expect(decodeValue(Buffer.from('{not json'))).toEqual({ body: '{not json', base64: false })
+    expect(decodeValue(Buffer.from('hello'))).toEqual({ body: 'hello', base64: false })
+    expect(decodeValue(Buffer.from([0xc3, 0x28]))).toEqual({ body: Buffer.from([0xc3, 0x28]).toString('base64'), base64: true })
+    expect(decodeValue(null)).toEqual({ body: null, base64: false })
+  })
+})
+
+describe('kafka errors', () => {
+  it('maps kafkajs errors by name and type, following causes', () => {
+    const conn = Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:1'), { name: 'KafkaJSConnectionError' })
+    const retries = Object.assign(new Error('Number of retries exceeded'), { name: 'KafkaJSNumberOfRetriesExceeded', cause: conn })
+    const mapped = kafkaError(retries, 'SLUICE_ERR_CONNECTOR_START', { connection: 'stream' })
+    expect(mapped.code).toBe('SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION')
+    expect(mapped.message).toContain('ECONNREFUSED')
+    expect(mapped.context).toEqual({ connection: 'stream' })
+    const sasl = Object.assign(new Error('SASL PLAIN authentication failed'), { name: 'KafkaJSSASLAuthenticationError' })
+    expect(kafkaError(sasl, 'SLUICE_ERR_CONNECTOR_START', {}).code).toBe('SLUICE_ERR_CONNECTOR_KAFKA_UNAUTHORIZED')
+    const acl = Object.assign(new Error('Not authorized to access topics'), { name: 'KafkaJSProtocolError', type: 'TOPIC_AUTHORIZATION_FAILED' })
+    expect(kafkaError(acl, 'SLUICE_ERR_CONNECTOR_KAFKA_PRODUCE', {}).code).toBe('SLUICE_ERR_CONNECTOR_KAFKA_UNAUTHORIZED')
+    expect(kafkaError(new Error('boom'), 'SLUICE_ERR_CONNECTOR_KAFKA_PRODUCE', {}).code).toBe('SLUICE_ERR_CONNECTOR_KAFKA_PRODUCE')
+    const rebalance = Object.assign(new Error('The group is rebalancing'), { name: 'KafkaJSProtocolError', type: 'REBALANCE_IN_PROGRESS' })
+    expect(isRebalanceError(rebalance)).toBe(true)
+    expect(isRebalanceError(rebalance, 'ILLEGAL_GENERATION')).toBe(false)
+    expect(isRebalanceError(conn)).toBe(false)
+  })
+})
+
+describe('kafka configuration', () => {
+  const load = async (yaml: string) => {
+    const p = projectDir({ 'f.js': 'export default async function () {}' })
+    try {
+      return await parseConfig(yaml, `${p.dir}/gateway.yaml`, { connectors: CONNECTORS, root: p.dir, env: {} })
+    } finally {
+      p.cleanup()
+    }
+  }
+  const conn = 'connections:\n  k: { kind: kafka, brokers: ["127.0.0.1:9092"] }\n'
+
+  it('fills defaults for the connection and the trigger', async () => {
+    const l = await load(`${conn}functions:\n  f:\n    code: f.js\n    trigger: { kafka: { connection: k, topic: telemetry } }\n`)
+    expect(l.config.connections.k?.options).toMatchObject({ brokers: ['127.0.0.1:9092'], clientId: 'sluice', connectionTimeoutMs: 3000, startTimeoutMs: 60000 })
+    expect(l.config.functions.f?.trigger.options).toMatchObject({ topic: 'telemetry', fromBeginning: true, orderBy: 'partition', sessionTimeoutMs: 30000, maxInFlightPerPartition: 200 })
+  })
+
+  it('reports every problem at once, with positions and codes', async () => {
+    const err = await load(
+      `${conn}functions:\n  f:\n    code: f.js\n    trigger: { kafka: { connection: k, topic: a, topics: [b], heartbeatIntervalMs: 40000 } }\n  g:\n    code: f.js\n    trigger: { kafka: { connection: k } }\n  h:\n    code: f.js\n    trigger: { kafka: { connection: k, topic: "no spaces" } }\n`,
+    ).catch((e: unknown) => e as Error)
+    const msg = String(err)
+    expect(msg).toContain('functions.f.trigger.kafka.topics set topic: or topics:, not both [SLUICE_ERR_CONFIG_TYPE]')
+    expect(msg).toContain('functions.f.trigger.kafka.heartbeatIntervalMs must be below sessionTimeoutMs')
+    expect(msg).toContain('functions.g.trigger.kafka.topic needs topic: (or topics: [...]) [SLUICE_ERR_CONFIG_REQUIRED]')
+    expect(msg).toMatch(/gateway\.yaml:\d+:\d+ functions\.h\.trigger\.kafka\.topic/)
+  })
+})
