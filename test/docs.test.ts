@@ -139,9 +139,13 @@ describe('JSON Schema of the configuration', () => {
     // The TypeBox schema it is generated from agrees, once defaults are filled in as the loader does
     // (per function: Value.Default does not descend into records).
     const schema = buildConfigSchema(CONNECTORS)
-    const filled = Value.Default(schema, structuredClone(demo)) as { functions: Record<string, unknown> }
+    const filled = Value.Default(schema, structuredClone(demo)) as { functions: Record<string, unknown>; connections?: Record<string, { kind: string }> }
     const fnSchema = buildFunctionSchema(CONNECTORS)
     for (const [name, fn] of Object.entries(filled.functions)) filled.functions[name] = Value.Default(fnSchema, fn)
+    for (const [name, conn] of Object.entries(filled.connections ?? {})) {
+      const def = CONNECTORS.find((d) => d.kind === conn.kind)
+      if (def?.connectionSchema) (filled.connections as Record<string, unknown>)[name] = { ...(Value.Default(def.connectionSchema, { ...conn }) as object), kind: conn.kind }
+    }
     expect([...Value.Errors(schema, filled)].map((e) => `${e.path} ${e.message}`)).toEqual([])
     expect(Value.Check(schema, filled)).toBe(true)
   })

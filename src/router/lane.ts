@@ -21,14 +21,16 @@ export class Item {
   /** Ordering key; undefined: no ordering (runs in parallel with everything). */
   key: string | undefined = undefined
   attempts = 0
-  readonly enqueuedAt = performance.now()
-  readonly firstAttemptAt = Date.now()
   lastError: ErrorInfo | undefined = undefined
   constructor(
     readonly event: TriggerEvent,
     readonly delivery: Delivery,
     /** Position of the event in its delivery. */
     readonly index: number,
+    /** performance.now() when accepted (orders keys against unkeyed events). */
+    readonly enqueuedAt: number,
+    /** Date.now() when accepted (reported with dead letters). */
+    readonly firstAttemptAt: number,
   ) {}
 }
 

@@ -116,7 +116,10 @@ export class Router {
     if (events.length === 0) return Promise.resolve([])
     return new Promise<Outcome[]>((resolve) => {
       const delivery = new Delivery(events.length, resolve)
-      for (let i = 0; i < events.length; i++) this.accept(l, new Item(events[i] as TriggerEvent, delivery, i))
+      // One clock read per call, not per event: deliveries of one call arrived together.
+      const mono = performance.now()
+      const wall = Date.now()
+      for (let i = 0; i < events.length; i++) this.accept(l, new Item(events[i] as TriggerEvent, delivery, i, mono, wall))
       this.onReady(l)
     })
   }
@@ -149,7 +152,7 @@ export class Router {
       if (prior >= l.fn.retry.maxAttempts) {
         item.lastError = {
           code: 'SLUICE_ERR_EVENT_REDELIVERY_LIMIT',
-          message: `the source delivered the event for attempt ${prior + 1}; retry.maxAttempts is ${l.fn.retry.maxAttempts} (earlier attempts ended without an outcome: the gateway stopped or crashed while running it)`,
+          message: `the source delivered the event for attempt ${prior + 1}; retry.maxAttempts is ${l.fn.retry.maxAttempts} (its earlier deliveries ended without an outcome: the gateway crashed while it held the event)`,
           retriable: false,
         }
         void this.deadLetter(l, item)
