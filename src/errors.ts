@@ -69,7 +69,7 @@ export const ERRORS = {
   SLUICE_ERR_ROUTER_CLOSED: spec(true, 503, 'The router is shutting down and accepts no new events.', 'The source keeps the event; it is delivered again after restart.'),
   SLUICE_ERR_ROUTER_OVERLOADED: spec(true, 429, 'The function\'s backlog is full.', 'Retry after the Retry-After delay, raise scale.max, or raise maxBacklog.'),
   SLUICE_ERR_EVENT_INVALID: spec(false, 400, 'An event is not valid (it is not JSON data, or misses an id).', 'Send events as JSON objects; in admin invoke each event needs a body.'),
-  SLUICE_ERR_EVENT_REDELIVERY_LIMIT: spec(false, 500, 'The source delivered the event again after its earlier deliveries used up retry.maxAttempts without an outcome (the gateway stopped or crashed while running it).', 'Inspect the dead letter: the event may crash the gateway or a worker host; fix the cause, then replay it.'),
+  SLUICE_ERR_EVENT_REDELIVERY_LIMIT: spec(false, 500, 'The source delivered the event again after its earlier deliveries used up retry.maxAttempts without an outcome (the gateway crashed while it held the event).', 'Inspect the dead letter: the event may crash the gateway; fix the cause, then replay it.'),
   SLUICE_ERR_OUTPUT_FAILED: spec(true, 502, 'An output binding could not confirm a message.', 'Check the output connection; the input event is retried.'),
   SLUICE_ERR_DEAD_LETTER_NOT_FOUND: spec(false, 404, 'No dead letter has that id.', 'List dead letters with GET /admin/dead-letters.'),
 

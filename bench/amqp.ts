@@ -1,0 +1,209 @@
+/**
+ * AMQP drain: a RabbitMQ queue pre-filled with small JSON messages, drained by
+ *   (a) a bare amqplib consumer: prefetch 256, JSON.parse of each body, multiple-acks once per tick;
+ *   (b) the gateway with default workers: the AMQP trigger (prefetch 256) feeding a
+ *       telemetry-style function in an isolate, batches of 100 (maxWaitMs 5), the default order
+ *       key (the queue: one batch at a time), acks after each outcome is durable.
+ * Rounds alternate a, b, a, b... on fresh queues; each drain is timed from the consumer's
+ * subscription (consume-ok) to the moment every message is processed and acknowledged.
+ *
+ *   node --no-node-snapshot --import tsx bench/amqp.ts [messages] [rounds]
+ *   SLUICE_BENCH_AMQP_URL=amqp://guest:guest@127.0.0.1:5672 (default)
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { connect, type ChannelModel, type Message } from 'amqplib'
+import { CONNECTORS } from '../src/config/connectors.js'
+import { parseConfig } from '../src/config/load.js'
+import { Gateway } from '../src/gateway.js'
+import { createLogger } from '../src/log.js'
+import { fmt } from './common.js'
+
+const TOTAL = Number(process.argv[2] ?? 50_000)
+const ROUNDS = Number(process.argv[3] ?? 3)
+const URL = process.env.SLUICE_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
+const PREFETCH = 256
+
+const FN = `export default async function (events) {
+  const perStation = {}
+  let low = 0
+  for (const e of events) {
+    const b = e.body
+    if (b.battery < 15) low++
+    const s = perStation[b.station] ?? (perStation[b.station] = { n: 0, speed: 0 })
+    s.n++
+    s.speed += b.speed
+  }
+  return { low, stations: Object.keys(perStation).length }
+}`
+
+/** About 200 bytes of JSON, like a station's telemetry message. */
+function body(k: number): Buffer {
+  const station = `st-${String(k % 200).padStart(3, '0')}`
+  return Buffer.from(
+    JSON.stringify({ station, scooter: `sc-${String(k % 5000).padStart(5, '0')}`, seq: k, battery: k % 100, speed: (k % 25) + 0.5, lat: 52.3676, lon: 4.9041, firmware: '2.14.7', ts: '2026-11-27T10:00:00.000Z', status: 'parked', odometerKm: 1234.5 }),
+  )
+}
+
+async function prefill(model: ChannelModel, queue: string): Promise<number> {
+  const ch = await model.createConfirmChannel()
+  await ch.assertQueue(queue, { durable: true })
+  let bytes = 0
+  for (let i = 0; i < TOTAL; i++) {
+    const b = body(i)
+    bytes += b.length
+    if (!ch.sendToQueue(queue, b, { persistent: true, contentType: 'application/json' })) await new Promise((r) => ch.once('drain', r))
+    if (i % 2000 === 1999) await ch.waitForConfirms()
+  }
+  await ch.waitForConfirms()
+  const { messageCount } = await ch.checkQueue(queue)
+  if (messageCount !== TOTAL) throw new Error(`prefill: ${messageCount} messages in ${queue}, expected ${TOTAL}`)
+  await ch.close()
+  return bytes / TOTAL
+}
+
+async function bare(model: ChannelModel, queue: string): Promise<Drain> {
+  const ch = await model.createChannel()
+  await ch.prefetch(PREFETCH)
+  let n = 0
+  let last: Message | undefined
+  let queued = false
+  let t0 = 0
+  let cpu0 = process.cpuUsage()
+  const done = new Promise<number>((resolve) => {
+    const flush = () => {
+      queued = false
+      if (last) ch.ack(last, true)
+      if (n === TOTAL) resolve(performance.now())
+    }
+    void ch
+      .consume(queue, (msg) => {
+        if (!msg) return
+        JSON.parse(msg.content.toString('utf8'))
+        n++
+        last = msg
+        if (!queued) {
+          queued = true
+          setImmediate(flush)
+        }
+      })
+      .then(() => {
+        t0 = performance.now()
+        cpu0 = process.cpuUsage()
+      })
+  })
+  const t1 = await done
+  const cpu = process.cpuUsage(cpu0)
+  await ch.close()
+  return { rate: TOTAL / ((t1 - t0) / 1000), cpuUs: (cpu.user + cpu.system) / TOTAL }
+}
+
+/** CPU time (us) a process has used so far, from /proc (Linux; 0 elsewhere). */
+function processCpuUs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    // utime and stime, fields 14 and 15 of stat, in clock ticks (100 per second).
+    return (Number(fields[11]) + Number(fields[12])) * 10_000
+  } catch {
+    return 0
+  }
+}
+
+/** Records when the trigger subscribed (its 'amqp consumer started' line) and drops the rest. */
+class StartStamp extends Writable {
+  at = 0
+  cpu = process.cpuUsage()
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    if (this.at === 0 && chunk.includes('amqp consumer started')) {
+      this.at = performance.now()
+      this.cpu = process.cpuUsage()
+    }
+    cb()
+  }
+}
+
+async function gateway(queue: string, dir: string): Promise<Drain> {
+  const yaml = `http: { port: 0, host: 127.0.0.1 }
+store: { path: ${join(dir, `state-${queue}.db`)} }
+log: { level: info }
+connections:
+  queue: { kind: amqp, url: "${URL}" }
+functions:
+  telemetry:
+    code: fn.js
+    trigger: { amqp: { connection: queue, queue: ${queue}, prefetch: ${PREFETCH} } }
+    batch: { maxSize: 100, maxWaitMs: 5 }
+    scale: { min: 1, max: 4 }
+`
+  const loaded = await parseConfig(yaml, join(dir, 'gateway.yaml'), { connectors: CONNECTORS, root: dir, env: {} })
+  const stamp = new StartStamp()
+  const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger: createLogger('info', stamp) })
+  const hostPids = gw.hosts().map((h) => h.pid)
+  const hostCpu0 = hostPids.reduce((a, pid) => a + processCpuUs(pid), 0)
+  const stats = gw.router.stats('telemetry').stats
+  while (stats.eventsDone < TOTAL) await new Promise((r) => setTimeout(r, 2))
+  const t1 = performance.now()
+  const cpu = process.cpuUsage(stamp.cpu)
+  const hostCpu = hostPids.reduce((a, pid) => a + processCpuUs(pid), 0) - hostCpu0
+  const info = gw.function('telemetry')
+  await gw.stop()
+  if (info?.counts.eventsDone !== TOTAL || info.counts.eventsDead !== 0) throw new Error(`gateway: ${JSON.stringify(info?.counts)}`)
+  process.stderr.write(`  gateway: ${info.counts.invocations} invocations for ${TOTAL} events\n`)
+  return { rate: TOTAL / ((t1 - stamp.at) / 1000), cpuUs: (cpu.user + cpu.system) / TOTAL, hostCpuUs: hostCpu / TOTAL }
+}
+
+async function drained(model: ChannelModel, queue: string): Promise<void> {
+  const ch = await model.createChannel()
+  // Acks are asynchronous frames: give the broker a moment to count the last ones.
+  for (let i = 0; i < 100; i++) {
+    const { messageCount } = await ch.checkQueue(queue)
+    if (messageCount === 0) break
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  const { messageCount } = await ch.checkQueue(queue)
+  await ch.deleteQueue(queue)
+  await ch.close()
+  if (messageCount !== 0) throw new Error(`${queue} still holds ${messageCount} messages`)
+}
+
+/** Messages per second, CPU time of this process per message, and of the gateway's worker hosts. */
+interface Drain {
+  rate: number
+  cpuUs: number
+  hostCpuUs?: number
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+
+const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-amqp-'))
+writeFileSync(join(dir, 'fn.js'), FN)
+const model = await connect(URL)
+const rates: { bare: number[]; gateway: number[] } = { bare: [], gateway: [] }
+const cpus: { bare: number[]; gateway: number[] } = { bare: [], gateway: [] }
+const hostCpus: number[] = []
+let size = 0
+try {
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const kind of ['bare', 'gateway'] as const) {
+      const queue = `sluice-bench-${kind}-${process.pid}-${round}`
+      size = await prefill(model, queue)
+      const { rate, cpuUs, hostCpuUs } = kind === 'bare' ? await bare(model, queue) : await gateway(queue, dir)
+      await drained(model, queue)
+      rates[kind].push(rate)
+      cpus[kind].push(cpuUs)
+      if (hostCpuUs !== undefined) hostCpus.push(hostCpuUs)
+      const host = hostCpuUs === undefined ? '' : ` + ${fmt(hostCpuUs, 1)} worker hosts`
+      process.stderr.write(`round ${round} ${kind.padEnd(7)} ${fmt(rate, 0).padStart(8)} msg/s  ${fmt(cpuUs, 1)}${host} us CPU/msg\n`)
+    }
+  }
+} finally {
+  await model.close()
+  rmSync(dir, { recursive: true, force: true })
+}
+const b = median(rates.bare)
+const g = median(rates.gateway)
+console.log(`\namqp drain, ${TOTAL} messages of ~${Math.round(size)} bytes, prefetch ${PREFETCH}, ${ROUNDS} alternating rounds (median msg/s)`)
+console.log(`bare amqplib consumer     ${fmt(b, 0).padStart(8)}   (rounds: ${rates.bare.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.bare), 1)} us CPU/msg`)
+console.log(`sluice gateway            ${fmt(g, 0).padStart(8)}   (rounds: ${rates.gateway.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.gateway), 1)} + ${fmt(median(hostCpus), 1)} us CPU/msg (process + worker hosts)   ${fmt(g / b)}x bare`)
