@@ -157,11 +157,19 @@ export class Metrics {
       subscribe(name, handler)
       this.unsubscribers.push(() => unsubscribe(name, handler))
     }
+    // Label-bound children, looked up once per function: prom-client hashes labels on every
+    // observe otherwise, and invocations are the hot path.
+    const perFunction = new Map<string, { duration: ReturnType<typeof duration.labels>; batchSize: ReturnType<typeof batchSize.labels>; wait: ReturnType<typeof wait.labels> }>()
     on<InvocationMessage>(CHANNELS.invocation, (m) => {
+      let c = perFunction.get(m.function)
+      if (!c) {
+        c = { duration: duration.labels(m.function), batchSize: batchSize.labels(m.function), wait: wait.labels(m.function) }
+        perFunction.set(m.function, c)
+      }
       invocations.inc({ function: m.function, kind: m.kind, outcome: m.ok ? 'ok' : 'error' })
-      duration.observe({ function: m.function }, m.durationMs / 1000)
-      batchSize.observe({ function: m.function }, m.size)
-      wait.observe({ function: m.function }, m.waitMs / 1000)
+      c.duration.observe(m.durationMs / 1000)
+      c.batchSize.observe(m.size)
+      c.wait.observe(m.waitMs / 1000)
       if (m.failed > 0) failedEvents.inc({ function: m.function }, m.failed)
       if (m.coldStart) coldStarts.inc({ function: m.function })
     })
