@@ -19,25 +19,14 @@ import { CONNECTORS } from '../src/config/connectors.js'
 import { parseConfig } from '../src/config/load.js'
 import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
-import { fmt } from './common.js'
+import { fmt, TELEMETRY_FN } from './common.js'
 
 const TOTAL = Number(process.argv[2] ?? 50_000)
 const ROUNDS = Number(process.argv[3] ?? 3)
 const URL = process.env.SLUICE_BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 const PREFETCH = 256
 
-const FN = `export default async function (events) {
-  const perStation = {}
-  let low = 0
-  for (const e of events) {
-    const b = e.body
-    if (b.battery < 15) low++
-    const s = perStation[b.station] ?? (perStation[b.station] = { n: 0, speed: 0 })
-    s.n++
-    s.speed += b.speed
-  }
-  return { low, stations: Object.keys(perStation).length }
-}`
+const FN = TELEMETRY_FN
 
 /** About 200 bytes of JSON, like a station's telemetry message. */
 function body(k: number): Buffer {

@@ -33,3 +33,18 @@ export function progress(label: string, done: number, total: number): void {
   if (process.stderr.isTTY) process.stderr.write(`\r${label}: ${done}/${total}   `)
   else if (done === total || done % Math.max(1, Math.floor(total / 4)) === 0) process.stderr.write(`${label}: ${done}/${total}\n`)
 }
+
+/** The function every throughput benchmark runs: the demo's kind of work on a telemetry batch
+ * (count low batteries, aggregate per station). */
+export const TELEMETRY_FN = `export default async function (events) {
+  const perStation = {}
+  let low = 0
+  for (const e of events) {
+    const b = e.body
+    if (b.battery < 15) low++
+    const s = perStation[b.station] ?? (perStation[b.station] = { n: 0, speed: 0 })
+    s.n++
+    s.speed += b.speed
+  }
+  return { low, stations: Object.keys(perStation).length }
+}`

@@ -15,7 +15,7 @@
 import { fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { EventHubConsumerClient, earliestEventPosition } from '@azure/event-hubs'
-import { benchGateway, fmt } from './common.js'
+import { benchGateway, fmt, TELEMETRY_FN } from './common.js'
 
 const PER_PARTITION = Number(process.argv[2] ?? 25_000)
 const PARTITIONS = Number(process.argv[3] ?? 4)
@@ -23,18 +23,7 @@ const ROUNDS = Number(process.argv[4] ?? 3)
 const TOTAL = PER_PARTITION * PARTITIONS
 const READ = { maxBatchSize: 100, prefetchCount: 300 }
 
-const FN = `export default async function (events) {
-  const perStation = {}
-  let low = 0
-  for (const e of events) {
-    const b = e.body
-    if (b.battery < 15) low++
-    const s = perStation[b.station] ?? (perStation[b.station] = { n: 0, speed: 0 })
-    s.n++
-    s.speed += b.speed
-  }
-  return { low, stations: Object.keys(perStation).length }
-}`
+const FN = TELEMETRY_FN
 
 const serverProcess = fork(new URL('./eventhubs-server.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] })
 const { connectionString } = await new Promise<{ connectionString: string }>((resolve) =>

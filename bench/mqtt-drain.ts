@@ -30,7 +30,7 @@ import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
 import type { ConnectorDefinition, Outcome } from '../src/sdk/index.js'
 import { startMosquitto, type Mosquitto } from '../test/connectors/mqtt/broker.js'
-import { fmt } from './common.js'
+import { fmt, TELEMETRY_FN } from './common.js'
 
 const TOTAL = Number(process.argv[2] ?? 50_000)
 const ROUNDS = Number(process.argv[3] ?? 3)
@@ -45,18 +45,7 @@ const LABELS: Record<Kind, string> = {
 const TOPIC = 'bench/stations/+/telemetry'
 const SESSION = { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 }
 
-const FN = `export default async function (events) {
-  const perStation = {}
-  let low = 0
-  for (const e of events) {
-    const b = e.body
-    if (b.battery < 15) low++
-    const s = perStation[b.station] ?? (perStation[b.station] = { n: 0, speed: 0 })
-    s.n++
-    s.speed += b.speed
-  }
-  return { low, stations: Object.keys(perStation).length }
-}`
+const FN = TELEMETRY_FN
 
 function message(i: number): { topic: string; payload: string } {
   const station = `st-${String(i % 200).padStart(3, '0')}`

@@ -12,23 +12,11 @@ import { pathToFileURL } from 'node:url'
 import ivm from 'isolated-vm'
 import { compileFunction } from '../src/sandbox/compile.js'
 import type { TriggerEvent } from '../src/sdk/index.js'
-import { benchGateway, fmt } from './common.js'
+import { benchGateway, fmt, TELEMETRY_FN } from './common.js'
 
 const TOTAL = Number(process.argv[2] ?? 200_000)
 const BATCH = 100
-/** The demo's kind of work: scan a telemetry batch, count low batteries, aggregate per station. */
-const FN = `export default async function (events) {
-  const perStation = {}
-  let low = 0
-  for (const e of events) {
-    const b = e.body
-    if (b.battery < 15) low++
-    const s = perStation[b.station] ?? (perStation[b.station] = { n: 0, speed: 0 })
-    s.n++
-    s.speed += b.speed
-  }
-  return { low, stations: Object.keys(perStation).length }
-}`
+const FN = TELEMETRY_FN
 
 const makeEvents = (n: number, offset = 0): TriggerEvent[] =>
   Array.from({ length: n }, (_, i) => {
