@@ -29,9 +29,6 @@ function mapFastifyError(err: FastifyError): { code: ErrorCode; message: string 
     default:
       break
   }
-  if (/forbidden prototype property/i.test(err.message)) {
-    return { code: 'SLUICE_ERR_HTTP_PROTO_POISONING', message: 'the JSON body contains a __proto__ or constructor.prototype key' }
-  }
   if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) {
     return { code: 'SLUICE_ERR_HTTP_BAD_JSON', message: `the body is not valid JSON: ${err.message}` }
   }

@@ -83,6 +83,19 @@ function startChild(configFile: string): { child: ChildProcess; lines: Array<Rec
   return { child, lines, exited }
 }
 
+/** Two fresh hubs (input with 2 partitions, output), a project folder, and a gateway on them. */
+async function gatewayOnNewHubs(prefix: string): Promise<{ hub: string; out: string; dir: string; yaml: string; t: TestGateway }> {
+  const hub = uid(prefix)
+  const out = uid('out')
+  server.createHub(hub, 2)
+  server.createHub(out, 1)
+  const p = projectDir({})
+  onTestFinished(() => p.cleanup())
+  const yaml = configYaml(hub, out, p.dir, false)
+  const t = await startGateway({ dir: p.dir, yaml, files: { 'functions/fn.js': FN } })
+  return { hub, out, dir: p.dir, yaml, t }
+}
+
 describe('Event Hubs faults', () => {
   it('redelivers what a killed gateway had run but not checkpointed, and nothing it had checkpointed', async () => {
     const hub = uid('kill')
@@ -142,13 +155,7 @@ describe('Event Hubs faults', () => {
   })
 
   it('stops a partition taken by a receiver with a higher owner level and never checkpoints it again', async () => {
-    const hub = uid('steal')
-    const out = uid('out')
-    server.createHub(hub, 2)
-    server.createHub(out, 1)
-    const p = projectDir({})
-    onTestFinished(() => p.cleanup())
-    const t = await startGateway({ dir: p.dir, yaml: configYaml(hub, out, p.dir, false), files: { 'functions/fn.js': FN } })
+    const { hub, out, dir, t } = await gatewayOnNewHubs('steal')
     let stopped = false
     onTestFinished(async () => {
       if (!stopped) await t.gw.stop()
@@ -157,7 +164,7 @@ describe('Event Hubs faults', () => {
     await publish(server, hub, [{ n: 0 }], { partitionId: '0' })
     await publish(server, hub, [{ n: 0 }], { partitionId: '1' })
     await waitFor(async () => {
-      const r = await rows(join(p.dir, 'state.db'))
+      const r = await rows(join(dir, 'state.db'))
       return r['0']?.checkpoint?.sequenceNumber === 0 && r['1']?.checkpoint?.sequenceNumber === 0
     }, 30_000, 'first checkpoints')
 
@@ -178,11 +185,11 @@ describe('Event Hubs faults', () => {
     await publish(server, hub, [{ n: 2 }], { partitionId: '0' })
     await publish(server, hub, [{ n: 1 }], { partitionId: '1' })
     await waitFor(() => stolen.some((e) => e.sequenceNumber === 2), 30_000, 'the thief reads on')
-    await waitFor(async () => (await rows(join(p.dir, 'state.db')))['1']?.checkpoint?.sequenceNumber === 1, 30_000, 'partition 1 checkpointed')
+    await waitFor(async () => (await rows(join(dir, 'state.db')))['1']?.checkpoint?.sequenceNumber === 1, 30_000, 'partition 1 checkpointed')
     await t.gw.stop()
     stopped = true
 
-    const r = await rows(join(p.dir, 'state.db'))
+    const r = await rows(join(dir, 'state.db'))
     // The batch that finished after the loss was not checkpointed, nor anything later.
     expect(r['0']?.checkpoint?.sequenceNumber).toBe(0)
     expect(r['1']?.checkpoint?.sequenceNumber).toBe(1)
@@ -192,13 +199,7 @@ describe('Event Hubs faults', () => {
   })
 
   it('reports the trigger down while the namespace is away, and resumes at the checkpoints after', async () => {
-    const hub = uid('down')
-    const out = uid('out')
-    server.createHub(hub, 2)
-    server.createHub(out, 1)
-    const p = projectDir({})
-    onTestFinished(() => p.cleanup())
-    const t = await startGateway({ dir: p.dir, yaml: configYaml(hub, out, p.dir, false), files: { 'functions/fn.js': FN } })
+    const { hub, t } = await gatewayOnNewHubs('down')
     onTestFinished(() => t.gw.stop())
     const seenBy = () => t.logs.lines.filter((l) => l.source === 'function').map((l) => String(l.msg).slice(5))
     await publish(server, hub, [{ n: 0 }], { partitionId: '0' })
@@ -222,14 +223,7 @@ describe('Event Hubs faults', () => {
   })
 
   it('hands a partition to a second gateway on the same store, which resumes from the last checkpoint', async () => {
-    const hub = uid('share')
-    const out = uid('out')
-    server.createHub(hub, 2)
-    server.createHub(out, 1)
-    const p = projectDir({})
-    onTestFinished(() => p.cleanup())
-    const yaml = configYaml(hub, out, p.dir, false)
-    const a = await startGateway({ dir: p.dir, yaml, files: { 'functions/fn.js': FN } })
+    const { hub, out, dir, yaml, t: a } = await gatewayOnNewHubs('share')
     onTestFinished(() => a.gw.stop())
     const seenBy = (g: TestGateway) => g.logs.lines.filter((l) => l.source === 'function').map((l) => String(l.msg).slice(5))
     const claimed = (g: TestGateway) => g.logs.find('partition claimed').map((l) => String(l.partitionId))
@@ -240,14 +234,14 @@ describe('Event Hubs faults', () => {
     await publish(server, hub, [{ n: 0 }], { partitionId: '1' })
     await waitFor(() => outputIds(out).includes('0-0') && outputIds(out).includes('1-0'), 30_000, 'both partitions in flight')
 
-    const b = await startGateway({ dir: p.dir, yaml, files: {} })
+    const b = await startGateway({ dir: dir, yaml, files: {} })
     onTestFinished(() => b.gw.stop())
     await waitFor(() => claimed(b).length === 1, 30_000, 'the second gateway takes a partition')
     const moved = claimed(b)[0] as string
     const kept = moved === '0' ? '1' : '0'
     await waitFor(() => a.logs.find(/partition ownership lost/).some((l) => l.partitionId === moved), 30_000, 'the first gateway lets it go')
     const ownerB = b.logs.find('partition claimed')[0]?.ownerId
-    expect((await rows(join(p.dir, 'state.db')))[moved]?.ownerId).toBe(ownerB)
+    expect((await rows(join(dir, 'state.db')))[moved]?.ownerId).toBe(ownerB)
 
     server.release(out)
     // The moved partition's in-flight event was not checkpointed by its old owner: the new one runs it again.
@@ -256,7 +250,7 @@ describe('Event Hubs faults', () => {
     await publish(server, hub, [{ n: 1 }], { partitionId: kept })
     await waitFor(() => seenBy(b).includes(`${moved}-1`) && seenBy(a).includes(`${kept}-1`), 30_000, 'each gateway reads its partition')
     await waitFor(async () => {
-      const r = await rows(join(p.dir, 'state.db'))
+      const r = await rows(join(dir, 'state.db'))
       return r[moved]?.checkpoint?.sequenceNumber === 1 && r[kept]?.checkpoint?.sequenceNumber === 1
     }, 30_000, 'both partitions checkpointed by their owners')
     expect(seenBy(a)).not.toContain(`${moved}-1`)
