@@ -7,3 +7,5 @@ export { ERRORS, SluiceError, hasCode, toInfo, type ErrorCode, type ErrorInfo } 
 export { CHANNELS } from './channels.js'
 export type { Store, DeadLetter } from './store/store.js'
 export * from './sdk/index.js'
+/** Types for function authors (also the types-only entry `sluice/function`). */
+export type * from './sdk/function.js'

@@ -23,10 +23,16 @@ const push = (a, v) => ReflectApply(ArrayPush, a, [v]);
 const slice = (s, a, b) => ReflectApply(StringSlice, s, [a, b]);
 for (const k of ['SharedArrayBuffer', 'Atomics', 'WebAssembly']) delete G[k];
 
-const MAX_RESULT = ${LIMITS.resultBytes}, MAX_LINES = ${LIMITS.logLines}, MAX_LINE = ${LIMITS.logLineChars};
+const MAX_RESULT = ${LIMITS.resultBytes}, MAX_LINES = ${LIMITS.logLines};
+const MAX_LOG = ${LIMITS.logBytes}, MAX_LINE = ${LIMITS.logLineBytes}, LINE_OVERHEAD = ${LIMITS.logLineOverhead};
+const MARK = '...[truncated]';
+const StringCharCodeAt = String.prototype.charCodeAt;
 let current = null;
-let initState = { logs: [], dropped: 0 };
+let initState = newLogState();
 
+function newLogState() {
+  return { lines: [], bytes: 0, droppedLines: 0, droppedChars: 0, truncated: 0, closed: false };
+}
 function fmt(v) {
   if (typeof v === 'string') return v;
   try {
@@ -37,21 +43,65 @@ function fmt(v) {
     try { return StringCtor(v); } catch (e2) { return '[unprintable ' + typeof v + ']'; }
   }
 }
+// How much of s fits in limit bytes once written as a JSON string body in UTF-8 (what it costs
+// in the result envelope). Returns the number of leading characters that fit (s.length when all
+// of it does) and leaves their size in fitBytes. Scans at most limit characters; never splits a
+// surrogate pair.
+let fitBytes = 0;
+function fits(s, limit) {
+  let n = 0;
+  const len = s.length;
+  for (let i = 0; i < len; i++) {
+    const c = ReflectApply(StringCharCodeAt, s, [i]);
+    let w, pair = false;
+    if (c < 0x20) w = (c === 10 || c === 13 || c === 9 || c === 8 || c === 12) ? 2 : 6;
+    else if (c === 34 || c === 92) w = 2;
+    else if (c < 0x80) w = 1;
+    else if (c < 0x800) w = 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      const d = i + 1 < len ? ReflectApply(StringCharCodeAt, s, [i + 1]) : 0;
+      if (d >= 0xdc00 && d <= 0xdfff) { w = 4; pair = true; } else w = 6;
+    } else if (c >= 0xdc00 && c <= 0xdfff) w = 6;
+    else w = 3;
+    if (n + w > limit) { fitBytes = n; return i; }
+    n += w;
+    if (pair) i++;
+  }
+  fitBytes = n;
+  return len;
+}
+// Keeps at most MAX_LINE bytes per line and MAX_LOG bytes per invocation (escaped, with a fixed
+// allowance per line for level and time), so logs can never push a result past its limit.
 function write(st, level, args) {
   if (st === null || st.closed) return;
-  if (st.logs.length >= MAX_LINES) { st.dropped++; return; }
   let msg = '';
   for (let i = 0; i < args.length; i++) msg += (i ? ' ' : '') + fmt(args[i]);
-  if (msg.length > MAX_LINE) msg = slice(msg, 0, MAX_LINE) + '...[truncated]';
-  push(st.logs, { level, msg, time: DateNow() });
+  const room = MAX_LOG - st.bytes - LINE_OVERHEAD;
+  if (st.lines.length >= MAX_LINES || room < MARK.length + 16) {
+    st.droppedLines++;
+    st.droppedChars += msg.length;
+    return;
+  }
+  const limit = room < MAX_LINE ? room : MAX_LINE;
+  let n = fits(msg, limit);
+  if (n < msg.length) {
+    n = fits(msg, limit - MARK.length);
+    fitBytes += MARK.length;
+    st.truncated++;
+    st.droppedChars += msg.length - n;
+    msg = slice(msg, 0, n) + MARK;
+  }
+  st.bytes += LINE_OVERHEAD + fitBytes;
+  push(st.lines, { level, msg, time: DateNow() });
 }
 function logger(get) {
-  return ObjectFreeze({
-    debug: function () { write(get(), 'debug', arguments); },
-    info: function () { write(get(), 'info', arguments); },
-    warn: function () { write(get(), 'warn', arguments); },
-    error: function () { write(get(), 'error', arguments); },
-  });
+  // Callable (info level) like Azure Functions' context.log(...), and with levels.
+  const log = function () { write(get(), 'info', arguments); };
+  log.debug = function () { write(get(), 'debug', arguments); };
+  log.info = function () { write(get(), 'info', arguments); };
+  log.warn = function () { write(get(), 'warn', arguments); };
+  log.error = function () { write(get(), 'error', arguments); };
+  return ObjectFreeze(log);
 }
 const consoleLog = logger(() => current === null ? initState : current);
 G.console = ObjectFreeze({ log: consoleLog.info, info: consoleLog.info, debug: consoleLog.debug, trace: consoleLog.debug, warn: consoleLog.warn, error: consoleLog.error });
@@ -111,9 +161,10 @@ return function install(factory, functionName, outputNames) {
   }
 
   function envelope(st, ok, body) {
+    const lg = st.log;
     let logs = '[]';
-    try { logs = JSONstringify(st.logs); } catch (x) {}
-    return '{"ok":' + ok + ',' + body + ',"logs":' + logs + ',"dropped":' + st.dropped + '}';
+    try { logs = JSONstringify(lg.lines); } catch (x) {}
+    return '{"ok":' + ok + ',' + body + ',"logs":' + logs + ',"dropped":{"lines":' + lg.droppedLines + ',"chars":' + lg.droppedChars + ',"truncated":' + lg.truncated + '}}';
   }
   function failure(st, code, err) {
     const d = describe(err);
@@ -123,7 +174,8 @@ return function install(factory, functionName, outputNames) {
   function finish(st, ok, v) {
     if (st.closed) return envelope(st, false, '"error":{"code":"SLUICE_ERR_FUNCTION_RESULT_INVALID","message":"finished twice"}');
     st.closed = true;
-    if (current === st) current = null;
+    st.log.closed = true;
+    if (current === st.log) current = null;
     if (st.fatal !== null) return failure(st, st.fatal.code, st.fatal);
     if (!ok) return failure(st, null, v);
     let s;
@@ -140,10 +192,12 @@ return function install(factory, functionName, outputNames) {
   }
 
   return function run(eventsJson, invocationId, deadline) {
-    const st = { logs: initState.logs, dropped: initState.dropped, outputs: [], outBytes: 0, fatal: null, closed: false };
-    initState = { logs: [], dropped: 0, closed: true };
-    current = st;
-    const log = logger(() => st);
+    // Lines logged by module code (before the first run) count towards the first run.
+    const st = { log: initState, outputs: [], outBytes: 0, fatal: null, closed: false };
+    initState = newLogState();
+    initState.closed = true;
+    current = st.log;
+    const log = logger(() => st.log);
     const ctx = ObjectFreeze({
       invocationId, functionName, deadline,
       remainingMs: () => deadline - DateNow(),
