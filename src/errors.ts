@@ -49,6 +49,8 @@ export const ERRORS = {
   // Functions (user code)
   SLUICE_ERR_FUNCTION_NOT_FOUND: spec(false, 404, 'The function does not exist, or its code file is missing.', 'Check the function name, or the code: path in the configuration.'),
   SLUICE_ERR_FUNCTION_COMPILE: spec(false, 400, 'The function code does not compile.', 'Fix the error at the file position given; run `sluice validate`.'),
+  SLUICE_ERR_FUNCTION_NODE_BUILTIN: spec(false, 400, 'The function imports a Node.js built-in module (node:fs, path, http...), which functions cannot use.', 'Remove the import: a function has no file system, network or process. Read input from the events it receives, write through outputs (ctx.output), and log with ctx.log.'),
+  SLUICE_ERR_FUNCTION_INVOCATION_NOT_FOUND: spec(false, 404, 'The gateway keeps no logs for that invocation: the id is wrong, or the invocation is older than the recent ones whose logs are kept.', 'List recent invocations with GET /admin/functions/:name and pick an id from there; logs of older invocations are in the gateway log (source: function).'),
   SLUICE_ERR_FUNCTION_EXPORT: spec(false, 400, 'The function module has no default export that is a function.', 'Add `export default async function (events, ctx) { ... }`.'),
   SLUICE_ERR_FUNCTION_THREW: spec(true, 500, 'The function threw an error or returned a rejected promise.', 'Read the message and logs of the invocation; the event is retried per the retry policy.'),
   SLUICE_ERR_FUNCTION_EVENT_FAILED: spec(true, 500, 'The function reported this event as failed ({ failed: [ids] }).', 'The event is retried alone per the retry policy; see the invocation logs for why the function failed it.'),

@@ -6,9 +6,27 @@ import type { LogLine } from '../sdk/index.js'
 export const LIMITS = {
   /** Return value plus outputs of one invocation, as JSON (the AWS Lambda sync payload limit). */
   resultBytes: 6 * 1024 * 1024,
+  /** Log lines kept per invocation; later lines are counted as dropped. */
   logLines: 1000,
-  logLineChars: 8192,
+  /**
+   * Log bytes kept per invocation and per line, measured as the lines' JSON in UTF-8 (escapes
+   * included, plus `logLineOverhead` per line for level and time), so logs never count against
+   * `resultBytes`. A longer line is cut and marked `...[truncated]`; lines past the total are dropped.
+   */
+  logBytes: 64 * 1024,
+  logLineBytes: 8 * 1024,
+  logLineOverhead: 48,
 } as const
+
+/** What the isolate did not keep of an invocation's logs (see LIMITS). */
+export interface LogsDropped {
+  /** Lines dropped whole (past `logLines` or `logBytes`). */
+  droppedLines: number
+  /** Lines kept but cut to fit. */
+  truncated: number
+  /** Characters (UTF-16 code units, before escaping) of dropped lines and cut tails. */
+  droppedChars: number
+}
 
 export interface InstanceSpec {
   inst: number
@@ -39,6 +57,8 @@ export interface RunPayload {
   error?: ErrorInfo
   outputs: Array<{ name: string; value: unknown }>
   logs: LogLine[]
+  /** Set when the log limits cut or dropped lines. */
+  logsDropped?: LogsDropped
 }
 
 /**
