@@ -1,18 +1,11 @@
+import type { Handler, TimerEvent } from 'sluice/function'
 import { STATION_COUNT, station } from './lib/stations.js'
-
-interface TimerEvent {
-  body: { scheduledAt: string; isPastDue: boolean; scheduleStatus: { last?: string; next?: string } }
-}
-
-interface Ctx {
-  log: { info(...args: unknown[]): void; warn(...args: unknown[]): void }
-}
 
 /**
  * Periodic fleet report (timer trigger). A tick missed while the gateway was down arrives once
  * with isPastDue: true when catchUp is latest.
  */
-export default async function fleetReport(events: TimerEvent[], ctx: Ctx) {
+const fleetReport: Handler<TimerEvent> = async (events, ctx) => {
   const tick = events[0]
   if (tick?.body.isPastDue) ctx.log.warn('catching up a report missed while the gateway was down', tick.body.scheduledAt)
   let docks = 0
@@ -27,3 +20,5 @@ export default async function fleetReport(events: TimerEvent[], ctx: Ctx) {
   ctx.log.info('fleet report', report)
   return report
 }
+
+export default fleetReport

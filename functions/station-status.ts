@@ -1,20 +1,11 @@
+import type { Handler, HttpEvent, HttpResponse } from 'sluice/function'
 import { findStation } from './lib/stations.js'
-
-interface HttpEvent {
-  id: string
-  body: unknown
-  meta: { method: string; params: { id?: string }; query: Record<string, string> }
-}
-
-interface Ctx {
-  log: { info(...args: unknown[]): void }
-}
 
 /**
  * GET /api/stations/{id}: a station's details. HTTP functions receive one event per request and
  * return { status, headers, body }.
  */
-export default async function stationStatus(events: HttpEvent[], ctx: Ctx) {
+const stationStatus: Handler<HttpEvent<unknown, 'id'>, HttpResponse> = async (events, ctx) => {
   const req = events[0]
   const id = req?.meta.params.id ?? ''
   const station = findStation(id)
@@ -28,3 +19,5 @@ export default async function stationStatus(events: HttpEvent[], ctx: Ctx) {
     body: { ...station, checkedAt: new Date().toISOString() },
   }
 }
+
+export default stationStatus

@@ -1,3 +1,5 @@
+import type { Handler, MqttEvent } from 'sluice/function'
+
 /**
  * Station telemetry (MQTT trigger, batches): low-battery alerts go to the `alerts` output, and
  * each batch's per-station aggregates to the `aggregates` output. Events of one station topic
@@ -15,20 +17,10 @@ interface Reading {
   ts: string
 }
 
-interface TelemetryEvent {
-  id: string
-  body: Reading | string
-  meta: { topic: string }
-}
-
-interface Ctx {
-  output(name: 'alerts' | 'aggregates', value: unknown): void
-  log: { info(...a: unknown[]): void; warn(...a: unknown[]): void }
-}
-
 const LOW_BATTERY = 15
 
-export default async function telemetry(events: TelemetryEvent[], ctx: Ctx) {
+/** Readings are JSON; anything else a device publishes arrives as a string and is skipped. */
+const telemetry: Handler<MqttEvent<Reading | string>, { readings: number; stations: number }, 'alerts' | 'aggregates'> = async (events, ctx) => {
   const byStation = new Map<string, { readings: number; moving: number; speedSum: number; lowBattery: number; faults: number }>()
   let skipped = 0
   for (const e of events) {
@@ -66,3 +58,5 @@ export default async function telemetry(events: TelemetryEvent[], ctx: Ctx) {
   if (skipped > 0) ctx.log.warn(`${skipped} readings were not telemetry JSON and were skipped`)
   return { readings: events.length - skipped, stations: byStation.size }
 }
+
+export default telemetry
