@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { existsSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { isAbsolute, relative, resolve } from 'node:path'
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { Value, ValueErrorType } from '@sinclair/typebox/value'
 import { SluiceError, type ErrorCode } from '../errors.js'
@@ -36,10 +36,31 @@ export interface LoadedConfig {
 export interface LoadOptions {
   connectors: readonly ConnectorDefinition[]
   env?: Record<string, string | undefined>
-  /** Project root for relative paths. Default: process.cwd(). */
+  /**
+   * Project root for relative paths (`code`, `store.path`). Default: the nearest folder at or
+   * above the config file that holds a package.json, else the config file's folder
+   * (`findProjectRoot`); never the current directory.
+   */
   root?: string
   /** Compile every function (default true). */
   compile?: boolean
+}
+
+/** The nearest folder at or above `dir` that holds a package.json; `dir` itself when none does. */
+export function findProjectRoot(dir: string): string {
+  let at = resolve(dir)
+  for (;;) {
+    if (existsSync(join(at, 'package.json'))) return at
+    const up = dirname(at)
+    if (up === at) return resolve(dir)
+    at = up
+  }
+}
+
+/** `path` as messages show it: relative to `root` when inside it, else absolute. */
+export function displayPath(root: string, path: string): string {
+  const rel = relative(root, path)
+  return rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel) ? path : rel
 }
 
 export function formatIssue(i: ConfigIssue): string {
@@ -73,8 +94,8 @@ export async function loadConfig(file: string, opts: LoadOptions): Promise<Loade
 }
 
 export async function parseConfig(text: string, file: string, opts: LoadOptions): Promise<LoadedConfig> {
-  const root = opts.root ?? process.cwd()
-  const displayFile = relative(root, file) || file
+  const root = resolve(opts.root ?? findProjectRoot(dirname(resolve(file))))
+  const displayFile = displayPath(root, resolve(file))
   const src = new YamlSource(text, displayFile, opts.env ?? process.env)
   const issues = [...src.issues]
   const raw = src.value
@@ -91,7 +112,7 @@ export async function parseConfig(text: string, file: string, opts: LoadOptions)
       Object.values(config.functions).map(async (fn) => {
         const at = src.locate(['functions', fn.name, 'code'])
         if (!existsSync(fn.codePath) || !statSync(fn.codePath).isFile()) {
-          issues.push({ ...at, code: 'SLUICE_ERR_FUNCTION_NOT_FOUND', message: `function code file not found: ${fn.codePath}` })
+          issues.push({ ...at, code: 'SLUICE_ERR_FUNCTION_NOT_FOUND', message: `function code file not found: ${displayPath(root, fn.codePath)} (relative paths start at the project root ${root})` })
           return
         }
         try {
@@ -143,14 +164,72 @@ function describeUnion(schema: TSchema): string | undefined {
   return `must be one of: ${anyOf.map((s) => String(s.const)).join(', ')}`
 }
 
+/** TypeBox error path ('/a/0/b') as a path below the checked value. */
+function relPath(errorPath: string): Path {
+  // Digit segments are sequence indexes (names of functions, connections and outputs start with a letter).
+  return errorPath === '' ? [] : errorPath.slice(1).split('/').map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')))
+}
+
+/** The scalar kinds a schema accepts besides strings: what a ${VAR} string may be converted to. */
+function scalarKinds(schema: TSchema, into = new Set<'number' | 'boolean'>()): Set<'number' | 'boolean'> {
+  const s = schema as { type?: unknown; const?: unknown; anyOf?: TSchema[] }
+  if (s.type === 'number' || s.type === 'integer' || typeof s.const === 'number') into.add('number')
+  if (s.type === 'boolean' || typeof s.const === 'boolean') into.add('boolean')
+  for (const sub of s.anyOf ?? []) scalarKinds(sub, into)
+  return into
+}
+
+const NUMBER = /^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$/
+
+function convert(text: string, kinds: Set<'number' | 'boolean'>): number | boolean | undefined {
+  const t = text.trim()
+  if (kinds.has('number') && NUMBER.test(t)) return Number(t)
+  if (kinds.has('boolean') && /^(true|false)$/i.test(t)) return t.toLowerCase() === 'true'
+  return undefined
+}
+
+function setAt(root: unknown, rel: Path, value: unknown): void {
+  let node = root as Record<string | number, unknown>
+  for (const seg of rel.slice(0, -1)) node = node[seg] as Record<string | number, unknown>
+  node[rel[rel.length - 1] as string | number] = value
+}
+
+/**
+ * ${VAR} substitution yields strings. Where the schema wants a number or a boolean at an unquoted
+ * substituted value, converts it in place; a string that does not convert is reported here, at the
+ * value, naming the variable. Returns the paths reported, so `check` does not report them again.
+ */
+function coerceEnv(schema: TSchema, value: unknown, prefix: Path, src: YamlSource, issues: ConfigIssue[]): Set<string> {
+  const reported = new Set<string>()
+  for (const e of [...Value.Errors(schema, value)]) {
+    if (typeof e.value !== 'string') continue
+    const rel = relPath(e.path)
+    const path = [...prefix, ...rel]
+    const names = src.fromEnv(path)
+    if (!names || reported.has(path.join('.'))) continue
+    const kinds = scalarKinds(e.schema)
+    if (kinds.size === 0) continue
+    const converted = convert(e.value, kinds)
+    if (converted !== undefined) {
+      setAt(value, rel, converted)
+      continue
+    }
+    reported.add(path.join('.'))
+    const want = [...kinds].map((k) => (k === 'number' ? 'a number' : 'true or false')).join(' or ')
+    const from = names.map((n) => `\${${n}}`).join(', ')
+    issues.push({ ...src.locate(path), code: 'SLUICE_ERR_CONFIG_TYPE', message: `must be ${want}, but ${from} gives ${JSON.stringify(e.value)}`, path: src.pathString(path) })
+  }
+  return reported
+}
+
 /** Validates `value` against `schema`, reporting issues with `prefix` prepended to every path. */
 function check(schema: TSchema, value: unknown, prefix: Path, src: YamlSource, issues: ConfigIssue[], kindHint?: (path: Path) => ErrorCode | undefined): void {
   const seen = new Set<string>()
   const required = new Set<string>()
+  const converted = coerceEnv(schema, value, prefix, src, issues)
   for (const e of Value.Errors(schema, value)) {
-    // Digit segments are sequence indexes (names of functions, connections and outputs start with a letter).
-    const rel = e.path === '' ? [] : e.path.slice(1).split('/').map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')))
-    const path = [...prefix, ...rel]
+    const path = [...prefix, ...relPath(e.path)]
+    if (converted.has(path.join('.'))) continue
     // TypeBox follows a missing required key with a type error for its undefined value: one problem, one issue.
     if (e.value === undefined && e.type !== ValueErrorType.ObjectRequiredProperty && required.has(path.join('\u0000'))) continue
     let code: ErrorCode = 'SLUICE_ERR_CONFIG_TYPE'
@@ -174,9 +253,11 @@ function check(schema: TSchema, value: unknown, prefix: Path, src: YamlSource, i
       }
       case ValueErrorType.ObjectRequiredProperty: {
         required.add(path.join('\u0000'))
-        code = src.unsetEnv(path) ? 'SLUICE_ERR_CONFIG_ENV' : 'SLUICE_ERR_CONFIG_REQUIRED'
         const unset = src.unsetEnv(path)
-        message = unset ? `is required but \${${unset}} is not set` : 'is required'
+        code = unset ? 'SLUICE_ERR_CONFIG_ENV' : 'SLUICE_ERR_CONFIG_REQUIRED'
+        message = unset ? `is required but \${${unset}} is not set (set it, or write \${${unset}:-default})` : 'is required'
+        // Where the variable is written, not the mapping the key was removed from.
+        at = src.unsetAt(path) ?? at
         break
       }
       case ValueErrorType.ObjectMinProperties:

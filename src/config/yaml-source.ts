@@ -1,4 +1,4 @@
-import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Document, type Node, type Pair, type Scalar } from 'yaml'
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Pair, type Scalar } from 'yaml'
 import type { ErrorCode } from '../errors.js'
 
 export type Path = Array<string | number>
@@ -44,10 +44,12 @@ function unmask(text: string): string {
  * name file:line:col. Also performs ${VAR} substitution on scalars:
  * - `${VAR}` is replaced from the environment; `${VAR:-default}` falls back to `default`;
  *   `$${` stands for a literal `${`.
- * - a plain scalar that is exactly one reference is re-read as YAML, so `port: ${PORT}` is a number;
+ * - the result is always a string: a value is never re-read as YAML, so `#`, `&` or `: ` in a
+ *   secret stay as they are. Where the schema wants a number or a boolean, the loader converts
+ *   the string of an unquoted scalar (see `fromEnv`), so `port: ${PORT}` still works;
  * - a key whose whole value is an unset reference is dropped (optional keys fall back to their
- *   default; required ones report SLUICE_ERR_CONFIG_ENV). An unset reference inside a longer
- *   string is an error.
+ *   default; required ones report SLUICE_ERR_CONFIG_ENV at the reference). An unset reference
+ *   inside a longer string is an error.
  */
 export class YamlSource {
   readonly issues: Positioned[] = []
@@ -55,7 +57,9 @@ export class YamlSource {
   readonly value: unknown
   private readonly doc: Document
   private readonly lines = new LineCounter()
-  private readonly unset = new Map<string, string>()
+  private readonly unset = new Map<string, { name: string; line: number; col: number }>()
+  /** Unquoted scalars whose value came from ${VAR}s: path -> variable names. */
+  private readonly substituted = new Map<string, string[]>()
 
   constructor(
     text: string,
@@ -66,9 +70,12 @@ export class YamlSource {
     for (const e of [...this.doc.errors, ...this.doc.warnings]) {
       const isError = this.doc.errors.includes(e as never)
       if (!isError) continue
-      const code: ErrorCode = e.code === 'DUPLICATE_KEY' ? 'SLUICE_ERR_CONFIG_DUPLICATE_KEY' : 'SLUICE_ERR_CONFIG_YAML'
       const pos = this.lines.linePos(e.pos[0])
-      this.issues.push({ code, message: unmask(e.message.split('\n')[0] ?? e.message), path: '', file, line: pos.line, col: pos.col })
+      if (e.code === 'DUPLICATE_KEY') {
+        this.issues.push({ code: 'SLUICE_ERR_CONFIG_DUPLICATE_KEY', file, line: pos.line, col: pos.col, ...this.duplicate(e.pos[0]) })
+        continue
+      }
+      this.issues.push({ code: 'SLUICE_ERR_CONFIG_YAML', message: unmask(e.message.split('\n')[0] ?? e.message), path: '', file, line: pos.line, col: pos.col })
     }
     if (this.issues.length > 0) {
       this.value = undefined
@@ -91,20 +98,45 @@ export class YamlSource {
     this.value = value
   }
 
-  private substitute(env: Record<string, string | undefined>): void {
-    const pathOf = (ancestors: readonly unknown[], last: Pair | Scalar): Path => {
-      const path: Path = []
-      const chain = [...ancestors, last]
-      for (let i = 0; i < chain.length; i++) {
-        const n = chain[i]
-        if (isPair(n) && isScalar(n.key)) path.push(String(n.key.value))
-        else if (isSeq(n)) {
-          const child = chain[i + 1]
-          path.push(n.items.indexOf(child as never))
+  /** The message and key path of the duplicate key whose second occurrence starts at `offset`. */
+  private duplicate(offset: number): { message: string; path: string } {
+    let found: { message: string; path: string } | undefined
+    visit(this.doc, {
+      Map: (_key, map, ancestors) => {
+        const i = map.items.findIndex((p) => (p.key as Node | null)?.range?.[0] === offset)
+        const pair = map.items[i]
+        if (!pair) return undefined
+        const name = isScalar(pair.key) ? unmask(String(pair.key.value)) : unmask(String(pair.key))
+        const first = map.items.slice(0, i).find((p) => (isScalar(p.key) ? unmask(String(p.key.value)) : unmask(String(p.key))) === name)
+        const firstPos = first && (first.key as Node | null)?.range ? this.lines.linePos((first.key as Node).range![0]) : undefined
+        const parent = this.pathOf(ancestors, undefined).map((p) => (typeof p === 'string' ? unmask(p) : p))
+        found = {
+          message: `key ${JSON.stringify(name)} appears twice in this mapping${firstPos ? ` (first at line ${firstPos.line}:${firstPos.col})` : ''}; keep one of them`,
+          path: this.pathString([...parent, name]),
         }
+        return visit.BREAK
+      },
+    })
+    return found ?? { message: 'a key appears twice in this mapping; keep one of them', path: '' }
+  }
+
+  /** The key path of a node, from the ancestors `visit` passes (plus the node itself, if a pair or scalar). */
+  private pathOf(ancestors: readonly unknown[], last: Pair | Scalar | undefined): Path {
+    const path: Path = []
+    const chain = last === undefined ? [...ancestors] : [...ancestors, last]
+    for (let i = 0; i < chain.length; i++) {
+      const n = chain[i]
+      if (isPair(n) && isScalar(n.key)) path.push(String(n.key.value))
+      else if (isSeq(n)) {
+        const child = chain[i + 1]
+        if (child !== undefined) path.push(n.items.indexOf(child as never))
       }
-      return path
     }
+    return path
+  }
+
+  private substitute(env: Record<string, string | undefined>): void {
+    const pathOf = (ancestors: readonly unknown[], last: Pair | Scalar): Path => this.pathOf(ancestors, last)
     visit(this.doc, {
       Pair: (_key, pair, ancestors) => {
         // Keys are not substituted; show them as written.
@@ -114,7 +146,8 @@ export class YamlSource {
         const path = pathOf(ancestors, pair)
         const whole = WHOLE_REF.exec(v.value)
         if (whole && env[whole[1] as string] === undefined && whole[2] === undefined) {
-          this.unset.set(path.join('\u0000'), whole[1] as string)
+          const pos = this.lines.linePos(v.range?.[0] ?? 0)
+          this.unset.set(path.join('\u0000'), { name: whole[1] as string, line: pos.line, col: pos.col })
           this.notes.push(`${this.pathString(path)}: \${${whole[1]}} is not set; the key is left out`)
           return visit.REMOVE
         }
@@ -151,22 +184,31 @@ export class YamlSource {
         col: pos.col,
       })
     }
-    const whole = WHOLE_REF.test(text)
-    if (whole && node.type === 'PLAIN') {
-      try {
-        const parsed: unknown = parseYaml(out)
-        node.value = parsed !== null && typeof parsed === 'object' ? out : parsed
-        return
-      } catch {
-        // not a YAML scalar: keep the string
-      }
+    // Quoted scalars are strings by the author's choice; unquoted ones may be converted later.
+    if (node.type === 'PLAIN') {
+      const names = [...text.matchAll(ENV_REF)].flatMap((m) => (m[1] === undefined ? [] : [m[1]]))
+      if (names.length > 0) this.substituted.set(path.join('\u0000'), names)
     }
     node.value = out
   }
 
   /** The variable whose unset value removed the key at `path`, if any. */
   unsetEnv(path: Path): string | undefined {
-    return this.unset.get(path.join('\u0000'))
+    return this.unset.get(path.join('\u0000'))?.name
+  }
+
+  /** Where the unset variable that removed the key at `path` is written, if any. */
+  unsetAt(path: Path): { file: string; line: number; col: number; path: string } | undefined {
+    const u = this.unset.get(path.join('\u0000'))
+    return u && { file: this.file, line: u.line, col: u.col, path: this.pathString(path) }
+  }
+
+  /**
+   * The variables an unquoted scalar at `path` was substituted from, if any: the loader converts
+   * such a string to a number or boolean where the schema wants one.
+   */
+  fromEnv(path: Path): string[] | undefined {
+    return this.substituted.get(path.join('\u0000'))
   }
 
   pathString(path: Path): string {

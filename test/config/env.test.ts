@@ -31,7 +31,7 @@ ${telemetry()}`
     expect(config.store.path).toBe('${HOME}/state.db')
   })
 
-  it('reads a whole plain value as YAML: port: ${PORT} is a number', async () => {
+  it('converts an unquoted value to a number where the schema wants one: port: ${PORT}', async () => {
     const block = await parse(`http:\n  port: \${PORT}\n${telemetry()}`, { PORT: '8080' })
     expect(block.config.http.port).toBe(8080)
     // The documented flow form, where `{` would otherwise open a mapping.
@@ -67,11 +67,45 @@ ${telemetry()}`
     expect(notes).toEqual(['http.port: ${UNSET_PORT} is not set; the key is left out', 'admin.key: ${UNSET_KEY} is not set; the key is left out'])
   })
 
-  it('reports an unset whole value on a required key as SLUICE_ERR_CONFIG_ENV', async () => {
+  it('keeps a substituted value as the string it is: no YAML comments, anchors or tags', async () => {
+    const yaml = `admin: { key: \${KEY} }\nstore:\n  path: \${P}\nlog: { level: \${LEVEL} }\n${telemetry()}`
+    const { config } = await parse(yaml, { KEY: 's3cr3t-key #tail', P: '&anchor state.db', LEVEL: 'warn' })
+    expect(config.admin.key).toBe('s3cr3t-key #tail')
+    expect(config.store.path).toBe('&anchor state.db')
+    expect(config.log.level).toBe('warn')
+    // A string schema keeps digits as a string: no number sneaks into a string key.
+    const digits = await parse(`admin: { key: \${KEY} }\n${telemetry()}`, { KEY: '1234567890123456' })
+    expect(digits.config.admin.key).toBe('1234567890123456')
+    const other = await parse(`store: { path: \${P} }\n${telemetry()}`, { P: '!!int 12' })
+    expect(other.config.store.path).toBe('!!int 12')
+  })
+
+  it('converts to a boolean or an integer only where the schema asks, and says so when it cannot', async () => {
+    const yaml = `functions:\n  telemetry:\n    code: functions/ok.ts\n    trigger: { timer: { schedule: "0 * * * * *", runOnStartup: \${RUN} } }\n    batch: { maxSize: \${SIZE} }\n`
+    const { config } = await parse(yaml, { RUN: 'true', SIZE: ' 25 ' })
+    expect(config.functions.telemetry?.trigger.options.runOnStartup).toBe(true)
+    expect(config.functions.telemetry?.batch.maxSize).toBe(25)
+    const list = await issues(yaml, { RUN: 'yes', SIZE: '25 events' })
+    expect(list.map((i) => [i.code, i.path, i.line, i.col, i.message])).toEqual([
+      ['SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.trigger.timer.runOnStartup', at(yaml, '${RUN}').line, at(yaml, '${RUN}').col, 'must be true or false, but ${RUN} gives "yes"'],
+      ['SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.batch.maxSize', at(yaml, '${SIZE}').line, at(yaml, '${SIZE}').col, 'must be a number, but ${SIZE} gives "25 events"'],
+    ])
+    // Converted, the value still meets the schema's other rules.
+    const range = await issue(yaml, { RUN: 'false', SIZE: '0' })
+    expectIssue(range, 'SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.batch.maxSize', at(yaml, '${SIZE}'))
+    expect(range.message).toMatch(/greater or equal to 1/)
+  })
+
+  it('reports an unset whole value on a required key as SLUICE_ERR_CONFIG_ENV, where the variable is written', async () => {
     const yaml = `functions:\n  telemetry:\n    code: \${FUNCTION_FILE}\n    ${TIMER}\n`
     const i = await issue(yaml)
-    expectIssue(i, 'SLUICE_ERR_CONFIG_ENV', 'functions.telemetry.code', at(yaml, 'code'))
-    expect(i.message).toBe('is required but ${FUNCTION_FILE} is not set')
+    expectIssue(i, 'SLUICE_ERR_CONFIG_ENV', 'functions.telemetry.code', at(yaml, '${FUNCTION_FILE}'))
+    expect(i.message).toBe('is required but ${FUNCTION_FILE} is not set (set it, or write ${FUNCTION_FILE:-default})')
+    // Not the first key of its mapping, and in flow style: still at the variable, not the mapping.
+    const later = `functions:\n  telemetry:\n    ${TIMER}\n    timeoutMs: 100\n    code: \${FUNCTION_FILE}\n`
+    expectIssue(await issue(later), 'SLUICE_ERR_CONFIG_ENV', 'functions.telemetry.code', at(later, '${FUNCTION_FILE}'))
+    const flow = `functions:\n  telemetry: { ${TIMER}, code: \${FUNCTION_FILE} }\n`
+    expectIssue(await issue(flow), 'SLUICE_ERR_CONFIG_ENV', 'functions.telemetry.code', at(flow, '${FUNCTION_FILE}'))
     // Set, it works.
     const { config } = await parse(yaml, { FUNCTION_FILE: 'functions/ok.ts' })
     expect(config.functions.telemetry?.codePath).toBe(join(projectRoot(), 'functions/ok.ts'))

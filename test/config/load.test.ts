@@ -162,11 +162,18 @@ describe('YAML errors', () => {
     expect(i.message).toMatch(/alias/i)
   })
 
-  it('reports a duplicate key at the second occurrence, nested and at the top', async () => {
+  it('reports a duplicate key at the second occurrence, naming the key and the first one, nested and at the top', async () => {
     const nested = telemetry('    timeoutMs: 1000\n    timeoutMs: 2000\n')
-    expectIssue(await issue(nested), 'SLUICE_ERR_CONFIG_DUPLICATE_KEY', '', at(nested, 'timeoutMs: 2000'))
+    const n = await issue(nested)
+    expectIssue(n, 'SLUICE_ERR_CONFIG_DUPLICATE_KEY', 'functions.telemetry.timeoutMs', at(nested, 'timeoutMs: 2000'))
+    const first = at(nested, 'timeoutMs: 1000')
+    expect(n.message).toBe(`key "timeoutMs" appears twice in this mapping (first at line ${first.line}:${first.col}); keep one of them`)
     const top = `http: { port: 1 }\n${telemetry()}http: { port: 2 }\n`
-    expectIssue(await issue(top), 'SLUICE_ERR_CONFIG_DUPLICATE_KEY', '', at(top, 'http: { port: 2 }'))
+    const t = await issue(top)
+    expectIssue(t, 'SLUICE_ERR_CONFIG_DUPLICATE_KEY', 'http', at(top, 'http: { port: 2 }'))
+    expect(t.message).toMatch(/^key "http" appears twice in this mapping \(first at line 1:1\)/)
+    const flow = `http: { port: 1, port: 2 }\n${telemetry()}`
+    expectIssue(await issue(flow), 'SLUICE_ERR_CONFIG_DUPLICATE_KEY', 'http.port', at(flow, 'port: 2'))
   })
 
   it('rejects a document that is not a mapping', async () => {
@@ -421,7 +428,8 @@ describe('function code', () => {
     const yaml = withCode('functions/missing.ts')
     const i = await issue(yaml)
     expectIssue(i, 'SLUICE_ERR_FUNCTION_NOT_FOUND', 'functions.telemetry.code', at(yaml, 'functions/missing.ts'))
-    expect(i.message).toContain(join(projectRoot(), 'functions/missing.ts'))
+    // Shown relative to the project root, which the message names.
+    expect(i.message).toBe(`function code file not found: functions/missing.ts (relative paths start at the project root ${projectRoot()})`)
   })
 
   it('reports a directory as not found', async () => {
