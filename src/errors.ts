@@ -74,10 +74,18 @@ export const ERRORS = {
   SLUICE_ERR_EVENT_REDELIVERY_LIMIT: spec(false, 500, 'The source delivered the event again after its earlier deliveries used up retry.maxAttempts without an outcome (the gateway crashed while it held the event).', 'Inspect the dead letter: the event may crash the gateway; fix the cause, then replay it.'),
   SLUICE_ERR_OUTPUT_FAILED: spec(true, 502, 'An output binding could not confirm a message.', 'Check the output connection; the input event is retried.'),
   SLUICE_ERR_DEAD_LETTER_NOT_FOUND: spec(false, 404, 'No dead letter has that id.', 'List dead letters with GET /admin/dead-letters.'),
+  SLUICE_ERR_DEAD_LETTER_REPLAYING: spec(true, 409, 'The dead letter is being replayed already (by this or another gateway instance sharing the store).', 'Wait for that replay to finish; the letter is removed when it succeeds.'),
 
   // Store
   SLUICE_ERR_STORE_OPEN: spec(false, 500, 'The state store cannot be opened.', 'Check store.path (the folder must be writable) or the store URL.'),
   SLUICE_ERR_STORE_UNAVAILABLE: spec(false, 400, 'The configured store kind is not available in this build.', 'Use store.kind: sqlite.'),
+  SLUICE_ERR_STORE_URL: spec(false, 400, 'store.url is not a PostgreSQL connection URL.', 'Write it as postgres://user:password@host:5432/database (percent-encode special characters in the password).'),
+  SLUICE_ERR_STORE_UNREACHABLE: spec(true, 503, 'The PostgreSQL server named in store.url cannot be reached (host not found, connection refused or timed out).', 'Check the host and port in store.url and that PostgreSQL runs and accepts TCP connections from this machine.'),
+  SLUICE_ERR_STORE_AUTH: spec(false, 401, 'PostgreSQL refused the user or password in store.url.', 'Check the user and password in store.url (or the server\'s pg_hba.conf rules for this client).'),
+  SLUICE_ERR_STORE_DATABASE_MISSING: spec(false, 404, 'The database named in store.url does not exist on the PostgreSQL server.', 'Create it (createdb <name>) or fix the database name at the end of store.url.'),
+  SLUICE_ERR_STORE_SCHEMA_NEWER: spec(false, 500, 'The store\'s schema was migrated by a newer sluice than this one.', 'Run the newer sluice version (every instance sharing a store must run a version that knows its schema); sluice never downgrades a schema.'),
+  SLUICE_ERR_STORE_MIGRATION: spec(false, 500, 'A schema migration of the store failed; nothing of it was applied.', 'Read the cause (permissions: the user needs CREATE on the database or the schema); fix it and start again.'),
+  SLUICE_ERR_STORE_DOWN: spec(true, 503, 'The state store is unavailable while the gateway runs (its server stopped or the connection broke); writes that need it fail and nothing that depends on them is acknowledged.', 'Bring the database back; sluice reconnects with backoff and retries dead-letter writes until they land.'),
 
   // Connectors
   SLUICE_ERR_CONNECTOR_START: spec(true, 503, 'A connector could not start.', 'Check the connection settings and that the broker is reachable.'),

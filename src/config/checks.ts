@@ -18,8 +18,8 @@ export function semanticChecks(
   const add = (code: ErrorCode, path: Path, message: string) => issues.push({ ...src.locate(path), code, message })
   const byKind = new Map(defs.map((d) => [d.kind, d]))
 
-  if (config.store.kind === 'postgres') {
-    add('SLUICE_ERR_STORE_UNAVAILABLE', ['store', 'kind'], 'postgres is not available in this build yet; use kind: sqlite')
+  if (config.store.kind === 'postgres' && config.store.url === undefined) {
+    add('SLUICE_ERR_CONFIG_REQUIRED', ['store'], 'kind: postgres needs url: postgres://user:password@host:5432/database')
   }
 
   const checkConnection = (kind: string, connection: string | undefined, path: Path) => {

@@ -31,9 +31,18 @@ export const adminSchema = Type.Object(
 
 export const storeSchema = Type.Object(
   {
-    kind: OneOf(['sqlite', 'postgres'], { default: 'sqlite', description: 'sqlite: embedded, one instance. postgres: shared by several instances (not in this build yet).' }),
+    kind: OneOf(['sqlite', 'postgres'], { default: 'sqlite', description: 'sqlite: embedded, one instance. postgres: shared by several instances (needs url).' }),
     path: Type.String({ minLength: 1, default: '.sluice/state.db', description: 'SQLite file, relative to the project root.' }),
-    url: Type.Optional(Type.String({ minLength: 1, description: 'postgres: connection URL.' })),
+    url: Type.Optional(Type.String({ minLength: 1, description: 'postgres: connection URL, e.g. postgres://user:${PGPASSWORD}@db:5432/sluice.' })),
+    schema: Type.Optional(
+      Type.String({ pattern: '^[a-z_][a-z0-9_]{0,62}$', description: 'postgres: schema holding the tables (created and migrated at start). Default: sluice.' }),
+    ),
+    pool: Type.Optional(
+      Type.Object(
+        { max: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Most connections this instance opens.' }) },
+        { ...Strict, description: 'postgres: the connection pool.' },
+      ),
+    ),
   },
   { ...Strict, description: 'Where dead letters, timer leases and schedule status are kept.' },
 )

@@ -4,7 +4,11 @@ import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { SluiceError } from '../errors.js'
 import type { VersionedRow } from '../sdk/index.js'
-import type { DeadLetter, DeadLetterQuery, FunctionKey, Store } from './store.js'
+import { replayLeaseKey, type DeadLetter, type DeadLetterQuery, type FunctionKey, type Lease, type LeaseAttempt, type Store, type StoreHealth } from './store.js'
+
+/** Dead letters with the replay lease that is held on each, if any (`?` is now, in ms). */
+const LETTERS = `SELECT d.*, l.owner AS replay_owner, l.attempt AS replay_attempt FROM dead_letters d
+  LEFT JOIN leases l ON l.key = '${replayLeaseKey('')}' || d.id AND l.state = 'held' AND l.expires_at > ?`
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -26,7 +30,14 @@ CREATE TABLE IF NOT EXISTS state (
   updated_at TEXT NOT NULL,
   PRIMARY KEY (scope, key)
 );
-CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+  key TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  token TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS versioned_state (
   scope TEXT NOT NULL,
   key TEXT NOT NULL,
@@ -45,6 +56,8 @@ CREATE TABLE IF NOT EXISTS function_keys (
 
 interface DeadLetterRow {
   id: string
+  replay_owner: string | null
+  replay_attempt: number | null
   function: string
   event: string
   error: string
@@ -61,7 +74,20 @@ const toDeadLetter = (r: DeadLetterRow): DeadLetter => ({
   attempts: r.attempts,
   firstAttemptAt: r.first_attempt_at,
   failedAt: r.failed_at,
+  ...(r.replay_owner !== null ? { replay: { owner: r.replay_owner, attempt: r.replay_attempt ?? 1 } } : {}),
 })
+
+interface LeaseRow {
+  owner: string
+  token: string
+  attempt: number
+  state: 'held' | 'released' | 'done'
+  expires_at: number
+}
+
+/** Held, released and expired rows are forgotten a day after they expire; done rows when their retention ends. */
+const LEASE_FORGET_MS = 24 * 3600 * 1000
+const PRUNE_EVERY_MS = 60_000
 
 /**
  * The embedded store: one SQLite file in WAL mode with synchronous=FULL, so a resolved write
@@ -70,6 +96,8 @@ const toDeadLetter = (r: DeadLetterRow): DeadLetter => ({
 export class SqliteStore implements Store {
   private readonly db: Database.Database
   private closed = false
+  private lastPrune = 0
+  private readonly since = new Date().toISOString()
 
   constructor(path: string) {
     try {
@@ -84,37 +112,37 @@ export class SqliteStore implements Store {
     }
   }
 
-  async putDeadLetter(dl: Omit<DeadLetter, 'id'>): Promise<string> {
-    const id = randomUUID()
+  async putDeadLetter(dl: Omit<DeadLetter, 'id' | 'replay'> & { id?: string }): Promise<string> {
+    const id = dl.id ?? randomUUID()
     this.db
       .prepare(
-        'INSERT INTO dead_letters (id, function, code, event, error, attempts, first_attempt_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO dead_letters (id, function, code, event, error, attempts, first_attempt_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
       )
       .run(id, dl.function, dl.error.code, JSON.stringify(dl.event), JSON.stringify(dl.error), dl.attempts, dl.firstAttemptAt, dl.failedAt)
     return id
   }
 
   async getDeadLetter(id: string): Promise<DeadLetter | undefined> {
-    const row = this.db.prepare('SELECT * FROM dead_letters WHERE id = ?').get(id) as DeadLetterRow | undefined
+    const row = this.db.prepare(`${LETTERS} WHERE d.id = ?`).get(Date.now(), id) as DeadLetterRow | undefined
     return row && toDeadLetter(row)
   }
 
   async listDeadLetters(q: DeadLetterQuery = {}): Promise<DeadLetter[]> {
     const where: string[] = []
-    const args: unknown[] = []
+    const args: unknown[] = [Date.now()]
     if (q.function) {
-      where.push('function = ?')
+      where.push('d.function = ?')
       args.push(q.function)
     }
     if (q.code) {
-      where.push('code = ?')
+      where.push('d.code = ?')
       args.push(q.code)
     }
     if (q.after) {
-      where.push('seq > COALESCE((SELECT seq FROM dead_letters WHERE id = ?), 0)')
+      where.push('d.seq > COALESCE((SELECT seq FROM dead_letters WHERE id = ?), 0)')
       args.push(q.after)
     }
-    const sql = `SELECT * FROM dead_letters ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`
+    const sql = `${LETTERS} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY d.seq LIMIT ?`
     args.push(Math.min(Math.max(q.limit ?? 100, 1), 1000))
     return (this.db.prepare(sql).all(...args) as DeadLetterRow[]).map(toDeadLetter)
   }
@@ -141,13 +169,47 @@ export class SqliteStore implements Store {
       .run(scope, key, JSON.stringify(value), new Date().toISOString())
   }
 
-  async claim(key: string, ttlMs: number): Promise<boolean> {
-    const now = Date.now()
-    const tx = this.db.transaction(() => {
-      this.db.prepare('DELETE FROM claims WHERE expires_at <= ?').run(now)
-      return this.db.prepare('INSERT OR IGNORE INTO claims (key, expires_at) VALUES (?, ?)').run(key, now + ttlMs).changes > 0
+  async deleteState(scope: string, key: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM state WHERE scope = ? AND key = ?').run(scope, key).changes > 0
+  }
+
+  async acquireLease(key: string, owner: string, ttlMs: number): Promise<LeaseAttempt> {
+    const tx = this.db.transaction((): LeaseAttempt => {
+      const now = Date.now()
+      if (now - this.lastPrune > PRUNE_EVERY_MS) {
+        this.lastPrune = now
+        this.db.prepare("DELETE FROM leases WHERE (state = 'done' AND expires_at <= ?) OR expires_at <= ?").run(now, now - LEASE_FORGET_MS)
+      }
+      const row = this.db.prepare('SELECT owner, token, attempt, state, expires_at FROM leases WHERE key = ?').get(key) as LeaseRow | undefined
+      let attempt = 1
+      if (row && row.state === 'released') attempt = row.attempt
+      else if (row && row.state === 'held' && row.expires_at <= now) attempt = row.attempt + 1
+      else if (row && row.expires_at > now) return { acquired: false, owner: row.owner, finished: row.state === 'done', retryInMs: row.expires_at - now }
+      const token = randomUUID()
+      this.db
+        .prepare(
+          "INSERT INTO leases (key, owner, token, attempt, state, expires_at) VALUES (?, ?, ?, ?, 'held', ?) ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = excluded.token, attempt = excluded.attempt, state = 'held', expires_at = excluded.expires_at",
+        )
+        .run(key, owner, token, attempt, now + ttlMs)
+      return { acquired: true, lease: { key, token, attempt } }
     })
     return tx.immediate()
+  }
+
+  async renewLease(lease: Lease, ttlMs: number): Promise<boolean> {
+    return this.db.prepare("UPDATE leases SET expires_at = ? WHERE key = ? AND token = ? AND state = 'held'").run(Date.now() + ttlMs, lease.key, lease.token).changes > 0
+  }
+
+  async releaseLease(lease: Lease): Promise<boolean> {
+    return this.db.prepare("UPDATE leases SET state = 'released', owner = '', expires_at = ? WHERE key = ? AND token = ? AND state = 'held'").run(Date.now(), lease.key, lease.token).changes > 0
+  }
+
+  async finishLease(lease: Lease, retainMs: number): Promise<boolean> {
+    return this.db.prepare("UPDATE leases SET state = 'done', expires_at = ? WHERE key = ? AND token = ? AND state = 'held'").run(Date.now() + retainMs, lease.key, lease.token).changes > 0
+  }
+
+  async claim(key: string, ttlMs: number): Promise<boolean> {
+    return (await this.acquireLease(key, 'claim', ttlMs)).acquired
   }
 
   async listVersioned(scope: string, prefix: string): Promise<VersionedRow[]> {
@@ -187,6 +249,10 @@ export class SqliteStore implements Store {
 
   async deleteFunctionKey(fn: string, name: string): Promise<boolean> {
     return this.db.prepare('DELETE FROM function_keys WHERE function = ? AND name = ?').run(fn, name).changes > 0
+  }
+
+  health(): StoreHealth {
+    return { kind: 'sqlite', up: !this.closed, since: this.since, ...(this.closed ? { detail: 'closed' } : {}) }
   }
 
   async close(): Promise<void> {

@@ -11,7 +11,12 @@ export interface DeadLetter {
   attempts: number
   firstAttemptAt: string
   failedAt: string
+  /** Present while a replay of the letter runs on some gateway instance (it holds the replay lease). */
+  replay?: { owner: string; attempt: number }
 }
+
+/** The lease a replay of dead letter `id` holds, so one letter replays once across instances. */
+export const replayLeaseKey = (id: string): string => `dead-letter-replay:${id}`
 
 export interface DeadLetterQuery {
   function?: string
@@ -22,6 +27,41 @@ export interface DeadLetterQuery {
   after?: string
 }
 
+/** A lease held on a key (see Store.acquireLease). */
+export interface Lease {
+  key: string
+  /** Identifies this holding: renew, release and finish need it; a takeover changes it. */
+  token: string
+  /**
+   * 1 for the first holder; +1 each time an expired lease is taken over (its holder died or lost
+   * the store). A released lease keeps its count: the holder gave the work back on purpose.
+   */
+  attempt: number
+}
+
+/** The answer to acquireLease. */
+export type LeaseAttempt =
+  | { acquired: true; lease: Lease }
+  | {
+      acquired: false
+      /** The current holder's owner id ('' when none is recorded). */
+      owner: string
+      /** The work was finished (finishLease): nobody may take it until the retention passes. */
+      finished: boolean
+      /** When the current holding expires, from now (by the store's clock); try again then. */
+      retryInMs: number
+    }
+
+/** Whether the store can serve reads and writes now (GET /admin/health). */
+export interface StoreHealth {
+  kind: 'sqlite' | 'postgres'
+  up: boolean
+  /** Why it is down, e.g. the connection error. Never holds a password. */
+  detail?: string
+  /** ISO time of the last change of `up`. */
+  since: string
+}
+
 export interface FunctionKey {
   name: string
   createdAt: string
@@ -29,12 +69,20 @@ export interface FunctionKey {
 
 /**
  * Durable state of a gateway: dead letters, connector state (timer schedules), cross-instance
- * claims and function keys. Every write has reached the disk (or the database) when its promise
+ * leases and function keys. Every write has reached the disk (or the database) when its promise
  * resolves: the router acknowledges a dead-lettered event at the source only after that.
- * SQLite is the embedded default; the interface is async so PostgreSQL can implement it.
+ * SQLite is the embedded default (one instance); PostgreSQL is shared by several instances.
+ * While the store is unavailable, calls reject with SLUICE_ERR_STORE_DOWN (retriable).
+ *
+ * Leases decide which instance does a piece of shared work (a timer tick, a dead-letter replay).
+ * Expiry is judged on the store's clock (PostgreSQL `now()`), so instance clocks need not agree.
+ * A lease is held (acquired, renewed), released (anyone may acquire it at once, same attempt),
+ * finished (nobody may acquire it until `retainMs` passes) or expired (the next acquirer takes it
+ * over with attempt + 1). Every transition is a compare-and-set on the token.
  */
 export interface Store {
-  putDeadLetter(dl: Omit<DeadLetter, 'id'>): Promise<string>
+  /** `id` (a fresh UUID when absent) makes a retried write idempotent: a second put of one id is a no-op. */
+  putDeadLetter(dl: Omit<DeadLetter, 'id' | 'replay'> & { id?: string }): Promise<string>
   getDeadLetter(id: string): Promise<DeadLetter | undefined>
   listDeadLetters(q?: DeadLetterQuery): Promise<DeadLetter[]>
   countDeadLetters(fn?: string): Promise<number>
@@ -42,7 +90,21 @@ export interface Store {
 
   getState(scope: string, key: string): Promise<unknown>
   setState(scope: string, key: string, value: unknown): Promise<void>
-  /** True for exactly one caller per key until ttlMs passes (across instances sharing the store). */
+  /** Removes the value; true when there was one. */
+  deleteState(scope: string, key: string): Promise<boolean>
+
+  /** Takes the lease on `key` for `ttlMs` when nobody holds it (or its holding expired or was released). */
+  acquireLease(key: string, owner: string, ttlMs: number): Promise<LeaseAttempt>
+  /** Extends a holding to `ttlMs` from now; false when the lease was taken over, released or finished. */
+  renewLease(lease: Lease, ttlMs: number): Promise<boolean>
+  /** Gives the work back undone: the next acquirer gets it at once, with the same attempt. */
+  releaseLease(lease: Lease): Promise<boolean>
+  /** Records the work as done: nobody acquires `key` for `retainMs`. False when the lease was lost. */
+  finishLease(lease: Lease, retainMs: number): Promise<boolean>
+  /**
+   * True for exactly one caller per key until ttlMs passes (across instances sharing the store): a
+   * lease acquired and never released.
+   */
   claim(key: string, ttlMs: number): Promise<boolean>
   /** Compare-and-set rows of `scope` whose key starts with `prefix` (apart from getState/setState). */
   listVersioned(scope: string, prefix: string): Promise<VersionedRow[]>
@@ -57,6 +119,8 @@ export interface Store {
   listFunctionKeys(fn: string): Promise<FunctionKey[]>
   deleteFunctionKey(fn: string, name: string): Promise<boolean>
 
+  /** Whether the store is reachable now. */
+  health(): StoreHealth
   /** Idempotent. */
   close(): Promise<void>
 }

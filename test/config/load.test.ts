@@ -331,11 +331,16 @@ functions:
     for (const i of list) expect(i.message).toMatch(/start with a letter/)
   })
 
-  it('rejects store kind postgres (not in this build)', async () => {
-    const yaml = `store: { kind: postgres, url: "postgres://db/sluice" }\n${telemetry()}`
-    const i = await issue(yaml)
-    expectIssue(i, 'SLUICE_ERR_STORE_UNAVAILABLE', 'store.kind', at(yaml, 'postgres'))
-    expect(i.message).toContain('sqlite')
+  it('requires store.url with store kind postgres, and accepts schema and pool settings', async () => {
+    const yaml = `store: { kind: postgres, schema: Bad-Name }\n${telemetry()}`
+    const list = await issues(yaml)
+    expect(list.map((i) => [i.code, i.path])).toEqual([
+      ['SLUICE_ERR_CONFIG_REQUIRED', 'store'],
+      ['SLUICE_ERR_CONFIG_TYPE', 'store.schema'],
+    ])
+    expect(list[0]?.message).toContain('url: postgres://')
+    const good = await parse(`store: { kind: postgres, url: "postgres://db/sluice", schema: gw_1, pool: { max: 3 } }\n${telemetry()}`)
+    expect(good.config.store).toMatchObject({ kind: 'postgres', url: 'postgres://db/sluice', schema: 'gw_1', pool: { max: 3 } })
   })
 
   it('rejects a section of the wrong type', async () => {
@@ -486,7 +491,7 @@ store: { kind: postgres }
       [8, 'SLUICE_ERR_CONFIG_TYPE', 'functions.bad-batch.batch.maxSize'],
       [10, 'SLUICE_ERR_FUNCTION_NOT_FOUND', 'functions.bad-cron.code'],
       [11, 'SLUICE_ERR_CONFIG_CRON', 'functions.bad-cron.trigger.timer.schedule'],
-      [12, 'SLUICE_ERR_STORE_UNAVAILABLE', 'store.kind'],
+      [12, 'SLUICE_ERR_CONFIG_REQUIRED', 'store'],
     ])
   })
 
