@@ -1,19 +1,18 @@
 /**
- * The shared connector conformance suite against the wire-protocol test broker
- * (test/kafka/broker.ts): each source is a fresh topic of 3 partitions and a fresh consumer
- * group; restartBroker stops the broker and listens again on the same port with its log and
- * committed offsets kept.
+ * The shared connector conformance suite against a real Apache Kafka 4 broker of this file
+ * (test/helpers/kafka-broker.ts): each source is a fresh topic of 3 partitions and a fresh
+ * consumer group; restartBroker stops the broker (SIGTERM) and starts it on the same log dir.
  */
 import type { Producer } from 'kafkajs'
 import { afterAll, beforeAll } from 'vitest'
+import { KafkaBroker } from '../../helpers/kafka-broker.js'
 import { connectorConformance, type HarnessSource } from '../../conformance/suite.js'
-import { KafkaTestBroker } from '../../kafka/broker.js'
 import { connectionYaml, FAST_GROUP, produce, producerFor, uid } from './helpers.js'
 
-let broker: KafkaTestBroker
+let broker: KafkaBroker
 beforeAll(async () => {
-  broker = await KafkaTestBroker.start()
-})
+  broker = await KafkaBroker.start()
+}, 180_000)
 afterAll(async () => {
   await broker?.close()
 })
@@ -22,7 +21,7 @@ connectorConformance({
   kind: 'kafka',
   source: async (): Promise<HarnessSource> => {
     const topic = uid('conf')
-    broker.createTopic(topic, 3)
+    await broker.createTopic(topic, 3)
     let producer: Producer | undefined
     return {
       connectionsYaml: connectionYaml('stream', broker),
