@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { SluiceError, toInfo } from '../errors.js'
 import type { InvocationResult, Outcome, TriggerEvent } from '../sdk/index.js'
 import type { DeadLetter, DeadLetterQuery, FunctionKey } from '../store/store.js'
-import type { InvocationRecord } from '../router/stats.js'
+import { invocationLogs, type InvocationRecord } from '../router/stats.js'
 import type { HostInfo } from '../sandbox/pool.js'
 
 export interface ConnectionHealth {
@@ -74,6 +74,12 @@ const REPLAY_CONCURRENCY = 8
 
 const nameParam = { type: 'object', properties: { name: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_-]{0,62}$' } }, required: ['name'] } as const
 
+const invocationParams = {
+  type: 'object',
+  properties: { name: nameParam.properties.name, id: { type: 'string', minLength: 1, maxLength: 128 } },
+  required: ['name', 'id'],
+} as const
+
 function notFound(fn: string): SluiceError {
   return new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `no function named ${fn}`, { context: { function: fn } })
 }
@@ -94,6 +100,22 @@ export function registerAdminRoutes(app: FastifyInstance, api: AdminApi, guard: 
       const f = api.function(req.params.name)
       if (!f) throw notFound(req.params.name)
       return f
+    })
+
+    // One recent invocation with all the log lines it kept (the list above has a preview only).
+    admin.get<{ Params: { name: string; id: string } }>('/admin/functions/:name/invocations/:id', { schema: { params: invocationParams } }, async (req) => {
+      const f = api.function(req.params.name)
+      if (!f) throw notFound(req.params.name)
+      const record = f.recent.find((r) => r.invocationId === req.params.id)
+      const logs = record && invocationLogs(record)
+      if (!record || (!logs && (record.logLines ?? 0) > 0)) {
+        throw new SluiceError(
+          'SLUICE_ERR_FUNCTION_INVOCATION_NOT_FOUND',
+          `function ${req.params.name} keeps no logs for invocation ${req.params.id}: ${record ? 'they were evicted to make room for newer ones' : 'it is not one of the recent invocations'}`,
+          { context: { function: req.params.name } },
+        )
+      }
+      return { ...record, logs: logs ?? record.logs }
     })
 
     admin.post<{ Params: { name: string }; Body: { events: Array<Partial<TriggerEvent>> } }>(

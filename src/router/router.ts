@@ -457,6 +457,7 @@ export class Router {
       const durationMs = performance.now() - t0
       this.report(l, { invocationId, kind: 'sync', size: events.length, ok: !error, failed: error ? events.length : 0, durationMs, waitMs: lease.waitMs, coldStart: lease.coldStart, error, logs: r.payload.logs, value: r.payload.value })
       const result: InvocationResult = { invocationId, ok: !error, logs: r.payload.logs, outputs: r.payload.outputs, durationMs, coldStart: lease.coldStart }
+      if (r.payload.logsDropped) result.logsDropped = r.payload.logsDropped
       if (error) result.error = error
       else result.value = r.payload.value
       return result

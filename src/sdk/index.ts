@@ -59,6 +59,8 @@ export interface InvocationResult {
   value?: unknown
   error?: ErrorInfo
   logs: LogLine[]
+  /** Set when the per-invocation log limits cut or dropped lines (the last log line says so too). */
+  logsDropped?: { droppedLines: number; truncated: number; droppedChars: number }
   outputs: Array<{ name: string; value: unknown }>
   durationMs: number
   coldStart: boolean

@@ -193,9 +193,11 @@ return function install(factory, functionName, outputNames) {
 
   return function run(eventsJson, invocationId, deadline) {
     // Lines logged by module code (before the first run) count towards the first run.
-    const st = { log: initState, outputs: [], outBytes: 0, fatal: null, closed: false };
-    initState = newLogState();
-    initState.closed = true;
+    const st = { log: initState.closed ? newLogState() : initState, outputs: [], outBytes: 0, fatal: null, closed: false };
+    if (!initState.closed) {
+      initState = newLogState();
+      initState.closed = true;
+    }
     current = st.log;
     const log = logger(() => st.log);
     const ctx = ObjectFreeze({
