@@ -87,11 +87,25 @@ export interface ConnectorState {
   get<T>(key: string): Promise<T | undefined>
   /** Resolves once the value is durable. */
   set(key: string, value: unknown): Promise<void>
+  /** Removes the value under `key` (durable when it resolves); true when there was one. */
+  delete(key: string): Promise<boolean>
   /**
    * Claims `key` once across every gateway instance sharing the store (a timer tick, say).
    * True for exactly one caller until `ttlMs` passes.
    */
   claim(key: string, ttlMs: number): Promise<boolean>
+  /**
+   * Leases for work that one gateway instance must do at a time (a timer tick): acquire with a
+   * short ttl, renew while the work goes on, then finish (nobody takes the key for `retainMs`) or
+   * release (undone: the next acquirer takes it at once). A holder that stops renewing (it died)
+   * loses the lease when the ttl passes; the next acquirer takes it over with `attempt` + 1.
+   * Expiry is judged on the store's clock. The owner recorded is this gateway instance.
+   */
+  acquireLease(key: string, ttlMs: number): Promise<LeaseAttempt>
+  /** False when the lease was lost (taken over after it expired, released or finished). */
+  renewLease(lease: Lease, ttlMs: number): Promise<boolean>
+  releaseLease(lease: Lease): Promise<boolean>
+  finishLease(lease: Lease, retainMs: number): Promise<boolean>
   /**
    * Rows written with `compareAndSet` whose key starts with `prefix`, in key order. They live
    * apart from `get`/`set` values and are shared by every gateway instance on the same store.
@@ -105,6 +119,31 @@ export interface ConnectorState {
    */
   compareAndSet(key: string, value: unknown, version: string | undefined): Promise<string | undefined>
 }
+
+/** A lease held on a key (ConnectorState.acquireLease). Pass it back as is. */
+export interface Lease {
+  key: string
+  /** Identifies this holding: renew, release and finish need it; a takeover changes it. */
+  token: string
+  /**
+   * 1 for the first holder; +1 each time an expired lease is taken over (its holder died or lost
+   * the store). A released lease keeps its count: the holder gave the work back on purpose.
+   */
+  attempt: number
+}
+
+/** The answer to acquireLease. */
+export type LeaseAttempt =
+  | { acquired: true; lease: Lease }
+  | {
+      acquired: false
+      /** The current holder's owner id ('' when none is recorded). */
+      owner: string
+      /** The work was finished: nobody may take the key until its retention passes. */
+      finished: boolean
+      /** When the current holding (or the retention) ends, from now by the store's clock. */
+      retryInMs: number
+    }
 
 /** A row of ConnectorState written with compareAndSet. */
 export interface VersionedRow {

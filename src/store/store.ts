@@ -1,5 +1,5 @@
 import type { ErrorInfo } from '../errors.js'
-import type { TriggerEvent, VersionedRow } from '../sdk/index.js'
+import type { Lease, LeaseAttempt, TriggerEvent, VersionedRow } from '../sdk/index.js'
 
 /** An event that failed every attempt, kept with what is needed to understand and replay it. */
 export interface DeadLetter {
@@ -27,30 +27,7 @@ export interface DeadLetterQuery {
   after?: string
 }
 
-/** A lease held on a key (see Store.acquireLease). */
-export interface Lease {
-  key: string
-  /** Identifies this holding: renew, release and finish need it; a takeover changes it. */
-  token: string
-  /**
-   * 1 for the first holder; +1 each time an expired lease is taken over (its holder died or lost
-   * the store). A released lease keeps its count: the holder gave the work back on purpose.
-   */
-  attempt: number
-}
-
-/** The answer to acquireLease. */
-export type LeaseAttempt =
-  | { acquired: true; lease: Lease }
-  | {
-      acquired: false
-      /** The current holder's owner id ('' when none is recorded). */
-      owner: string
-      /** The work was finished (finishLease): nobody may take it until the retention passes. */
-      finished: boolean
-      /** When the current holding expires, from now (by the store's clock); try again then. */
-      retryInMs: number
-    }
+export type { Lease, LeaseAttempt }
 
 /** Whether the store can serve reads and writes now (GET /admin/health). */
 export interface StoreHealth {
