@@ -17,6 +17,7 @@ import type { CompiledFunction } from './sandbox/compile.js'
 import { SandboxPool } from './sandbox/pool.js'
 import { Scheduler } from './scheduler/scheduler.js'
 import { reportsSkips, type Connector, type ConnectorContext, type ConnectorDefinition, type HttpRouteDef, type InvocationResult, type Logger, type OutputBinding, type TriggerEvent } from './sdk/index.js'
+import { connectorState } from './store/connector-state.js'
 import { SqliteStore } from './store/sqlite.js'
 import type { Store } from './store/store.js'
 
@@ -216,13 +217,7 @@ export class Gateway implements AdminApi {
       deliver: (events) => this.router.deliver(fnName, events),
       invoke: (events, o) => this.router.invoke(fnName, events, o),
       flow: this.router.flow(fnName),
-      state: {
-        get: async <T>(key: string) => (await this.store.getState(scope, key)) as T | undefined,
-        set: (key, value) => this.store.setState(scope, key, value),
-        claim: (key, ttlMs) => this.store.claim(`${scope}:${key}`, ttlMs),
-        list: (prefix) => this.store.listVersioned(scope, prefix),
-        compareAndSet: (key, value, version) => this.store.compareAndSet(scope, key, value, version),
-      },
+      state: connectorState(this.store, scope),
       setHealth: (up, detail) => {
         binding.health = detail === undefined ? { up } : { up, detail }
       },
