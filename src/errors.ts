@@ -52,6 +52,7 @@ export const ERRORS = {
   SLUICE_ERR_FUNCTION_NODE_BUILTIN: spec(false, 400, 'The function imports a Node.js built-in module (node:fs, path, http...), which functions cannot use.', 'Remove the import: a function has no file system, network or process. Read input from the events it receives, write through outputs (ctx.output), and log with ctx.log.'),
   SLUICE_ERR_FUNCTION_INVOCATION_NOT_FOUND: spec(false, 404, 'The gateway keeps no logs for that invocation: the id is wrong, or the invocation is older than the recent ones whose logs are kept.', 'List recent invocations with GET /admin/functions/:name and pick an id from there; logs of older invocations are in the gateway log (source: function).'),
   SLUICE_ERR_FUNCTION_EXPORT: spec(false, 400, 'The function module has no default export that is a function.', 'Add `export default async function (events, ctx) { ... }`.'),
+  SLUICE_ERR_FUNCTION_TYPE: spec(false, 400, 'The function code has TypeScript type errors (found by `sluice validate --typecheck`).', 'Fix the errors at the file positions given; types are checked with the project\'s own TypeScript and tsconfig.json.'),
   SLUICE_ERR_FUNCTION_THREW: spec(true, 500, 'The function threw an error or returned a rejected promise.', 'Read the message and logs of the invocation; the event is retried per the retry policy.'),
   SLUICE_ERR_FUNCTION_EVENT_FAILED: spec(true, 500, 'The function reported this event as failed ({ failed: [ids] }).', 'The event is retried alone per the retry policy; see the invocation logs for why the function failed it.'),
   SLUICE_ERR_FUNCTION_TIMEOUT: spec(true, 504, 'The function ran past its timeoutMs deadline and was stopped.', 'Make the function faster, use smaller batches, or raise timeoutMs.'),
@@ -118,6 +119,7 @@ export const ERRORS = {
   // CLI
   SLUICE_ERR_CLI_USAGE: spec(false, 2, 'The command line is not valid.', 'Run `sluice --help`.'),
   SLUICE_ERR_CLI_REMOTE: spec(true, 1, 'The running gateway could not be reached or answered with an error.', 'Check --url and that the gateway runs; pass the admin key with --key or SLUICE_ADMIN_KEY.'),
+  SLUICE_ERR_CLI_TYPESCRIPT_MISSING: spec(false, 1, '`sluice validate --typecheck` found no TypeScript installed in the project.', 'Install it in the project folder: npm install --save-dev typescript.'),
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

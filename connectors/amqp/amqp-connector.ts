@@ -147,7 +147,7 @@ export class AmqpConnector implements Connector {
         model.close().catch(() => undefined)
       })
       try {
-        await declareTopology(ch, this.trigger)
+        await declareTopology(ch, this.trigger, this.spec.connectionName)
       } catch (e) {
         throw toSluiceError(e, 'SLUICE_ERR_CONNECTOR_TOPOLOGY', `declaring the topology of queue ${this.trigger.queue}`, { connection: this.spec.connectionName })
       }

@@ -1,5 +1,6 @@
 import type { Channel } from 'amqplib'
-import type { OptionIssue } from '../../src/sdk/index.js'
+import { SluiceError, type OptionIssue } from '../../src/sdk/index.js'
+import { describe, replyCode } from './connection.js'
 import type { AmqpTriggerOptions } from './options.js'
 
 /**
@@ -9,8 +10,10 @@ import type { AmqpTriggerOptions } from './options.js'
  * message. Runs at start and after every reconnect (a broker restart drops non-durable queues
  * and their bindings). A failed declaration closes the channel (amqplib rejects with the reply
  * code: 404 NOT_FOUND, 406 PRECONDITION_FAILED for a queue that exists with other settings).
+ * A queue that does not exist (and is not declared) rejects with SLUICE_ERR_CONNECTOR_TOPOLOGY
+ * naming the queue, the connection and the fix (`declare:`).
  */
-export async function declareTopology(ch: Channel, t: AmqpTriggerOptions): Promise<{ messageCount: number }> {
+export async function declareTopology(ch: Channel, t: AmqpTriggerOptions, connection = '(unnamed)'): Promise<{ messageCount: number }> {
   if (t.exchange) {
     await ch.assertExchange(t.exchange.name, t.exchange.type, { durable: t.exchange.durable, autoDelete: t.exchange.autoDelete })
   }
@@ -21,7 +24,16 @@ export async function declareTopology(ch: Channel, t: AmqpTriggerOptions): Promi
     const ok = await ch.assertQueue(t.queue, { durable: t.declare.durable, autoDelete: t.declare.autoDelete, arguments: args })
     messageCount = ok.messageCount
   } else {
-    messageCount = (await ch.checkQueue(t.queue)).messageCount
+    try {
+      messageCount = (await ch.checkQueue(t.queue)).messageCount
+    } catch (e) {
+      if (replyCode(e) !== 404) throw e
+      throw new SluiceError(
+        'SLUICE_ERR_CONNECTOR_TOPOLOGY',
+        `queue ${JSON.stringify(t.queue)} does not exist on connection ${connection} (404 NOT_FOUND): create it at the broker, or add declare: {} to the trigger (declare: { type: quorum } for a quorum queue) so sluice declares it at start`,
+        { cause: e, context: { connection, queue: t.queue, detail: describe(e) }, retriable: false },
+      )
+    }
   }
   for (const b of t.bindings ?? []) {
     const exchange = b.exchange ?? t.exchange?.name

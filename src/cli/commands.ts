@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { CONNECTORS } from '../config/connectors.js'
-import { loadConfig, type LoadedConfig } from '../config/load.js'
+import { displayPath, loadConfig, type LoadedConfig } from '../config/load.js'
 import { SluiceError } from '../errors.js'
 import { Gateway } from '../gateway.js'
 import { asLogger, createLogger } from '../log.js'
@@ -10,6 +10,8 @@ import { Scheduler } from '../scheduler/scheduler.js'
 import type { InvocationResult, OutputBinding, TriggerEvent } from '../sdk/index.js'
 import { SqliteStore } from '../store/sqlite.js'
 import { adminRequest } from './remote.js'
+import { typecheck, type TypecheckResult } from './typecheck.js'
+import { watchSources } from './watch-notice.js'
 
 async function load(config: string, compile = true): Promise<LoadedConfig> {
   return loadConfig(config, { connectors: CONNECTORS, compile })
@@ -21,6 +23,8 @@ export async function runStart(configPath: string): Promise<number> {
   const logger = createLogger(loaded.config.log.level)
   for (const note of loaded.notes) logger.info({ config: configPath }, note)
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger })
+  // Until hot reload exists, an edit would change nothing, silently: say so.
+  const watcher = watchSources(loaded.config, logger)
   return new Promise<number>((resolve) => {
     let stopping = false
     const stop = (signal: string) => {
@@ -30,6 +34,7 @@ export async function runStart(configPath: string): Promise<number> {
         return
       }
       stopping = true
+      watcher.close()
       logger.info({ signal }, 'stopping: draining in-flight work')
       gw.stop().then(
         () => resolve(0),
@@ -41,17 +46,49 @@ export async function runStart(configPath: string): Promise<number> {
   })
 }
 
-/** `sluice validate`: every config error at once, and every function compiled. */
-export async function runValidate(configPath: string, json: boolean): Promise<number> {
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
+
+/**
+ * `sluice validate`: every config error at once, every function bundled, and with `typecheck` the
+ * TypeScript types of the function files. Says what it checked; exits 1 on type errors.
+ */
+export async function runValidate(configPath: string, opts: { json: boolean; typecheck: boolean }): Promise<number> {
   const loaded = await load(configPath)
-  const fns = Object.values(loaded.config.functions)
-  if (json) {
-    process.stdout.write(`${JSON.stringify({ ok: true, functions: fns.map((f) => f.name), connections: Object.keys(loaded.config.connections) })}\n`)
-  } else {
-    process.stdout.write(`${configPath}: ok (${fns.length} function${fns.length === 1 ? '' : 's'}, ${Object.keys(loaded.config.connections).length} connections)\n`)
-    for (const f of fns) process.stdout.write(`  ${f.name}: ${f.trigger.kind} trigger, ${f.code}\n`)
-    for (const n of loaded.notes) process.stdout.write(`  note: ${n}\n`)
+  const { config } = loaded
+  const fns = Object.values(config.functions)
+  const types: TypecheckResult | undefined = opts.typecheck ? await typecheck(config.root, fns.map((f) => f.codePath)) : undefined
+  const typeErrors = types?.issues ?? []
+  if (opts.json) {
+    const report = {
+      ok: typeErrors.length === 0,
+      root: config.root,
+      checked: { schema: true, references: true, bundled: fns.length, types: types ? { typescript: types.version, files: types.files } : false },
+      functions: fns.map((f) => f.name),
+      connections: Object.keys(config.connections),
+      ...(types ? { typeErrors: typeErrors.map((i) => ({ ...i, code: 'SLUICE_ERR_FUNCTION_TYPE' })) } : {}),
+      notes: loaded.notes,
+    }
+    process.stdout.write(`${JSON.stringify(report)}\n`)
+    return typeErrors.length === 0 ? 0 : 1
   }
+  if (typeErrors.length > 0) {
+    process.stderr.write(`sluice: ${configPath}: ${plural(typeErrors.length, 'type error')} (TypeScript ${types?.version}):\n`)
+    for (const i of typeErrors) process.stderr.write(`  ${i.file ? `${i.file}:${i.line}:${i.col} ` : ''}${i.message} [SLUICE_ERR_FUNCTION_TYPE]\n`)
+    return 1
+  }
+  const out: string[] = [
+    `${configPath}: ok (${plural(fns.length, 'function')}, ${plural(Object.keys(config.connections).length, 'connection')})`,
+    `  project root: ${config.root} (relative paths in the config start here)`,
+    '  checked: the config against its schema; the connections, routes and schedules it names;',
+    `           ${plural(fns.length, 'function')} bundled (syntax, imports, default export)`,
+    types
+      ? `  types: ${plural(types.files.length, 'TypeScript file')} checked with TypeScript ${types.version}`
+      : '  not checked: TypeScript types (run sluice validate --typecheck)',
+    '  not contacted: brokers and the store',
+  ]
+  for (const f of fns) out.push(`  ${f.name}: ${f.trigger.kind} trigger, ${displayPath(config.root, f.codePath)}`)
+  for (const n of loaded.notes) out.push(`  note: ${n}`)
+  process.stdout.write(`${out.join('\n')}\n`)
   return 0
 }
 
@@ -87,7 +124,8 @@ export async function runInvoke(o: { config: string; fn: string; data?: string |
     const fn = loaded.config.functions[o.fn]
     const code = loaded.compiled.get(o.fn)
     if (!fn || !code) throw new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `no function named ${o.fn} in ${o.config} (have: ${Object.keys(loaded.config.functions).join(', ')})`)
-    const log = asLogger(createLogger('warn', process.stderr as never))
+    // The function's own log lines are printed once, from the result, below: leave them out here.
+    const log = asLogger(createLogger('warn', { write: (line: string) => (line.includes('"source":"function"') ? true : process.stderr.write(line)) }))
     const pool = new SandboxPool({ hosts: 1, prewarm: 0, prewarmSizes: [], log })
     const store = new SqliteStore(':memory:')
     await pool.start()

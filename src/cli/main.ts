@@ -3,17 +3,19 @@
  * hosts that the gateway forks with --no-node-snapshot, so users need no Node flags.
  */
 import { parseArgs } from 'node:util'
-import { SluiceError, hasCode, toInfo } from '../errors.js'
+import { ERRORS, SluiceError, hasCode, toInfo } from '../errors.js'
 import { issuesOf, formatIssue } from '../config/load.js'
 import { runStart, runValidate, runInvoke } from './commands.js'
 import { runRemote } from './remote.js'
 import { simulate } from './simulate.js'
+import { usageOf } from './usage.js'
 
 const HELP = `sluice: event-trigger gateway
 
 Usage:
   sluice start     [--config config/gateway.yaml]      run the gateway (JSON logs on stdout)
-  sluice validate  [--config ...] [--json]             check the config and compile every function
+  sluice validate  [--config ...] [--typecheck] [--json]
+                                                       check the config and bundle every function
   sluice invoke <function> [--data JSON | --events JSON] [--config ...] [--url URL]
                                                        run a function once and print result and logs
   sluice simulate  [--stations 200] [--rate 2000] [--url mqtt://127.0.0.1:1884] [--duration S] [--count N]
@@ -27,42 +29,72 @@ Options:
   --config, -c   configuration file (default: config/gateway.yaml)
   --url          admin URL of a running gateway (default: from the config's http.port)
   --key          admin key (default: $SLUICE_ADMIN_KEY or the config's admin.key)
+  --help, -h     help for a command: sluice <command> --help
 `
+
+/** The options before a `--` terminator. */
+function optionArgs(args: string[]): string[] {
+  const end = args.indexOf('--')
+  return end === -1 ? args : args.slice(0, end)
+}
+
+/** parseArgs' TypeErrors as one line naming the command and where to read its usage. */
+function usageError(command: string, e: unknown): unknown {
+  const code = (e as { code?: unknown } | null)?.code
+  if (!(e instanceof TypeError) || typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) return e
+  const unknown = /Unknown option '([^']+)'/.exec(e.message)?.[1]
+  const what = unknown ? `unknown option ${unknown} for sluice ${command}` : `sluice ${command}: ${e.message.replace(/\.$/, '')}`
+  return new SluiceError('SLUICE_ERR_CLI_USAGE', `${what} (run sluice ${command} --help)`)
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(HELP)
+    process.stdout.write((command === 'help' && rest[0] ? usageOf(rest[0], HELP) : undefined) ?? HELP)
     return command === undefined ? 2 : 0
   }
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      config: { type: 'string', short: 'c', default: 'config/gateway.yaml' },
-      json: { type: 'boolean', default: false },
-      data: { type: 'string' },
-      events: { type: 'string' },
-      url: { type: 'string' },
-      key: { type: 'string' },
-      function: { type: 'string' },
-      limit: { type: 'string' },
-      name: { type: 'string' },
-      stations: { type: 'string', default: '200' },
-      rate: { type: 'string', default: '2000' },
-      duration: { type: 'string', default: '0' },
-      count: { type: 'string', default: '0' },
-      dropout: { type: 'string', default: '0.02' },
-      qos: { type: 'string', default: '1' },
-      'topic-prefix': { type: 'string', default: 'stations' },
-    },
-  })
+  // Every command answers --help with its own usage, whatever else is on the line.
+  if (optionArgs(rest).some((a) => a === '--help' || a === '-h')) {
+    const usage = usageOf(command, HELP)
+    if (usage === undefined) throw new SluiceError('SLUICE_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}; run sluice --help`)
+    process.stdout.write(usage)
+    return 0
+  }
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string', short: 'c', default: 'config/gateway.yaml' },
+        json: { type: 'boolean', default: false },
+        data: { type: 'string' },
+        events: { type: 'string' },
+        url: { type: 'string' },
+        key: { type: 'string' },
+        function: { type: 'string' },
+        limit: { type: 'string' },
+        name: { type: 'string' },
+        stations: { type: 'string', default: '200' },
+        rate: { type: 'string', default: '2000' },
+        duration: { type: 'string', default: '0' },
+        count: { type: 'string', default: '0' },
+        dropout: { type: 'string', default: '0.02' },
+        qos: { type: 'string', default: '1' },
+        'topic-prefix': { type: 'string', default: 'stations' },
+        typecheck: { type: 'boolean', default: false },
+      },
+    })
+  } catch (e) {
+    throw usageError(command, e)
+  }
+  const { values, positionals } = parsed
   switch (command) {
     case 'start':
       return runStart(values.config)
     case 'validate':
-      return runValidate(values.config, values.json)
+      return runValidate(values.config, { json: values.json, typecheck: values.typecheck })
     case 'invoke': {
       const fn = positionals[0]
       if (!fn) throw new SluiceError('SLUICE_ERR_CLI_USAGE', 'usage: sluice invoke <function> [--data JSON]')
@@ -107,12 +139,10 @@ export function reportError(e: unknown): number {
   if (hasCode(e)) {
     const info = toInfo(e)
     process.stderr.write(`sluice: ${info.message} [${info.code}]\n`)
-    if (e instanceof SluiceError) process.stderr.write(`  what to do: ${e.hint}\n`)
-    return info.code === 'SLUICE_ERR_CLI_USAGE' ? 2 : 1
-  }
-  if (e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-    process.stderr.write(`sluice: ${e.message} (run sluice --help) [SLUICE_ERR_CLI_USAGE]\n`)
-    return 2
+    // A usage error is one line: its message says what to run.
+    if (info.code === 'SLUICE_ERR_CLI_USAGE') return 2
+    process.stderr.write(`  what to do: ${ERRORS[info.code].hint}\n`)
+    return 1
   }
   process.stderr.write(`sluice: unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
   return 1

@@ -1,13 +1,18 @@
 import { CONNECTORS } from '../config/connectors.js'
 import { loadConfig } from '../config/load.js'
-import { SluiceError } from '../errors.js'
+import { SluiceError, hasCode, isErrorCode } from '../errors.js'
+import { deadLetterTable, type DeadLetterRow } from './table.js'
 
 export interface Remote {
   url?: string | undefined
   key?: string | undefined
 }
 
-/** Calls the admin API of a running gateway; throws SLUICE_ERR_CLI_REMOTE with the answer's error. */
+/**
+ * Calls the admin API of a running gateway. An error answer that carries a sluice code is thrown
+ * with that code (SLUICE_ERR_DEAD_LETTER_NOT_FOUND, SLUICE_ERR_FUNCTION_NOT_FOUND, ...); an
+ * unreachable gateway or an answer without a code is SLUICE_ERR_CLI_REMOTE.
+ */
 export async function adminRequest(remote: Remote, method: string, path: string, body?: unknown): Promise<unknown> {
   const url = `${(remote.url ?? 'http://127.0.0.1:7071').replace(/\/$/, '')}${path}`
   const headers: Record<string, string> = {}
@@ -21,8 +26,18 @@ export async function adminRequest(remote: Remote, method: string, path: string,
     throw new SluiceError('SLUICE_ERR_CLI_REMOTE', `cannot reach the gateway at ${url}: ${(e as Error).cause ? String((e as Error).cause) : (e as Error).message}`)
   }
   const text = await res.text()
-  const json = text ? (JSON.parse(text) as { error?: { code: string; message: string } }) : {}
-  if (!res.ok) throw new SluiceError('SLUICE_ERR_CLI_REMOTE', `${method} ${path}: ${res.status} ${json.error ? `${json.error.message} [${json.error.code}]` : text}`)
+  let json: { error?: { code?: unknown; message?: unknown } } = {}
+  try {
+    if (text) json = JSON.parse(text) as typeof json
+  } catch {
+    if (res.ok) throw new SluiceError('SLUICE_ERR_CLI_REMOTE', `${method} ${path}: the answer is not JSON: ${text.slice(0, 200)}`)
+  }
+  if (!res.ok) {
+    const code = json.error?.code
+    const message = typeof json.error?.message === 'string' ? json.error.message : text.slice(0, 500)
+    if (isErrorCode(code) && code !== 'SLUICE_ERR_INTERNAL') throw new SluiceError(code, message, { context: { status: res.status } })
+    throw new SluiceError('SLUICE_ERR_CLI_REMOTE', `${method} ${path}: ${res.status} ${message}${typeof code === 'string' ? ` [${code}]` : ''}`)
+  }
   return json
 }
 
@@ -43,7 +58,7 @@ const print = (v: unknown) => process.stdout.write(`${JSON.stringify(v, null, 2)
 export async function runRemote(
   command: 'dead-letters' | 'keys',
   positionals: string[],
-  values: { config: string; url?: string | undefined; key?: string | undefined; function?: string | undefined; limit?: string | undefined; name?: string | undefined },
+  values: { config: string; url?: string | undefined; key?: string | undefined; function?: string | undefined; limit?: string | undefined; name?: string | undefined; json?: boolean | undefined },
 ): Promise<number> {
   const remote = await resolveRemote(values)
   const [sub, arg] = positionals
@@ -53,12 +68,20 @@ export async function runRemote(
       const q = new URLSearchParams()
       if (values.function) q.set('function', values.function)
       if (values.limit) q.set('limit', values.limit)
-      print(await adminRequest(remote, 'GET', `/admin/dead-letters${q.size ? `?${q}` : ''}`))
+      const answer = (await adminRequest(remote, 'GET', `/admin/dead-letters${q.size ? `?${q}` : ''}`)) as { items: DeadLetterRow[]; next?: string }
+      if (values.json) print(answer)
+      else process.stdout.write(deadLetterTable(answer.items, answer.next))
       return 0
     }
     if (sub === 'replay') {
       if (!arg) throw usage('sluice dead-letters replay <id>')
-      const r = (await adminRequest(remote, 'POST', `/admin/dead-letters/${encodeURIComponent(arg)}/replay`)) as { outcome: { status: string } }
+      let r: { outcome: { status: string } }
+      try {
+        r = (await adminRequest(remote, 'POST', `/admin/dead-letters/${encodeURIComponent(arg)}/replay`)) as typeof r
+      } catch (e) {
+        if (!hasCode(e, 'SLUICE_ERR_DEAD_LETTER_NOT_FOUND')) throw e
+        throw new SluiceError('SLUICE_ERR_DEAD_LETTER_NOT_FOUND', `dead letter ${arg} does not exist at ${remote.url ?? 'the gateway'} (replayed letters are removed; list them with sluice dead-letters list)`)
+      }
       print(r)
       return r.outcome.status === 'done' ? 0 : 1
     }

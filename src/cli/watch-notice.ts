@@ -1,0 +1,90 @@
+/**
+ * `sluice start` without hot reload: a function file or the config changed on disk, and the
+ * running gateway keeps the code and settings it started with. This says so in the log instead of
+ * letting an edit change nothing, silently.
+ */
+import { createHash } from 'node:crypto'
+import { readFileSync, watch, type FSWatcher } from 'node:fs'
+import { basename, dirname } from 'node:path'
+import type { Pino } from '../log.js'
+import { displayPath } from '../config/load.js'
+import type { GatewayConfig } from '../config/schema.js'
+
+/** Editors write a file in several steps (truncate, write, rename): one notice per burst. */
+const DEBOUNCE_MS = 300
+
+const digest = (file: string): string | undefined => {
+  try {
+    return createHash('sha256').update(readFileSync(file)).digest('hex')
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Watches the function files and the config file of `config` and logs a warning when one changes
+ * (by content, not by mere touch). Watches folders, not files, so a file replaced by a rename (as
+ * editors save) is still seen. Never keeps the process alive; `close` stops watching (idempotent).
+ */
+export function watchSources(config: GatewayConfig, log: Pino, opts: { debounceMs?: number } = {}): { close(): void } {
+  // File -> the functions it is the code of ([] for the config file).
+  const files = new Map<string, string[]>()
+  for (const fn of Object.values(config.functions)) files.set(fn.codePath, [...(files.get(fn.codePath) ?? []), fn.name])
+  if (config.file) files.set(config.file, files.get(config.file) ?? [])
+  const known = new Map([...files.keys()].map((f) => [f, digest(f)]))
+  const timers = new Map<string, NodeJS.Timeout>()
+  const watchers: FSWatcher[] = []
+  let closed = false
+
+  const changed = (file: string) => {
+    const now = digest(file)
+    if (now === known.get(file)) return
+    known.set(file, now)
+    const shown = displayPath(config.root, file)
+    const fns = files.get(file) ?? []
+    if (fns.length === 0) {
+      log.warn({ file: shown }, `configuration ${shown} changed on disk; the gateway keeps running the configuration it started with: restart it to apply the change`)
+      return
+    }
+    for (const name of fns) {
+      log.warn(
+        { function: name, file: shown },
+        now === undefined
+          ? `function file ${shown} was removed; the gateway keeps running the code it loaded at start`
+          : `function file ${shown} changed; the gateway keeps running the code it loaded at start: restart it (sluice start) to run the new code`,
+      )
+    }
+  }
+
+  const byDir = new Map<string, Set<string>>()
+  for (const f of files.keys()) byDir.set(dirname(f), (byDir.get(dirname(f)) ?? new Set()).add(basename(f)))
+  for (const [dir, names] of byDir) {
+    try {
+      const w = watch(dir, { persistent: false }, (_event, name) => {
+        if (closed || name === null || !names.has(name.toString())) return
+        const file = `${dir}/${name.toString()}`
+        clearTimeout(timers.get(file))
+        const t = setTimeout(() => {
+          timers.delete(file)
+          if (!closed) changed(file)
+        }, opts.debounceMs ?? DEBOUNCE_MS)
+        t.unref()
+        timers.set(file, t)
+      })
+      w.on('error', (err) => log.debug({ err, dir }, 'cannot watch a folder for changed function files'))
+      watchers.push(w)
+    } catch (err) {
+      // A folder that cannot be watched (inotify limits, a network file system): no notice, no harm.
+      log.debug({ err, dir }, 'cannot watch a folder for changed function files')
+    }
+  }
+  return {
+    close() {
+      if (closed) return
+      closed = true
+      for (const t of timers.values()) clearTimeout(t)
+      timers.clear()
+      for (const w of watchers) w.close()
+    },
+  }
+}
