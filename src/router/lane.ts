@@ -22,6 +22,10 @@ export class Item {
   key: string | undefined = undefined
   attempts = 0
   lastError: ErrorInfo | undefined = undefined
+  /** Its outcome is recorded (finish ignores a second one). */
+  final = false
+  /** Its batch handed it on (finished, retried or dead-lettering): a failing batch leaves it alone. */
+  handled = false
   constructor(
     readonly event: TriggerEvent,
     readonly delivery: Delivery,

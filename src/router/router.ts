@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { deadChannel, invocationChannel, retryChannel, type InvocationMessage } from '../channels.js'
 import { SluiceError, toInfo, type ErrorInfo } from '../errors.js'
-import { backoffDelay, type Flow, type InvocationResult, type Logger, type Outcome, type OutputBinding, type TriggerEvent } from '../sdk/index.js'
+import { backoffDelay, EVENT_LIMITS, type Flow, type InvocationResult, type Logger, type Outcome, type OutputBinding, type TriggerEvent } from '../sdk/index.js'
 import type { Lease, Scheduler } from '../scheduler/scheduler.js'
 import type { RunResult } from '../sandbox/pool.js'
 import type { RetryConfig } from '../config/schema.js'
@@ -10,6 +10,9 @@ import { LIMITS } from '../sandbox/protocol.js'
 import { Delivery, Item, Lane } from './lane.js'
 import { FlowControl } from './flow.js'
 import { FunctionStats, type InvocationRecord } from './stats.js'
+import { letterEvent } from './dead-letter.js'
+import { checkEvent, failedOf } from './event-check.js'
+import { depthExceeds, preview, reasonOf } from './safe-json.js'
 
 export interface RouterFunction {
   name: string
@@ -32,8 +35,7 @@ export interface RouterOptions {
 const DONE: Outcome = Object.freeze({ status: 'done' })
 const ABORTED: Outcome = Object.freeze({ status: 'aborted' })
 
-/** Largest event, and about the largest batch, in JSON characters. */
-const MAX_EVENT_CHARS = LIMITS.resultBytes
+/** About the largest batch, in JSON characters (an event alone is at most EVENT_LIMITS.maxChars). */
 const MAX_BATCH_CHARS = LIMITS.resultBytes
 /** How often a failed dead-letter write is tried again: the event is not acked until it lands. */
 const DEAD_LETTER_RETRY_MS = 1000
@@ -103,7 +105,33 @@ export class Router {
     let v: unknown = e
     for (const p of l.keyPath) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[p] : undefined
     if (v === undefined || v === null) return e.key
-    return typeof v === 'string' ? v : JSON.stringify(v)
+    if (typeof v === 'string') return v
+    // The event passed admission (bounded depth), so this does not throw; the catch is a backstop.
+    try {
+      return JSON.stringify(v)
+    } catch {
+      return e.key
+    }
+  }
+
+  /**
+   * Runs `fn`, logging (never throwing) what escapes it: for code reached from timers and promise
+   * callbacks, where a throw would be an uncaught exception or an unhandled rejection.
+   */
+  private guard(l: FnLane, what: string, fn: () => void): void {
+    try {
+      fn()
+    } catch (e) {
+      this.internal(l, what, e)
+    }
+  }
+
+  private internal(l: FnLane, what: string, e: unknown): void {
+    try {
+      this.opts.log.error({ function: l.fn.name, component: 'router', err: { code: 'SLUICE_ERR_INTERNAL', message: reasonOf(e), stack: e instanceof Error ? e.stack : undefined } }, `router: ${what} failed`)
+    } catch {
+      // a logger that throws has nothing left to tell
+    }
   }
 
   /**
@@ -128,43 +156,43 @@ export class Router {
     l.backlog++
     l.flow.update(l.backlog)
     const event = item.event
-    let invalid: string | undefined
     try {
-      // `attempt` is the router's to set: a connector's value only seeds the count (below).
-      const json = JSON.stringify(event.attempt === undefined ? event : { ...event, attempt: undefined })
-      item.json = json
-      if (typeof json !== 'string' || json.charCodeAt(0) !== 123 /* { */) invalid = 'the event is not a JSON object'
-      else if (json.length > MAX_EVENT_CHARS) invalid = `the event is ${json.length} characters of JSON; the limit is ${MAX_EVENT_CHARS}`
-      else if (typeof event.id !== 'string' || event.id === '') invalid = 'the event has no id'
-    } catch (err) {
-      invalid = `the event is not JSON data: ${(err as Error).message}`
-    }
-    if (invalid !== undefined) {
-      item.lastError = { code: 'SLUICE_ERR_EVENT_INVALID', message: invalid, retriable: false }
-      void this.deadLetter(l, item)
-      return
-    }
-    // A source that redelivers (after a crash) passes its delivery count as `attempt`: those
-    // earlier runs count towards maxAttempts, so a message that kills the gateway cannot loop.
-    const prior = typeof event.attempt === 'number' && Number.isSafeInteger(event.attempt) && event.attempt > 1 ? event.attempt - 1 : 0
-    if (prior > 0) {
-      item.attempts = prior
-      if (prior >= l.fn.retry.maxAttempts) {
-        item.lastError = {
-          code: 'SLUICE_ERR_EVENT_REDELIVERY_LIMIT',
-          message: `the source delivered the event for attempt ${prior + 1}; retry.maxAttempts is ${l.fn.retry.maxAttempts} (its earlier deliveries ended without an outcome: the gateway crashed while it held the event)`,
-          retriable: false,
-        }
-        void this.deadLetter(l, item)
+      const checked = checkEvent(event)
+      item.json = checked.json ?? ''
+      if (checked.error) {
+        item.lastError = checked.error
+        this.deadLetterSoon(l, item)
         return
       }
+      // A source that redelivers (after a crash) passes its delivery count as `attempt`: those
+      // earlier runs count towards maxAttempts, so a message that kills the gateway cannot loop.
+      const prior = typeof event.attempt === 'number' && Number.isSafeInteger(event.attempt) && event.attempt > 1 ? event.attempt - 1 : 0
+      if (prior > 0) {
+        item.attempts = prior
+        if (prior >= l.fn.retry.maxAttempts) {
+          item.lastError = {
+            code: 'SLUICE_ERR_EVENT_REDELIVERY_LIMIT',
+            message: `the source delivered the event for attempt ${prior + 1}; retry.maxAttempts is ${l.fn.retry.maxAttempts} (its earlier deliveries ended without an outcome: the gateway crashed while it held the event)`,
+            retriable: false,
+          }
+          this.deadLetterSoon(l, item)
+          return
+        }
+      }
+      item.key = this.keyOf(l, event)
+      l.lane.push(item)
+    } catch (e) {
+      this.internal(l, 'accepting an event', e)
+      item.lastError = { code: 'SLUICE_ERR_EVENT_INVALID', message: `the event could not be accepted: ${reasonOf(e)}`, retriable: false }
+      this.deadLetterSoon(l, item)
     }
-    item.key = this.keyOf(l, event)
-    l.lane.push(item)
   }
 
   /** Records an item's final outcome; resolves its delivery when it was the last one. */
   private finish(l: FnLane, item: Item, o: Outcome): void {
+    if (item.final) return
+    item.final = true
+    item.handled = true
     l.backlog--
     l.flow.update(l.backlog)
     if (o.status === 'done') l.stats.eventsDone++
@@ -191,11 +219,11 @@ export class Router {
       this.opts.scheduler.acquire(l.fn.name).then(
         (lease) => {
           l.requested--
-          this.onLease(l, lease)
+          this.guard(l, 'starting a batch', () => this.onLease(l, lease))
         },
         (e: unknown) => {
           l.requested--
-          if (!this.closing) this.opts.log.error({ function: l.fn.name, err: toInfo(e) }, 'could not get an instance')
+          if (!this.closing) this.guard(l, 'logging', () => this.opts.log.error({ function: l.fn.name, err: toInfo(e) }, 'could not get an instance'))
         },
       )
     }
@@ -215,11 +243,13 @@ export class Router {
     if (!l.waitTimer) {
       l.waitTimer = setTimeout(() => {
         l.waitTimer = undefined
-        while (l.held.length > 0) {
-          const h = l.held.shift() as Lease
-          if (l.lane.readyCount > 0) this.dispatch(l, h)
-          else h.release()
-        }
+        this.guard(l, 'starting a waiting batch', () => {
+          while (l.held.length > 0) {
+            const h = l.held.shift() as Lease
+            if (l.lane.readyCount > 0) this.dispatch(l, h)
+            else h.release()
+          }
+        })
       }, l.fn.batch.maxWaitMs - waited)
     }
   }
@@ -231,10 +261,23 @@ export class Router {
       return
     }
     l.inflight++
-    void this.runBatch(l, lease, items).finally(() => {
-      l.inflight--
-      this.pump(l)
-    })
+    this.runBatch(l, lease, items)
+      .catch((e: unknown) => this.batchFailed(l, items, e))
+      .finally(() => {
+        l.inflight--
+        this.guard(l, 'asking for instances', () => this.pump(l))
+      })
+  }
+
+  /**
+   * Backstop for a bug in runBatch: its items that were not handed on are settled as failed
+   * with SLUICE_ERR_INTERNAL (retried, then dead-lettered), so no delivery waits forever.
+   */
+  private batchFailed(l: FnLane, items: Item[], e: unknown): void {
+    this.internal(l, 'running a batch', e)
+    const error: ErrorInfo = { code: 'SLUICE_ERR_INTERNAL', message: `the gateway failed while it ran the batch: ${reasonOf(e)}`, retriable: true }
+    const left = items.filter((it) => !it.handled)
+    this.guard(l, 'settling a failed batch', () => this.settle(l, left, () => error))
   }
 
   private async runBatch(l: FnLane, lease: Lease, items: Item[]): Promise<void> {
@@ -247,26 +290,21 @@ export class Router {
     }
     json += ']'
     const t0 = performance.now()
-    let r: RunResult
-    try {
-      r = await lease.run(json, invocationId)
-    } finally {
-      lease.release()
-    }
+    const r = await this.run(l, lease, json, invocationId)
     let error: ErrorInfo | undefined = r.payload.ok ? undefined : r.payload.error
-    let failedIds: Set<string> | undefined
+    let failedIds: Map<string, string | undefined> | undefined
     if (r.payload.ok) {
       error = await this.publishOutputs(l, r.payload.outputs)
-      const failed = (r.payload.value as { failed?: unknown } | null)?.failed
-      if (Array.isArray(failed)) failedIds = new Set(failed.filter((x): x is string => typeof x === 'string'))
+      failedIds = failedOf(r.payload.value)
     }
     const durationMs = performance.now() - t0
+    const ids = new Set(items.map((it) => it.event.id))
     this.report(l, {
       invocationId,
       kind: 'batch',
       size: items.length,
       ok: error === undefined,
-      failed: error ? items.length : (failedIds?.size ?? 0),
+      failed: error ? items.length : failedIds ? [...failedIds.keys()].filter((id) => ids.has(id)).length : 0,
       durationMs,
       waitMs: lease.waitMs,
       coldStart: lease.coldStart,
@@ -274,12 +312,24 @@ export class Router {
       logs: r.payload.logs,
       value: r.payload.value,
     })
-    const eventFailed: ErrorInfo = {
+    const eventFailed = (reason: string | undefined): ErrorInfo => ({
       code: 'SLUICE_ERR_FUNCTION_EVENT_FAILED',
-      message: `function ${l.fn.name} reported the event as failed (invocation ${invocationId})`,
+      message: `function ${l.fn.name} reported the event as failed${reason === undefined ? '' : `: ${reason}`} (invocation ${invocationId})`,
       retriable: true,
+    })
+    this.settle(l, items, (it) => (error ? error : failedIds?.has(it.event.id) ? eventFailed(failedIds.get(it.event.id)) : undefined))
+  }
+
+  /** Runs a batch on its lease and releases the lease; a lease that throws is a crashed run. */
+  private async run(l: FnLane, lease: Lease, json: string, invocationId: string): Promise<RunResult> {
+    try {
+      return await lease.run(json, invocationId)
+    } catch (e) {
+      this.internal(l, 'running an invocation', e)
+      return { payload: { ok: false, error: { code: 'SLUICE_ERR_FUNCTION_CRASHED', message: `the invocation failed in the gateway: ${reasonOf(e)}`, retriable: true }, outputs: [], logs: [] }, lost: true, cpuMs: 0, hostMs: 0 }
+    } finally {
+      this.guard(l, 'releasing an instance', () => lease.release())
     }
-    this.settle(l, items, (it) => (error ? error : failedIds?.has(it.event.id) ? eventFailed : undefined))
   }
 
   /** Publishes outputs; resolves with the error that fails the batch, if any. */
@@ -312,6 +362,7 @@ export class Router {
    */
   private settle(l: FnLane, items: Item[], errorOf: (it: Item) => ErrorInfo | undefined): void {
     const byKey = new Map<string | undefined, Item[]>()
+    for (const it of items) it.handled = true
     for (const it of items) {
       const err = errorOf(it)
       if (err === undefined) {
@@ -341,14 +392,17 @@ export class Router {
       else if (this.closing) this.finish(l, it, ABORTED)
       else retry.push(it)
     }
+    // deadLetter never rejects.
     const deadDone = Promise.all(dead.map((it) => this.deadLetter(l, it)))
     if (retry.length === 0) {
       // The key's next events wait for this unlock: pump, or they wait for an unrelated event.
       if (key !== undefined)
-        void deadDone.then(() => {
-          l.lane.unlock(key)
-          this.onReady(l)
-        })
+        void deadDone.then(() =>
+          this.guard(l, 'unlocking a key', () => {
+            l.lane.unlock(key)
+            this.onReady(l)
+          }),
+        )
       return
     }
     const attempts = Math.max(...retry.map((it) => it.attempts))
@@ -361,31 +415,45 @@ export class Router {
     }
     const timer = setTimeout(() => {
       l.retryTimers.delete(timer)
-      void deadDone.then(() => {
-        if (this.closing) {
-          for (const it of retry) this.finish(l, it, ABORTED)
-          return
-        }
-        for (let i = retry.length - 1; i >= 0; i--) l.lane.push(retry[i] as Item, true)
-        if (key !== undefined) l.lane.unlock(key)
-        this.onReady(l)
-      })
+      void deadDone.then(() =>
+        this.guard(l, 'queueing a retry', () => {
+          if (this.closing) {
+            for (const it of retry) this.finish(l, it, ABORTED)
+            return
+          }
+          for (let i = retry.length - 1; i >= 0; i--) l.lane.push(retry[i] as Item, true)
+          if (key !== undefined) l.lane.unlock(key)
+          this.onReady(l)
+        }),
+      )
     }, delayMs)
     l.retryTimers.set(timer, retry)
   }
 
+  /** Dead-letters an item from a synchronous path (admission): its outcome resolves later. */
+  private deadLetterSoon(l: FnLane, it: Item): void {
+    it.handled = true
+    void this.deadLetter(l, it)
+  }
+
+  /**
+   * Writes the item's dead letter and resolves its outcome `dead` once it is durable. Never
+   * rejects: a failed write is retried (the event is not acked until it lands) until shutdown,
+   * which answers it `aborted`.
+   */
   private async deadLetter(l: FnLane, it: Item): Promise<void> {
-    const error = it.lastError as ErrorInfo
+    const error: ErrorInfo = it.lastError ?? { code: 'SLUICE_ERR_INTERNAL', message: 'dead-lettered without an error', retriable: false }
     let event: TriggerEvent
     try {
-      event = JSON.parse(it.json || 'null') as TriggerEvent
-      if (event === null) throw new Error('not JSON')
-    } catch {
-      event = { id: String(it.event.id), source: String(it.event.source), time: String(it.event.time), body: String(it.event.body), meta: {} }
+      event = letterEvent(it.event, it.json || undefined)
+    } catch (e) {
+      this.internal(l, 'building a dead letter', e)
+      event = { id: typeof it.event?.id === 'string' ? it.event.id : '', source: '', time: new Date(it.firstAttemptAt).toISOString(), body: null, meta: { bodyDropped: reasonOf(e) } }
     }
     for (;;) {
+      let id: string
       try {
-        const id = await this.opts.store.putDeadLetter({
+        id = await this.opts.store.putDeadLetter({
           function: l.fn.name,
           event,
           error,
@@ -393,35 +461,40 @@ export class Router {
           firstAttemptAt: new Date(it.firstAttemptAt).toISOString(),
           failedAt: new Date().toISOString(),
         })
+      } catch (e) {
+        // Not durable, so not acknowledged: keep trying; shutdown gives up and leaves it at the source.
+        this.guard(l, 'logging', () => this.opts.log.error({ function: l.fn.name, eventId: event.id, err: toInfo(e, 'SLUICE_ERR_STORE_OPEN') }, 'dead-letter write failed; retrying'))
+        if (this.closing) {
+          this.guard(l, 'answering an event', () => this.finish(l, it, ABORTED))
+          return
+        }
+        await new Promise((r) => setTimeout(r, DEAD_LETTER_RETRY_MS))
+        continue
+      }
+      this.guard(l, 'logging a dead letter', () => {
         this.opts.log.warn({ function: l.fn.name, eventId: event.id, deadLetterId: id, attempts: it.attempts, err: error }, 'event dead-lettered')
         if (deadChannel.hasSubscribers) {
           deadChannel.publish({ gateway: this.opts.gateway, function: l.fn.name, eventId: event.id, deadLetterId: id, attempts: it.attempts, error })
         }
-        this.finish(l, it, { status: 'dead', deadLetterId: id, error })
-        return
-      } catch (e) {
-        // Not durable, so not acknowledged: keep trying; shutdown gives up and leaves it at the source.
-        this.opts.log.error({ function: l.fn.name, eventId: event.id, err: toInfo(e, 'SLUICE_ERR_STORE_OPEN') }, 'dead-letter write failed; retrying')
-        if (this.closing) {
-          this.finish(l, it, ABORTED)
-          return
-        }
-        await new Promise((r) => setTimeout(r, DEAD_LETTER_RETRY_MS))
-      }
+      })
+      this.guard(l, 'answering an event', () => this.finish(l, it, { status: 'dead', deadLetterId: id, error }))
+      return
     }
   }
 
   private report(l: FnLane, r: Omit<InvocationMessage, 'gateway' | 'function'> & { logs: InvocationResult['logs']; value: unknown }): void {
-    const { logs, value, ...msg } = r
-    const record: InvocationRecord = { ...msg, time: new Date().toISOString(), logs }
-    if (record.error === undefined) delete record.error
-    if (r.ok) record.result = preview(value)
-    l.stats.record(record)
-    if (invocationChannel.hasSubscribers) invocationChannel.publish({ gateway: this.opts.gateway, function: l.fn.name, ...msg })
-    const log = this.opts.log
-    for (const line of logs) log[line.level]({ function: l.fn.name, invocationId: r.invocationId, source: 'function' }, line.msg)
-    if (r.coldStart) log.info({ function: l.fn.name, invocationId: r.invocationId, ms: round(r.durationMs) }, 'cold start')
-    if (r.error) log.warn({ function: l.fn.name, invocationId: r.invocationId, size: r.size, err: r.error }, 'invocation failed')
+    this.guard(l, 'reporting an invocation', () => {
+      const { logs, value, ...msg } = r
+      const record: InvocationRecord = { ...msg, time: new Date().toISOString(), logs }
+      if (record.error === undefined) delete record.error
+      if (r.ok) record.result = preview(value, PREVIEW_CHARS)
+      l.stats.record(record)
+      if (invocationChannel.hasSubscribers) invocationChannel.publish({ gateway: this.opts.gateway, function: l.fn.name, ...msg })
+      const log = this.opts.log
+      for (const line of logs) log[line.level]({ function: l.fn.name, invocationId: r.invocationId, source: 'function' }, line.msg)
+      if (r.coldStart) log.info({ function: l.fn.name, invocationId: r.invocationId, ms: round(r.durationMs) }, 'cold start')
+      if (r.error) log.warn({ function: l.fn.name, invocationId: r.invocationId, size: r.size, err: r.error }, 'invocation failed')
+    })
   }
 
   /**
@@ -434,30 +507,33 @@ export class Router {
     if (l.backlog + events.length > l.fn.maxBacklog) {
       throw new SluiceError('SLUICE_ERR_ROUTER_OVERLOADED', `function ${fn} has ${l.backlog} events waiting (maxBacklog ${l.fn.maxBacklog})`, { context: { function: fn } })
     }
-    let json: string
-    try {
-      json = JSON.stringify(events.map((e, i) => ({ ...e, attempt: 1, id: e.id || `${i}` })))
-    } catch (e) {
-      throw new SluiceError('SLUICE_ERR_EVENT_INVALID', `events are not JSON data: ${(e as Error).message}`)
+    let json = '['
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i] as TriggerEvent
+      const checked = checkEvent(e !== null && typeof e === 'object' ? { ...e, attempt: undefined, id: e.id || `${i}` } : e)
+      if (checked.error) throw new SluiceError(checked.error.code, events.length === 1 ? checked.error.message : `event ${i}: ${checked.error.message}`, { context: { function: fn } })
+      json += `${i ? ',' : ''}{"attempt":1,${checked.json.slice(1)}`
     }
+    json += ']'
     l.backlog += events.length
     l.flow.update(l.backlog)
     const invocationId = randomUUID()
     const t0 = performance.now()
     try {
       const lease = await this.opts.scheduler.acquire(fn, opts.signal)
-      let r: RunResult
-      try {
-        r = await lease.run(json, invocationId)
-      } finally {
-        lease.release()
-      }
+      const r = await this.run(l, lease, json, invocationId)
       let error = r.payload.ok ? undefined : r.payload.error
+      // The value goes back to the caller as JSON (an HTTP reply): refuse what cannot be serialized.
+      if (!error && depthExceeds(r.payload.value, EVENT_LIMITS.maxDepth)) {
+        error = { code: 'SLUICE_ERR_FUNCTION_RESULT_INVALID', message: `function ${fn} returned a value nested more than ${EVENT_LIMITS.maxDepth} levels deep`, retriable: false }
+      }
       if (!error) error = await this.publishOutputs(l, r.payload.outputs)
       const durationMs = performance.now() - t0
-      this.report(l, { invocationId, kind: 'sync', size: events.length, ok: !error, failed: error ? events.length : 0, durationMs, waitMs: lease.waitMs, coldStart: lease.coldStart, error, logs: r.payload.logs, value: r.payload.value })
+      const failed = error ? events.length : this.failedCount(r.payload.value, events)
+      this.report(l, { invocationId, kind: 'sync', size: events.length, ok: !error, failed, durationMs, waitMs: lease.waitMs, coldStart: lease.coldStart, error, logs: r.payload.logs, value: r.payload.value })
+      // A synchronous call's events end with the call: done unless it failed (no dead letters here).
+      l.stats.eventsDone += events.length - failed
       const result: InvocationResult = { invocationId, ok: !error, logs: r.payload.logs, outputs: r.payload.outputs, durationMs, coldStart: lease.coldStart }
-      if (r.payload.logsDropped) result.logsDropped = r.payload.logsDropped
       if (error) result.error = error
       else result.value = r.payload.value
       return result
@@ -466,6 +542,15 @@ export class Router {
       l.flow.update(l.backlog)
       if (l.backlog === 0) for (const f of l.idle.splice(0)) f()
     }
+  }
+
+  /** How many of `events` a result's `{ failed }` list names. */
+  private failedCount(value: unknown, events: TriggerEvent[]): number {
+    const failed = failedOf(value)
+    if (!failed) return 0
+    let n = 0
+    for (let i = 0; i < events.length; i++) if (failed.has((events[i] as TriggerEvent).id || `${i}`)) n++
+    return n
   }
 
   /**
@@ -502,9 +587,5 @@ export class Router {
 
 const round = (n: number) => Math.round(n * 100) / 100
 
-/** The start of a result's JSON, for the recent-invocations list. */
-function preview(value: unknown): string {
-  const s = JSON.stringify(value ?? null)
-  return s.length > PREVIEW_CHARS ? `${s.slice(0, PREVIEW_CHARS)}...` : s
-}
+/** The start of a result's JSON kept in the recent-invocations list. */
 const PREVIEW_CHARS = 2048

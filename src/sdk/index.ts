@@ -8,6 +8,7 @@ import type { ErrorInfo } from '../errors.js'
 export type { ErrorInfo, ErrorCode } from '../errors.js'
 export { SluiceError, hasCode } from '../errors.js'
 export { backoffDelay, type BackoffPolicy } from './backoff.js'
+export { decodePayload, decodeText, jsonDepth, EVENT_LIMITS, type DecodedPayload } from './payload.js'
 
 /** A structured logger (pino-compatible subset). */
 export interface Logger {
@@ -39,6 +40,13 @@ export interface TriggerEvent {
    * when that is beyond retry.maxAttempts (SLUICE_ERR_EVENT_REDELIVERY_LIMIT).
    */
   attempt?: number
+  /**
+   * Set by a connector when the message must not reach a function (decodePayload refused it:
+   * SLUICE_ERR_EVENT_TOO_DEEP, SLUICE_ERR_EVENT_TOO_LARGE); `body` then holds the raw payload as
+   * text or base64. The router dead-letters the event at once (the letter keeps body and meta,
+   * not this field) and resolves its outcome `dead`: ack it at the source as usual.
+   */
+  rejected?: ErrorInfo
 }
 
 /**
