@@ -122,6 +122,9 @@ export const ERRORS = {
   SLUICE_ERR_CLI_USAGE: spec(false, 2, 'The command line is not valid.', 'Run `sluice --help`.'),
   SLUICE_ERR_CLI_REMOTE: spec(true, 1, 'The running gateway could not be reached or answered with an error.', 'Check --url and that the gateway runs; pass the admin key with --key or SLUICE_ADMIN_KEY.'),
   SLUICE_ERR_CLI_TYPESCRIPT_MISSING: spec(false, 1, '`sluice validate --typecheck` found no TypeScript installed in the project.', 'Install it in the project folder: npm install --save-dev typescript.'),
+  SLUICE_ERR_CLI_INIT_EXISTS: spec(false, 1, '`sluice init` would overwrite files that exist; it wrote nothing.', 'Run it for a new or empty folder (`sluice init my-project`), or move the files it lists out of the way.'),
+  SLUICE_ERR_CLI_NEW_EXISTS: spec(false, 1, '`sluice new`: a function of that name is in the configuration already, or its code file exists; nothing was changed.', 'Pick another name, or remove the old function from the YAML and its file first.'),
+  SLUICE_ERR_CLI_NEW_LAYOUT: spec(false, 1, '`sluice new` cannot add to the configuration as it is written (functions: or connections: is not a block mapping, or the file is not a YAML mapping); nothing was changed.', 'Write functions: and connections: with one entry per line (block style), or add the function by hand.'),
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
