@@ -6,6 +6,8 @@ export type { Pino }
 /**
  * The gateway's structured logger: pino JSON lines on stdout (or `destination`), with error
  * objects under `err`. Fastify shares it, so request logs and gateway logs are one stream.
+ * `pid` is reserved for the process that wrote the line: a field naming another process uses its
+ * own name (`hostPid` for a worker host), never `pid` (pino would write the key twice).
  */
 export function createLogger(level: string, destination?: DestinationStream): Pino {
   return pino(

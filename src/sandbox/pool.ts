@@ -74,6 +74,24 @@ export interface HostInfo {
 
 const RUN_GRACE_MS = 2000
 
+/**
+ * Environment variables a worker host inherits. It needs none of the gateway's configuration or
+ * secrets (admin key, broker and store credentials): only what Node and V8 use to behave as the
+ * gateway does. Time zone and locale, because Date and Intl inside isolates follow the process;
+ * the temp folder (the TypeScript loader caches there when running from sources); NODE_ICU_DATA
+ * (full ICU data for Intl) and NODE_V8_COVERAGE (coverage collected across processes); and what
+ * Windows needs to start a process at all.
+ */
+const HOST_ENV = /^(PATH|HOME|TZ|LANG|LANGUAGE|LC_[A-Z_]+|TMPDIR|TMP|TEMP|NODE_ICU_DATA|NODE_V8_COVERAGE|SYSTEMROOT|WINDIR|COMSPEC)$/i
+
+/** The environment a worker host is forked with (see HOST_ENV); NODE_OPTIONS is always empty. */
+export function hostEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && HOST_ENV.test(k)) out[k] = v
+  out.NODE_OPTIONS = ''
+  return out
+}
+
 function hostEntry(): { file: string; execArgv: string[] } {
   const js = fileURLToPath(new URL('./host/main.js', import.meta.url))
   if (existsSync(js)) return { file: js, execArgv: ['--no-node-snapshot'] }
@@ -137,7 +155,7 @@ export class SandboxPool extends EventEmitter {
         serialization: 'advanced',
         // fd 3: Node IPC (ready, and disconnect when the gateway dies); fd 4: the frame channel.
         stdio: ['ignore', 'inherit', 'pipe', 'ipc', 'pipe'],
-        env: { ...process.env, NODE_OPTIONS: '' },
+        env: hostEnv(),
       })
       slot.child = child
       slot.channel = new FrameChannel<ToHost, FromHost>(child.stdio[4] as Socket, (m, payload) => this.onMessage(slot, m, payload))
@@ -156,7 +174,7 @@ export class SandboxPool extends EventEmitter {
           if (this.opts.prewarm > 0 && this.opts.prewarmSizes.length > 0) {
             this.send(slot, { t: 'prewarm', memoryMb: this.opts.prewarmSizes, count: this.opts.prewarm })
           }
-          this.opts.log.info({ host: slot.id, pid: m.pid }, 'worker host up')
+          this.opts.log.info({ host: slot.id, hostPid: m.pid }, 'worker host up')
           this.emit('host-up', slot.id)
           resolve()
         }
@@ -228,14 +246,18 @@ export class SandboxPool extends EventEmitter {
       r.resolve({ payload: { ok: false, error: crash, outputs: [], logs: [] }, lost: true, cpuMs: 0, hostMs: 0 })
     }
     this.emit('host-down', slot.id, lost)
-    if (this.closing) return
+    if (this.closing) {
+      // Shutting down: the pool stopped it (or it went with the gateway's signal); nothing to restart.
+      this.opts.log.info({ host: slot.id, hostPid: slot.pid, code, signal }, 'worker host exited')
+      return
+    }
     const stable = Date.now() - slot.startedAt > 30_000
     slot.failures = stable ? 1 : slot.failures + 1
     slot.restarts++
     const initial = this.opts.restartInitialMs ?? 100
     const delay = Math.min(this.opts.restartMaxMs ?? 10_000, initial * 2 ** (slot.failures - 1))
     this.opts.log.error(
-      { host: slot.id, code, signal, lostInstances: lost.length, restartInMs: delay, stderr: stderr.trim().slice(-1000) || undefined },
+      { host: slot.id, hostPid: slot.pid, code, signal, lostInstances: lost.length, restartInMs: delay, stderr: stderr.trim().slice(-1000) || undefined },
       'worker host exited; restarting',
     )
     setTimeout(() => {
@@ -247,7 +269,7 @@ export class SandboxPool extends EventEmitter {
     for (const slot of this.slots) {
       if (!slot.up || !slot.child) continue
       if (Date.now() - slot.lastPong > every * 5) {
-        this.opts.log.error({ host: slot.id }, 'worker host stopped answering heartbeats; killing it')
+        this.opts.log.error({ host: slot.id, hostPid: slot.pid }, 'worker host stopped answering heartbeats; killing it')
         slot.child.kill('SIGKILL')
         continue
       }
@@ -302,7 +324,7 @@ export class SandboxPool extends EventEmitter {
       const id = this.nextRun++
       // The host enforces the deadline itself; this guard catches a host that cannot.
       const timer = setTimeout(() => {
-        this.opts.log.error({ host: h.hostId, function: h.fn }, 'worker host held a run past its deadline; killing it')
+        this.opts.log.error({ host: h.hostId, hostPid: slot.pid, function: h.fn }, 'worker host held a run past its deadline; killing it')
         slot.child?.kill('SIGKILL')
       }, timeoutMs + RUN_GRACE_MS)
       slot.runs.set(id, { resolve, timer, inst: h.inst, fn: h.fn })

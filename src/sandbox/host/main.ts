@@ -93,4 +93,9 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
 
 // The gateway is gone (even kill -9): nothing left to work for.
 process.on('disconnect', () => process.exit(0))
+// Ctrl-C in a terminal (and `kill -<pgid>`, systemd's control-group stop) signals every process
+// of the group at once. The gateway shuts its hosts down itself, after draining the batches they
+// run, so a host that went with the signal would fail those batches. The pool stops a host by
+// disconnecting it, or with SIGKILL.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined)
 process.send?.({ t: 'ready', pid: process.pid, execArgv: process.execArgv } satisfies FromHost)
