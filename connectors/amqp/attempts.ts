@@ -101,20 +101,24 @@ export class DeliveryCounter {
 
   /** Forgets a settled message. */
   async clear(c: Counted): Promise<void> {
-    if (c.key) await this.write(c.key, null)
+    if (!c.key) return
+    try {
+      await this.state.delete(c.key)
+    } catch (e) {
+      this.log.error({ key: c.key, err: (e as Error).message }, 'cannot clear the delivery count')
+    }
   }
 
   private async read(key: string): Promise<Row> {
     try {
-      const row = await this.state.get<Row | null>(key)
-      return row ?? {}
+      return (await this.state.get<Row>(key)) ?? {}
     } catch (e) {
       this.log.error({ key, err: (e as Error).message }, 'cannot read the delivery count; counting this delivery as the second')
       return {}
     }
   }
 
-  private async write(key: string, row: Row | null): Promise<void> {
+  private async write(key: string, row: Row): Promise<void> {
     try {
       await this.state.set(key, row)
     } catch (e) {

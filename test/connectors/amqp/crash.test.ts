@@ -115,5 +115,12 @@ describe('amqp trigger across gateway crashes', () => {
     const letters = await deadLetters(dir)
     expect(letters).toHaveLength(1)
     expect(letters[0]).toMatchObject({ attempts: 2, error: { code: 'SLUICE_ERR_EVENT_REDELIVERY_LIMIT' }, event: { id: `${queue}-1`, body: { n: 1, spinMs: 6000 } } })
+    // Settled messages leave no delivery-count rows behind (deleted, not overwritten with null).
+    const store = new SqliteStore(join(dir, 'state.db'))
+    try {
+      for (let i = 1; i <= 3; i++) expect(await store.getState('amqp:rec', `attempts:${queue}:id:${queue}-${i}`)).toBeUndefined()
+    } finally {
+      await store.close()
+    }
   })
 })
