@@ -21,6 +21,7 @@ import {
   type GatewayConfig,
 } from './schema.js'
 import { semanticChecks } from './checks.js'
+import { patternMessage } from './pattern-messages.js'
 
 /** One configuration problem, positioned in the file (path: dotted key path). */
 export type ConfigIssue = Positioned
@@ -274,7 +275,10 @@ function check(schema: TSchema, value: unknown, prefix: Path, src: YamlSource, i
         if ((e.schema as { pattern?: string }).pattern === NAME_PATTERN) {
           code = 'SLUICE_ERR_CONFIG_NAME'
           message = NAME_MESSAGE
-        } else message = `does not match the expected form ${(e.schema as { pattern?: string }).pattern}`
+        } else {
+          const pattern = (e.schema as { pattern?: string }).pattern ?? ''
+          message = patternMessage(path, e.value, pattern) ?? `does not match the expected form ${pattern}`
+        }
         break
       default:
         message = `${message} (got ${JSON.stringify(e.value) ?? 'nothing'})`

@@ -373,6 +373,25 @@ describe('semantic checks', () => {
     expect(i.message).toContain('"Mars/Olympus_Mons"')
   })
 
+  it('says how to write a route instead of showing its regular expression', async () => {
+    const route = (r: string) => `functions:\n  orders:\n    code: functions/ok.ts\n    trigger: { http: { route: "${r}" } }\n`
+    const cases: Array<[string, string]> = [
+      ['/api/orders/{id}', 'routes are written without the /api/ prefix (the gateway adds it): write route: orders/{id} (served at /api/orders/{id})'],
+      ['/api/orders', 'routes are written without the /api/ prefix (the gateway adds it): write route: orders (served at /api/orders)'],
+      ['/orders/{id}/', 'routes are written without a leading or trailing /: write route: orders/{id} (served at /api/orders/{id})'],
+      ['orders?id', 'must be a path below /api/ of letters, digits, . _ ~ - and {name} parameters, with an optional last {*name} wildcard, e.g. stations/{id} or files/{*path}'],
+      ['/api/', 'must be a path below /api/ of letters, digits, . _ ~ - and {name} parameters, with an optional last {*name} wildcard, e.g. stations/{id} or files/{*path}; /api/ itself cannot be a route'],
+    ]
+    for (const [r, message] of cases) {
+      const yaml = route(r)
+      const i = await issue(yaml)
+      expectIssue(i, 'SLUICE_ERR_CONFIG_TYPE', 'functions.orders.trigger.http.route', at(yaml, `"${r}"`))
+      expect(i.message).toBe(message)
+    }
+    const key = await issue(telemetry('    orderKey: station\n'))
+    expect(key.message).toBe('must be source, none, or a path into the event such as body.station or meta.topic')
+  })
+
   it('rejects two HTTP functions on the same route and method, whatever the parameter names', async () => {
     const yaml = `functions:
   a:
