@@ -34,7 +34,8 @@ describe('gateway smoke', () => {
 
   it('does not run a GET function for HEAD', async () => {
     const res = await fetch(`${t.url}/api/files/x`, { method: 'HEAD' })
-    expect(res.status).toBe(404)
+    expect(res.status).toBe(405)
+    expect(res.headers.get('allow')).toBe('GET')
     expect(t.gw.function('files')?.counts.invocations).toBe(1)
   })
 })

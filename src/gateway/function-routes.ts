@@ -1,0 +1,147 @@
+/**
+ * The routes of HTTP-triggered functions under /api. fastify cannot add or remove routes once it
+ * listens, so one catch-all route per method hands every /api request to this table, which
+ * functions join and leave at any time (a trigger starting after the port is bound, hot reload).
+ * It uses find-my-way, fastify's own router, so paths, parameters and trailing slashes match
+ * exactly as a fastify route would.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import FindMyWay, { type HTTPMethod } from 'find-my-way'
+import { SluiceError } from '../errors.js'
+import { FUNCTION_KEY_HEADER, header, keyMatches, presentedAdminKey } from '../http/auth.js'
+import { errorBody, sendError } from '../http/server.js'
+import type { HttpRouteDef } from '../sdk/index.js'
+import type { FunctionKeyCache } from './function-keys.js'
+
+/** Methods an HTTP trigger may list (connectors/http/options.ts). */
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const satisfies readonly HTTPMethod[]
+
+/**
+ * Headers every function reply carries unless the function sets its own: no MIME sniffing, and
+ * a sandboxed document, so a function that echoes input as HTML cannot run script with the
+ * dashboard's origin (issue 9).
+ */
+const DEFAULT_REPLY_HEADERS: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'content-security-policy': 'sandbox',
+}
+
+interface Entry {
+  fn: string
+  def: HttpRouteDef
+}
+
+export interface FunctionRoutesOptions {
+  keys: FunctionKeyCache
+  /** Digest of admin.key: the admin key opens every function route too. */
+  adminHash?: string
+}
+
+export class FunctionRoutes {
+  private readonly table = FindMyWay<FindMyWay.HTTPVersion.V1>({ ignoreTrailingSlash: true, maxParamLength: 500 })
+  private readonly byFunction = new Map<string, Array<{ methods: HTTPMethod[]; url: string }>>()
+  private closing = false
+
+  constructor(private readonly opts: FunctionRoutesOptions) {}
+
+  /** Installs the /api catch-all on the server. Call once, before it listens. */
+  install(app: FastifyInstance): void {
+    app.route({
+      method: [...METHODS],
+      url: '/api/*',
+      // HEAD runs a function only when its route lists it.
+      exposeHeadRoute: false,
+      handler: (request, reply) => this.dispatch(request, reply),
+    })
+  }
+
+  /**
+   * Adds one route of function `fn`. Throws SLUICE_ERR_CONFIG_ROUTE when another function already
+   * answers one of its methods on that path.
+   */
+  add(fn: string, def: HttpRouteDef): void {
+    const methods = def.methods.map((m) => m.toUpperCase()) as HTTPMethod[]
+    try {
+      this.table.on(methods, def.url, () => undefined, { fn, def } satisfies Entry)
+    } catch (e) {
+      throw new SluiceError('SLUICE_ERR_CONFIG_ROUTE', `function ${fn}: route ${methods.join(',')} ${def.url} is already taken: ${(e as Error).message}`, {
+        cause: e,
+        context: { function: fn },
+      })
+    }
+    const list = this.byFunction.get(fn) ?? []
+    list.push({ methods, url: def.url })
+    this.byFunction.set(fn, list)
+  }
+
+  /** Removes every route of function `fn` (it stops answering at once). */
+  remove(fn: string): void {
+    for (const r of this.byFunction.get(fn) ?? []) this.table.off(r.methods, r.url)
+    this.byFunction.delete(fn)
+  }
+
+  /** From now on every /api request is answered 503 (the gateway is stopping). */
+  close(): void {
+    this.closing = true
+  }
+
+  /** Methods some function answers on `path` (for 405 and Allow). */
+  allowed(path: string): string[] {
+    return METHODS.filter((m) => this.table.find(m, path) !== null)
+  }
+
+  private async dispatch(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const path = request.url.split('?')[0] ?? request.url
+    if (this.closing) return sendError(reply, request, new SluiceError('SLUICE_ERR_HTTP_SHUTTING_DOWN', 'the gateway is shutting down'))
+    const found = this.table.find(request.method as HTTPMethod, request.url)
+    if (!found) {
+      const allow = this.allowed(request.url)
+      if (allow.length === 0) {
+        return reply.code(404).send(errorBody('SLUICE_ERR_HTTP_NOT_FOUND', `no route for ${request.method} ${path}`, request.id))
+      }
+      void reply.header('allow', allow.join(', '))
+      return sendError(reply, request, new SluiceError('SLUICE_ERR_HTTP_METHOD_NOT_ALLOWED', `${path} answers ${allow.join(', ')}, not ${request.method}`))
+    }
+    const { fn, def } = found.store as Entry
+    try {
+      if (def.auth === 'function') await this.authorize(fn, request)
+      const abort = new AbortController()
+      // The response's 'close', not the request's: since Node 16 an IncomingMessage emits 'close'
+      // as soon as its body has been read, which aborted every queued request with a body.
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) abort.abort(new SluiceError('SLUICE_ERR_HTTP_TIMEOUT', 'the client went away'))
+      })
+      const out = await def.handle(
+        {
+          method: request.method,
+          url: request.url,
+          path,
+          params: { ...found.params } as Record<string, string>,
+          query: request.query as Record<string, string | string[]>,
+          headers: request.headers,
+          body: request.body,
+          ip: request.ip,
+          requestId: request.id,
+        },
+        abort.signal,
+      )
+      void reply.code(out.status).headers({ ...DEFAULT_REPLY_HEADERS, ...out.headers })
+      if (typeof out.body === 'string' && !out.headers['content-type']) void reply.type('text/plain; charset=utf-8')
+      return reply.send(out.body)
+    } catch (e) {
+      return sendError(reply, request, e)
+    }
+  }
+
+  private async authorize(fn: string, request: FastifyRequest): Promise<void> {
+    const hashes = await this.opts.keys.get(fn)
+    const { adminHash } = this.opts
+    const ok = keyMatches(header(request, FUNCTION_KEY_HEADER), hashes) || (adminHash !== undefined && keyMatches(presentedAdminKey(request), [adminHash]))
+    if (!ok) {
+      throw new SluiceError(
+        'SLUICE_ERR_HTTP_UNAUTHORIZED',
+        hashes.length === 0 ? `function ${fn} has no keys yet: create one with \`sluice keys create ${fn}\`` : `send a key of function ${fn} in ${FUNCTION_KEY_HEADER}`,
+      )
+    }
+  }
+}

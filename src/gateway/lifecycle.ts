@@ -1,0 +1,110 @@
+/**
+ * Start and stop order of a gateway. Start: sandboxes, functions (registered with the scheduler
+ * and router), the HTTP server bound to its port, then the triggers, so nothing is consumed from a
+ * broker by a gateway that cannot serve. Stop, in reverse: triggers stop taking events while the
+ * router drains, then the HTTP server, scheduler, outputs, sandboxes and store; each step runs even
+ * when an earlier one failed and each is bounded by the timeout.
+ */
+import type { GatewayConfig } from '../config/schema.js'
+import { toInfo } from '../errors.js'
+import { registerAdminRoutes } from '../http/admin.js'
+import { adminGuard, hashKey } from '../http/auth.js'
+import { registerDashboard } from '../http/dashboard.js'
+import { registerLiveRoutes, type LiveFeed } from '../http/live.js'
+import type { Metrics } from '../http/metrics.js'
+import { asLogger } from '../log.js'
+import type { CompiledFunction } from '../sandbox/compile.js'
+import type { GatewayAdmin, GatewayState } from './admin-facade.js'
+import type { GatewayParts } from './assembly.js'
+import type { FunctionRoutes } from './function-routes.js'
+import { closeOutputs, createUnit, type FunctionUnit } from './function-unit.js'
+import { startTrigger, stopTrigger } from './triggers.js'
+
+/** What the start and stop sequences work on: the gateway's parts and its mutable state. */
+export interface LifecycleTarget {
+  readonly parts: GatewayParts
+  readonly compiled: ReadonlyMap<string, CompiledFunction>
+  readonly units: Map<string, FunctionUnit>
+  readonly routes: FunctionRoutes
+  readonly admin: GatewayAdmin
+  readonly live: LiveFeed
+  readonly metrics: Metrics
+  setState(s: GatewayState): void
+  setUrl(url: string): void
+}
+
+export async function startSequence(t: LifecycleTarget): Promise<void> {
+  const { parts } = t
+  const { config, app } = parts
+  const log = asLogger(parts.log)
+  await parts.pool.start()
+  for (const fn of Object.values(config.functions)) t.units.set(fn.name, createUnit(parts, fn, t.compiled))
+  parts.scheduler.start()
+
+  registerHttpSurface(t)
+  await app.listen({ port: config.http.port, host: config.http.host })
+  const url = baseUrl(config, app.server.address())
+  t.setUrl(url)
+
+  await Promise.all([...t.units.values()].map((u) => startTrigger(parts, u, t.routes)))
+  t.setState('up')
+  t.live.start()
+  log.info({ url, functions: t.units.size, hosts: config.workers.hosts }, 'gateway up')
+}
+
+/** Registers the admin API, the live feed, the dashboard and the /api catch-all (before listen). */
+function registerHttpSurface(t: LifecycleTarget): void {
+  const { app, config } = t.parts
+  const adminHash = config.admin.key === undefined ? undefined : hashKey(config.admin.key)
+  const guard = adminGuard(adminHash)
+  registerAdminRoutes(app, t.admin, guard)
+  registerLiveRoutes(app, t.live, adminGuard(adminHash, { queryKey: true }))
+  // The page shell holds no data: with an admin key it loads for anyone (its data calls need the
+  // key); without one it keeps the admin API's loopback rule.
+  registerDashboard(app, adminHash === undefined ? { guard } : {})
+  t.routes.install(app)
+}
+
+function baseUrl(config: GatewayConfig, addr: ReturnType<GatewayParts['app']['server']['address']>): string {
+  const port = typeof addr === 'object' && addr ? addr.port : config.http.port
+  const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+}
+
+/** Runs the stop steps in order; a failed or slow step is logged and the next one still runs. */
+export async function stopSequence(t: LifecycleTarget, timeoutMs: number): Promise<void> {
+  const { parts } = t
+  const log = asLogger(parts.log)
+  t.setState('stopping')
+  t.routes.close()
+  const units = [...t.units.values()]
+  const steps: Array<[string, () => Promise<unknown> | unknown]> = [
+    ['connectors and router', () => Promise.all([...units.flatMap((u) => (u.trigger ? [stopTrigger(u.trigger, t.routes)] : [])), parts.router.close(timeoutMs)])],
+    ['live feed', () => t.live.close()],
+    ['http server', () => parts.app.close()],
+    ['scheduler', () => parts.scheduler.close()],
+    ['outputs', () => Promise.all(units.map(closeOutputs))],
+    ['sandboxes', () => parts.pool.close()],
+    ['metrics', () => t.metrics.close()],
+    ['store', () => parts.store.close()],
+  ]
+  for (const [name, step] of steps) {
+    try {
+      await withTimeout(Promise.resolve(step()), timeoutMs, name)
+    } catch (e) {
+      log.error({ step: name, err: toInfo(e, 'SLUICE_ERR_SANDBOX_CLOSED') }, 'shutdown step failed; continuing')
+    }
+  }
+  t.setState('stopped')
+  log.info({}, 'gateway stopped')
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<T>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`${what} did not stop within ${ms} ms`)), ms)
+    }),
+  ])
+}
