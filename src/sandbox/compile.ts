@@ -1,13 +1,18 @@
 import { createHash } from 'node:crypto'
+import { builtinModules } from 'node:module'
 import { relative } from 'node:path'
 import { build, transform, type Message } from 'esbuild'
 import { SluiceError } from '../errors.js'
+import { attachSourceMap } from './source-map.js'
 
 /** A function module compiled to a classic script that defines `__sluice_fn` (the module namespace). */
 export interface CompiledFunction {
   /** Absolute path of the source module. */
   file: string
-  /** Script source for the isolate. */
+  /**
+   * Script source for the isolate, ending with its source map as an inline comment (see
+   * source-map.ts: SandboxPool.registerCode takes it off and maps error stacks with it).
+   */
   code: string
   /** Content hash: instances and code caches are keyed by it. */
   hash: string
@@ -26,12 +31,32 @@ function isBuildFailure(e: unknown): e is { errors: Message[] } {
   return typeof e === 'object' && e !== null && Array.isArray((e as { errors?: unknown }).errors)
 }
 
+const BUILTINS = new Set(builtinModules)
+
+/**
+ * The Node.js built-in a failed import names (`node:fs`, `fs`, `fs/promises`), if that is why it
+ * failed. A bare name only fails to resolve when no npm package of that name (a browser polyfill
+ * such as `events` or `buffer`) is installed, so those keep working.
+ */
+function builtinOf(m: Message): string | undefined {
+  const name = /^Could not resolve "([^"]+)"/.exec(m.text)?.[1]
+  if (name === undefined) return undefined
+  if (name.startsWith('node:')) return name
+  return BUILTINS.has(name) || BUILTINS.has(name.split('/')[0] ?? '') ? name : undefined
+}
+
+const BUILTIN_HINT =
+  'Functions run in a sandbox without file system, network or process, so Node.js built-in modules are not available. ' +
+  'Take input from the events the function receives; send data on through outputs (ctx.output(name, value), with the output declared under outputs: in the configuration); log with ctx.log.'
+
 /**
  * Bundles a TypeScript or JavaScript function module (and what it imports) with esbuild into a
- * script for an isolate. Node built-ins cannot be resolved on the neutral platform, so a function
- * that imports `fs` fails here, not at run time.
+ * script for an isolate, with a source map. Node built-ins cannot be resolved on the neutral
+ * platform, so a function that imports `fs` fails here, not at run time.
  *
- * Throws SLUICE_ERR_FUNCTION_COMPILE (with file:line:col) or SLUICE_ERR_FUNCTION_EXPORT.
+ * Throws SLUICE_ERR_FUNCTION_COMPILE (with file:line:col), SLUICE_ERR_FUNCTION_NODE_BUILTIN (an
+ * import of a Node.js built-in, with file:line:col and what to use instead) or
+ * SLUICE_ERR_FUNCTION_EXPORT.
  */
 export async function compileFunction(file: string, opts: { root: string; functionName: string }): Promise<CompiledFunction> {
   const context = { function: opts.functionName, path: relative(opts.root, file) || file }
@@ -50,7 +75,11 @@ export async function compileFunction(file: string, opts: { root: string; functi
       logLevel: 'silent',
       charset: 'utf8',
       legalComments: 'none',
+      // Sources in the map are relative to the output's folder: the project root.
+      absWorkingDir: opts.root,
       outfile: 'out.js',
+      sourcemap: 'inline',
+      sourcesContent: false,
     })
     const out = result.outputFiles[0]
     const meta = Object.values(result.metafile.outputs)[0]
@@ -58,7 +87,14 @@ export async function compileFunction(file: string, opts: { root: string; functi
     esm = out.text
     exports = meta.exports
   } catch (e) {
-    const detail = isBuildFailure(e) ? e.errors.map((m) => formatMessage(m, opts.root)).join('\n') : String(e)
+    const errors = isBuildFailure(e) ? e.errors : []
+    const builtins = errors.filter((m) => builtinOf(m) !== undefined)
+    if (builtins.length > 0) {
+      const names = [...new Set(builtins.map(builtinOf))].map((n) => `"${n}"`).join(', ')
+      const detail = builtins.map((m) => formatMessage({ ...m, text: `imports the Node.js built-in ${JSON.stringify(builtinOf(m))}` }, opts.root)).join('\n')
+      throw new SluiceError('SLUICE_ERR_FUNCTION_NODE_BUILTIN', `function ${opts.functionName} imports ${names}:\n${detail}\n${BUILTIN_HINT}`, { cause: e, context })
+    }
+    const detail = errors.length > 0 ? errors.map((m) => formatMessage(m, opts.root)).join('\n') : String(e)
     throw new SluiceError('SLUICE_ERR_FUNCTION_COMPILE', `function ${opts.functionName} does not compile:\n${detail}`, { cause: e, context })
   }
   if (!exports.includes('default')) {
@@ -68,7 +104,8 @@ export async function compileFunction(file: string, opts: { root: string; functi
       { context },
     )
   }
-  const iife = await transform(esm, { format: 'iife', globalName: MODULE_GLOBAL, target: 'es2022', logLevel: 'silent' })
-  const code = iife.code
+  // esbuild chains the bundle's inline map through this step: the result maps to the sources.
+  const iife = await transform(esm, { format: 'iife', globalName: MODULE_GLOBAL, target: 'es2022', logLevel: 'silent', sourcemap: 'external', sourcesContent: false })
+  const code = attachSourceMap(iife.code, iife.map)
   return { file, code, hash: createHash('sha256').update(code).digest('hex').slice(0, 16) }
 }

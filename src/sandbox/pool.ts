@@ -8,6 +8,7 @@ import { SluiceError, type ErrorInfo } from '../errors.js'
 import type { Logger } from '../sdk/index.js'
 import { FrameChannel } from './channel.js'
 import { parseEnvelope } from './envelope.js'
+import { detachSourceMap, StackMapper } from './source-map.js'
 import type { FromHost, InstanceSpec, RunPayload, ToHost } from './protocol.js'
 
 export interface PoolOptions {
@@ -43,6 +44,8 @@ interface PendingRun {
   resolve(r: RunResult): void
   timer: NodeJS.Timeout
   inst: number
+  /** Bundle hash of the instance's code (for mapping error stacks). */
+  hash: string | undefined
 }
 
 class HostSlot {
@@ -56,7 +59,7 @@ class HostSlot {
   startedAt = 0
   rss = 0
   readonly codeSent = new Set<string>()
-  readonly instances = new Map<number, { resolve(v: { ms: number; prewarmed: boolean }): void; reject(e: Error): void; settled: boolean }>()
+  readonly instances = new Map<number, { resolve(v: { ms: number; prewarmed: boolean }): void; reject(e: Error): void; settled: boolean; hash: string }>()
   readonly runs = new Map<number, PendingRun & { fn: string }>()
   lastPong = 0
   constructor(readonly id: number) {}
@@ -112,6 +115,7 @@ function hostEntry(): { file: string; execArgv: string[] } {
 export class SandboxPool extends EventEmitter {
   private readonly slots: HostSlot[]
   private readonly code = new Map<string, string>()
+  private readonly stacks = new StackMapper()
   private nextInst = 1
   private nextRun = 1
   private closing = false
@@ -143,8 +147,15 @@ export class SandboxPool extends EventEmitter {
     this.slots[hostId]?.child?.kill(signal)
   }
 
+  /**
+   * Registers a compiled bundle (CompiledFunction's hash and code). An inline source map at the
+   * end of the code (compileFunction appends one) is kept here, to map the stacks of failed
+   * invocations to the author's files, and not sent to worker hosts.
+   */
   registerCode(hash: string, code: string): void {
-    this.code.set(hash, code)
+    const split = detachSourceMap(code)
+    this.code.set(hash, split.code)
+    if (split.map !== undefined) this.stacks.add(hash, split.map)
   }
 
   private spawn(slot: HostSlot): Promise<void> {
@@ -210,6 +221,7 @@ export class SandboxPool extends EventEmitter {
           this.emit('instance-lost', m.inst)
         }
         const result: RunPayload = m.error ? { ok: false, error: m.error, outputs: [], logs: [] } : parseEnvelope(payload, r.fn)
+        if (result.error?.context?.stack !== undefined) result.error = this.stacks.mapError(result.error, r.hash)
         r.resolve({ payload: result, lost: m.lost, cpuMs: m.cpuMs, hostMs: m.ms })
         return
       }
@@ -300,7 +312,7 @@ export class SandboxPool extends EventEmitter {
       this.send(slot, { t: 'code', hash: spec.hash }, code)
       slot.codeSent.add(spec.hash)
     }
-    slot.instances.set(inst, { ...handlers, settled: false })
+    slot.instances.set(inst, { ...handlers, settled: false, hash: spec.hash })
     this.send(slot, { t: 'create', inst, ...spec })
     return { inst, hostId, fn: spec.fn, memoryMb: spec.memoryMb, ready }
   }
@@ -327,7 +339,7 @@ export class SandboxPool extends EventEmitter {
         this.opts.log.error({ host: h.hostId, hostPid: slot.pid, function: h.fn }, 'worker host held a run past its deadline; killing it')
         slot.child?.kill('SIGKILL')
       }, timeoutMs + RUN_GRACE_MS)
-      slot.runs.set(id, { resolve, timer, inst: h.inst, fn: h.fn })
+      slot.runs.set(id, { resolve, timer, inst: h.inst, fn: h.fn, hash: slot.instances.get(h.inst)?.hash })
       this.send(slot, { t: 'run', id, inst: h.inst, invocationId, timeoutMs, cpuTimeMs }, events)
     })
   }
