@@ -103,6 +103,7 @@ export const ERRORS = {
   SLUICE_ERR_CONNECTOR_KAFKA_UNAUTHORIZED: spec(false, 401, 'Kafka refused the SASL credentials, or the client is not authorized for the topic or group.', 'Check sasl: (mechanism, username, password) and the ACLs for the topic and the consumer group.'),
   SLUICE_ERR_CONNECTOR_KAFKA_PRODUCE: spec(true, 502, 'Kafka did not acknowledge a produced message (acks: all).', 'Check that the output topic exists (or auto-creation is on) and the brokers are healthy; the input event is retried.'),
   SLUICE_ERR_CONNECTOR_KAFKA_COMMIT: spec(true, 503, 'An offset commit was refused or failed, usually because a rebalance moved the partition.', 'Nothing to do after a rebalance: the partition\'s new owner reads on from the last commit (events since then run again). If it repeats, check the brokers and sessionTimeoutMs.'),
+  SLUICE_ERR_CONNECTOR_KAFKA_RECORD: spec(false, 400, 'A Kafka record could not be turned into an event (it reached no function); it was dead-lettered with its raw bytes and its offset committed.', 'Inspect the dead letter (body as text, or base64 with meta.encoding: base64) and fix the producer; replay it once the function can take it.'),
 
   // HTTP surface
   SLUICE_ERR_HTTP_BAD_REQUEST: spec(false, 400, 'The request is malformed.', 'Fix the request as the message says.'),
@@ -115,11 +116,11 @@ export const ERRORS = {
   SLUICE_ERR_HTTP_NOT_FOUND: spec(false, 404, 'No route matches the request.', 'Check the URL; HTTP functions are under /api/<route>.'),
   SLUICE_ERR_HTTP_TIMEOUT: spec(true, 408, 'The request took longer than the server allows.', 'Send the request faster, or raise http.requestTimeoutMs.'),
   SLUICE_ERR_HTTP_SHUTTING_DOWN: spec(true, 503, 'The gateway is shutting down.', 'Retry against another instance or after restart.'),
-
   SLUICE_ERR_HTTP_METHOD_NOT_ALLOWED: spec(false, 405, 'The route exists but does not answer this HTTP method.', 'Use one of the methods in the Allow header, or add the method to the trigger\'s methods: list.'),
   SLUICE_ERR_HTTP_PORT_IN_USE: spec(false, 500, 'The HTTP port is already in use, so the gateway did not start (and consumed nothing).', 'Stop the other process on that port (often another sluice gateway still running), or set http.port to a free port.'),
   SLUICE_ERR_HTTP_CROSS_SITE: spec(false, 403, 'A cross-site or foreign-host request to the admin API was refused (no admin key is set).', 'Call the admin API from the gateway machine with a loopback Host (localhost, 127.0.0.1, [::1]) and no foreign Origin, sending JSON bodies as application/json; or set admin.key.'),
   SLUICE_ERR_HTTP_ADMIN_DISABLED: spec(false, 403, 'The admin API is off: http.trustProxy is set and no admin key is configured, so callers cannot be told apart.', 'Set admin.key (e.g. admin: { key: ${SLUICE_ADMIN_KEY} }) and send it in x-sluice-key.'),
+
   SLUICE_ERR_INTERNAL: spec(true, 500, 'An unexpected error inside the gateway.', 'Retry; if it repeats, report it with the request id from the answer and the gateway logs.'),
 
   // CLI

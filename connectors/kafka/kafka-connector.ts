@@ -1,9 +1,10 @@
-import { PartitionAssigners, type Consumer, type EachBatchPayload, type IMemberAssignment, type Kafka, type Offsets, type PartitionAssigner } from 'kafkajs'
+import { PartitionAssigners, type Admin, type Consumer, type EachBatchPayload, type IMemberAssignment, type Kafka, type Offsets, type PartitionAssigner } from 'kafkajs'
 import { backoffDelay, SluiceError, type Connector, type ConnectorContext, type LagReporter, type Outcome, type TriggerSpec } from '../../src/sdk/index.js'
 import { createKafka, isRebalanceError, kafkaError, type KafkaErrorContext } from './client.js'
 import { partitionInfo, toEvent, type PartitionInfo } from './message.js'
 import { Pending, PartitionOffsets } from './offsets.js'
 import { defaultGroupId, triggerTopics, type KafkaConnectionOptions, type KafkaTriggerOptions } from './options.js'
+import { uncommittedStarts } from './start-position.js'
 
 /** Longest graceful wait for in-flight outcomes on stop (the gateway bounds its stop too). */
 const STOP_DRAIN_MS = 30000
@@ -13,6 +14,8 @@ const RESTART_BACKOFF = { backoff: 'exponential', initialDelayMs: 500, maxDelayM
 const PARTITION_CONCURRENCY = 128
 /** Share of rebalanceTimeoutMs spent finishing in-flight events before rejoining. */
 const REBALANCE_DRAIN_SHARE = 0.8
+/** Pause between attempts to commit a new partition's start position. */
+const START_RETRY_MS = 500
 
 /** A partition this consumer owns in the current generation. */
 interface Owned {
@@ -20,6 +23,8 @@ interface Owned {
   partition: number
   offsets: PartitionOffsets
   info: PartitionInfo
+  /** Paused until its start position is committed (a partition the group never committed). */
+  awaitingStart: boolean
 }
 
 const partKey = (topic: string, partition: number) => `${topic}/${partition}`
@@ -75,6 +80,8 @@ export class KafkaConnector implements Connector, LagReporter {
   private restartTimer: NodeJS.Timeout | undefined
   private restarts = 0
   private offFlow: (() => void) | undefined
+  /** For the start positions of newly assigned partitions (created on first use). */
+  private admin: Admin | undefined
 
   constructor(private readonly spec: TriggerSpec<KafkaTriggerOptions, KafkaConnectionOptions>) {
     this.connection = spec.connectionName ?? spec.trigger.connection
@@ -123,6 +130,8 @@ export class KafkaConnector implements Connector, LagReporter {
       maxWaitTimeInMs: t.maxWaitMs,
       maxBytesPerPartition: t.maxBytesPerPartition,
       partitionAssigners: [this.assigner],
+      // Records of aborted transactions never reach a function; open transactions hold the fetch.
+      readUncommitted: false,
     })
     this.consumer = consumer
     const ev = consumer.events
@@ -130,9 +139,15 @@ export class KafkaConnector implements Connector, LagReporter {
     consumer.on(ev.CRASH, (e) => this.onCrash(consumer, e.payload.error, e.payload.restart))
     // kafkajs saw the rebalance itself (between batches, nothing in flight): commit what finished
     // since the last commit before it rejoins. The request takes the current generation now,
-    // synchronously, before JoinGroup is even sent.
+    // synchronously, before JoinGroup is even sent, and goes out even while an earlier commit is
+    // still in flight (waiting for it would find the join begun and send nothing).
     consumer.on(ev.REBALANCING, () => {
-      if (consumer === this.consumer && !this.joining) void this.commit()
+      if (consumer === this.consumer && !this.joining) void this.commitOnce()
+    })
+    // A fetch that held only control records (a transaction's commit or abort marker) or aborted
+    // records never reaches eachBatch: move the partition's position past it here.
+    consumer.on(ev.END_BATCH_PROCESS, (e) => {
+      if (consumer === this.consumer && e.payload.batchSize === 0) this.onSkipped(e.payload.topic, e.payload.partition, Number(e.payload.lastOffset) + 1, Number(e.payload.highWatermark))
     })
     await consumer.connect()
     await consumer.subscribe({ topics: this.topics, fromBeginning: t.fromBeginning })
@@ -176,7 +191,7 @@ export class KafkaConnector implements Connector, LagReporter {
         const key = partKey(topic, partition)
         // A partition kept across the rebalance keeps its bookkeeping: kafkajs refetches it from
         // the last commit, and what was already handed out (up to `next`) is skipped.
-        next.set(key, this.parts.get(key) ?? { topic, partition, offsets: new PartitionOffsets(), info: partitionInfo(topic, partition, this.connection, this.byKey) })
+        next.set(key, this.parts.get(key) ?? { topic, partition, offsets: new PartitionOffsets(), info: partitionInfo(topic, partition, this.connection, this.byKey), awaitingStart: true })
       }
     }
     const revoked = [...this.parts.keys()].filter((k) => !next.has(k))
@@ -190,6 +205,53 @@ export class KafkaConnector implements Connector, LagReporter {
     this.applyPause()
     this.starting?.resolve()
     void this.commit()
+    const fresh = [...next.values()].filter((o) => o.awaitingStart)
+    if (fresh.length > 0) void this.commitStarts(consumer, fresh)
+  }
+
+  /**
+   * Newly assigned partitions stay paused until this ran. For those the group never committed,
+   * the start position (first offset with fromBeginning, else the end) is committed at once, so
+   * a restart or the next owner starts there rather than at the end of the partition, which
+   * would skip what was produced meanwhile. kafkajs takes the committed value as its position.
+   */
+  private async commitStarts(consumer: Consumer, fresh: Owned[]): Promise<void> {
+    const isCurrent = (o: Owned) => consumer === this.consumer && !this.stopping && this.parts.get(partKey(o.topic, o.partition)) === o
+    for (;;) {
+      const pending = fresh.filter((o) => isCurrent(o) && o.awaitingStart)
+      if (pending.length === 0) return
+      try {
+        this.admin ??= (this.kafka as Kafka).admin()
+        await this.admin.connect()
+        const starts = await uncommittedStarts(this.admin, this.groupId, pending, this.spec.trigger.fromBeginning)
+        const commits = pending.filter((o) => isCurrent(o) && starts.has(partKey(o.topic, o.partition)))
+        if (commits.length > 0) {
+          await consumer.commitOffsets(commits.map((o) => ({ topic: o.topic, partition: o.partition, offset: String(starts.get(partKey(o.topic, o.partition))) })))
+          for (const o of commits) {
+            const at = starts.get(partKey(o.topic, o.partition)) as number
+            o.offsets.advance(at)
+            if (o.offsets.committed < at) o.offsets.committed = at
+          }
+          this.ctx?.log.info({ group: this.groupId, starts: Object.fromEntries(commits.map((o) => [partKey(o.topic, o.partition), starts.get(partKey(o.topic, o.partition))])) }, 'kafka start positions committed')
+        }
+        for (const o of pending) o.awaitingStart = false
+        this.applyPause()
+        return
+      } catch (e) {
+        if (!pending.some(isCurrent)) return
+        this.ctx?.log.warn({ group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', this.context).toJSON(), retryInMs: START_RETRY_MS }, 'kafka start positions not committed yet; retrying')
+        await new Promise((r) => setTimeout(r, START_RETRY_MS))
+      }
+    }
+  }
+
+  /** kafkajs stepped over records that carry no event (see END_BATCH_PROCESS above). */
+  private onSkipped(topic: string, partition: number, to: number, highWatermark: number): void {
+    const owned = this.parts.get(partKey(topic, partition))
+    if (!owned || this.joining || this.revoking || owned.awaitingStart || !Number.isFinite(to)) return
+    if (Number.isFinite(highWatermark)) owned.offsets.highWatermark = highWatermark
+    owned.offsets.advance(to)
+    if (owned.offsets.due) this.scheduleCommit()
   }
 
   private onCrash(consumer: Consumer, error: Error, restart: boolean): void {
@@ -253,8 +315,11 @@ export class KafkaConnector implements Connector, LagReporter {
         }
         const offset = Number(m.offset)
         if (offset < po.next) continue
+        // Built before it is recorded: toEvent never throws (an unbuildable record comes back
+        // rejected and is dead-lettered), so every recorded offset gets an outcome.
+        const event = toEvent(m, owned.info)
         po.delivered(offset)
-        this.track(key, owned, offset, ctx.deliver([toEvent(m, owned.info)]), work)
+        this.track(key, owned, offset, ctx.deliver([event]), work)
       }
       if (all) {
         po.advance(Number(batch.lastOffset()) + 1)
@@ -317,11 +382,17 @@ export class KafkaConnector implements Connector, LagReporter {
     this.open.add()
     work.add()
     outcome
-      .then(([o]) => {
-        if (!o || o.status === 'aborted' || this.parts.get(key) !== owned) return
-        owned.offsets.finish(offset)
-        this.scheduleCommit()
-      })
+      .then(
+        ([o]) => {
+          if (!o || o.status === 'aborted' || this.parts.get(key) !== owned) return
+          owned.offsets.finish(offset)
+          this.scheduleCommit()
+        },
+        (e: unknown) => {
+          // deliver never rejects by contract; if it did, the offset stays unfinished (held).
+          this.ctx?.log.error({ group: this.groupId, offset, partition: key, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', this.context).toJSON() }, 'kafka event has no outcome; its partition\'s commit stays before it')
+        },
+      )
       .finally(() => {
         work.settle()
         this.open.settle()
@@ -333,7 +404,7 @@ export class KafkaConnector implements Connector, LagReporter {
   /** Pauses every owned partition at kafkajs while the router is full or the trigger stops. */
   private applyPause(): void {
     const pause = this.stopping || (this.ctx?.flow.paused ?? false)
-    for (const owned of this.parts.values()) this.setPaused(owned, pause)
+    for (const owned of this.parts.values()) this.setPaused(owned, pause || owned.awaitingStart)
   }
 
   private setPaused(owned: Owned, pause: boolean): void {
@@ -437,6 +508,7 @@ export class KafkaConnector implements Connector, LagReporter {
     }
     clearTimeout(this.commitTimer)
     this.commitTimer = undefined
+    await this.admin?.disconnect().catch(() => undefined)
     try {
       await this.consumer?.disconnect()
     } catch (e) {

@@ -1,27 +1,20 @@
 import { isUtf8 } from 'node:buffer'
 import type { KafkaMessage } from 'kafkajs'
-import type { TriggerEvent } from '../../src/sdk/index.js'
+import { decodePayload, type ErrorInfo, type TriggerEvent } from '../../src/sdk/index.js'
 
 /** UTF-8 text of `b`, or undefined when it is not valid UTF-8. */
 function text(b: Buffer): string | undefined {
   return isUtf8(b) ? b.toString('utf8') : undefined
 }
 
-/** A value as a function sees it: parsed JSON, else the UTF-8 string, else base64; null for a tombstone. */
-export function decodeValue(value: Buffer | null): { body: unknown; base64: boolean } {
+/**
+ * A value as a function sees it: parsed JSON, else the UTF-8 string, else base64; null for a
+ * tombstone. `rejected` is set for a value no function may get (too deep, too large).
+ */
+export function decodeValue(value: Buffer | null): { body: unknown; base64: boolean; rejected?: ErrorInfo } {
   if (value === null) return { body: null, base64: false }
-  const s = text(value)
-  if (s === undefined) return { body: value.toString('base64'), base64: true }
-  // JSON.parse throws on most non-JSON text; skip the attempt when the first character rules JSON out.
-  const c = s.trimStart().charCodeAt(0)
-  if (c === 123 || c === 91 || c === 34 || c === 45 || (c >= 48 && c <= 57) || c === 116 || c === 102 || c === 110) {
-    try {
-      return { body: JSON.parse(s) as unknown, base64: false }
-    } catch {
-      // not JSON: the string itself
-    }
-  }
-  return { body: s, base64: false }
+  const d = decodePayload(value)
+  return d.rejected ? { body: d.body, base64: d.base64, rejected: d.rejected } : { body: d.body, base64: d.base64 }
 }
 
 function headerText(v: Buffer | string | Array<Buffer | string> | undefined): string | string[] | null {
@@ -46,25 +39,63 @@ export function partitionInfo(topic: string, partition: number, connection: stri
   return { topic, partition, source: `kafka://${connection}/${topic}`, key: `${topic}/${partition}`, byKey }
 }
 
+/** The largest time a JavaScript Date holds (ms since the epoch). */
+const MAX_DATE_MS = 8.64e15
+
 /**
  * The event of one Kafka message: id `<topic>-<partition>-<offset>`, `source`
  * kafka://<connection>/<topic>, `key` `<topic>/<partition>` (per-partition order) or, with
  * orderBy: key, `<topic>/<partition>/<message key>` (per-key order within the partition).
+ *
+ * Never throws. A timestamp that is no valid date (a producer writing nanoseconds: ~1.7e18)
+ * keeps its raw value as a string in `meta.timestamp` and the event's `time` is the time of
+ * reading. A value no function may get (too deep, too large), and a record that cannot be turned
+ * into an event at all, come back with `rejected` set and the raw bytes as body (text, or base64
+ * with `meta.encoding: base64`): the router dead-letters them and the offset moves on.
  */
 export function toEvent(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
-  const { body, base64 } = decodeValue(m.value)
+  try {
+    return build(m, p)
+  } catch (e) {
+    return unbuildable(m, p, e)
+  }
+}
+
+function build(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
+  const { body, base64, rejected } = decodeValue(m.value)
   const key = m.key === null ? null : (text(m.key) ?? m.key.toString('base64'))
-  const timestamp = Number(m.timestamp)
+  const ts = Number(m.timestamp)
+  const validTime = Number.isFinite(ts) && ts > 0 && ts <= MAX_DATE_MS
   const headers: Record<string, string | string[] | null> = {}
   if (m.headers) for (const k in m.headers) headers[k] = headerText(m.headers[k])
-  const meta: Record<string, unknown> = { topic: p.topic, partition: p.partition, offset: Number(m.offset), timestamp, key, headers }
+  const meta: Record<string, unknown> = { topic: p.topic, partition: p.partition, offset: Number(m.offset), timestamp: validTime ? ts : String(m.timestamp), key, headers }
   if (base64) meta.encoding = 'base64'
-  return {
+  const event: TriggerEvent = {
     id: `${p.topic}-${p.partition}-${m.offset}`,
     source: p.source,
     key: p.byKey && key !== null ? `${p.key}/${key}` : p.key,
-    time: new Date(timestamp > 0 ? timestamp : Date.now()).toISOString(),
+    time: new Date(validTime ? ts : Date.now()).toISOString(),
     body,
     meta,
+  }
+  if (rejected) event.rejected = rejected
+  return event
+}
+
+/** A record `build` could not handle: its raw bytes, dead-lettered by the router at once. */
+function unbuildable(m: KafkaMessage, p: PartitionInfo, e: unknown): TriggerEvent {
+  const raw = Buffer.isBuffer(m.value) ? m.value : null
+  const asText = raw === null ? undefined : text(raw)
+  const meta: Record<string, unknown> = { topic: p.topic, partition: p.partition, offset: Number(m.offset), timestamp: String(m.timestamp) }
+  if (raw !== null && asText === undefined) meta.encoding = 'base64'
+  const reason = e instanceof Error ? e.message : String(e)
+  return {
+    id: `${p.topic}-${p.partition}-${String(m.offset)}`,
+    source: p.source,
+    key: p.key,
+    time: new Date().toISOString(),
+    body: raw === null ? null : (asText ?? raw.toString('base64')),
+    meta,
+    rejected: { code: 'SLUICE_ERR_CONNECTOR_KAFKA_RECORD', message: `the Kafka record at offset ${String(m.offset)} could not be turned into an event: ${reason}`, retriable: false },
   }
 }
