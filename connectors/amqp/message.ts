@@ -1,19 +1,14 @@
 import type { Message } from 'amqplib'
-import type { TriggerEvent } from '../../src/sdk/index.js'
+import { decodePayload, type DecodedPayload, type TriggerEvent } from '../../src/sdk/index.js'
 
 /**
  * The body a function sees: parsed JSON when the message holds JSON (whatever its content type
- * says, unless it is text/*), else the UTF-8 text.
+ * says, unless it is text/*), else the UTF-8 text, else (bytes that are not UTF-8) base64 with
+ * meta.encoding: base64. A payload past the event limits comes back `rejected` (see decodePayload).
  */
-export function bodyOf(msg: Message): unknown {
-  const text = msg.content.toString('utf8')
+export function bodyOf(msg: Message): DecodedPayload {
   const type: unknown = msg.properties.contentType
-  if (typeof type === 'string' && type.startsWith('text/')) return text
-  try {
-    return JSON.parse(text) as unknown
-  } catch {
-    return text
-  }
+  return decodePayload(msg.content, { json: !(typeof type === 'string' && type.startsWith('text/')) })
 }
 
 /** AMQP table values as JSON: byte arrays as UTF-8 text, 64-bit integers as numbers (or text when too large). */
@@ -70,7 +65,15 @@ export function toEvent(msg: Message, p: EventParams): TriggerEvent {
   const ts: unknown = props.timestamp
   // AMQP timestamps are seconds; some producers send milliseconds.
   const time = typeof ts === 'number' && Number.isFinite(ts) && ts > 0 ? new Date(ts > 1e11 ? ts : ts * 1000).toISOString() : new Date().toISOString()
-  const event: TriggerEvent = { id: p.id, source: p.source, key: p.queue, time, body: bodyOf(msg), meta }
+  const { body, base64, rejected, truncatedFrom } = bodyOf(msg)
+  if (base64) meta.encoding = 'base64'
+  if (truncatedFrom !== undefined) {
+    meta.bodyTruncated = true
+    meta.bodyBytes = truncatedFrom
+  }
+  const event: TriggerEvent = { id: p.id, source: p.source, key: p.queue, time, body, meta }
+  // The router dead-letters a rejected payload at once (no function run); the ack follows the letter.
+  if (rejected) event.rejected = rejected
   if (p.attempt > 1) event.attempt = p.attempt
   return event
 }

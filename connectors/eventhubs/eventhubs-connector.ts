@@ -119,6 +119,8 @@ export class EventHubsConnector implements Connector, LagReporter {
         maxWaitTimeInSeconds: t.maxWaitTimeInSeconds,
         prefetchCount: t.prefetchCount ?? 3 * t.maxBatchSize,
         startPosition: startPositionOf(t.startPosition),
+        // events.ts decodes bodies itself (refusing JSON too deep to handle before it is built).
+        skipParsingBodyAsJson: true,
       },
     )
   }

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer'
 import type { IPublishPacket } from 'mqtt'
-import type { TriggerEvent } from '../../src/sdk/index.js'
+import { decodePayload, type TriggerEvent } from '../../src/sdk/index.js'
 
 /** UTF-8 text of `b`, or undefined when it is not valid UTF-8. */
 function text(b: Buffer): string | undefined {
@@ -17,23 +17,6 @@ function nowIso(): string {
     lastIso = new Date(ms).toISOString()
   }
   return lastIso
-}
-
-/** A payload as a function sees it: parsed JSON, else the UTF-8 string, else base64 (meta.encoding says so). */
-export function decodePayload(payload: Buffer): { body: unknown; base64: boolean } {
-  const s = text(payload)
-  if (s === undefined) return { body: payload.toString('base64'), base64: true }
-  // JSON.parse throws on most non-JSON text; skip the attempt when the first character rules JSON out.
-  const c = s.trimStart().charCodeAt(0)
-  const maybeJson = c === 123 || c === 91 || c === 34 || c === 45 || (c >= 48 && c <= 57) || c === 116 || c === 102 || c === 110
-  if (maybeJson) {
-    try {
-      return { body: JSON.parse(s) as unknown, base64: false }
-    } catch {
-      // not JSON: the string itself
-    }
-  }
-  return { body: s, base64: false }
 }
 
 /** Text of a binary MQTT 5 property (correlation data): UTF-8 when it is, else base64. */
@@ -54,7 +37,9 @@ export function payloadOf(packet: IPublishPacket): Buffer {
 export function toEvent(packet: IPublishPacket, id: string, connection: string): TriggerEvent {
   const topic = packet.topic
   const payload = payloadOf(packet)
-  const { body, base64 } = decodePayload(payload)
+  // Parsed JSON, else UTF-8 text, else base64; a payload past the event limits is `rejected` (the
+  // router dead-letters it with its raw text and the PUBACK follows once the letter is durable).
+  const { body, base64, rejected, truncatedFrom } = decodePayload(payload)
   const meta: Record<string, unknown> = {
     topic,
     qos: packet.qos,
@@ -63,6 +48,10 @@ export function toEvent(packet: IPublishPacket, id: string, connection: string):
     packetId: packet.messageId ?? null,
   }
   if (base64) meta.encoding = 'base64'
+  if (truncatedFrom !== undefined) {
+    meta.bodyTruncated = true
+    meta.bodyBytes = truncatedFrom
+  }
   const p = packet.properties
   if (p) {
     if (p.userProperties) meta.userProperties = p.userProperties
@@ -76,5 +65,7 @@ export function toEvent(packet: IPublishPacket, id: string, connection: string):
     if (p.payloadFormatIndicator !== undefined) meta.payloadFormatIndicator = p.payloadFormatIndicator ? 1 : 0
     if (p.messageExpiryInterval !== undefined) meta.messageExpiryInterval = p.messageExpiryInterval
   }
-  return { id, source: `mqtt://${connection}/${topic}`, key: topic, time: nowIso(), body, meta }
+  const event: TriggerEvent = { id, source: `mqtt://${connection}/${topic}`, key: topic, time: nowIso(), body, meta }
+  if (rejected) event.rejected = rejected
+  return event
 }

@@ -3,6 +3,7 @@ import { CONNECTORS } from '../config/connectors.js'
 import { displayPath, loadConfig, type LoadedConfig } from '../config/load.js'
 import { SluiceError } from '../errors.js'
 import { Gateway } from '../gateway.js'
+import { installProcessGuard } from '../process-guard.js'
 import { asLogger, createLogger } from '../log.js'
 import { Router } from '../router/router.js'
 import { SandboxPool } from '../sandbox/pool.js'
@@ -23,6 +24,7 @@ export async function runStart(configPath: string): Promise<number> {
   const logger = createLogger(loaded.config.log.level)
   for (const note of loaded.notes) logger.info({ config: configPath }, note)
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger })
+  installProcessGuard({ log: logger, drain: () => gw.stop() })
   // Until hot reload exists, an edit would change nothing, silently: say so.
   const watcher = watchSources(loaded.config, logger)
   return new Promise<number>((resolve) => {

@@ -57,7 +57,7 @@ export function seenSince(gp: GatewayProcess, from = 0): string[] {
 export async function deadLetters(gp: GatewayProcess): Promise<DeadLetterView[]> {
   alive(gp)
   const res = await fetch(`${gp.url}/admin/dead-letters?function=fn&limit=100`)
-  if (!res.ok) throw new Error(`GET /admin/dead-letters answered ${res.status}`)
+  if (!res.ok) throw new Error(`GET /admin/dead-letters answered ${res.status}: ${await res.text()}`)
   return ((await res.json()) as { items: DeadLetterView[] }).items
 }
 
