@@ -316,7 +316,18 @@ export class KafkaBroker {
   /** Creates a topic (waits for its leaders). */
   async createTopic(topic: string, partitions = 1, config: Record<string, string> = {}): Promise<void> {
     const configEntries: ITopicConfig['configEntries'] = Object.entries(config).map(([name, value]) => ({ name, value }))
-    await (await this.admin()).createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor: 1, configEntries }] })
+    const admin = await this.admin()
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor: 1, configEntries }] })
+    // Metadata can name the leaders a moment before the partitions are served: wait for that too.
+    const end = Date.now() + 30_000
+    for (;;) {
+      try {
+        if ((await admin.fetchTopicOffsets(topic)).length === partitions) return
+      } catch (e) {
+        if (Date.now() > end) throw e
+      }
+      await new Promise((r) => setTimeout(r, 50))
+    }
   }
 
   /** The committed offset of `group` on each partition of `topic` (-1 where none). */

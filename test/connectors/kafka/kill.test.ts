@@ -2,24 +2,27 @@
  * Fault test: the gateway runs as its own process (`sluice start`) and is killed with SIGKILL
  * several times while it works through a topic that a producer keeps writing to; after each kill
  * a new process takes over the consumer group. The function writes a ledger record per event to
- * a topic on the same test broker. Checked: every acknowledged message was processed, and no
- * committed offset ever passed an event that had not been processed before the commit.
+ * a topic on the same (real Kafka 4) broker. Checked: every acknowledged message was processed,
+ * and no committed offset ever passed an event that had not been processed before the commit.
  */
 import type { Producer } from 'kafkajs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { GatewayProcess } from '../../helpers/gateway-process.js'
 import { projectDir, waitFor } from '../../helpers/gateway.js'
-import { KafkaTestBroker } from '../../kafka/broker.js'
-import { produce, producerFor, uid } from './helpers.js'
-import { commitViolations, LEDGER_FUNCTION, producedIds, readLedger } from './ledger.js'
+import { KafkaBroker } from '../../helpers/kafka-broker.js'
+import { produce, producerFor, TopicTail, uid } from './helpers.js'
+import { CommitLog, commitViolations, createLedgerTopic, LEDGER_FUNCTION, producedIds, readLedger } from './ledger.js'
 
-let broker: KafkaTestBroker
+let broker: KafkaBroker
+let commitLog: CommitLog
 const cleanups: Array<() => Promise<unknown> | unknown> = []
 
 beforeAll(async () => {
-  broker = await KafkaTestBroker.start()
-})
+  broker = await KafkaBroker.start()
+  commitLog = await CommitLog.open(broker)
+}, 180_000)
 afterAll(async () => {
+  await commitLog?.close()
   await broker?.close()
 })
 afterEach(async () => {
@@ -33,8 +36,10 @@ describe('kafka trigger: gateway killed with SIGKILL', () => {
     const topic = uid('kill')
     const ledgerTopic = `${topic}-ledger`
     const group = `g-${topic}`
-    broker.createTopic(topic, 4)
-    broker.createTopic(ledgerTopic, 1)
+    await broker.createTopic(topic, 4)
+    await createLedgerTopic(broker, ledgerTopic)
+    const ledger = await TopicTail.open(broker, ledgerTopic)
+    cleanups.push(() => ledger.close())
     const project = projectDir({
       'gateway.yaml': `http: { port: 0, host: 127.0.0.1 }
 workers: { hosts: 1, prewarm: 1 }
@@ -72,33 +77,37 @@ functions:
       await writer
     })
 
-    const processed = () => new Set(readLedger(broker, { gw: ledgerTopic }).map((e) => e.id)).size
-    const committed = () => [0, 1, 2, 3].reduce((sum, part) => sum + Math.max(0, broker.committed(group, topic, part)), 0)
+    const processed = () => new Set(readLedger({ gw: ledger }).map((e) => e.id)).size
+    const committed = async () => (await broker.committed(group, topic)).reduce((sum, c) => sum + Math.max(0, c), 0)
     const atKill: Array<{ produced: number; processed: number; committed: number }> = []
     for (let i = 0; i < KILLS; i++) {
-      await gp.start()
+      await gp.start(120_000)
       const before = processed()
       // Kill once this process has made progress: it is then mid-way through fetched batches.
       await waitFor(() => processed() >= before + 250, 60_000, `progress of gateway run ${i + 1}`)
       await gp.kill()
-      atKill.push({ produced: producedIds(broker, topic).length, processed: processed(), committed: committed() })
+      atKill.push({ produced: (await producedIds(broker, topic)).length, processed: processed(), committed: await committed() })
     }
     producing = false
     await writer
-    await gp.start()
-    const all = producedIds(broker, topic)
+    await gp.start(120_000)
+    const all = await producedIds(broker, topic)
     await waitFor(() => {
-      const done = new Set(readLedger(broker, { gw: ledgerTopic }).map((e) => e.id))
+      const done = new Set(readLedger({ gw: ledger }).map((e) => e.id))
       return all.every((id) => done.has(id))
     }, 120_000, 'every produced message processed')
-    await waitFor(() => committed() === all.length, 30_000, 'the last commits')
+    await waitFor(async () => (await committed()) === all.length, 30_000, 'the last commits')
     expect(await gp.stop()).toBe(0)
 
     // Each kill left work behind: messages not yet committed.
     for (const k of atKill) expect(k.committed).toBeLessThan(k.produced)
-    expect(commitViolations(broker, group, topic, readLedger(broker, { gw: ledgerTopic }))).toEqual([])
+    const commits = await waitFor(() => {
+      const c = commitLog.commits(group, topic)
+      return c.filter((x) => x.offset > 0).length >= KILLS && c
+    }, 20_000, 'the commits in __consumer_offsets')
+    expect(commitViolations(commits, readLedger({ gw: ledger }))).toEqual([])
     // Sanity: the ledger holds nothing but ids of the topic.
     const known = new Set(all)
-    expect(readLedger(broker, { gw: ledgerTopic }).every((e) => known.has(e.id))).toBe(true)
-  }, 300_000)
+    expect(readLedger({ gw: ledger }).every((e) => known.has(e.id))).toBe(true)
+  }, 400_000)
 })
