@@ -155,6 +155,15 @@ export default handler
     expect(bad.stdout).toMatch(/functions\/wrong\.ts\(4,\d+\): error TS\d+: Cannot find name 'process'/)
   })
 
+  it('ships its templates, the built CLI and the function types in the npm package', () => {
+    const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO, encoding: 'utf8', timeout: 120_000 })
+    expect(r.status).toBe(0)
+    const files = new Set((JSON.parse(r.stdout) as Array<{ files: Array<{ path: string }> }>)[0]?.files.map((f) => f.path))
+    for (const f of ['bin/sluice.js', 'dist/src/cli/init.js', 'dist/src/cli/new-function.js', 'dist/src/sdk/function.d.ts', 'templates/project/config/gateway.yaml', 'templates/project/gitignore', 'templates/functions/kafka.ts', 'schema/sluice.schema.json']) {
+      expect(files.has(f), f).toBe(true)
+    }
+  })
+
   it('refuses to overwrite: lists the files that exist, exits non-zero and writes nothing', () => {
     const dir = tempDir()
     writeFileSync(join(dir, 'package.json'), '{"name":"mine"}\n')
