@@ -62,7 +62,7 @@ export function FunctionPage({ name }: { name: string }) {
       </div>
       <section>
         <h2>Recent invocations</h2>
-        {f && <Recent items={f.recent} />}
+        {f && <Recent fn={name} items={f.recent} />}
       </section>
     </div>
   )
@@ -107,7 +107,7 @@ function Config({ f }: { f: Detail }) {
 /** Rows shown before "show all". */
 const RECENT_ROWS = 12
 
-function Recent({ items }: { items: InvocationRecord[] }) {
+function Recent({ fn, items }: { fn: string; items: InvocationRecord[] }) {
   const [open, setOpen] = useState<string | undefined>(undefined)
   const [all, setAll] = useState(false)
   if (items.length === 0) return <p class="muted">No invocations yet.</p>
@@ -137,14 +137,14 @@ function Recent({ items }: { items: InvocationRecord[] }) {
                   <span class={`badge ${r.ok ? (r.failed > 0 ? 'warn' : 'ok') : 'bad'}`}>{r.ok ? (r.failed > 0 ? `${r.failed} failed` : 'ok') : (r.error?.code ?? 'error')}</span>
                   {r.coldStart && <span class="muted"> cold</span>}
                 </td>
-                <td class="muted">{r.logs.length === 1 ? '1 log line' : r.logs.length > 1 ? `${r.logs.length} log lines` : ''} ▾</td>
+                <td class="muted">{lineCount(r.logLines ?? r.logs.length)} ▾</td>
               </tr>
               {open === r.invocationId && (
                 <tr class="detail">
                   <td colSpan={6}>
                     {r.error && <pre class="value bad">{`${r.error.code}: ${r.error.message}`}</pre>}
                     {r.result !== undefined && <pre class="value">{pretty(r.result)}</pre>}
-                    <Logs lines={r.logs} />
+                    <InvocationLogs fn={fn} r={r} />
                   </td>
                 </tr>
               )}
@@ -156,6 +156,27 @@ function Recent({ items }: { items: InvocationRecord[] }) {
         <button class="link" onClick={() => setAll(true)}>
           show all {items.length}
         </button>
+      )}
+    </>
+  )
+}
+
+const lineCount = (n: number) => (n === 1 ? '1 log line' : n > 1 ? `${n} log lines` : '')
+
+/**
+ * The logs of an opened invocation: the list carries a preview of a few lines, so the rest is
+ * fetched; the gateway keeps full logs of its newest invocations only, so older ones show the preview.
+ */
+function InvocationLogs({ fn, r }: { fn: string; r: InvocationRecord }) {
+  const { data, error } = useApi<InvocationRecord>(`/admin/functions/${encodeURIComponent(fn)}/invocations/${encodeURIComponent(r.invocationId)}`)
+  const total = r.logLines ?? r.logs.length
+  return (
+    <>
+      <Logs lines={data?.logs ?? r.logs} />
+      {!data && error && total > 0 && (
+        <p class="muted" data-testid="logs-preview-only">
+          Showing the first {r.logs.length} of {total} lines: the gateway no longer keeps this invocation's full logs (see its log output, source "function").
+        </p>
       )}
     </>
   )
