@@ -45,6 +45,12 @@ export interface MqttMeta {
   packetId: number | null
   /** Present when the payload was not UTF-8: the body is its base64 text. */
   encoding?: 'base64'
+  /**
+   * Set on a replayed dead letter whose payload was over the event limits: the body is its raw
+   * text, cut to the first bodyBytes bytes kept (such events never reach a function otherwise).
+   */
+  bodyTruncated?: true
+  bodyBytes?: number
   /** MQTT 5 properties, present when the publisher set them. */
   userProperties?: MqttUserProperties
   contentType?: string
@@ -68,6 +74,14 @@ export interface AmqpMeta {
   deliveryCount: number
   /** Message headers as JSON (byte arrays as UTF-8 text, 64-bit integers as numbers). */
   headers: Record<string, unknown>
+  /** Present when the content was not UTF-8: the body is its base64 text. */
+  encoding?: 'base64'
+  /**
+   * Set on a replayed dead letter whose payload was over the event limits: the body is its raw
+   * text, cut to the first bodyBytes bytes kept (such events never reach a function otherwise).
+   */
+  bodyTruncated?: true
+  bodyBytes?: number
   /** Message properties, present when the publisher set them. */
   messageId?: string
   correlationId?: string
@@ -84,8 +98,8 @@ export interface KafkaMeta {
   topic: string
   partition: number
   offset: number
-  /** Milliseconds since the epoch (producer or log-append time). */
-  timestamp: number
+  /** Milliseconds since the epoch (producer or log-append time); the raw text when it is no valid date. */
+  timestamp: number | string
   /** The message key as UTF-8 text (base64 when it is not text), null without a key. */
   key: string | null
   /** Header values as UTF-8 text; a header sent several times comes as a list. */
@@ -111,6 +125,12 @@ export interface EventHubsMeta {
   correlationId?: string | number
   /** Present when the body was bytes that are not UTF-8: the body is their base64 text. */
   bodyEncoding?: 'base64'
+  /**
+   * Set on a replayed dead letter whose payload was over the event limits: the body is its raw
+   * text, cut to the first bodyBytes bytes kept (such events never reach a function otherwise).
+   */
+  bodyTruncated?: true
+  bodyBytes?: number
 }
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD' | 'OPTIONS'
