@@ -12,6 +12,12 @@ export const timerTriggerSchema = Type.Object(
       description: 'latest: after downtime that missed a tick, run once at start with isPastDue: true.',
     }),
     runOnStartup: Type.Boolean({ default: false, description: 'Also run once when the gateway starts.' }),
+    leaseMs: Type.Integer({
+      minimum: 500,
+      maximum: 10000,
+      default: 10000,
+      description: 'Lease on a running tick, renewed while it runs: when its instance dies, another takes the tick over this long after the last renewal.',
+    }),
   },
   Strict,
 )
