@@ -16,6 +16,12 @@ export const httpSchema = Type.Object(
     bodyLimit: Type.Integer({ minimum: 1024, maximum: 104857600, default: 1048576, description: 'Largest request body in bytes (413 above).' }),
     requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 30000, description: 'Longest time to receive a whole request (408 above).' }),
     keepAliveTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 72000, description: 'How long an idle keep-alive connection stays open.' }),
+    trustProxy: Type.Optional(
+      Type.Union([Type.Boolean(), Type.String({ minLength: 1 })], {
+        description:
+          'Behind a reverse proxy: trust its X-Forwarded-* headers (fastify trustProxy): true, or the proxy addresses or CIDRs (comma-separated). With it set (not false) and no admin.key the admin API and dashboard are off.',
+      }),
+    ),
   },
   { ...Strict, description: 'The HTTP server: HTTP-triggered functions under /api, the admin API, /metrics and the dashboard.' },
 )
@@ -23,7 +29,11 @@ export const httpSchema = Type.Object(
 export const adminSchema = Type.Object(
   {
     key: Type.Optional(
-      Type.String({ minLength: 16, description: 'Admin key (x-sluice-key header). Without one the admin API answers on loopback only.' }),
+      Type.String({
+        minLength: 16,
+        description:
+          'Admin key (x-sluice-key header). Without one the admin API answers only same-origin loopback requests (Host localhost, 127.0.0.1, [::1] or http.host; POSTs as application/json), and is off when http.trustProxy is set.',
+      }),
     ),
   },
   { ...Strict, description: 'The admin API (/admin/...) and the dashboard.' },
