@@ -4,12 +4,7 @@
  */
 import { parseArgs } from 'node:util'
 import { ERRORS, SluiceError, hasCode, toInfo } from '../errors.js'
-import { issuesOf, formatIssue } from '../config/load.js'
-import { runStart, runValidate, runInvoke } from './commands.js'
-import { runRemote } from './remote.js'
-import { simulate } from './simulate.js'
-import { runInit } from './init.js'
-import { runNew } from './new-function.js'
+import { issuesOf, formatIssue } from '../config/issues.js'
 import { usageOf } from './usage.js'
 
 const HELP = `sluice: event-trigger gateway
@@ -26,9 +21,6 @@ Usage:
   sluice dead-letters replay <id>                      deliver a dead letter again
   sluice keys create <function> [--name N]             create a function key (printed once)
   sluice keys list <function>
-  sluice init [dir]                                    write a new project (HTTP, MQTT and timer functions)
-  sluice new <name> --trigger http|mqtt|amqp|kafka|eventhubs|timer [--config ...]
-                                                       add a typed function and its YAML block
 
 Options:
   --config, -c   configuration file (default: config/gateway.yaml)
@@ -88,7 +80,6 @@ export async function main(argv: string[]): Promise<number> {
         dropout: { type: 'string', default: '0.02' },
         qos: { type: 'string', default: '1' },
         'topic-prefix': { type: 'string', default: 'stations' },
-        trigger: { type: 'string' },
         typecheck: { type: 'boolean', default: false },
       },
     })
@@ -97,14 +88,15 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parsed
   switch (command) {
+    // Commands load what they need when they run, so --help and usage errors answer at once.
     case 'start':
-      return runStart(values.config)
+      return (await import('./commands.js')).runStart(values.config)
     case 'validate':
-      return runValidate(values.config, { json: values.json, typecheck: values.typecheck })
+      return (await import('./commands.js')).runValidate(values.config, { json: values.json, typecheck: values.typecheck })
     case 'invoke': {
       const fn = positionals[0]
       if (!fn) throw new SluiceError('SLUICE_ERR_CLI_USAGE', 'usage: sluice invoke <function> [--data JSON]')
-      return runInvoke({ config: values.config, fn, data: values.data, events: values.events, url: values.url, key: values.key })
+      return (await import('./commands.js')).runInvoke({ config: values.config, fn, data: values.data, events: values.events, url: values.url, key: values.key })
     }
     case 'simulate': {
       const num = (name: string, v: string, min: number) => {
@@ -114,7 +106,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       const qos = num('qos', values.qos, 0)
       if (qos !== 0 && qos !== 1) throw new SluiceError('SLUICE_ERR_CLI_USAGE', '--qos must be 0 or 1')
-      const r = await simulate({
+      const r = await (await import('./simulate.js')).simulate({
         url: values.url ?? 'mqtt://127.0.0.1:1884',
         stations: Math.floor(num('stations', values.stations, 1)),
         rate: num('rate', values.rate, 1),
@@ -127,16 +119,9 @@ export async function main(argv: string[]): Promise<number> {
       })
       return r.failed === 0 ? 0 : 1
     }
-    case 'init':
-      return runInit(positionals[0])
-    case 'new': {
-      const name = positionals[0]
-      if (!name || !values.trigger) throw new SluiceError('SLUICE_ERR_CLI_USAGE', 'usage: sluice new <name> --trigger http|mqtt|amqp|kafka|eventhubs|timer [--config FILE]')
-      return runNew({ name, trigger: values.trigger, config: values.config })
-    }
     case 'dead-letters':
     case 'keys':
-      return runRemote(command, positionals, values)
+      return (await import('./remote.js')).runRemote(command, positionals, values)
     default:
       throw new SluiceError('SLUICE_ERR_CLI_USAGE', `unknown command ${JSON.stringify(command)}; run sluice --help`)
   }

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
-import { displayPath } from '../config/load.js'
+import { displayPath } from '../config/paths.js'
 import { SluiceError } from '../errors.js'
 
 export interface TypeIssue {

@@ -96,14 +96,17 @@ export function usageOf(command: string, help: string): string | undefined {
   const own = USAGE[command]
   if (own !== undefined) return own
   const lines = help.split('\n')
-  const picked: string[] = []
+  const forms: string[] = []
+  const said: string[] = []
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i] as string
     if (!line.startsWith(`  sluice ${command} `) && line !== `  sluice ${command}`) continue
-    picked.push(line.trim())
-    // Continuation lines (the description under a long usage line) are indented further.
-    while ((lines[i + 1] ?? '').startsWith('      ')) picked.push((lines[++i] as string).trim())
+    // A usage line: the form, then (after a run of spaces) what it does, or that on the next lines.
+    const [form = '', ...rest] = line.trim().split(/\s{3,}/)
+    forms.push(form.replace(/\s+/g, ' '))
+    if (rest.length > 0) said.push(rest.join(' '))
+    while ((lines[i + 1] ?? '').startsWith('      ')) said.push((lines[++i] as string).trim())
   }
-  if (picked.length === 0) return undefined
-  return `Usage: ${picked.join('\n       ')}\n\nRun sluice --help for every command.\n`
+  if (forms.length === 0) return undefined
+  return `Usage: ${forms.join('\n       ')}\n\n${said.length > 0 ? `${said.join('\n')}\n\n` : ''}Run sluice --help for every command and option.\n`
 }

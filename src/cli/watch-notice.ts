@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import type { Pino } from '../log.js'
-import { displayPath } from '../config/load.js'
+import { displayPath } from '../config/paths.js'
 import type { GatewayConfig } from '../config/schema.js'
 
 /** Editors write a file in several steps (truncate, write, rename): one notice per burst. */

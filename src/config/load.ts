@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { existsSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { Value, ValueErrorType } from '@sinclair/typebox/value'
 import { SluiceError, type ErrorCode } from '../errors.js'
@@ -21,10 +21,13 @@ import {
   type GatewayConfig,
 } from './schema.js'
 import { semanticChecks } from './checks.js'
+import { configError, type ConfigIssue } from './issues.js'
+import { displayPath, findProjectRoot } from './paths.js'
 import { patternMessage } from './pattern-messages.js'
+import { coerceEnv } from './env-coerce.js'
 
-/** One configuration problem, positioned in the file (path: dotted key path). */
-export type ConfigIssue = Positioned
+export { configError, formatIssue, issuesOf, type ConfigIssue } from './issues.js'
+export { displayPath, findProjectRoot } from './paths.js'
 
 export interface LoadedConfig {
   config: GatewayConfig
@@ -45,41 +48,6 @@ export interface LoadOptions {
   root?: string
   /** Compile every function (default true). */
   compile?: boolean
-}
-
-/** The nearest folder at or above `dir` that holds a package.json; `dir` itself when none does. */
-export function findProjectRoot(dir: string): string {
-  let at = resolve(dir)
-  for (;;) {
-    if (existsSync(join(at, 'package.json'))) return at
-    const up = dirname(at)
-    if (up === at) return resolve(dir)
-    at = up
-  }
-}
-
-/** `path` as messages show it: relative to `root` when inside it, else absolute. */
-export function displayPath(root: string, path: string): string {
-  const rel = relative(root, path)
-  return rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel) ? path : rel
-}
-
-export function formatIssue(i: ConfigIssue): string {
-  return `${i.file}:${i.line}:${i.col} ${i.path ? `${i.path} ` : ''}${i.message} [${i.code}]`
-}
-
-export function configError(issues: ConfigIssue[]): SluiceError {
-  const err = new SluiceError(
-    'SLUICE_ERR_CONFIG_INVALID',
-    `configuration has ${issues.length} error${issues.length === 1 ? '' : 's'}:\n${issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
-  )
-  Object.defineProperty(err, 'issues', { value: issues, enumerable: true })
-  return err
-}
-
-export function issuesOf(err: unknown): ConfigIssue[] {
-  const issues = (err as { issues?: unknown } | null)?.issues
-  return Array.isArray(issues) ? (issues as ConfigIssue[]) : []
 }
 
 /** Reads, validates and compiles a configuration file. Throws SLUICE_ERR_CONFIG_INVALID listing every issue. */
@@ -169,58 +137,6 @@ function describeUnion(schema: TSchema): string | undefined {
 function relPath(errorPath: string): Path {
   // Digit segments are sequence indexes (names of functions, connections and outputs start with a letter).
   return errorPath === '' ? [] : errorPath.slice(1).split('/').map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')))
-}
-
-/** The scalar kinds a schema accepts besides strings: what a ${VAR} string may be converted to. */
-function scalarKinds(schema: TSchema, into = new Set<'number' | 'boolean'>()): Set<'number' | 'boolean'> {
-  const s = schema as { type?: unknown; const?: unknown; anyOf?: TSchema[] }
-  if (s.type === 'number' || s.type === 'integer' || typeof s.const === 'number') into.add('number')
-  if (s.type === 'boolean' || typeof s.const === 'boolean') into.add('boolean')
-  for (const sub of s.anyOf ?? []) scalarKinds(sub, into)
-  return into
-}
-
-const NUMBER = /^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$/
-
-function convert(text: string, kinds: Set<'number' | 'boolean'>): number | boolean | undefined {
-  const t = text.trim()
-  if (kinds.has('number') && NUMBER.test(t)) return Number(t)
-  if (kinds.has('boolean') && /^(true|false)$/i.test(t)) return t.toLowerCase() === 'true'
-  return undefined
-}
-
-function setAt(root: unknown, rel: Path, value: unknown): void {
-  let node = root as Record<string | number, unknown>
-  for (const seg of rel.slice(0, -1)) node = node[seg] as Record<string | number, unknown>
-  node[rel[rel.length - 1] as string | number] = value
-}
-
-/**
- * ${VAR} substitution yields strings. Where the schema wants a number or a boolean at an unquoted
- * substituted value, converts it in place; a string that does not convert is reported here, at the
- * value, naming the variable. Returns the paths reported, so `check` does not report them again.
- */
-function coerceEnv(schema: TSchema, value: unknown, prefix: Path, src: YamlSource, issues: ConfigIssue[]): Set<string> {
-  const reported = new Set<string>()
-  for (const e of [...Value.Errors(schema, value)]) {
-    if (typeof e.value !== 'string') continue
-    const rel = relPath(e.path)
-    const path = [...prefix, ...rel]
-    const names = src.fromEnv(path)
-    if (!names || reported.has(path.join('.'))) continue
-    const kinds = scalarKinds(e.schema)
-    if (kinds.size === 0) continue
-    const converted = convert(e.value, kinds)
-    if (converted !== undefined) {
-      setAt(value, rel, converted)
-      continue
-    }
-    reported.add(path.join('.'))
-    const want = [...kinds].map((k) => (k === 'number' ? 'a number' : 'true or false')).join(' or ')
-    const from = names.map((n) => `\${${n}}`).join(', ')
-    issues.push({ ...src.locate(path), code: 'SLUICE_ERR_CONFIG_TYPE', message: `must be ${want}, but ${from} gives ${JSON.stringify(e.value)}`, path: src.pathString(path) })
-  }
-  return reported
 }
 
 /** Validates `value` against `schema`, reporting issues with `prefix` prepended to every path. */

@@ -58,8 +58,8 @@ export class YamlSource {
   private readonly doc: Document
   private readonly lines = new LineCounter()
   private readonly unset = new Map<string, { name: string; line: number; col: number }>()
-  /** Unquoted scalars whose value came from ${VAR}s: path -> variable names. */
-  private readonly substituted = new Map<string, string[]>()
+  /** Unquoted scalars whose value came from ${VAR}s, with the variable names. */
+  private readonly substituted: Array<{ path: Path; names: string[] }> = []
 
   constructor(
     text: string,
@@ -187,7 +187,7 @@ export class YamlSource {
     // Quoted scalars are strings by the author's choice; unquoted ones may be converted later.
     if (node.type === 'PLAIN') {
       const names = [...text.matchAll(ENV_REF)].flatMap((m) => (m[1] === undefined ? [] : [m[1]]))
-      if (names.length > 0) this.substituted.set(path.join('\u0000'), names)
+      if (names.length > 0) this.substituted.push({ path, names })
     }
     node.value = out
   }
@@ -204,11 +204,11 @@ export class YamlSource {
   }
 
   /**
-   * The variables an unquoted scalar at `path` was substituted from, if any: the loader converts
-   * such a string to a number or boolean where the schema wants one.
+   * The unquoted scalars substituted from ${VAR}s (paths and variable names): the loader converts
+   * such a string to a number or boolean where the schema accepts one.
    */
-  fromEnv(path: Path): string[] | undefined {
-    return this.substituted.get(path.join('\u0000'))
+  fromEnv(): ReadonlyArray<{ path: Path; names: string[] }> {
+    return this.substituted
   }
 
   pathString(path: Path): string {

@@ -96,6 +96,26 @@ ${telemetry()}`
     expect(range.message).toMatch(/greater or equal to 1/)
   })
 
+  it('converts where a union accepts a number or boolean, and keeps a string the union accepts', async () => {
+    const yaml = `connections:
+  q: { kind: amqp, url: \${AMQP_URL} }
+functions:
+  telemetry:
+    code: functions/ok.ts
+    trigger:
+      amqp:
+        connection: q
+        queue: \${QUEUE}
+        declare: { durable: \${DURABLE}, arguments: { x-max-length: \${MAX}, x-queue-mode: \${MODE}, x-note: "\${MAX}" } }
+`
+    const { config } = await parse(yaml, { AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672', QUEUE: '12345', DURABLE: 'FALSE', MAX: '1000', MODE: 'lazy' })
+    const options = config.functions.telemetry?.trigger.options as { queue: unknown; declare: { durable: unknown; arguments: Record<string, unknown> } }
+    // A string-only key keeps digits as text; a union of string, number and boolean takes the number.
+    expect(options.queue).toBe('12345')
+    expect(options.declare.durable).toBe(false)
+    expect(options.declare.arguments).toEqual({ 'x-max-length': 1000, 'x-queue-mode': 'lazy', 'x-note': '1000' })
+  })
+
   it('reports an unset whole value on a required key as SLUICE_ERR_CONFIG_ENV, where the variable is written', async () => {
     const yaml = `functions:\n  telemetry:\n    code: \${FUNCTION_FILE}\n    ${TIMER}\n`
     const i = await issue(yaml)
