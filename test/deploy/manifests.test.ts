@@ -5,6 +5,7 @@
  * config validation. The negative cases mutate a manifest in memory and expect the error a typo
  * would give, so the checks are known to bite.
  */
+import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -133,6 +134,21 @@ describe('deploy/kubernetes manifests', () => {
     for (const cm of generatedConfigMaps()) problems.push(...validateManifest(cm).map((p) => `generated ConfigMap/${cm.metadata.name}: ${p}`))
     expect(problems).toEqual([])
     expect(count).toBeGreaterThanOrEqual(11)
+  })
+
+  it('kubectl kustomize renders the base into valid objects in the namespace, with the generated ConfigMap and the image wired in', () => {
+    // kubectl (with kustomize built in) is part of this machine kind; no cluster is needed.
+    const rendered = parseAllDocuments(execFileSync('kubectl', ['kustomize', BASE], { encoding: 'utf8', timeout: 60_000 })).map((d) => d.toJS() as Obj & { metadata: { namespace?: string } })
+    expect(rendered.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Namespace', 'PodDisruptionBudget', 'ScaledObject', 'Service', 'Service', 'ServiceMonitor', 'StatefulSet'])
+    expect(rendered.flatMap((d) => validateManifest(d).map((p) => `${d.kind}/${d.metadata.name}: ${p}`))).toEqual([])
+    for (const d of rendered.filter((x) => x.kind !== 'Namespace')) expect(d.metadata.namespace, d.kind).toBe(kustomization.namespace)
+    const cm = one('ConfigMap', rendered)
+    expect(cm.metadata.name).toMatch(/^sluice-config-[a-z0-9]{10}$/)
+    expect(cm.data['gateway.yaml']).toBe(gatewayYaml)
+    const pod = one('StatefulSet', rendered).spec.template.spec
+    expect(pod.volumes.find((v: { configMap?: { name: string } }) => v.configMap).configMap.name).toBe(cm.metadata.name)
+    const image = kustomization.images[0] as { newName: string; newTag: string }
+    expect(pod.containers[0].image).toBe(`${image.newName}:${image.newTag}`)
   })
 
   it('the pieces refer to each other: services, selectors, secret, config, scaler', () => {
