@@ -4,7 +4,7 @@
  * fixtures/wrong-usage.ts sits under `@ts-expect-error`, so the run fails if one compiles.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -97,6 +97,15 @@ export const h: Handler<MqttEvent<{ n: number }>> = (events, ctx) => {
     const r = typecheck([file])
     expect(r.status).not.toBe(0)
     expect(r.output).toMatch(/fixture\.ts\(3,3\): error TS2578/)
+  })
+
+  it('type-check every function template of sluice init and sluice new', () => {
+    const dir = resolve('templates/functions')
+    const files = readdirSync(dir).map((f) => join(dir, f))
+    expect(files).toHaveLength(6)
+    const r = typecheck(files)
+    expect(r.output).toBe('')
+    expect(r.status).toBe(0)
   })
 
   it('type-check the demo functions with functions/tsconfig.json', () => {
