@@ -18,10 +18,12 @@ export async function adminRequest(remote: Remote, method: string, path: string,
   const headers: Record<string, string> = {}
   const key = remote.key ?? process.env.SLUICE_ADMIN_KEY
   if (key) headers['x-sluice-key'] = key
-  if (body !== undefined) headers['content-type'] = 'application/json'
+  // Admin POSTs are always typed JSON: without an admin key the gateway refuses others (CSRF).
+  const payload = body ?? (method === 'POST' ? {} : undefined)
+  if (payload !== undefined) headers['content-type'] = 'application/json'
   let res: Response
   try {
-    res = await fetch(url, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
+    res = await fetch(url, { method, headers, ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}) })
   } catch (e) {
     throw new SluiceError('SLUICE_ERR_CLI_REMOTE', `cannot reach the gateway at ${url}: ${(e as Error).cause ? String((e as Error).cause) : (e as Error).message}`)
   }

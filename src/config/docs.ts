@@ -137,8 +137,13 @@ function typeOf(s: JsonObject): string {
       if (s.minProperties === 1 && s.maxProperties === 1) return `exactly one of ${keys.map(code).join(', ') || '(none in this build)'}`
       return 'mapping'
     }
-    default:
-      return isObject(s) && Array.isArray(s.anyOf) ? 'one of the forms below' : 'any'
+    default: {
+      if (!Array.isArray(s.anyOf)) return 'any'
+      // A union of scalars (e.g. boolean or string) reads as such; unions of mappings are listed below.
+      const forms = s.anyOf.filter(isObject)
+      const scalar = forms.length === s.anyOf.length && forms.every((f) => f.type === 'boolean' || f.type === 'string' || f.type === 'integer' || f.type === 'number')
+      return scalar ? forms.map(typeOf).join(' or ') : 'one of the forms below'
+    }
   }
 }
 

@@ -8,7 +8,7 @@
 import type { GatewayConfig } from '../config/schema.js'
 import { toInfo } from '../errors.js'
 import { registerAdminRoutes } from '../http/admin.js'
-import { adminGuard, hashKey } from '../http/auth.js'
+import { adminAccess, adminGuard, describeAdminAccess, type AdminAccess } from '../http/auth.js'
 import { registerDashboard } from '../http/dashboard.js'
 import { registerLiveRoutes, type LiveFeed } from '../http/live.js'
 import type { Metrics } from '../http/metrics.js'
@@ -41,10 +41,14 @@ export async function startSequence(t: LifecycleTarget): Promise<void> {
   for (const fn of Object.values(config.functions)) t.units.set(fn.name, createUnit(parts, fn, t.compiled))
   parts.scheduler.start()
 
-  registerHttpSurface(t)
+  const access = registerHttpSurface(t)
   await app.listen({ port: config.http.port, host: config.http.host })
   const url = baseUrl(config, app.server.address())
   t.setUrl(url)
+  const admin = describeAdminAccess(access, url, config.http.host)
+  const fields = { admin: { url: admin.adminUrl, protection: admin.protection } }
+  if (admin.protection === 'disabled') log.warn(fields, admin.message)
+  else log.info(fields, admin.message)
 
   await Promise.all([...t.units.values()].map((u) => startTrigger(parts, u, t.routes)))
   t.setState('up')
@@ -53,16 +57,17 @@ export async function startSequence(t: LifecycleTarget): Promise<void> {
 }
 
 /** Registers the admin API, the live feed, the dashboard and the /api catch-all (before listen). */
-function registerHttpSurface(t: LifecycleTarget): void {
+function registerHttpSurface(t: LifecycleTarget): AdminAccess {
   const { app, config } = t.parts
-  const adminHash = config.admin.key === undefined ? undefined : hashKey(config.admin.key)
-  const guard = adminGuard(adminHash)
+  const access = adminAccess(config)
+  const guard = adminGuard(access)
   registerAdminRoutes(app, t.admin, guard)
-  registerLiveRoutes(app, t.live, adminGuard(adminHash, { queryKey: true }))
+  registerLiveRoutes(app, t.live, adminGuard(access, { queryKey: true }))
   // The page shell holds no data: with an admin key it loads for anyone (its data calls need the
-  // key); without one it keeps the admin API's loopback rule.
-  registerDashboard(app, adminHash === undefined ? { guard } : {})
+  // key); without one it keeps the admin API's rules.
+  registerDashboard(app, access.protection === 'key' ? {} : { guard })
   t.routes.install(app)
+  return access
 }
 
 function baseUrl(config: GatewayConfig, addr: ReturnType<GatewayParts['app']['server']['address']>): string {

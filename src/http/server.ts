@@ -77,6 +77,9 @@ export function createHttpServer(config: GatewayConfig['http'], log: Pino): Fast
     // Per-request logs would cost more than the request; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
+    // Behind a proxy request.ip and request.protocol come from X-Forwarded-*; the admin API's
+    // loopback rule reads the socket, and is switched off with trustProxy (see http/auth.ts).
+    trustProxy: config.trustProxy ?? false,
     // Bounds receiving the request only. No connectionTimeout: it is a socket inactivity timer,
     // and a function running longer than it (within its own timeoutMs) lost its connection.
     requestTimeout: config.requestTimeoutMs,
@@ -98,6 +101,8 @@ export function createHttpServer(config: GatewayConfig['http'], log: Pino): Fast
   const secureJson = app.getDefaultJsonParser('error', 'error')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8')
+    // Admin POSTs must be typed application/json (http/auth.ts) even when they carry nothing.
+    if (text.length === 0 && req.url.startsWith('/admin/')) return done(null, undefined)
     secureJson(req, text, (err, value) => {
       if (err && text.length > 0 && isJson(text)) {
         return done(new SluiceError('SLUICE_ERR_HTTP_PROTO_POISONING', 'the JSON body contains a __proto__ or constructor.prototype key'), undefined)

@@ -42,7 +42,8 @@ describe('admin API', () => {
   const post = (path: string, payload?: unknown) =>
     fetch(`${t.url}${path}`, {
       method: 'POST',
-      ...(payload === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: typeof payload === 'string' ? payload : JSON.stringify(payload) }),
+      headers: { 'content-type': 'application/json' },
+      ...(payload === undefined ? {} : { body: typeof payload === 'string' ? payload : JSON.stringify(payload) }),
     })
   const invoke = (fn: string, payload: unknown) => post(`/admin/functions/${fn}/invoke`, payload)
 

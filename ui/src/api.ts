@@ -64,11 +64,14 @@ export async function checkResponse(res: Response): Promise<void> {
 
 export async function api<T>(path: string, init: { method?: string; body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json', ...authHeaders() }
-  if (init.body !== undefined) headers['content-type'] = 'application/json'
+  const method = init.method ?? 'GET'
+  // Admin POSTs are always typed JSON: without an admin key the gateway refuses others (CSRF).
+  const body = init.body ?? (method === 'POST' ? {} : undefined)
+  if (body !== undefined) headers['content-type'] = 'application/json'
   const res = await fetch(path, {
-    method: init.method ?? 'GET',
+    method,
     headers,
-    ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     ...(init.signal ? { signal: init.signal } : {}),
   })
   await checkResponse(res)

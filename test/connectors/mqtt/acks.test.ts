@@ -119,7 +119,7 @@ describe('mqtt poison messages', () => {
     const deadAt = lineIndex(t, (l) => l.msg === 'event dead-lettered')
     expect(acks(tap, logAt).find((a) => a.n === 1)?.logIndex).toBeGreaterThan(deadAt)
 
-    const res = await fetch(`${t.url}/admin/dead-letters/${letter?.id}/replay`, { method: 'POST' })
+    const res = await fetch(`${t.url}/admin/dead-letters/${letter?.id}/replay`, { method: 'POST', headers: { 'content-type': 'application/json' } })
     expect(res.status).toBe(200)
     const body = (await res.json()) as { outcome: { status: string; deadLetterId?: string } }
     // Still poison: three more attempts, and a new letter replaces the old one.
