@@ -105,7 +105,13 @@ export class LiveFeed {
     this.ring = new Ring(Math.max(2, Math.ceil((opts.historyMs ?? 600_000) / this.stepMs)))
     const on = <T extends { gateway: number }>(name: string, fn: (m: T) => void) => {
       const handler = (m: unknown) => {
-        if ((m as T).gateway === opts.gateway && this.clients.size > 0) fn(m as T)
+        // diagnostics_channel rethrows a subscriber's error on the next tick (an uncaught
+        // exception): what this feeds is best-effort, the event path must never see it fail.
+        try {
+          if ((m as T).gateway === opts.gateway && this.clients.size > 0) fn(m as T)
+        } catch {
+          // dropped
+        }
       }
       subscribe(name, handler)
       this.unsubscribers.push(() => unsubscribe(name, handler))

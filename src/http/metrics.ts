@@ -152,7 +152,13 @@ export class Metrics {
 
     const on = <T extends { gateway: number }>(name: string, fn: (m: T) => void) => {
       const handler = (m: unknown) => {
-        if ((m as T).gateway === gateway) fn(m as T)
+        // diagnostics_channel rethrows a subscriber's error on the next tick (an uncaught
+        // exception): what this feeds is best-effort, the event path must never see it fail.
+        try {
+          if ((m as T).gateway === gateway) fn(m as T)
+        } catch {
+          // dropped
+        }
       }
       subscribe(name, handler)
       this.unsubscribers.push(() => unsubscribe(name, handler))
