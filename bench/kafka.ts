@@ -1,49 +1,55 @@
 /**
- * Kafka: messages/s from a pre-filled topic through the gateway (kafka trigger, router, worker
- * host, a small function; offsets committed at the lowest unfinished offset) against a bare
- * kafkajs eachBatch consumer that only commits each batch, both reading the same partitions of
- * the same test broker (test/kafka/broker.ts, in a process of its own). Each round reads the
- * whole topic with a fresh consumer group, from the moment the group is joined until every
- * partition's committed offset reached its end. Rounds alternate. A third case shows the ceiling
- * the function pipeline sets: the same events, built in memory, handed to a gateway's router the
- * way the connector does (per partition, 200 in flight), without Kafka.
+ * Kafka: messages/s and CPU per message from a pre-filled topic on a real Apache Kafka 4 broker
+ * (test/helpers/kafka-broker.ts, a JVM of its own) through the gateway (kafka trigger, router,
+ * worker host, the telemetry function; offsets committed at the lowest unfinished offset), against
+ * two bare kafkajs eachBatch consumers on the same partitions: one that JSON-parses every value
+ * and commits each batch (the baseline), and one that only commits (context: kafkajs's own cost).
+ * Each round reads the whole topic with a fresh consumer group, from the group join until every
+ * partition's committed offset reached its end. Cases alternate within a round. CPU is this
+ * process's (process.cpuUsage) plus, for the gateway, its worker hosts' (from /proc).
  *
  *   node --no-node-snapshot --import tsx bench/kafka.ts [messages] [partitions] [rounds]
  */
-import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { Kafka, logLevel, type Admin } from 'kafkajs'
-import { Pending } from '../connectors/kafka/offsets.js'
+import type { Admin, Kafka } from 'kafkajs'
 import { CONNECTORS } from '../src/config/connectors.js'
 import { parseConfig } from '../src/config/load.js'
 import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
-import { benchGateway, fmt } from './common.js'
+import { KafkaBroker } from '../test/helpers/kafka-broker.js'
+import { fmt, TELEMETRY_FN } from './common.js'
 
 const TOTAL = Number(process.argv[2] ?? 100_000)
 const PARTITIONS = Number(process.argv[3] ?? 8)
 const ROUNDS = Number(process.argv[4] ?? 3)
 const TOPIC = 'telemetry'
-const FN = `export default async function (events) {
-  let low = 0
-  for (const e of events) if (e.body.battery < 15) low++
-  return { low }
-}`
 
-// The broker in its own process, so neither consumer shares its event loop.
-const brokerProc = spawn(process.execPath, ['--import', 'tsx', new URL('../test/kafka/serve.ts', import.meta.url).pathname, '--partitions', String(PARTITIONS)], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-})
-const address = await new Promise<string>((resolve, reject) => {
-  brokerProc.once('exit', (code) => reject(new Error(`the test broker exited with ${code}`)))
-  brokerProc.stdout?.once('data', (d: Buffer) => resolve((JSON.parse(d.toString().split('\n')[0] as string) as { address: string }).address))
-})
-const kafka = new Kafka({ brokers: [address], clientId: 'bench', logLevel: logLevel.NOTHING })
+interface Result {
+  rate: number
+  /** CPU microseconds per message (this process, plus worker hosts for the gateway). */
+  cpuUs: number
+}
 
-async function fill(): Promise<void> {
+/** CPU time (us) a process has used so far, from /proc (Linux; 0 elsewhere). */
+function processCpuUs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    // utime and stime, fields 14 and 15 of stat, in clock ticks (100 per second).
+    return (Number(fields[11]) + Number(fields[12])) * 10_000
+  } catch {
+    return 0
+  }
+}
+
+const ownCpuUs = () => {
+  const u = process.cpuUsage()
+  return u.user + u.system
+}
+
+async function fill(kafka: Kafka): Promise<void> {
   const producer = kafka.producer()
   await producer.connect()
   const CHUNK = 1000
@@ -63,7 +69,7 @@ async function fill(): Promise<void> {
 
 /**
  * Resolves with the time at which every partition's committed offset of `group` reached its end.
- * Polls the broker slowly until `nearlyDone()` (polling costs CPU on a 2-core machine), then fast.
+ * Polls slowly until `nearlyDone()` (polling costs CPU on a 2-core machine), then fast.
  */
 async function committedAll(admin: Admin, group: string, nearlyDone: () => boolean): Promise<number> {
   for (;;) {
@@ -76,45 +82,53 @@ async function committedAll(admin: Admin, group: string, nearlyDone: () => boole
 
 let round = 0
 
-/** The baseline: kafkajs eachBatch, committing each batch's end, nothing else. */
-async function bare(admin: Admin): Promise<number> {
+/** A bare kafkajs eachBatch consumer committing each batch's end; `parse` JSON-parses every value first. */
+async function bare(kafka: Kafka, admin: Admin, parse: boolean): Promise<Result> {
   const group = `bare-${++round}`
   const consumer = kafka.consumer({ groupId: group, maxWaitTimeInMs: 1000 })
   let joined = 0
-  consumer.on(consumer.events.GROUP_JOIN, () => (joined ||= performance.now()))
+  let cpu0 = 0
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    joined ||= performance.now()
+    cpu0 ||= ownCpuUs()
+  })
   await consumer.connect()
   await consumer.subscribe({ topic: TOPIC, fromBeginning: true })
   // Its own commits tell when it is done: no polling while it runs.
   const committed = new Map<number, number>()
   let end = 0
-  const done = new Promise<void>((resolve) => {
+  let cpu1 = 0
+  let low = 0
+  await new Promise<void>((resolve) => {
     void consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: PARTITIONS,
       eachBatch: async ({ batch, resolveOffset, commitOffsetsIfNecessary }) => {
+        if (parse) for (const m of batch.messages) if ((JSON.parse(m.value?.toString() ?? 'null') as { battery: number }).battery < 15) low++
         resolveOffset(batch.lastOffset())
         const next = Number(batch.lastOffset()) + 1
         await commitOffsetsIfNecessary({ topics: [{ topic: TOPIC, partitions: [{ partition: batch.partition, offset: String(next) }] }] })
         committed.set(batch.partition, next)
         if (!end && [...committed.values()].reduce((a, b) => a + b, 0) >= TOTAL) {
           end = performance.now()
+          cpu1 = ownCpuUs()
           resolve()
         }
       },
     })
   })
-  await done
   await committedAll(admin, group, () => true) // the broker agrees
   await consumer.disconnect()
-  return TOTAL / ((end - joined) / 1000)
+  if (parse && low === 0) throw new Error('the parsing baseline parsed nothing')
+  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL }
 }
 
 /** The gateway with a kafka trigger on the same topic; the clock starts at its group join. */
-async function gateway(admin: Admin): Promise<{ rate: number; processedRate: number }> {
+async function gateway(address: string, admin: Admin): Promise<Result> {
   const group = `gateway-${++round}`
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-kafka-'))
-  writeFileSync(join(dir, 'fn.js'), FN)
+  writeFileSync(join(dir, 'fn.js'), TELEMETRY_FN)
   const yaml = `http: { port: 0, host: 127.0.0.1 }
 store: { path: ':memory:' }
 log: { level: info }
@@ -126,97 +140,70 @@ functions:
     trigger: { kafka: { connection: stream, topic: ${TOPIC}, groupId: ${group} } }
 `
   let joined = 0
+  let cpu0 = 0
+  let hostPids: number[] = []
+  const hostCpu = () => hostPids.reduce((a, pid) => a + processCpuUs(pid), 0)
   const logs = new Writable({
     write(chunk: Buffer, _enc, cb) {
       const s = chunk.toString()
-      if (!joined && s.includes('kafka partitions assigned')) joined = performance.now()
+      if (!joined && s.includes('kafka partitions assigned')) {
+        joined = performance.now()
+        cpu0 = ownCpuUs() + hostCpu()
+      }
       if (s.includes('"level":"error"') || s.includes('"level":"warn"')) process.stderr.write(s)
       cb()
     },
   })
   const loaded = await parseConfig(yaml, join(dir, 'gateway.yaml'), { connectors: CONNECTORS, root: dir, env: {} })
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger: createLogger('info', logs as never) })
+  hostPids = gw.hosts().map((h) => h.pid)
+  if (joined) cpu0 = ownCpuUs() + hostCpu() // joined before the hosts were known: count from now
   let processedAt = 0
   // router.stats is a field read (gw.function() computes percentiles: too costly to poll).
   const watch = setInterval(() => {
     if (!processedAt && gw.router.stats('consume').stats.eventsDone >= TOTAL) processedAt = performance.now()
   }, 5)
   const end = await committedAll(admin, group, () => processedAt > 0)
+  const cpu1 = ownCpuUs() + hostCpu()
   clearInterval(watch)
   const done = gw.function('consume')?.counts.eventsDone ?? 0
   await gw.stop()
   if (done < TOTAL) throw new Error(`only ${done} of ${TOTAL} events were done`)
-  return { rate: TOTAL / ((end - joined) / 1000), processedRate: TOTAL / (((processedAt || end) - joined) / 1000) }
-}
-
-/** The function pipeline alone: kafka-shaped events delivered per partition, 200 in flight each. */
-async function pipelineOnly(): Promise<number> {
-  const gw = await benchGateway(
-    `http: { port: 0, host: 127.0.0.1 }\nstore: { path: ':memory:' }\nfunctions:\n  consume:\n    code: fn.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n`,
-    { 'fn.js': FN },
-  )
-  const perPartition = Math.ceil(TOTAL / PARTITIONS)
-  const event = (part: number, offset: number) => {
-    const k = offset * PARTITIONS + part
-    const station = `st-${String(k % 200).padStart(3, '0')}`
-    return {
-      id: `${TOPIC}-${part}-${offset}`,
-      source: `kafka://stream/${TOPIC}`,
-      key: `${TOPIC}/${part}`,
-      time: new Date().toISOString(),
-      body: { station, scooter: `sc-${k % 5000}`, battery: k % 100, speed: (k % 25) + 0.5, lat: 52.37, lon: 4.9 },
-      meta: { topic: TOPIC, partition: part, offset, timestamp: Date.now(), key: station, headers: {} },
-    }
-  }
-  const t0 = performance.now()
-  await Promise.all(
-    Array.from({ length: PARTITIONS }, async (_, part) => {
-      const work = new Pending()
-      for (let o = 0; o < perPartition; o++) {
-        if (work.count >= 200) await work.below(100)
-        work.add()
-        void gw.router.deliver('consume', [event(part, o)]).finally(() => work.settle())
-      }
-      await work.done()
-    }),
-  )
-  const rate = (perPartition * PARTITIONS) / ((performance.now() - t0) / 1000)
-  await gw.stop()
-  return rate
+  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL }
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
+process.stderr.write('starting a Kafka 4 broker...\n')
+const broker = await KafkaBroker.start()
 try {
-  await fill()
-  const admin = kafka.admin()
-  await admin.connect()
-  process.stderr.write(`topic ${TOPIC}: ${TOTAL} messages in ${PARTITIONS} partitions\n`)
+  const kafka = broker.client('bench')
+  await broker.createTopic(TOPIC, PARTITIONS)
+  await fill(kafka)
+  const admin = await broker.admin()
+  process.stderr.write(`topic ${TOPIC}: ${TOTAL} messages in ${PARTITIONS} partitions on Kafka 4 (${broker.address})\n`)
   // Warm-up: the first reads pay for JIT and the broker's first serves.
-  await bare(admin)
-  await gateway(admin)
-  const bares: number[] = []
-  const gws: number[] = []
-  const processed: number[] = []
-  const pipeline: number[] = []
+  await bare(kafka, admin, true)
+  await gateway(broker.address, admin)
+  const runs = { commit: [] as Result[], parse: [] as Result[], gateway: [] as Result[] }
   for (let i = 0; i < ROUNDS; i++) {
-    bares.push(await bare(admin))
-    const g = await gateway(admin)
-    gws.push(g.rate)
-    processed.push(g.processedRate)
-    pipeline.push(await pipelineOnly())
-    process.stderr.write(
-      `round ${i + 1}: bare ${fmt(bares[i] as number, 0)}/s, gateway ${fmt(g.rate, 0)}/s (all done at ${fmt(g.processedRate, 0)}/s), pipeline alone ${fmt(pipeline[i] as number, 0)}/s\n`,
-    )
+    runs.parse.push(await bare(kafka, admin, true))
+    runs.gateway.push(await gateway(broker.address, admin))
+    runs.commit.push(await bare(kafka, admin, false))
+    const line = (k: keyof typeof runs) => `${k} ${fmt(runs[k][i]?.rate ?? 0, 0)}/s ${fmt(runs[k][i]?.cpuUs ?? 0, 1)} us/msg`
+    process.stderr.write(`round ${i + 1}: ${line('parse')}, ${line('gateway')}, ${line('commit')}\n`)
   }
-  await admin.disconnect()
-  const b = median(bares)
-  const g = median(gws)
-  console.log(`\nkafka, ${TOTAL} messages, ${PARTITIONS} partitions, median of ${ROUNDS} rounds (messages/s, join -> last commit)`)
-  console.log(`bare kafkajs eachBatch, commit only   ${fmt(b, 0).padStart(10)}   1.00x`)
-  console.log(`gateway (kafka trigger -> function)   ${fmt(g, 0).padStart(10)}   ${fmt(g / b)}x`)
-  console.log(`gateway, until the last event done    ${fmt(median(processed), 0).padStart(10)}   ${fmt(median(processed) / b)}x`)
-  console.log(`function pipeline alone, no Kafka     ${fmt(median(pipeline), 0).padStart(10)}   ${fmt(median(pipeline) / b)}x`)
+  const rate = (k: keyof typeof runs) => median(runs[k].map((r) => r.rate))
+  const cpu = (k: keyof typeof runs) => median(runs[k].map((r) => r.cpuUs))
+  const base = rate('parse')
+  const baseCpu = cpu('parse')
+  console.log(`\nkafka 4 (real broker), ${TOTAL} messages, ${PARTITIONS} partitions, median of ${ROUNDS} rounds (join -> last commit)`)
+  console.log('                                              msgs/s   rate   CPU us/msg   CPU')
+  const row = (label: string, k: keyof typeof runs) =>
+    console.log(`${label.padEnd(44)}${fmt(rate(k), 0).padStart(8)}  ${fmt(rate(k) / base).padStart(5)}x  ${fmt(cpu(k), 1).padStart(10)}  ${fmt(cpu(k) / baseCpu).padStart(5)}x`)
+  row('bare kafkajs eachBatch, JSON.parse + commit', 'parse')
+  row('gateway (kafka trigger -> function)', 'gateway')
+  row('bare kafkajs eachBatch, commit only', 'commit')
 } finally {
-  brokerProc.kill('SIGTERM')
+  await broker.close()
 }

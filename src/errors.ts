@@ -104,6 +104,7 @@ export const ERRORS = {
   SLUICE_ERR_CONNECTOR_KAFKA_PRODUCE: spec(true, 502, 'Kafka did not acknowledge a produced message (acks: all).', 'Check that the output topic exists (or auto-creation is on) and the brokers are healthy; the input event is retried.'),
   SLUICE_ERR_CONNECTOR_KAFKA_COMMIT: spec(true, 503, 'An offset commit was refused or failed, usually because a rebalance moved the partition.', 'Nothing to do after a rebalance: the partition\'s new owner reads on from the last commit (events since then run again). If it repeats, check the brokers and sessionTimeoutMs.'),
   SLUICE_ERR_CONNECTOR_KAFKA_RECORD: spec(false, 400, 'A Kafka record could not be turned into an event (it reached no function); it was dead-lettered with its raw bytes and its offset committed.', 'Inspect the dead letter (body as text, or base64 with meta.encoding: base64) and fix the producer; replay it once the function can take it.'),
+  SLUICE_ERR_CONNECTOR_KAFKA_TOPIC_NOT_FOUND: spec(false, 404, 'A topic of a Kafka trigger does not exist on the cluster (or the client is not allowed to describe it); the trigger does not create topics.', 'Create the topic (kafka-topics.sh --create, or your platform\'s tooling) with the partitions you need, or fix topic: in the trigger; then start the gateway again.'),
 
   // HTTP surface
   SLUICE_ERR_HTTP_BAD_REQUEST: spec(false, 400, 'The request is malformed.', 'Fix the request as the message says.'),

@@ -1,10 +1,11 @@
-import { PartitionAssigners, type Admin, type Consumer, type EachBatchPayload, type IMemberAssignment, type Kafka, type Offsets, type PartitionAssigner } from 'kafkajs'
+import { PartitionAssigners, type Admin, type Consumer, type EachBatchPayload, type IMemberAssignment, type Kafka, type PartitionAssigner } from 'kafkajs'
 import { backoffDelay, SluiceError, type Connector, type ConnectorContext, type LagReporter, type Outcome, type TriggerSpec } from '../../src/sdk/index.js'
 import { createKafka, isRebalanceError, kafkaError, type KafkaErrorContext } from './client.js'
+import { Committer } from './commits.js'
 import { partitionInfo, toEvent, type PartitionInfo } from './message.js'
 import { Pending, PartitionOffsets } from './offsets.js'
 import { defaultGroupId, triggerTopics, type KafkaConnectionOptions, type KafkaTriggerOptions } from './options.js'
-import { uncommittedStarts } from './start-position.js'
+import { commitStartPositions, missingTopics } from './start-position.js'
 
 /** Longest graceful wait for in-flight outcomes on stop (the gateway bounds its stop too). */
 const STOP_DRAIN_MS = 30000
@@ -65,11 +66,7 @@ export class KafkaConnector implements Connector, LagReporter {
   private joining = true
   /** True from a detected rebalance until the new assignment: no new events are handed out. */
   private revoking = false
-  /** Commits through the running consumer group without kafkajs's retries (see eachBatch). */
-  private commitFn: ((offsets: Offsets) => Promise<void>) | undefined
-  private commitTimer: NodeJS.Timeout | undefined
-  private committing: Promise<void> | undefined
-  private commitAgain = false
+  private readonly commits: Committer
   /** Partitions this connector paused at kafkajs. */
   private readonly paused = new Set<string>()
   /** Every event handed to the router whose outcome has not resolved. */
@@ -88,6 +85,15 @@ export class KafkaConnector implements Connector, LagReporter {
     this.groupId = spec.trigger.groupId ?? defaultGroupId(spec.functionName)
     this.topics = triggerTopics(spec.trigger)
     this.byKey = spec.trigger.orderBy === 'key'
+    this.commits = new Committer({
+      intervalMs: spec.trigger.commitIntervalMs,
+      groupId: this.groupId,
+      context: this.context,
+      log: () => this.ctx?.log,
+      owned: () => this.parts.values(),
+      mayCommit: () => !this.joining,
+      stopping: () => this.stopping,
+    })
   }
 
   private get context(): KafkaErrorContext {
@@ -122,6 +128,11 @@ export class KafkaConnector implements Connector, LagReporter {
   /** Creates, subscribes and runs a consumer; resolves once kafkajs's first join attempt ended. */
   private async runConsumer(): Promise<void> {
     const t = this.spec.trigger
+    // The trigger never creates topics: a missing one is a clear error, not a wait.
+    const missing = await missingTopics(await this.adminClient(), this.topics)
+    if (missing.length > 0) {
+      throw new SluiceError('SLUICE_ERR_CONNECTOR_KAFKA_TOPIC_NOT_FOUND', `topic ${missing.join(', ')} does not exist on the cluster (or this client may not describe it); create it first: the trigger does not create topics`, { retriable: false, context: { ...this.context, topics: missing } })
+    }
     const consumer = (this.kafka as Kafka).consumer({
       groupId: this.groupId,
       sessionTimeout: t.sessionTimeoutMs,
@@ -132,6 +143,7 @@ export class KafkaConnector implements Connector, LagReporter {
       partitionAssigners: [this.assigner],
       // Records of aborted transactions never reach a function; open transactions hold the fetch.
       readUncommitted: false,
+      allowAutoTopicCreation: false,
     })
     this.consumer = consumer
     const ev = consumer.events
@@ -142,7 +154,7 @@ export class KafkaConnector implements Connector, LagReporter {
     // synchronously, before JoinGroup is even sent, and goes out even while an earlier commit is
     // still in flight (waiting for it would find the join begun and send nothing).
     consumer.on(ev.REBALANCING, () => {
-      if (consumer === this.consumer && !this.joining) void this.commitOnce()
+      if (consumer === this.consumer && !this.joining) void this.commits.commitNow()
     })
     // A fetch that held only control records (a transaction's commit or abort marker) or aborted
     // records never reaches eachBatch: move the partition's position past it here.
@@ -204,7 +216,7 @@ export class KafkaConnector implements Connector, LagReporter {
     this.ctx?.setHealth(true)
     this.applyPause()
     this.starting?.resolve()
-    void this.commit()
+    void this.commits.commit()
     const fresh = [...next.values()].filter((o) => o.awaitingStart)
     if (fresh.length > 0) void this.commitStarts(consumer, fresh)
   }
@@ -221,19 +233,8 @@ export class KafkaConnector implements Connector, LagReporter {
       const pending = fresh.filter((o) => isCurrent(o) && o.awaitingStart)
       if (pending.length === 0) return
       try {
-        this.admin ??= (this.kafka as Kafka).admin()
-        await this.admin.connect()
-        const starts = await uncommittedStarts(this.admin, this.groupId, pending, this.spec.trigger.fromBeginning)
-        const commits = pending.filter((o) => isCurrent(o) && starts.has(partKey(o.topic, o.partition)))
-        if (commits.length > 0) {
-          await consumer.commitOffsets(commits.map((o) => ({ topic: o.topic, partition: o.partition, offset: String(starts.get(partKey(o.topic, o.partition))) })))
-          for (const o of commits) {
-            const at = starts.get(partKey(o.topic, o.partition)) as number
-            o.offsets.advance(at)
-            if (o.offsets.committed < at) o.offsets.committed = at
-          }
-          this.ctx?.log.info({ group: this.groupId, starts: Object.fromEntries(commits.map((o) => [partKey(o.topic, o.partition), starts.get(partKey(o.topic, o.partition))])) }, 'kafka start positions committed')
-        }
+        const starts = await commitStartPositions(await this.adminClient(), consumer, this.groupId, this.spec.trigger.fromBeginning, pending)
+        if (Object.keys(starts).length > 0) this.ctx?.log.info({ group: this.groupId, starts }, 'kafka start positions committed')
         for (const o of pending) o.awaitingStart = false
         this.applyPause()
         return
@@ -245,13 +246,20 @@ export class KafkaConnector implements Connector, LagReporter {
     }
   }
 
+  /** The connector's admin client, connected (kafkajs reconnects it on the next request). */
+  private async adminClient(): Promise<Admin> {
+    this.admin ??= (this.kafka as Kafka).admin()
+    await this.admin.connect()
+    return this.admin
+  }
+
   /** kafkajs stepped over records that carry no event (see END_BATCH_PROCESS above). */
   private onSkipped(topic: string, partition: number, to: number, highWatermark: number): void {
     const owned = this.parts.get(partKey(topic, partition))
     if (!owned || this.joining || this.revoking || owned.awaitingStart || !Number.isFinite(to)) return
     if (Number.isFinite(highWatermark)) owned.offsets.highWatermark = highWatermark
     owned.offsets.advance(to)
-    if (owned.offsets.due) this.scheduleCommit()
+    if (owned.offsets.due) this.commits.schedule()
   }
 
   private onCrash(consumer: Consumer, error: Error, restart: boolean): void {
@@ -260,7 +268,7 @@ export class KafkaConnector implements Connector, LagReporter {
     this.joining = true
     this.parts = new Map()
     this.paused.clear()
-    this.commitFn = undefined
+    this.commits.commitFn = undefined
     const err = kafkaError(error, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context)
     this.ctx?.setHealth(false, err.message)
     if (this.stopping) return
@@ -292,7 +300,7 @@ export class KafkaConnector implements Connector, LagReporter {
     // This payload's commit goes straight to the consumer group it belongs to: one attempt with
     // the generation current at the call. consumer.commitOffsets would retry, and a retry after
     // a rebalance carries the new generation for a partition that may have moved.
-    this.commitFn = p.commitOffsetsIfNecessary
+    this.commits.commitFn = p.commitOffsetsIfNecessary
     const { batch } = p
     const key = partKey(batch.topic, batch.partition)
     const owned = this.parts.get(key)
@@ -325,10 +333,10 @@ export class KafkaConnector implements Connector, LagReporter {
         po.advance(Number(batch.lastOffset()) + 1)
         p.resolveOffset(batch.lastOffset())
       }
-      this.scheduleCommit()
+      this.commits.schedule()
       await this.heartbeatWhile(p, work.done())
       // The batch is through: commit now rather than at the next interval.
-      void this.commit()
+      void this.commits.commit()
     } catch (e) {
       if (!isRebalanceError(e, 'REBALANCE_IN_PROGRESS')) throw e
       await this.finishBeforeRejoin(p)
@@ -374,7 +382,7 @@ export class KafkaConnector implements Connector, LagReporter {
         if (!isRebalanceError(e, 'REBALANCE_IN_PROGRESS')) break // dropped from the group: too late to finish
       }
     }
-    await this.flushCommits()
+    await this.commits.flush()
   }
 
   /** Follows one event's outcome: done and dead advance the partition, aborted holds it. */
@@ -386,7 +394,7 @@ export class KafkaConnector implements Connector, LagReporter {
         ([o]) => {
           if (!o || o.status === 'aborted' || this.parts.get(key) !== owned) return
           owned.offsets.finish(offset)
-          this.scheduleCommit()
+          this.commits.schedule()
         },
         (e: unknown) => {
           // deliver never rejects by contract; if it did, the offset stays unfinished (held).
@@ -421,67 +429,6 @@ export class KafkaConnector implements Connector, LagReporter {
     else this.paused.delete(key)
   }
 
-  // ---- commits ----
-
-  private scheduleCommit(): void {
-    if (this.commitTimer) return
-    this.commitTimer = setTimeout(() => {
-      this.commitTimer = undefined
-      void this.commit()
-    }, this.spec.trigger.commitIntervalMs)
-  }
-
-  /** Commits every owned partition whose commit point moved; one commit request at a time. */
-  private commit(): Promise<void> {
-    if (this.committing) {
-      this.commitAgain = true
-      return this.committing
-    }
-    const run = this.commitOnce().finally(() => {
-      this.committing = undefined
-      if (this.commitAgain) {
-        this.commitAgain = false
-        void this.commit()
-      }
-    })
-    this.committing = run
-    return run
-  }
-
-  private async flushCommits(): Promise<void> {
-    while (this.committing) await this.committing
-    clearTimeout(this.commitTimer)
-    this.commitTimer = undefined
-    await this.commit()
-  }
-
-  private async commitOnce(): Promise<void> {
-    const commit = this.commitFn
-    if (!commit || this.joining) return
-    const due = [...this.parts.values()].filter((o) => o.offsets.due).map((o) => ({ owned: o, point: o.offsets.commitPoint() }))
-    if (due.length === 0) return
-    const byTopic = new Map<string, Array<{ partition: number; offset: string }>>()
-    for (const { owned, point } of due) {
-      const list = byTopic.get(owned.topic) ?? []
-      list.push({ partition: owned.partition, offset: String(point) })
-      byTopic.set(owned.topic, list)
-    }
-    try {
-      // The request is built synchronously: it carries the generation the ownership above belongs to.
-      await commit({ topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) })
-      for (const { owned, point } of due) if (owned.offsets.committed < point) owned.offsets.committed = point
-    } catch (e) {
-      const err = kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', this.context).toJSON()
-      if (isRebalanceError(e)) {
-        // The group moved on; whatever is still owned after the rejoin is committed then.
-        this.ctx?.log.info({ group: this.groupId, err }, 'kafka commit refused: the group is rebalancing')
-        return
-      }
-      this.ctx?.log.warn({ group: this.groupId, err: { ...err, code: 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT' } }, 'kafka offset commit failed; retrying')
-      if (!this.stopping) this.scheduleCommit()
-    }
-  }
-
   // ---- lag, stop ----
 
   /** Messages behind the partition ends per owned partition (`<topic>/<partition>`), as of the last fetch. */
@@ -504,10 +451,9 @@ export class KafkaConnector implements Connector, LagReporter {
     this.applyPause()
     if (!force) {
       await within(this.open.done(), STOP_DRAIN_MS)
-      await this.flushCommits()
+      await this.commits.flush()
     }
-    clearTimeout(this.commitTimer)
-    this.commitTimer = undefined
+    this.commits.clear()
     await this.admin?.disconnect().catch(() => undefined)
     try {
       await this.consumer?.disconnect()

@@ -1,4 +1,5 @@
-import type { Admin } from 'kafkajs'
+import type { Admin, Consumer } from 'kafkajs'
+import type { PartitionOffsets } from './offsets.js'
 
 /** A partition newly assigned to this member. */
 export interface AssignedPartition {
@@ -26,4 +27,31 @@ export async function uncommittedStarts(admin: Admin, group: string, parts: Assi
     }
   }
   return out
+}
+
+/**
+ * Commits the start position of each partition of `parts` that the group never committed (see
+ * uncommittedStarts) through the running consumer, so kafkajs takes it as its position too, and
+ * moves the partition's bookkeeping there. Resolves with what it committed (`<topic>/<partition>`
+ * -> offset); rejects when a request failed (nothing is marked then).
+ */
+export async function commitStartPositions(admin: Admin, consumer: Consumer, group: string, fromBeginning: boolean, parts: Array<AssignedPartition & { offsets: PartitionOffsets }>): Promise<Record<string, number>> {
+  const starts = await uncommittedStarts(admin, group, parts, fromBeginning)
+  const commits = parts.filter((o) => starts.has(`${o.topic}/${o.partition}`))
+  if (commits.length === 0) return {}
+  const at = (o: AssignedPartition) => starts.get(`${o.topic}/${o.partition}`) as number
+  await consumer.commitOffsets(commits.map((o) => ({ topic: o.topic, partition: o.partition, offset: String(at(o)) })))
+  const out: Record<string, number> = {}
+  for (const o of commits) {
+    o.offsets.advance(at(o))
+    if (o.offsets.committed < at(o)) o.offsets.committed = at(o)
+    out[`${o.topic}/${o.partition}`] = at(o)
+  }
+  return out
+}
+
+/** The topics of `topics` that the cluster does not list (or this client may not describe). */
+export async function missingTopics(admin: Admin, topics: string[]): Promise<string[]> {
+  const known = new Set(await admin.listTopics())
+  return topics.filter((t) => !known.has(t))
 }

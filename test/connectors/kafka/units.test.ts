@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import { kafkaError, isRebalanceError } from '../../../connectors/kafka/client.js'
-import { decodeValue, PartitionOffsets } from '../../../connectors/kafka/index.js'
+import type { KafkaMessage } from 'kafkajs'
+import { decodeValue, partitionInfo, PartitionOffsets, toEvent } from '../../../connectors/kafka/index.js'
 import { Pending } from '../../../connectors/kafka/offsets.js'
 import { CONNECTORS } from '../../../src/config/connectors.js'
 import { parseConfig } from '../../../src/config/load.js'
@@ -82,6 +83,28 @@ describe('kafka message values', () => {
     expect(decodeValue(Buffer.from('hello'))).toEqual({ body: 'hello', base64: false })
     expect(decodeValue(Buffer.from([0xc3, 0x28]))).toEqual({ body: Buffer.from([0xc3, 0x28]).toString('base64'), base64: true })
     expect(decodeValue(null)).toEqual({ body: null, base64: false })
+  })
+})
+
+describe('kafka events', () => {
+  const info = partitionInfo('t', 2, 'stream', false)
+  const msg = (m: Partial<KafkaMessage>): KafkaMessage => ({ key: null, value: Buffer.from('{"a":1}'), timestamp: '1700000000000', attributes: 0, offset: '7', headers: {}, ...m }) as KafkaMessage
+
+  it('keeps a timestamp that is no valid date raw in meta instead of throwing', () => {
+    const e = toEvent(msg({ timestamp: '1700000000000000000' }), info)
+    expect(e).toMatchObject({ id: 't-2-7', body: { a: 1 }, meta: { timestamp: '1700000000000000000' } })
+    expect(Number.isNaN(Date.parse(e.time))).toBe(false)
+    expect(e.rejected).toBeUndefined()
+    expect(toEvent(msg({ timestamp: 'garbage' }), info).meta.timestamp).toBe('garbage')
+  })
+
+  it('turns a record it cannot build into a rejected event with the raw bytes (base64 when not UTF-8)', () => {
+    const hostile = msg({ value: Buffer.from([0xff, 0x00, 0xfe]) })
+    Object.defineProperty(hostile, 'headers', { get: () => { throw new Error('broken headers') } })
+    const e = toEvent(hostile, info)
+    expect(e).toMatchObject({ id: 't-2-7', body: Buffer.from([0xff, 0x00, 0xfe]).toString('base64'), meta: { encoding: 'base64', offset: 7 } })
+    expect(e.rejected).toMatchObject({ code: 'SLUICE_ERR_CONNECTOR_KAFKA_RECORD', retriable: false })
+    expect(e.rejected?.message).toContain('broken headers')
   })
 })
 
