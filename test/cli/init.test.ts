@@ -130,7 +130,9 @@ describe('sluice init', () => {
     expect(ran.invocationId).toEqual(expect.any(String))
 
     expect(await gw.stop()).toBe(0)
-  })
+    // Four node processes in a row (init, validate, the gateway and its worker hosts): more than
+    // the default minute on a loaded machine.
+  }, 180_000)
 
   it('writes functions that tsc type-checks cleanly against sluice/function, without Node types', () => {
     const dir = scaffold()
