@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { projectDir, waitFor } from '../helpers/gateway.js'
@@ -28,6 +28,7 @@ functions:
 `,
   'functions/hello.ts': `export default async (events: Array<{ body: unknown; meta: { params?: { name?: string } } }>, ctx: { log: { info(...a: unknown[]): void } }) => {
   ctx.log.info('hello called')
+  ctx.log.warn('hello warned')
   return { greeting: 'hello ' + (events[0]?.meta.params?.name ?? 'cli'), body: events[0]?.body }
 }`,
   'functions/slow.ts': `export default async () => { const end = Date.now() + 700; while (Date.now() < end) {} return { slow: true } }`,
@@ -93,7 +94,8 @@ describe('sluice CLI', () => {
     const out = JSON.parse(r.stdout) as { ok: boolean; value: unknown }
     expect(out.ok).toBe(true)
     expect(out.value).toEqual({ greeting: 'hello cli', body: { x: 1 } })
-    expect(r.stderr).toMatch(/\[info\] hello called/)
+    // Each log line once: from the result, not again from the sandbox's own logger.
+    expect(r.stderr).toBe('[info] hello called\n[warn] hello warned\n')
   })
 
   it('invoke: a failing function exits 1 with the coded error', () => {
@@ -116,18 +118,27 @@ describe('sluice CLI', () => {
     const url = await waitFor(() => /"url":"(http:[^"]+)","functions"/.exec(out)?.[1], 30_000, 'gateway up')
     // The startup run of `nightly` fails twice and lands in the dead-letter store.
     await waitFor(() => out.includes('event dead-lettered'), 30_000, 'a dead letter')
-    const list = run(['dead-letters', 'list', '--url', url, '--function', 'nightly'], dir)
+    const list = run(['dead-letters', 'list', '--url', url, '--function', 'nightly', '--json'], dir)
     expect(list.status).toBe(0)
     const items = (JSON.parse(list.stdout) as { items: Array<{ id: string; attempts: number; error: { message: string } }> }).items
     expect(items).toHaveLength(1)
     expect(items[0]).toMatchObject({ attempts: 2, error: { message: expect.stringMatching(/report store offline/) } })
+    // Without --json: a table, one row per letter.
+    const table = run(['dead-letters', 'list', '--url', url, '--function', 'nightly'], dir)
+    expect(table.status).toBe(0)
+    const [header, row, ...rest] = table.stdout.split('\n')
+    expect(header?.split(/\s{2,}/)).toEqual(['ID', 'FUNCTION', 'ERROR CODE', 'REASON', 'ATTEMPTS', 'FAILED AT'])
+    expect(row?.split(/\s{2,}/)).toEqual([items[0]!.id, 'nightly', 'SLUICE_ERR_FUNCTION_THREW', expect.stringMatching(/report store offline/), '2', expect.stringMatching(/^\d{4}-\d\d-\d\dT/)])
+    expect(rest[0]).toBe('1 dead letter; replay one with sluice dead-letters replay <id>')
     // Still failing: the replay ends dead again, and the CLI says so with exit code 1.
     const replay = run(['dead-letters', 'replay', items[0]!.id, '--url', url], dir)
     expect(replay.status).toBe(1)
     expect(JSON.parse(replay.stdout)).toMatchObject({ outcome: { status: 'dead' } })
     const unknown = run(['dead-letters', 'replay', 'no-such-id', '--url', url], dir)
     expect(unknown.status).toBe(1)
-    expect(unknown.stderr).toMatch(/SLUICE_ERR_DEAD_LETTER_NOT_FOUND/)
+    expect(unknown.stderr).toBe(
+      `sluice: dead letter no-such-id does not exist at ${url} (replayed letters are removed; list them with sluice dead-letters list) [SLUICE_ERR_DEAD_LETTER_NOT_FOUND]\n  what to do: List dead letters with GET /admin/dead-letters.\n`,
+    )
     child.kill('SIGTERM')
   })
 
@@ -164,5 +175,33 @@ describe('sluice CLI', () => {
     expect(await exited).toBe(0)
     expect(lines.some((l) => l.msg === 'gateway stopped')).toBe(true)
     expect(existsSync(join(dir, '.sluice/state.db'))).toBe(true)
+  })
+
+  it('start: warns that a changed function file or config needs a restart (no hot reload without --watch)', async () => {
+    const dir = project()
+    const child = spawn(process.execPath, [BIN, 'start', '--config', 'gateway.yaml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    const lines: Array<Record<string, unknown>> = []
+    let buf = ''
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString()
+      const parts = buf.split('\n')
+      buf = parts.pop() ?? ''
+      for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>)
+    })
+    await waitFor(() => lines.find((l) => l.msg === 'gateway up'), 30_000, 'gateway up')
+    // Saved the way editors do: a new file renamed over the old one.
+    writeFileSync(join(dir, 'functions/.hello.ts.tmp'), `${FILES['functions/hello.ts']}\n// edited\n`)
+    renameSync(join(dir, 'functions/.hello.ts.tmp'), join(dir, 'functions/hello.ts'))
+    const fn = await waitFor(() => lines.find((l) => l.level === 'warn' && l.function === 'hello'), 30_000, 'function file warning')
+    expect(fn).toMatchObject({ file: 'functions/hello.ts', msg: 'function file functions/hello.ts changed; the gateway keeps running the code it loaded at start: restart it (sluice start) to run the new code' })
+    appendFileSync(join(dir, 'gateway.yaml'), '# edited\n')
+    const cfg = await waitFor(() => lines.find((l) => l.level === 'warn' && l.file === 'gateway.yaml'), 30_000, 'config warning')
+    expect(cfg.msg).toMatch(/^configuration gateway\.yaml changed on disk; .*restart it to apply the change$/)
+    // Untouched files: no warning about them.
+    expect(lines.filter((l) => l.level === 'warn' && typeof l.file === 'string').map((l) => l.file)).toEqual(['functions/hello.ts', 'gateway.yaml'])
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+    child.kill('SIGTERM')
+    expect(await exited).toBe(0)
   })
 })
