@@ -11,6 +11,7 @@ import { Delivery, Item, Lane } from './lane.js'
 import { FlowControl } from './flow.js'
 import { FunctionStats, type InvocationRecord } from './stats.js'
 import { letterEvent } from './dead-letter.js'
+import { publishOutputs } from './outputs.js'
 import { checkEvent, failedOf } from './event-check.js'
 import { depthExceeds, preview, reasonOf } from './safe-json.js'
 
@@ -148,7 +149,7 @@ export class Router {
       const mono = performance.now()
       const wall = Date.now()
       for (let i = 0; i < events.length; i++) this.accept(l, new Item(events[i] as TriggerEvent, delivery, i, mono, wall))
-      this.onReady(l)
+      this.guard(l, 'starting batches', () => this.onReady(l))
     })
   }
 
@@ -294,7 +295,7 @@ export class Router {
     let error: ErrorInfo | undefined = r.payload.ok ? undefined : r.payload.error
     let failedIds: Map<string, string | undefined> | undefined
     if (r.payload.ok) {
-      error = await this.publishOutputs(l, r.payload.outputs)
+      error = await publishOutputs(l.fn, r.payload.outputs)
       failedIds = failedOf(r.payload.value)
     }
     const durationMs = performance.now() - t0
@@ -329,30 +330,6 @@ export class Router {
       return { payload: { ok: false, error: { code: 'SLUICE_ERR_FUNCTION_CRASHED', message: `the invocation failed in the gateway: ${reasonOf(e)}`, retriable: true }, outputs: [], logs: [] }, lost: true, cpuMs: 0, hostMs: 0 }
     } finally {
       this.guard(l, 'releasing an instance', () => lease.release())
-    }
-  }
-
-  /** Publishes outputs; resolves with the error that fails the batch, if any. */
-  private async publishOutputs(l: FnLane, outputs: Array<{ name: string; value: unknown }>): Promise<ErrorInfo | undefined> {
-    if (outputs.length === 0) return undefined
-    const byName = new Map<string, unknown[]>()
-    for (const o of outputs) {
-      const list = byName.get(o.name)
-      if (list) list.push(o.value)
-      else byName.set(o.name, [o.value])
-    }
-    try {
-      await Promise.all(
-        [...byName].map(([name, values]) => {
-          const binding = l.fn.outputs.get(name)
-          if (!binding) throw new SluiceError('SLUICE_ERR_FUNCTION_OUTPUT_UNKNOWN', `output ${name} is not configured for function ${l.fn.name}`)
-          return binding.publish(values)
-        }),
-      )
-      return undefined
-    } catch (e) {
-      const info = toInfo(e, 'SLUICE_ERR_OUTPUT_FAILED')
-      return info.code === 'SLUICE_ERR_FUNCTION_OUTPUT_UNKNOWN' ? info : { ...info, code: 'SLUICE_ERR_OUTPUT_FAILED', retriable: true }
     }
   }
 
@@ -527,13 +504,14 @@ export class Router {
       if (!error && depthExceeds(r.payload.value, EVENT_LIMITS.maxDepth)) {
         error = { code: 'SLUICE_ERR_FUNCTION_RESULT_INVALID', message: `function ${fn} returned a value nested more than ${EVENT_LIMITS.maxDepth} levels deep`, retriable: false }
       }
-      if (!error) error = await this.publishOutputs(l, r.payload.outputs)
+      if (!error) error = await publishOutputs(l.fn, r.payload.outputs)
       const durationMs = performance.now() - t0
       const failed = error ? events.length : this.failedCount(r.payload.value, events)
       this.report(l, { invocationId, kind: 'sync', size: events.length, ok: !error, failed, durationMs, waitMs: lease.waitMs, coldStart: lease.coldStart, error, logs: r.payload.logs, value: r.payload.value })
       // A synchronous call's events end with the call: done unless it failed (no dead letters here).
       l.stats.eventsDone += events.length - failed
       const result: InvocationResult = { invocationId, ok: !error, logs: r.payload.logs, outputs: r.payload.outputs, durationMs, coldStart: lease.coldStart }
+      if (r.payload.logsDropped) result.logsDropped = r.payload.logsDropped
       if (error) result.error = error
       else result.value = r.payload.value
       return result
