@@ -9,13 +9,14 @@ import type { AdminApi, FunctionInfo, HealthReport } from './http/admin.js'
 import { hashKey } from './http/auth.js'
 import { LiveFeed } from './http/live.js'
 import { Metrics, sourceLag } from './http/metrics.js'
-import { asLogger, type Pino } from './log.js'
+import { asLogger, createLogger, type Pino } from './log.js'
 import type { Router } from './router/router.js'
 import type { InvocationRecord } from './router/stats.js'
 import type { CompiledFunction } from './sandbox/compile.js'
 import type { SandboxPool } from './sandbox/pool.js'
 import type { Scheduler } from './scheduler/scheduler.js'
 import type { InvocationResult, TriggerEvent } from './sdk/index.js'
+import { openStore } from './store/open.js'
 import type { DeadLetterQuery, Store } from './store/store.js'
 import { GatewayAdmin, type GatewayState } from './gateway/admin-facade.js'
 import { assembleParts, type GatewayOptions, type GatewayParts } from './gateway/assembly.js'
@@ -89,7 +90,17 @@ export class Gateway implements AdminApi {
    * failure everything started so far is stopped and the coded error is thrown.
    */
   static async start(opts: GatewayOptions): Promise<Gateway> {
-    const gw = new Gateway(opts, opts.compiled)
+    // The store opens first (PostgreSQL: connect and migrate), so a bad store fails the start
+    // before anything consumes.
+    const logger = opts.logger ?? createLogger(opts.config.log.level)
+    const store = opts.store ?? (await openStore(opts.config, asLogger(logger)))
+    let gw: Gateway
+    try {
+      gw = new Gateway({ ...opts, logger, store }, opts.compiled)
+    } catch (e) {
+      await store.close().catch(() => undefined)
+      throw e
+    }
     try {
       await startSequence(gw.lifecycle())
     } catch (e) {

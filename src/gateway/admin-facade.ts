@@ -6,13 +6,18 @@ import { SluiceError } from '../errors.js'
 import type { AdminApi, ConnectionHealth, FunctionInfo, HealthReport } from '../http/admin.js'
 import { hashKey, newKey } from '../http/auth.js'
 import type { InvocationRecord } from '../router/stats.js'
-import type { InvocationResult, TriggerEvent } from '../sdk/index.js'
-import type { DeadLetterQuery, Store } from '../store/store.js'
+import type { InvocationResult, Outcome, TriggerEvent } from '../sdk/index.js'
+import { PROCESS_OWNER } from '../store/connector-state.js'
+import { replayLeaseKey, type DeadLetterQuery, type Store } from '../store/store.js'
+import { withLease } from '../store/with-lease.js'
 import type { GatewayParts } from './assembly.js'
 import type { FunctionKeyCache } from './function-keys.js'
 import type { FunctionUnit } from './function-unit.js'
 
 export type GatewayState = 'starting' | 'up' | 'stopping' | 'stopped'
+
+/** A replay holds its lease this long between renewals; a finished one keeps others off a minute. */
+const REPLAY_LEASE = { ttlMs: 10_000, retainMs: 60_000 }
 
 export interface AdminFacadeDeps {
   parts: GatewayParts
@@ -40,9 +45,10 @@ export class GatewayAdmin implements AdminApi {
     const connections = this.connections()
     const hosts = this.d.parts.pool.info().map(({ id, up, pid, instances, restarts }) => ({ id, up, pid, instances, restarts }))
     const state = this.d.state()
+    const store = this.d.parts.store.health()
     const status: HealthReport['status'] =
-      state === 'up' ? (connections.every((c) => c.up) && hosts.some((h) => h.up) ? 'up' : 'degraded') : state === 'starting' ? 'starting' : 'stopping'
-    return { status, connections, hosts }
+      state === 'up' ? (connections.every((c) => c.up) && hosts.some((h) => h.up) && store.up ? 'up' : 'degraded') : state === 'starting' ? 'starting' : 'stopping'
+    return { status, connections, hosts, store }
   }
 
   private info(name: string): FunctionInfo | undefined {
@@ -111,12 +117,25 @@ export class GatewayAdmin implements AdminApi {
    */
   async replayDeadLetter(id: string) {
     const { store, router } = this.d.parts
-    const dl = await store.getDeadLetter(id)
-    if (!dl) throw new SluiceError('SLUICE_ERR_DEAD_LETTER_NOT_FOUND', `no dead letter with id ${id}`)
-    if (!this.d.units.has(dl.function)) throw new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${dl.function} of dead letter ${id} is no longer configured`)
-    const [outcome] = await router.deliver(dl.function, [dl.event])
-    if (outcome && outcome.status !== 'aborted') await store.deleteDeadLetter(id)
-    return { outcome: outcome ?? { status: 'aborted' as const } }
+    const notFound = () => new SluiceError('SLUICE_ERR_DEAD_LETTER_NOT_FOUND', `no dead letter with id ${id}`)
+    const first = await store.getDeadLetter(id)
+    if (!first) throw notFound()
+    if (!this.d.units.has(first.function)) throw new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${first.function} of dead letter ${id} is no longer configured`)
+    // The replay lease makes one replay run at a time across every instance sharing the store.
+    const r = await withLease<Outcome>(store, replayLeaseKey(id), PROCESS_OWNER, REPLAY_LEASE, async () => {
+      // Read again under the lease: a replay that just finished elsewhere has removed the letter.
+      const dl = await store.getDeadLetter(id)
+      if (!dl) throw notFound()
+      const [outcome] = await router.deliver(dl.function, [dl.event])
+      if (!outcome || outcome.status === 'aborted') return { value: { status: 'aborted' }, end: 'release' }
+      await store.deleteDeadLetter(id)
+      return { value: outcome, end: 'finish' }
+    })
+    if (!r.ran) {
+      if (r.refused.finished || !(await store.getDeadLetter(id))) throw notFound()
+      throw new SluiceError('SLUICE_ERR_DEAD_LETTER_REPLAYING', `dead letter ${id} is being replayed already (by ${r.refused.owner || 'another instance'})`)
+    }
+    return { outcome: r.value }
   }
 
   async createFunctionKey(fn: string, name: string): Promise<string> {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { SluiceError, toInfo } from '../errors.js'
 import type { InvocationResult, Outcome, TriggerEvent } from '../sdk/index.js'
-import type { DeadLetter, DeadLetterQuery, FunctionKey } from '../store/store.js'
+import type { DeadLetter, DeadLetterQuery, FunctionKey, StoreHealth } from '../store/store.js'
 import { invocationLogs, type InvocationRecord } from '../router/stats.js'
 import type { HostInfo } from '../sandbox/pool.js'
 
@@ -17,6 +17,8 @@ export interface HealthReport {
   status: 'up' | 'starting' | 'degraded' | 'stopping'
   connections: ConnectionHealth[]
   hosts: Array<Pick<HostInfo, 'id' | 'up' | 'pid' | 'instances' | 'restarts'>>
+  /** The state store: while it is down nothing that needs it is acknowledged (status degraded). */
+  store?: StoreHealth
 }
 
 export interface FunctionInfo {

@@ -64,12 +64,14 @@ export async function startGateway(opts: {
   http?: Record<string, string | number>
   /** Run in this existing folder and keep it on stop (see above). */
   dir?: string
+  /** The `store:` settings as YAML flow, e.g. `{ kind: postgres, url: ..., schema: ... }`. Default: SQLite in the folder. */
+  store?: string
 }): Promise<TestGateway> {
   const project = opts.dir === undefined ? projectDir(opts.files ?? {}) : { dir: writeFiles(opts.dir, opts.files ?? {}), cleanup: () => undefined }
   const hosts = opts.hosts ?? 1
   // JSON is valid YAML flow syntax, so the merged settings stay one `http:` line.
   const http = JSON.stringify({ port: 0, host: '127.0.0.1', ...opts.http })
-  const yaml = `http: ${http}\nworkers: { hosts: ${hosts}, prewarm: 1 }\nstore: { path: state.db }\n${opts.yaml}`
+  const yaml = `http: ${http}\nworkers: { hosts: ${hosts}, prewarm: 1 }\nstore: ${opts.store ?? '{ path: state.db }'}\n${opts.yaml}`
   const loaded = await parseConfig(yaml, join(project.dir, 'gateway.yaml'), { connectors: CONNECTORS, root: project.dir, env: opts.env ?? {} })
   const logs = new LogCapture()
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger: createLogger('debug', logs) })
