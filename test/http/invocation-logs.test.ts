@@ -8,7 +8,8 @@ import type { FunctionInfo } from '../../src/http/admin.js'
 import { FULL_LOGS_CHARS, LOG_PREVIEW_CHARS, LOG_PREVIEW_LINES, RECENT, type InvocationRecord } from '../../src/router/stats.js'
 import { LIMITS } from '../../src/sandbox/protocol.js'
 import type { InvocationResult, LogLine } from '../../src/sdk/index.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { dropSession, publish, SYSTEM_BROKER, uid } from '../connectors/mqtt/helpers.js'
+import { startGateway, waitFor, type TestGateway } from '../helpers/gateway.js'
 
 const KEY = `logs-test-key-${process.pid}-0123456789`
 const auth = { 'x-sluice-key': KEY }
@@ -18,6 +19,8 @@ const wireBytes = (lines: LogLine[]) => Buffer.byteLength(JSON.stringify(lines))
 
 describe('function logs', () => {
   let t: TestGateway
+  const c = uid('c')
+  const topic = `${uid('t')}/logs`
   const get = (path: string) => fetch(`${t.url}${path}`, { headers: auth })
   const invoke = async (fn: string, body: unknown = null): Promise<InvocationResult> => {
     const res = await fetch(`${t.url}/admin/functions/${fn}/invoke`, {
@@ -32,6 +35,8 @@ describe('function logs', () => {
   beforeAll(async () => {
     t = await startGateway({
       yaml: `admin: { key: ${KEY} }
+connections:
+  ${c}: { kind: mqtt, url: "${SYSTEM_BROKER}" }
 functions:
   lg-noisy:
     code: functions/noisy.ts
@@ -39,6 +44,10 @@ functions:
   lg-control:
     code: functions/control.ts
     trigger: { http: { route: control, methods: [POST], auth: anonymous } }
+  lg-control-stream:
+    code: functions/control.ts
+    trigger: { mqtt: { connection: ${c}, topic: "${topic}", qos: 1 } }
+    retry: { maxAttempts: 1 }
   lg-callable:
     code: functions/callable.ts
     trigger: { http: { route: callable, methods: [POST], auth: anonymous } }
@@ -70,7 +79,10 @@ export default async (events: any[], ctx: any) => {
       },
     })
   })
-  afterAll(() => t.stop())
+  afterAll(async () => {
+    await t.stop()
+    await dropSession(SYSTEM_BROKER, `sluice-${c}-lg-control-stream`)
+  })
 
   it('keeps GET /admin/functions/:name small after 50 calls logging 1,000 lines of 8 KB, and serves each kept invocation with its capped logs', async () => {
     for (let i = 0; i < RECENT; i++) {
@@ -141,6 +153,18 @@ export default async (events: any[], ctx: any) => {
     expect(r.logsDropped).toEqual({ droppedLines: 1000 - kept.length, truncated: kept.length, droppedChars: expect.any(Number) })
     expect(r.logsDropped?.droppedChars).toBeGreaterThan((1000 - kept.length) * 2000)
     expect(r.logs.at(-1)?.msg).toMatch(/log lines dropped/)
+  })
+
+  it('does not dead-letter a stream event whose logs escape past the result limit', async () => {
+    await publish(SYSTEM_BROKER, topic, [{ n: 1 }])
+    const f = await waitFor(async () => {
+      const info = (await (await get('/admin/functions/lg-control-stream')).json()) as FunctionInfo & { recent: InvocationRecord[] }
+      return info.counts.eventsDone + info.counts.eventsDead > 0 && info
+    }, 20_000, 'the event to finish')
+    expect(f.counts).toMatchObject({ eventsDone: 1, eventsDead: 0, failures: 0 })
+    expect(f.recent[0]).toMatchObject({ kind: 'batch', ok: true })
+    const letters = (await (await get('/admin/dead-letters?function=lg-control-stream')).json()) as { items: unknown[] }
+    expect(letters.items).toEqual([])
   })
 
   it('ctx.log is callable (info level) as well as ctx.log.info/warn/error/debug, on a cold and a warm instance', async () => {
