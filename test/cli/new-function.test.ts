@@ -122,7 +122,7 @@ describe('sluice new', () => {
       expect(v.stderr).toBe('')
       expect(v.status).toBe(0)
       expect(v.stdout).toContain(`${name}: ${kind} trigger, functions/${name}.ts`)
-    })
+    }, 120_000) // two CLI processes; slow on a loaded machine
   }
 
   it('uses an existing connection of the kind and follows the file indentation', () => {
@@ -191,5 +191,5 @@ functions:
     const usage = sluice(['new', 'orders'], dir)
     expect(usage.status).toBe(2)
     expect(usage.stderr).toContain('--trigger http|mqtt|amqp|kafka|eventhubs|timer')
-  })
+  }, 120_000)
 })
