@@ -199,7 +199,8 @@ export function configMarkdown(defs: readonly ConnectorDefinition[] = CONNECTORS
     '',
     '- Unknown keys are errors, and every error names `file:line:col` and the key path; all errors are reported at once.',
     '- A key with a default may be left out. `<name>` stands for a name you choose: a letter, then letters, digits, `-` or `_` (at most 63 characters).',
-    '- `${VAR}` reads the environment, `${VAR:-default}` falls back to `default`, `$${` is a literal `${`. A value that is exactly `${VAR}` is read as YAML (so `port: ${PORT}` is a number); if the variable is unset the key is left out (an error when the key is required).',
+    '- `${VAR}` reads the environment, `${VAR:-default}` falls back to `default`, `$${` is a literal `${`. The value is used as the string it is, never read as YAML (a `#`, `&` or `: ` in a secret is kept); unquoted, it becomes a number or `true`/`false` where the key takes one (so `port: ${PORT}` is a number), and a value that does not convert is an error naming the variable. When a variable that is the whole value is unset the key is left out (an error at the variable when the key is required).',
+    "- Relative paths (`code`, `store.path`) start at the project root: the nearest folder at or above the config file that holds a `package.json`, else the config file's own folder; never the current directory. `sluice validate` prints the root it used.",
     `- Editors can check the file against the JSON Schema \`schema/sluice.schema.json\` (\`$id\` \`${CONFIG_SCHEMA_ID}\`), e.g. with the comment \`# yaml-language-server: $schema=../schema/sluice.schema.json\`.`,
   ]
   const sections = new Map<string, Row[]>()
