@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from '
 import { dirname, join, relative, resolve } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import { Document, isCollection, isMap, isScalar, parseDocument, visit, type Pair, type YAMLMap } from 'yaml'
+import { findProjectRoot } from '../config/paths.js'
 import { NAME_PATTERN } from '../config/schema.js'
 import { SluiceError } from '../errors.js'
 import { TRIGGER_KINDS, functionTemplate, type TriggerKind } from './templates.js'
@@ -74,15 +75,6 @@ function triggerOf(kind: TriggerKind, fn: string, connection: string | undefined
       return { comment: [`events of the hub of connection ${connection}, in order per partition`], trigger: { eventhubs: { connection, consumerGroup: '$Default' } } }
     case 'timer':
       return { comment: ['every 5 minutes (cron with seconds first)'], trigger: { timer: { schedule: '0 */5 * * * *' } } }
-  }
-}
-
-/** The nearest folder at or above the config's folder that holds a package.json, else the config's folder. */
-export function projectRoot(configFile: string): string {
-  const start = dirname(configFile)
-  for (let dir = start; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json'))) return dir
-    if (dirname(dir) === dir) return start
   }
 }
 
@@ -210,7 +202,7 @@ export function addFunction(o: NewFunctionOptions): NewFunctionResult {
   const fns = isMap(fnsPair?.value) ? fnsPair.value : undefined
   const conns = isMap(connsPair?.value) ? connsPair.value : undefined
 
-  const root = projectRoot(configFile)
+  const root = findProjectRoot(dirname(configFile))
   const code = `functions/${o.name}.ts`
   const file = join(root, code)
   if (fns && pairOf(fns, o.name)) {
