@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { builtinModules } from 'node:module'
-import { relative } from 'node:path'
+import { relative, resolve } from 'node:path'
 import { build, transform, type Message } from 'esbuild'
 import { SluiceError } from '../errors.js'
 import { attachSourceMap } from './source-map.js'
@@ -23,7 +23,8 @@ export const MODULE_GLOBAL = '__sluice_fn'
 function formatMessage(m: Message, root: string): string {
   const loc = m.location
   if (!loc) return m.text
-  const file = relative(root, loc.file) || loc.file
+  // esbuild reports paths relative to its working directory, the project root.
+  const file = relative(root, resolve(root, loc.file)) || loc.file
   return `${file}:${loc.line}:${loc.column + 1} ${m.text}${loc.lineText ? `\n    ${loc.lineText}` : ''}`
 }
 
@@ -76,7 +77,7 @@ export async function compileFunction(file: string, opts: { root: string; functi
       charset: 'utf8',
       legalComments: 'none',
       // Sources in the map are relative to the output's folder: the project root.
-      absWorkingDir: opts.root,
+      absWorkingDir: resolve(opts.root),
       outfile: 'out.js',
       sourcemap: 'inline',
       sourcesContent: false,

@@ -471,7 +471,7 @@ describe('function code', () => {
 
   it.each([['functions/uses-node-fs.ts', 'node:fs'], ['functions/uses-fs.ts', 'fs']])('rejects %s: Node built-ins are not available', async (file, mod) => {
     const i = await issue(withCode(file))
-    expect(i.code).toBe('SLUICE_ERR_FUNCTION_COMPILE')
+    expect(i.code).toBe('SLUICE_ERR_FUNCTION_NODE_BUILTIN')
     expect(i.message).toContain(`${file}:1:`)
     expect(i.message).toContain(`"${mod}"`)
   })

@@ -123,7 +123,7 @@ export default async () => typeof EventEmitter
     const e = await failure('functions/reader.ts', 'reader')
     expect(e.code).toBe('SLUICE_ERR_FUNCTION_NODE_BUILTIN')
     expect(e.message).toContain('function reader imports "node:fs"')
-    expect(e.message).toMatch(/functions\/reader\.ts:2:\d+ imports the Node\.js built-in "node:fs"/)
+    expect(e.message).toMatch(/^functions\/reader\.ts:2:\d+ imports the Node\.js built-in "node:fs"$/m)
     expect(e.message).toMatch(/not available/)
     expect(e.message).toMatch(/events the function receives/)
     expect(e.message).toMatch(/ctx\.output/)
@@ -133,8 +133,8 @@ export default async () => typeof EventEmitter
   it('names every bare built-in import (path, crypto) with its line', async () => {
     const e = await failure('functions/paths.js', 'paths')
     expect(e.code).toBe('SLUICE_ERR_FUNCTION_NODE_BUILTIN')
-    expect(e.message).toMatch(/functions\/paths\.js:1:\d+ imports the Node\.js built-in "path"/)
-    expect(e.message).toMatch(/functions\/paths\.js:2:\d+ imports the Node\.js built-in "crypto"/)
+    expect(e.message).toMatch(/^functions\/paths\.js:1:\d+ imports the Node\.js built-in "path"$/m)
+    expect(e.message).toMatch(/^functions\/paths\.js:2:\d+ imports the Node\.js built-in "crypto"$/m)
   })
 
   it('bundles an installed npm package that has a built-in name, with a source map kept off the isolate code', async () => {
