@@ -21,6 +21,9 @@ Usage:
   sluice dead-letters replay <id>                      deliver a dead letter again
   sluice keys create <function> [--name N]             create a function key (printed once)
   sluice keys list <function>
+  sluice init [dir]                                    write a new project (HTTP, MQTT and timer functions)
+  sluice new <name> --trigger http|mqtt|amqp|kafka|eventhubs|timer [--config ...]
+                                                       add a typed function and its YAML block
 
 Options:
   --config, -c   configuration file (default: config/gateway.yaml)
@@ -80,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
         dropout: { type: 'string', default: '0.02' },
         qos: { type: 'string', default: '1' },
         'topic-prefix': { type: 'string', default: 'stations' },
+        trigger: { type: 'string' },
         typecheck: { type: 'boolean', default: false },
       },
     })
@@ -118,6 +122,13 @@ export async function main(argv: string[]): Promise<number> {
         progress: process.stderr,
       })
       return r.failed === 0 ? 0 : 1
+    }
+    case 'init':
+      return (await import('./init.js')).runInit(positionals[0])
+    case 'new': {
+      const name = positionals[0]
+      if (!name || !values.trigger) throw new SluiceError('SLUICE_ERR_CLI_USAGE', 'usage: sluice new <name> --trigger http|mqtt|amqp|kafka|eventhubs|timer [--config FILE]')
+      return (await import('./new-function.js')).runNew({ name, trigger: values.trigger, config: values.config })
     }
     case 'dead-letters':
     case 'keys':
