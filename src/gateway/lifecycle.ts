@@ -1,12 +1,12 @@
 /**
- * Start and stop order of a gateway. Start: sandboxes, functions (registered with the scheduler
- * and router), the HTTP server bound to its port, then the triggers, so nothing is consumed from a
- * broker by a gateway that cannot serve. Stop, in reverse: triggers stop taking events while the
+ * Start and stop order of a gateway. Start: functions (registered with the scheduler and router),
+ * the HTTP server bound to its port, the sandboxes, then the triggers, so a gateway that cannot
+ * serve fails at once and consumes nothing from a broker. Stop, in reverse: triggers stop taking events while the
  * router drains, then the HTTP server, scheduler, outputs, sandboxes and store; each step runs even
  * when an earlier one failed and each is bounded by the timeout.
  */
 import type { GatewayConfig } from '../config/schema.js'
-import { toInfo } from '../errors.js'
+import { SluiceError, toInfo } from '../errors.js'
 import { registerAdminRoutes } from '../http/admin.js'
 import { adminAccess, adminGuard, describeAdminAccess, type AdminAccess } from '../http/auth.js'
 import { registerDashboard } from '../http/dashboard.js'
@@ -37,12 +37,10 @@ export async function startSequence(t: LifecycleTarget): Promise<void> {
   const { parts } = t
   const { config, app } = parts
   const log = asLogger(parts.log)
-  await parts.pool.start()
   for (const fn of Object.values(config.functions)) t.units.set(fn.name, createUnit(parts, fn, t.compiled))
-  parts.scheduler.start()
-
+  // The port first: a port in use fails the start at once, before worker hosts or triggers run.
   const access = registerHttpSurface(t)
-  await app.listen({ port: config.http.port, host: config.http.host })
+  await listen(parts)
   const url = baseUrl(config, app.server.address())
   t.setUrl(url)
   const admin = describeAdminAccess(access, url, config.http.host)
@@ -50,10 +48,40 @@ export async function startSequence(t: LifecycleTarget): Promise<void> {
   if (admin.protection === 'disabled') log.warn(fields, admin.message)
   else log.info(fields, admin.message)
 
+  await parts.pool.start()
+  parts.scheduler.start()
+
   await Promise.all([...t.units.values()].map((u) => startTrigger(parts, u, t.routes)))
   t.setState('up')
   t.live.start()
   log.info({ url, functions: t.units.size, hosts: config.workers.hosts }, 'gateway up')
+}
+
+/**
+ * Binds the HTTP port. A port in use (most often another gateway still running on it) fails the
+ * start with SLUICE_ERR_HTTP_PORT_IN_USE, before any trigger has consumed anything.
+ */
+async function listen(parts: GatewayParts): Promise<void> {
+  const { port, host } = parts.config.http
+  try {
+    await parts.app.listen({ port, host })
+  } catch (e) {
+    const code = (e as { code?: unknown }).code
+    if (code === 'EADDRINUSE') {
+      throw new SluiceError(
+        'SLUICE_ERR_HTTP_PORT_IN_USE',
+        `HTTP port ${port} on ${host} is already in use: is another sluice gateway (or another server) running there? Stop it, or set http.port to a free port; nothing was consumed`,
+        { cause: e, context: { path: 'http.port' } },
+      )
+    }
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new SluiceError('SLUICE_ERR_HTTP_PORT_IN_USE', `cannot listen on ${host}:${port} (${String(code)}): choose a port above 1023 and an address of this machine in http.port / http.host`, {
+        cause: e,
+        context: { path: 'http.port' },
+      })
+    }
+    throw e
+  }
 }
 
 /** Registers the admin API, the live feed, the dashboard and the /api catch-all (before listen). */
