@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
-import { basename, dirname } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import type { Pino } from '../log.js'
 import { displayPath } from '../config/paths.js'
 import type { GatewayConfig } from '../config/schema.js'
@@ -62,7 +62,7 @@ export function watchSources(config: GatewayConfig, log: Pino, opts: { debounceM
     try {
       const w = watch(dir, { persistent: false }, (_event, name) => {
         if (closed || name === null || !names.has(name.toString())) return
-        const file = `${dir}/${name.toString()}`
+        const file = join(dir, name.toString())
         clearTimeout(timers.get(file))
         const t = setTimeout(() => {
           timers.delete(file)
