@@ -427,10 +427,14 @@ export class Router {
       this.internal(l, 'building a dead letter', e)
       event = { id: typeof it.event?.id === 'string' ? it.event.id : '', source: '', time: new Date(it.firstAttemptAt).toISOString(), body: null, meta: { bodyDropped: reasonOf(e) } }
     }
+    // One id for every try: a write that landed although its answer was lost (the store's
+    // connection broke) is not written twice by the retry.
+    const letterId = randomUUID()
     for (;;) {
       let id: string
       try {
         id = await this.opts.store.putDeadLetter({
+          id: letterId,
           function: l.fn.name,
           event,
           error,
