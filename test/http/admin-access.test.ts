@@ -117,7 +117,8 @@ describe('admin API without an admin key: cross-site and rebinding attacks', () 
   })
 
   it('refuses a foreign Origin, a null Origin and Sec-Fetch-Site: cross-site, even with a loopback Host', async () => {
-    for (const headers of [{ origin: 'http://evil.example' }, { origin: 'null' }, { origin: `http://localhost:1` }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]) {
+    const variants: Array<Record<string, string>> = [{ origin: 'http://evil.example' }, { origin: 'null' }, { origin: `http://localhost:1` }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]
+    for (const headers of variants) {
       const read = await raw(t.url, 'GET', '/admin/dead-letters', { host, ...headers })
       expect(read.status, JSON.stringify(headers)).toBe(403)
       expect(code(read)).toBe('SLUICE_ERR_HTTP_CROSS_SITE')
