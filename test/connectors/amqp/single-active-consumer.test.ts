@@ -88,13 +88,13 @@ describe.each(['classic', 'quorum'] as const)('amqp single active consumer acros
       { queue },
       (i) => ({ messageId: `${queue}-${i + 1}` }),
     )
-    await waitFor(() => order(first).length >= N / 3, 60_000, 'the active gateway to be a third through')
+    await waitFor(() => order(first).length >= N / 3, 120_000, 'the active gateway to be a third through')
     expect(order(second), 'the standby gateway received nothing while the active one lived').toEqual([])
     await first.kill()
 
     // (The dead gateway's last log lines may still be on their way through the pipe: read both
     // logs only once everything is processed.)
-    await waitFor(() => new Set([...order(first), ...order(second)]).size === N, 60_000, 'every confirmed message processed')
+    await waitFor(() => new Set([...order(first), ...order(second)]).size === N, 120_000, 'every confirmed message processed')
     await waitFor(() => settled(queue), 20_000, 'the queue empty and nothing unacknowledged')
     const before = order(first)
     const after = order(second)
@@ -123,5 +123,5 @@ describe.each(['classic', 'quorum'] as const)('amqp single active consumer acros
     expect(order(again)).toEqual([])
     expect(order(second).slice(-100)).toEqual(Array.from({ length: 100 }, (_, i) => N + i + 1))
     expect(await second.stop()).toBe(0)
-  }, 240_000)
+  }, 420_000)
 })
