@@ -48,6 +48,9 @@ functions:
     code: functions/control.ts
     trigger: { mqtt: { connection: ${c}, topic: "${topic}", qos: 1 } }
     retry: { maxAttempts: 1 }
+  lg-unicode:
+    code: functions/unicode.ts
+    trigger: { http: { route: unicode, methods: [POST], auth: anonymous } }
   lg-callable:
     code: functions/callable.ts
     trigger: { http: { route: callable, methods: [POST], auth: anonymous } }
@@ -65,6 +68,13 @@ export default async (events: any[], ctx: any) => {
 export default async (events: any[], ctx: any) => {
   for (let i = 0; i < 1000; i++) ctx.log(line)
   return { done: true }
+}
+`,
+        'functions/unicode.ts': `export default async (events: any[], ctx: any) => {
+  ctx.log('\u00e9'.repeat(5000))
+  ctx.log('\u{1F600}'.repeat(3000))
+  ctx.log('lone \\ud800 surrogate', '\\u4e2d\\u6587')
+  return 'ok'
 }
 `,
         'functions/callable.ts': `export default async (events: any[], ctx: any) => {
@@ -153,6 +163,21 @@ export default async (events: any[], ctx: any) => {
     expect(r.logsDropped).toEqual({ droppedLines: 1000 - kept.length, truncated: kept.length, droppedChars: expect.any(Number) })
     expect(r.logsDropped?.droppedChars).toBeGreaterThan((1000 - kept.length) * 2000)
     expect(r.logs.at(-1)?.msg).toMatch(/log lines dropped/)
+  })
+
+  it('measures lines in UTF-8 with escapes, and never splits a surrogate pair when it cuts one', async () => {
+    const r = await invoke('lg-unicode')
+    expect(r.ok).toBe(true)
+    const [e, emoji, mixed] = r.logs as [LogLine, LogLine, LogLine]
+    for (const l of [e, emoji]) {
+      expect(l.msg.endsWith('...[truncated]')).toBe(true)
+      expect(Buffer.byteLength(JSON.stringify(l.msg)) - 2).toBeLessThanOrEqual(LIMITS.logLineBytes)
+      expect(Buffer.byteLength(JSON.stringify(l.msg)) - 2).toBeGreaterThan(LIMITS.logLineBytes - 16)
+    }
+    expect(e.msg).toMatch(/^\u00e9+\.\.\.\[truncated\]$/)
+    expect(emoji.msg).toMatch(/^(\u{1F600})+\.\.\.\[truncated\]$/u)
+    expect(mixed.msg).toBe('lone \ud800 surrogate \u4e2d\u6587')
+    expect(r.logsDropped).toMatchObject({ droppedLines: 0, truncated: 2 })
   })
 
   it('does not dead-letter a stream event whose logs escape past the result limit', async () => {
