@@ -88,7 +88,7 @@ const RUN_GRACE_MS = 2000
 const HOST_ENV = /^(PATH|HOME|TZ|LANG|LANGUAGE|LC_[A-Z_]+|TMPDIR|TMP|TEMP|NODE_ICU_DATA|NODE_V8_COVERAGE|SYSTEMROOT|WINDIR|COMSPEC)$/i
 
 /** The environment a worker host is forked with (see HOST_ENV); NODE_OPTIONS is always empty. */
-export function hostEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+function hostEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(env)) if (v !== undefined && HOST_ENV.test(k)) out[k] = v
   out.NODE_OPTIONS = ''
