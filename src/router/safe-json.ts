@@ -42,11 +42,10 @@ interface Frame {
  * (`truncated`). Fails (never throws) on cycles, BigInt and values whose getters throw.
  */
 export function serialize(value: unknown, maxChars = Number.POSITIVE_INFINITY): Serialized {
-  const out: string[] = []
-  let length = 0
+  // String concatenation builds a rope in V8: cheaper than an array of small parts and a join.
+  let out = ''
   const emit = (s: string) => {
-    out.push(s)
-    length += s.length
+    out += s
   }
   const ancestors = new Set<object>()
   const stack: Frame[] = []
@@ -85,7 +84,7 @@ export function serialize(value: unknown, maxChars = Number.POSITIVE_INFINITY): 
   try {
     put(resolve(value, ''))
     while (stack.length > 0) {
-      if (length > maxChars) return { ok: true, text: out.join('').slice(0, maxChars), truncated: true }
+      if (out.length > maxChars) return { ok: true, text: out.slice(0, maxChars), truncated: true }
       const f = stack[stack.length - 1] as Frame
       if (f.keys === null) {
         const arr = f.value as unknown[]
@@ -116,8 +115,7 @@ export function serialize(value: unknown, maxChars = Number.POSITIVE_INFINITY): 
   } catch (e) {
     return { ok: false, reason: reasonOf(e) }
   }
-  const text = out.join('')
-  return text.length > maxChars ? { ok: true, text: text.slice(0, maxChars), truncated: true } : { ok: true, text, truncated: false }
+  return out.length > maxChars ? { ok: true, text: out.slice(0, maxChars), truncated: true } : { ok: true, text: out, truncated: false }
 }
 
 /** The start of a value's JSON (at most `maxChars`, "..." when cut), or a note why there is none. */
