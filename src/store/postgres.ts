@@ -6,7 +6,7 @@ import { migrate, type MigrationReport } from './migrate.js'
 import { POSTGRES_MIGRATIONS, type Migration } from './migrations/postgres/index.js'
 import { isConnectionError, parseStoreUrl, redactUrl, startError } from './pg-errors.js'
 import { PgHealth } from './pg-health.js'
-import { replayLeaseKey, type DeadLetter, type DeadLetterQuery, type FunctionKey, type Lease, type LeaseAttempt, type Store, type StoreHealth } from './store.js'
+import { replayLeaseKey, type DeadLetter, type HeartbeatResult, type InstanceRow, type DeadLetterQuery, type FunctionKey, type Lease, type LeaseAttempt, type Store, type StoreHealth } from './store.js'
 
 export interface PostgresStoreOptions {
   url: string
@@ -258,6 +258,30 @@ export class PostgresStore implements Store {
 
   async deleteFunctionKey(fn: string, name: string): Promise<boolean> {
     return ((await this.q('DELETE FROM function_keys WHERE function = $1 AND name = $2', [fn, name])).rowCount ?? 0) > 0
+  }
+
+  async heartbeatInstance(id: string, incarnation: string, doc: unknown): Promise<HeartbeatResult> {
+    const r = await this.q<{ prev_inc: string | null; prev_age: number | null }>(
+      `WITH prev AS (SELECT incarnation, heartbeat_at FROM instances WHERE id = $1)
+       INSERT INTO instances (id, incarnation, doc, heartbeat_at) VALUES ($1, $2, $3, now())
+       ON CONFLICT (id) DO UPDATE SET incarnation = excluded.incarnation, doc = excluded.doc, heartbeat_at = now()
+       RETURNING (SELECT incarnation FROM prev) AS prev_inc, (SELECT (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 FROM prev) AS prev_age`,
+      [id, incarnation, JSON.stringify(doc)],
+    )
+    const row = r.rows[0]
+    return row?.prev_inc ? { previous: { incarnation: row.prev_inc, ageMs: Math.max(0, Math.round(row.prev_age ?? 0)) } } : {}
+  }
+
+  async updateInstance(id: string, incarnation: string, doc: unknown): Promise<boolean> {
+    return ((await this.q('UPDATE instances SET doc = $3 WHERE id = $1 AND incarnation = $2', [id, incarnation, JSON.stringify(doc)])).rowCount ?? 0) > 0
+  }
+
+  async listInstances(forgetMs: number): Promise<InstanceRow[]> {
+    await this.q(`DELETE FROM instances WHERE heartbeat_at < now() - $1::bigint ${MS}`, [forgetMs])
+    const r = await this.q<{ id: string; incarnation: string; doc: string; heartbeat_at: Date; age: number }>(
+      'SELECT id, incarnation, doc, heartbeat_at, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS age FROM instances ORDER BY id COLLATE "C"',
+    )
+    return r.rows.map((row) => ({ id: row.id, incarnation: row.incarnation, doc: JSON.parse(row.doc) as unknown, heartbeatAt: row.heartbeat_at.toISOString(), ageMs: Math.max(0, Math.round(row.age)) }))
   }
 
   health(): StoreHealth {

@@ -4,7 +4,7 @@ import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { SluiceError } from '../errors.js'
 import type { VersionedRow } from '../sdk/index.js'
-import { replayLeaseKey, type DeadLetter, type DeadLetterQuery, type FunctionKey, type Lease, type LeaseAttempt, type Store, type StoreHealth } from './store.js'
+import { replayLeaseKey, type DeadLetter, type HeartbeatResult, type InstanceRow, type DeadLetterQuery, type FunctionKey, type Lease, type LeaseAttempt, type Store, type StoreHealth } from './store.js'
 
 /** Dead letters with the replay lease that is held on each, if any (`?` is now, in ms). */
 const LETTERS = `SELECT d.*, l.owner AS replay_owner, l.attempt AS replay_attempt FROM dead_letters d
@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS function_keys (
   hash TEXT NOT NULL,
   created_at TEXT NOT NULL,
   PRIMARY KEY (function, name)
+);
+CREATE TABLE IF NOT EXISTS instances (
+  id TEXT PRIMARY KEY,
+  incarnation TEXT NOT NULL,
+  doc TEXT NOT NULL,
+  heartbeat_at INTEGER NOT NULL
 );
 `
 
@@ -249,6 +255,28 @@ export class SqliteStore implements Store {
 
   async deleteFunctionKey(fn: string, name: string): Promise<boolean> {
     return this.db.prepare('DELETE FROM function_keys WHERE function = ? AND name = ?').run(fn, name).changes > 0
+  }
+
+  async heartbeatInstance(id: string, incarnation: string, doc: unknown): Promise<HeartbeatResult> {
+    const now = Date.now()
+    return this.db.transaction((): HeartbeatResult => {
+      const prev = this.db.prepare('SELECT incarnation, heartbeat_at FROM instances WHERE id = ?').get(id) as { incarnation: string; heartbeat_at: number } | undefined
+      this.db
+        .prepare('INSERT INTO instances (id, incarnation, doc, heartbeat_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET incarnation = excluded.incarnation, doc = excluded.doc, heartbeat_at = excluded.heartbeat_at')
+        .run(id, incarnation, JSON.stringify(doc), now)
+      return prev ? { previous: { incarnation: prev.incarnation, ageMs: Math.max(0, now - prev.heartbeat_at) } } : {}
+    })()
+  }
+
+  async updateInstance(id: string, incarnation: string, doc: unknown): Promise<boolean> {
+    return this.db.prepare('UPDATE instances SET doc = ? WHERE id = ? AND incarnation = ?').run(JSON.stringify(doc), id, incarnation).changes > 0
+  }
+
+  async listInstances(forgetMs: number): Promise<InstanceRow[]> {
+    const now = Date.now()
+    this.db.prepare('DELETE FROM instances WHERE heartbeat_at < ?').run(now - forgetMs)
+    const rows = this.db.prepare('SELECT id, incarnation, doc, heartbeat_at FROM instances ORDER BY id').all() as Array<{ id: string; incarnation: string; doc: string; heartbeat_at: number }>
+    return rows.map((r) => ({ id: r.id, incarnation: r.incarnation, doc: JSON.parse(r.doc) as unknown, heartbeatAt: new Date(r.heartbeat_at).toISOString(), ageMs: Math.max(0, now - r.heartbeat_at) }))
   }
 
   health(): StoreHealth {

@@ -39,6 +39,26 @@ export interface StoreHealth {
   since: string
 }
 
+/**
+ * One gateway instance's row in the cluster registry (src/cluster). `doc` is the instance's own
+ * report (version, connections, backlog, MQTT sessions...), opaque to the store.
+ */
+export interface InstanceRow {
+  id: string
+  /** Distinguishes processes that used the same id (a restart, or a misconfigured duplicate). */
+  incarnation: string
+  doc: unknown
+  /** ISO time of the last heartbeat (store clock). */
+  heartbeatAt: string
+  /** Milliseconds since the last heartbeat, on the store's clock. */
+  ageMs: number
+}
+
+/** What a heartbeat replaced: the row's incarnation and age before this write (absent: a new row). */
+export interface HeartbeatResult {
+  previous?: { incarnation: string; ageMs: number }
+}
+
 export interface FunctionKey {
   name: string
   createdAt: string
@@ -95,6 +115,13 @@ export interface Store {
   functionKeyHashes(fn: string): Promise<string[]>
   listFunctionKeys(fn: string): Promise<FunctionKey[]>
   deleteFunctionKey(fn: string, name: string): Promise<boolean>
+
+  /** Writes instance `id`'s row (its heartbeat is now, on the store's clock), whoever held it before. */
+  heartbeatInstance(id: string, incarnation: string, doc: unknown): Promise<HeartbeatResult>
+  /** Replaces the row's doc without touching its heartbeat, only while `incarnation` holds it. */
+  updateInstance(id: string, incarnation: string, doc: unknown): Promise<boolean>
+  /** Every row, oldest id first. Rows older than `forgetMs` are deleted first. */
+  listInstances(forgetMs: number): Promise<InstanceRow[]>
 
   /** Whether the store is reachable now. */
   health(): StoreHealth

@@ -1,4 +1,5 @@
 import init from './001_init.js'
+import instances from './002_instances.js'
 
 /** A numbered schema change; versions are 1, 2, 3... with no gaps, applied in order. */
 export interface Migration {
@@ -8,4 +9,7 @@ export interface Migration {
 }
 
 /** Every PostgreSQL migration this build knows, oldest first. Append; never edit or renumber. */
-export const POSTGRES_MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'init', sql: init }]
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'init', sql: init },
+  { version: 2, name: 'instances', sql: instances },
+]
