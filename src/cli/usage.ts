@@ -86,6 +86,27 @@ send a key in the x-functions-key header.
 Options:
   --name N            the key's name (default: default)
 ${REMOTE}${COMMON}`,
+  init: `Usage: sluice init [dir]
+
+Writes a new project into dir (default: the current folder; created when missing): package.json
+(depending on this sluice), tsconfig.json for the functions, config/gateway.yaml with a built-in
+MQTT broker, an HTTP, an MQTT and a timer function typed with sluice/function, a README and a
+.gitignore. Refuses, writing nothing, when any of those files exists. Then: npm install, npm start.
+
+Options:
+  --help, -h          show this help
+`,
+  new: `Usage: sluice new <name> --trigger http|mqtt|amqp|kafka|eventhubs|timer [--config FILE]
+
+Writes functions/<name>.ts (below the project root) from the trigger's template and adds the
+function's block under functions: in the configuration, leaving every other line of the file as
+it was (comments included). A trigger that needs a connection uses the first connection of its
+kind, or gets a new one with placeholder settings to point at your broker. Refuses a name that
+is in the configuration already, or a file that exists.
+
+Options:
+  --trigger KIND      http, mqtt, amqp, kafka, eventhubs or timer
+${COMMON}`,
 }
 
 /**
