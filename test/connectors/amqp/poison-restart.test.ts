@@ -11,7 +11,7 @@ import { Client, RABBIT_URL } from './broker.js'
 import { settled, tempQueue } from './helpers.js'
 
 describe('amqp: a poison message queued across a kill -9', () => {
-  it('does not put the gateway into a crash loop', { timeout: 180_000 }, async () => {
+  it('does not put the gateway into a crash loop', { timeout: 300_000 }, async () => {
     const cleanup = cleanupStack()
     const queue = await tempQueue('amqp-poison-restart')
     const c = await Client.open()

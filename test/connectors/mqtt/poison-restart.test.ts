@@ -9,7 +9,7 @@ import { dropSession, publish, SYSTEM_BROKER, uid } from './helpers.js'
 import { DEEP_ARRAY, expectSurvivesPoison, poisonProject } from '../poison-restart.js'
 
 describe('mqtt: a poison message queued across a kill -9', () => {
-  it('does not put the gateway into a crash loop', { timeout: 180_000 }, async () => {
+  it('does not put the gateway into a crash loop', { timeout: 300_000 }, async () => {
     const cleanup = cleanupStack()
     const clientId = uid('sluice-poison')
     const topic = `poison/${uid()}`
