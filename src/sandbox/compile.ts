@@ -16,6 +16,8 @@ export interface CompiledFunction {
   code: string
   /** Content hash: instances and code caches are keyed by it. */
   hash: string
+  /** Absolute paths of every source file the bundle was built from (esbuild's metafile inputs): what `--watch` watches. */
+  inputs: string[]
 }
 
 export const MODULE_GLOBAL = '__sluice_fn'
@@ -63,6 +65,7 @@ export async function compileFunction(file: string, opts: { root: string; functi
   const context = { function: opts.functionName, path: relative(opts.root, file) || file }
   let esm: string
   let exports: string[]
+  let inputs: string[]
   try {
     const result = await build({
       entryPoints: [file],
@@ -87,6 +90,10 @@ export async function compileFunction(file: string, opts: { root: string; functi
     if (!out || !meta) throw new Error('esbuild produced no output')
     esm = out.text
     exports = meta.exports
+    // Input paths are relative to absWorkingDir; plugins' virtual namespaces ("ns:path") are not files.
+    inputs = Object.keys(result.metafile.inputs)
+      .filter((p) => !/^[a-z-]+:/.test(p))
+      .map((p) => resolve(opts.root, p))
   } catch (e) {
     const errors = isBuildFailure(e) ? e.errors : []
     const builtins = errors.filter((m) => builtinOf(m) !== undefined)
@@ -108,5 +115,5 @@ export async function compileFunction(file: string, opts: { root: string; functi
   // esbuild chains the bundle's inline map through this step: the result maps to the sources.
   const iife = await transform(esm, { format: 'iife', globalName: MODULE_GLOBAL, target: 'es2022', logLevel: 'silent', sourcemap: 'external', sourcesContent: false })
   const code = attachSourceMap(iife.code, iife.map)
-  return { file, code, hash: createHash('sha256').update(code).digest('hex').slice(0, 16) }
+  return { file, code, hash: createHash('sha256').update(code).digest('hex').slice(0, 16), inputs }
 }

@@ -25,6 +25,8 @@ export interface SchedulerOptions {
 interface Inst {
   handle: InstanceHandle
   fn: FnState
+  /** The spec the instance was started with: its code version is `spec.hash`. */
+  spec: FunctionSpec
   busy: boolean
   lastUsed: number
   /** Not yet used: the first run on it is a cold start. */
@@ -46,6 +48,8 @@ interface FnState {
   waiters: Waiter[]
   /** Instance starts that failed in a row (backs off further starts). */
   startFailures: number
+  /** Unregistered: its remaining (busy) instances stop when released. */
+  removed?: boolean
 }
 
 /**
@@ -99,6 +103,47 @@ export class Scheduler {
 
   register(spec: FunctionSpec): void {
     this.fns.set(spec.name, { spec, instances: new Set(), idle: [], waiters: [], startFailures: 0 })
+  }
+
+  /**
+   * Replaces a registered function's spec (hot reload); registers it when unknown. When the code
+   * (`hash`) or `memoryMb` changed, instances of the previous version are never leased again: idle
+   * ones stop now, busy ones finish their batch and stop when released. New leases start
+   * instances of the new version. Scale and deadlines apply from the next lease.
+   */
+  update(spec: FunctionSpec): void {
+    const f = this.fns.get(spec.name)
+    if (!f) return this.register(spec)
+    f.spec = spec
+    f.startFailures = 0
+    for (const inst of [...f.idle]) if (this.stale(inst)) this.remove(inst, 'stop')
+    this.serveWaiters(f)
+    this.fillMinimums()
+  }
+
+  /**
+   * Forgets a function (hot reload removed it; the router has drained it first). Idle instances
+   * stop now, busy ones when released; waiting requests fail with SLUICE_ERR_FUNCTION_NOT_FOUND.
+   */
+  unregister(name: string): void {
+    const f = this.fns.get(name)
+    if (!f) return
+    this.fns.delete(name)
+    f.removed = true
+    for (const w of f.waiters.splice(0)) w.reject(new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${name} was removed`, { context: { function: name } }))
+    for (const inst of [...f.idle]) this.remove(inst, 'stop')
+  }
+
+  /** Instances of `fn` per code version (bundle hash): more than one while old instances drain. */
+  versions(fn: string): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const i of this.fns.get(fn)?.instances ?? []) out[i.spec.hash] = (out[i.spec.hash] ?? 0) + 1
+    return out
+  }
+
+  /** An instance of a previous code version or heap size: it runs no further batch. */
+  private stale(inst: Inst): boolean {
+    return inst.spec.hash !== inst.fn.spec.hash || inst.spec.memoryMb !== inst.fn.spec.memoryMb
   }
 
   start(): void {
@@ -176,6 +221,11 @@ export class Scheduler {
       this.serveWaiters(f)
       return
     }
+    if (f.removed || this.stale(inst)) {
+      // A previous version drains: it never takes another batch (remove serves the waiters).
+      this.remove(inst, 'stop')
+      return
+    }
     const w = this.nextWaiter(f)
     if (w) {
       w.resolve(this.lease(inst, w.since))
@@ -246,7 +296,7 @@ export class Scheduler {
       outputs: spec.outputs,
       initTimeoutMs: spec.timeoutMs,
     })
-    const inst: Inst = { handle, fn: f, busy: false, lastUsed: Date.now(), fresh: true }
+    const inst: Inst = { handle, fn: f, spec, busy: false, lastUsed: Date.now(), fresh: true }
     f.instances.add(inst)
     const l = this.load(host)
     l.memoryMb += spec.memoryMb
