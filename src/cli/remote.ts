@@ -1,5 +1,3 @@
-import { CONNECTORS } from '../config/connectors.js'
-import { loadConfig } from '../config/load.js'
 import { SluiceError, hasCode, isErrorCode } from '../errors.js'
 import { deadLetterTable, type DeadLetterRow } from './table.js'
 
@@ -47,6 +45,8 @@ export async function adminRequest(remote: Remote, method: string, path: string,
 async function resolveRemote(values: { config: string; url?: string | undefined; key?: string | undefined }): Promise<Remote> {
   if (values.url) return { url: values.url, key: values.key }
   try {
+    // Loaded only here: with --url the command needs neither the schema nor the connectors.
+    const [{ CONNECTORS }, { loadConfig }] = await Promise.all([import('../config/connectors.js'), import('../config/load.js')])
     const { config } = await loadConfig(values.config, { connectors: CONNECTORS, compile: false })
     return { url: `http://127.0.0.1:${config.http.port}`, key: values.key ?? config.admin.key }
   } catch {

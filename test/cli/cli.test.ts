@@ -140,7 +140,8 @@ describe('sluice CLI', () => {
       `sluice: dead letter no-such-id does not exist at ${url} (replayed letters are removed; list them with sluice dead-letters list) [SLUICE_ERR_DEAD_LETTER_NOT_FOUND]\n  what to do: List dead letters with GET /admin/dead-letters.\n`,
     )
     child.kill('SIGTERM')
-  })
+    // Six CLI processes and a gateway: generous on a loaded machine; a hang still fails.
+  }, 180_000)
 
   it('start: serves, keeps isolated-vm out of its own process, drains on SIGTERM and exits 0', async () => {
     const dir = project()
