@@ -54,6 +54,8 @@ interface FnLane {
   flow: FlowControl
   stats: FunctionStats
   idle: Array<() => void>
+  /** Being removed (hot reload): answers new events `aborted`, starts no batch. */
+  closing?: boolean
 }
 
 /**
@@ -83,6 +85,48 @@ export class Router {
       stats: new FunctionStats(),
       idle: [],
     })
+  }
+
+  /**
+   * Applies a function's new batch, retry, concurrency and output settings in place (hot reload):
+   * queued events and the next batches use them; running batches finish as they started.
+   * `orderKey` and `maxBacklog` cannot change here (remove and register the function instead).
+   */
+  update(fn: RouterFunction): void {
+    const l = this.get(fn.name)
+    l.fn = { ...fn, orderKey: l.fn.orderKey, maxBacklog: l.fn.maxBacklog }
+    this.guard(l, 'starting batches', () => this.onReady(l))
+  }
+
+  /**
+   * Drains and forgets a function (hot reload removed or restarts it): new and queued events and
+   * pending retries are answered `aborted` (the source keeps them), running batches finish (or
+   * `timeoutMs` passes). Resolves once the function is gone; `register` may then reuse its name.
+   */
+  async remove(name: string, timeoutMs = 30000): Promise<void> {
+    const l = this.lanes.get(name)
+    if (!l) return
+    l.closing = true
+    this.abortQueued(l)
+    let timer: NodeJS.Timeout | undefined
+    const idle = l.backlog === 0 ? Promise.resolve() : new Promise<void>((r) => l.idle.push(r))
+    await Promise.race([idle, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))])
+    clearTimeout(timer)
+    if (this.lanes.get(name) === l) this.lanes.delete(name)
+  }
+
+  /** Answers a lane's queued events, held leases and pending retries `aborted`. */
+  private abortQueued(l: FnLane): void {
+    if (l.waitTimer) clearTimeout(l.waitTimer)
+    l.waitTimer = undefined
+    for (const lease of l.held.splice(0)) lease.release()
+    for (const [timer, items] of l.retryTimers) {
+      clearTimeout(timer)
+      for (const it of items) this.finish(l, it, ABORTED)
+    }
+    l.retryTimers.clear()
+    for (const it of l.lane.drain()) this.finish(l, it, ABORTED)
+    l.flow.release()
   }
 
   private get(fn: string): FnLane {
@@ -141,7 +185,7 @@ export class Router {
    */
   deliver(fn: string, events: TriggerEvent[]): Promise<Outcome[]> {
     const l = this.get(fn)
-    if (this.closing) return Promise.resolve(events.map(() => ABORTED))
+    if (this.closing || l.closing) return Promise.resolve(events.map(() => ABORTED))
     if (events.length === 0) return Promise.resolve([])
     return new Promise<Outcome[]>((resolve) => {
       const delivery = new Delivery(events.length, resolve)
@@ -211,7 +255,7 @@ export class Router {
 
   /** Asks the scheduler for as many instances as the ready events can fill. */
   private pump(l: FnLane): void {
-    if (this.closing) return
+    if (this.closing || l.closing) return
     const want = Math.ceil(l.lane.readyCount / l.fn.batch.maxSize)
     let have = l.requested + l.held.length
     while (have < want && l.inflight + have < l.fn.maxConcurrency) {
@@ -366,7 +410,7 @@ export class Router {
     for (const it of failed) {
       const err = it.lastError as ErrorInfo
       if (!err.retriable || it.attempts >= l.fn.retry.maxAttempts) dead.push(it)
-      else if (this.closing) this.finish(l, it, ABORTED)
+      else if (this.closing || l.closing) this.finish(l, it, ABORTED)
       else retry.push(it)
     }
     // deadLetter never rejects.
@@ -394,7 +438,7 @@ export class Router {
       l.retryTimers.delete(timer)
       void deadDone.then(() =>
         this.guard(l, 'queueing a retry', () => {
-          if (this.closing) {
+          if (this.closing || l.closing) {
             for (const it of retry) this.finish(l, it, ABORTED)
             return
           }
@@ -485,6 +529,7 @@ export class Router {
   async invoke(fn: string, events: TriggerEvent[], opts: { signal?: AbortSignal } = {}): Promise<InvocationResult> {
     const l = this.get(fn)
     if (this.closing) throw new SluiceError('SLUICE_ERR_ROUTER_CLOSED', 'the gateway is shutting down')
+    if (l.closing) throw new SluiceError('SLUICE_ERR_ROUTER_CLOSED', `function ${fn} is being removed or restarted by a reload: try again`, { context: { function: fn } })
     if (l.backlog + events.length > l.fn.maxBacklog) {
       throw new SluiceError('SLUICE_ERR_ROUTER_OVERLOADED', `function ${fn} has ${l.backlog} events waiting (maxBacklog ${l.fn.maxBacklog})`, { context: { function: fn } })
     }
@@ -547,17 +592,7 @@ export class Router {
 
   private async doClose(timeoutMs: number): Promise<void> {
     this.closing = true
-    for (const l of this.lanes.values()) {
-      if (l.waitTimer) clearTimeout(l.waitTimer)
-      for (const lease of l.held.splice(0)) lease.release()
-      for (const [timer, items] of l.retryTimers) {
-        clearTimeout(timer)
-        for (const it of items) this.finish(l, it, ABORTED)
-      }
-      l.retryTimers.clear()
-      for (const it of l.lane.drain()) this.finish(l, it, ABORTED)
-      l.flow.release()
-    }
+    for (const l of this.lanes.values()) this.abortQueued(l)
     const idle = Promise.all(
       [...this.lanes.values()].map((l) => (l.backlog === 0 ? Promise.resolve() : new Promise<void>((r) => l.idle.push(r)))),
     )
