@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { GatewayProcess } from '../helpers/gateway-process.js'
 import { projectDir, startGateway, waitFor, type TestGateway } from '../helpers/gateway.js'
-import { admin, PG_URL, tempSchema } from '../store/pg.js'
+import { PostgresStore } from '../../src/store/postgres.js'
+import { admin, memoryLog, PG_URL, tempSchema } from '../store/pg.js'
 
 interface Ran {
   id: string
@@ -81,6 +82,36 @@ describe('timers across three gateways sharing PostgreSQL', () => {
     const rows = (await leases(schema)).filter((r) => ran.has(tickOf(r.key)))
     expect(rows.map((r) => r.state)).toEqual(rows.map(() => 'done'))
   }, 90_000)
+
+  it('catchUp: latest after every instance was down runs once, past due, on one of three starting together', async () => {
+    const schema = tempSchema()
+    // A daily tick about twelve hours away; the stored status says the last one was missed.
+    const hour = (new Date().getUTCHours() + 12) % 24
+    const slot = new Date()
+    slot.setUTCHours(hour, 0, 0, 0)
+    if (slot.getTime() > Date.now()) slot.setUTCDate(slot.getUTCDate() - 1)
+    const schedule = `0 0 ${hour} * * *`
+    const seed = await PostgresStore.open({ url: PG_URL, schema, log: memoryLog() })
+    await seed.setState('timer:tick', 'status', { next: slot.toISOString(), last: new Date(slot.getTime() - 86_400_000).toISOString() })
+    await seed.close()
+
+    const gws = await Promise.all([0, 1, 2].map(() => startGateway({ yaml: fnYaml(schedule).replace('leaseMs: 3000', 'leaseMs: 3000, catchUp: latest'), files: { 'functions/tick.ts': tickFn() }, store: storeYaml(schema) })))
+    for (const g of gws) onTestFinished(() => g.stop())
+    const all = () => gws.flatMap((g) => ledger(g.logs.lines))
+    const [run] = await waitFor(() => all().length > 0 && all(), 30_000, 'the catch-up run')
+    expect(run).toMatchObject({ scheduledAt: slot.toISOString(), isPastDue: true, attempt: 1 })
+    await waitFor(async () => (await leases(schema)).some((r) => r.state === 'done'), 10_000, 'the catch-up to be done')
+    await waitFor(async () => {
+      const [row] = await admin<{ value: string }>(`SELECT value FROM ${schema}.state WHERE scope = 'timer:tick' AND key = 'status'`)
+      return row !== undefined && Date.parse((JSON.parse(row.value) as { next: string }).next) > Date.now()
+    }, 10_000, 'the status to be saved')
+    // A fourth instance starting now finds nothing missed.
+    const late = await startGateway({ yaml: fnYaml(schedule).replace('leaseMs: 3000', 'leaseMs: 3000, catchUp: latest'), files: { 'functions/tick.ts': tickFn() }, store: storeYaml(schema) })
+    onTestFinished(() => late.stop())
+    expect(late.logs.find('timer missed ticks while down; catching up once')).toHaveLength(0)
+    await Promise.all([...gws, late].map((g) => g.stop()))
+    expect([...all(), ...ledger(late.logs.lines)]).toHaveLength(1)
+  }, 120_000)
 
   it('a long tick whose gateway is killed -9 completes on another gateway with attempt 2', async () => {
     const schema = tempSchema()
