@@ -35,7 +35,8 @@ Checks a project without starting anything, and exits 1 with every problem at on
 It does not connect to brokers or the store.
 
 Options:
-  --typecheck         also type-check the function files (tsc --noEmit with the project's tsconfig.json)
+  --typecheck         also type-check the function files (tsc --noEmit, with the tsconfig.json
+                      nearest to them)
   --json              print the result as JSON
 ${COMMON}`,
   invoke: `Usage: sluice invoke <function> [--data JSON | --events JSON] [--config FILE] [--url URL]

@@ -90,7 +90,7 @@ describe('sluice validate', () => {
     expect(existsSync(join(project, '.sluice')) ? readdirSync(join(project, '.sluice')) : []).toEqual([])
   })
 
-  it("--typecheck uses the project's tsconfig.json when there is one", () => {
+  it("--typecheck uses the project's tsconfig.json nearest to the function when there is one", () => {
     // Implicit any is an error under the default (strict) options and allowed by this project.
     const implicitAny = 'export default async (events) => events.length\n'
     const project = folder({
@@ -109,5 +109,17 @@ describe('sluice validate', () => {
     const failed = run(['validate', '--config', 'gateway.yaml', '--typecheck'], strict)
     expect(failed.status).toBe(1)
     expect(failed.stderr).toContain('functions/orders.ts:1:23 TS7006:')
+    // The tsconfig.json nearest to the function wins (functions/ may have its own, without Node's types).
+    const nested = folder({
+      'package.json': '{}',
+      'tsconfig.json': JSON.stringify({ compilerOptions: { strict: false, target: 'ES2022', module: 'ESNext', moduleResolution: 'Bundler', types: [] } }),
+      'functions/tsconfig.json': JSON.stringify({ extends: '../tsconfig.json', compilerOptions: { strict: true } }),
+      'gateway.yaml': YAML,
+      'functions/orders.ts': implicitAny,
+    })
+    installTypescript(nested)
+    const nearest = run(['validate', '--config', 'gateway.yaml', '--typecheck'], nested)
+    expect(nearest.status).toBe(1)
+    expect(nearest.stderr).toContain('functions/orders.ts:1:23 TS7006:')
   })
 })
