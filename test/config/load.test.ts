@@ -28,7 +28,7 @@ describe('a valid configuration', () => {
       name: 'telemetry',
       code: 'functions/ok.ts',
       codePath: join(projectRoot(), 'functions/ok.ts'),
-      trigger: { kind: 'timer', options: { schedule: '0 * * * * *', catchUp: 'none', runOnStartup: false } },
+      trigger: { kind: 'timer', options: { schedule: '0 * * * * *', catchUp: 'none', runOnStartup: false, leaseMs: 10000 } },
       batch: { maxSize: 100, maxWaitMs: 20 },
       retry: { maxAttempts: 5, backoff: 'exponential', initialDelayMs: 200, maxDelayMs: 30000 },
       timeoutMs: 5000,
