@@ -19,6 +19,8 @@ import type { InvocationResult, TriggerEvent } from './sdk/index.js'
 import { openStore } from './store/open.js'
 import type { DeadLetterQuery, Store } from './store/store.js'
 import { GatewayAdmin, type GatewayState } from './gateway/admin-facade.js'
+import { createClusterMember } from './gateway/cluster.js'
+import type { ClusterMember } from './cluster/member.js'
 import { assembleParts, type GatewayOptions, type GatewayParts } from './gateway/assembly.js'
 import { FunctionKeyCache } from './gateway/function-keys.js'
 import { FunctionRoutes } from './gateway/function-routes.js'
@@ -51,6 +53,8 @@ export class Gateway implements AdminApi {
   private readonly routes: FunctionRoutes
   private readonly admin: GatewayAdmin
   private readonly metricsRegistry: Metrics
+  /** This instance in the cluster registry (heartbeat, GET /admin/instances, session takeover). */
+  private readonly cluster: ClusterMember
   private state: GatewayState = 'starting'
   private stopPromise: Promise<void> | undefined
   private address = ''
@@ -73,7 +77,15 @@ export class Gateway implements AdminApi {
       hostsUp: this.pool.hostIds().length,
       lag: sourceLag(this.triggers()),
     }))
-    this.admin = new GatewayAdmin({ parts: this.parts, units: this.units, keys, state: () => this.state, metrics: () => this.metricsRegistry.render() })
+    this.admin = new GatewayAdmin({
+      parts: this.parts,
+      units: this.units,
+      keys,
+      state: () => this.state,
+      metrics: () => this.metricsRegistry.render(),
+      instances: () => this.cluster.view(),
+    })
+    this.cluster = createClusterMember({ parts: this.parts, units: this.units, state: () => this.state, url: () => this.address, connections: () => this.admin.connections() })
     this.live = new LiveFeed({
       gateway: this.id,
       log: asLogger(this.log).child({ component: 'live' }),
@@ -138,6 +150,7 @@ export class Gateway implements AdminApi {
       units: this.units,
       routes: this.routes,
       admin: this.admin,
+      cluster: this.cluster,
       live: this.live,
       metrics: this.metricsRegistry,
       setState: (s) => {
@@ -189,5 +202,8 @@ export class Gateway implements AdminApi {
   }
   metrics() {
     return this.admin.metrics()
+  }
+  instances() {
+    return this.admin.instances()
   }
 }

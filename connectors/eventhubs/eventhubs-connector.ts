@@ -51,8 +51,13 @@ export function startPositionOf(p: EventHubsTriggerOptions['startPosition']): Ev
  * takes stops being processed and is never checkpointed from here again. See README.md.
  */
 export class EventHubsConnector implements Connector, LagReporter {
-  /** Owner id of this instance in the checkpoint store (new per start). */
-  readonly ownerId = `sluice-${hostname()}-${randomUUID().slice(0, 8)}`
+  /**
+   * Owner id of this instance in the checkpoint store: `<instance id>:<function>`, stable across
+   * restarts, so a restarted instance recognises its partitions as its own and reads them at once
+   * instead of waiting out `ownershipExpirationMs`. Without an instance id (a connector built
+   * outside a gateway): new per start.
+   */
+  readonly ownerId: string
   private readonly connection: string
   private ctx: ConnectorContext | undefined
   private client: EventHubConsumerClient | undefined
@@ -72,6 +77,7 @@ export class EventHubsConnector implements Connector, LagReporter {
 
   constructor(private readonly spec: TriggerSpec<EventHubsTriggerOptions, EventHubsConnectionOptions>) {
     this.connection = spec.connectionName ?? spec.trigger.connection
+    this.ownerId = spec.instanceId ? `${spec.instanceId}:${spec.functionName}` : `sluice-${hostname()}-${randomUUID().slice(0, 8)}`
   }
 
   private get context(): Record<string, unknown> {

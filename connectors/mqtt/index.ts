@@ -2,6 +2,7 @@ import { SluiceError, type ConnectorDefinition, type OptionIssue } from '../../s
 import { MqttConnector } from './mqtt-connector.js'
 import { mqttConnectionSchema, mqttOutputSchema, mqttTriggerSchema, type MqttConnectionOptions, type MqttOutputOptions, type MqttTriggerOptions } from './options.js'
 import { MqttOutput } from './output.js'
+import { takeOverSession } from './takeover.js'
 
 export { MqttConnector, defaultClientId, subscriptionFilter } from './mqtt-connector.js'
 export { MqttOutput } from './output.js'
@@ -43,6 +44,7 @@ export const mqttConnector: ConnectorDefinition<MqttTriggerOptions, MqttConnecti
   outputSchema: mqttOutputSchema,
   validateTrigger,
   createTrigger: (spec) => new MqttConnector(spec),
+  takeOverSession,
   createOutput: (spec) => {
     const { connection, connectionName } = spec
     if (!connection || !connectionName) throw new SluiceError('SLUICE_ERR_CONFIG_CONNECTION', `output ${spec.outputName} of function ${spec.functionName} has no mqtt connection`)

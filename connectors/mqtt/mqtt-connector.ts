@@ -1,6 +1,6 @@
 import { hostname } from 'node:os'
 import type { IConnackPacket, IPublishPacket, MqttClient } from 'mqtt'
-import { SluiceError, type Connector, type ConnectorContext, type Outcome, type TriggerEvent, type TriggerSpec } from '../../src/sdk/index.js'
+import { SluiceError, type Connector, type ConnectorContext, type Outcome, type SessionHolder, type SourceSession, type TriggerEvent, type TriggerSpec } from '../../src/sdk/index.js'
 import { AckQueue, State, type AckSender, type InflightMessage } from './acks.js'
 import { displayUrl, isFatal, MqttConnection, mqttError, protocolVersionOf } from './connection.js'
 import { payloadOf, toEvent } from './message.js'
@@ -20,10 +20,13 @@ const MAX_GROUP = 64
 /** Longest graceful wait for in-flight outcomes on stop (the gateway bounds its stop too). */
 const STOP_DRAIN_MS = 30000
 
-/** The client id of a trigger's persistent session unless `clientId` is set. */
-export function defaultClientId(connection: string, fn: string, share?: string): string {
-  // Instances of a shared subscription need sessions of their own; the host name tells them apart.
-  return share ? `sluice-${connection}-${fn}-${hostname()}` : `sluice-${connection}-${fn}`
+/**
+ * The client id of a trigger's persistent session unless `clientId` is set. Instances of a shared
+ * subscription need sessions of their own: the instance id (default: the host name) tells them
+ * apart, and stays the same across restarts, so a restarted instance resumes its session.
+ */
+export function defaultClientId(connection: string, fn: string, share?: string, instanceId?: string): string {
+  return share ? `sluice-${connection}-${fn}-${instanceId ?? hostname()}` : `sluice-${connection}-${fn}`
 }
 
 /** What the trigger subscribes to: the topic filter, inside $share/<group>/ with `share`. */
@@ -40,7 +43,7 @@ interface PacketWriter {
  * filter. Each PUBLISH becomes one event; a QoS 1 message is acknowledged (PUBACK) only once its
  * outcome is durable, in the order the messages came. See connectors/mqtt/README.md.
  */
-export class MqttConnector implements Connector, AckSender {
+export class MqttConnector implements Connector, AckSender, SessionHolder {
   readonly clientId: string
   private readonly connection: string
   private ctx: ConnectorContext | undefined
@@ -67,7 +70,14 @@ export class MqttConnector implements Connector, AckSender {
 
   constructor(private readonly spec: TriggerSpec<MqttTriggerOptions, MqttConnectionOptions>) {
     this.connection = spec.connectionName ?? spec.trigger.connection
-    this.clientId = spec.trigger.clientId ?? defaultClientId(this.connection, spec.functionName, spec.trigger.share)
+    this.clientId = spec.trigger.clientId ?? defaultClientId(this.connection, spec.functionName, spec.trigger.share, spec.instanceId)
+  }
+
+  /** The persistent session this trigger keeps at the broker (recorded in the cluster registry for takeover). */
+  sessions(): SourceSession[] {
+    const conn = this.spec.connection
+    if (!conn || conn.url === 'embedded' || this.spec.trigger.qos === 0) return []
+    return [{ clientId: this.clientId, filter: this.filter, shared: this.spec.trigger.share !== undefined, detail: { protocolVersion: protocolVersionOf(conn) } }]
   }
 
   private get filter(): string {

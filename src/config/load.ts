@@ -12,6 +12,7 @@ import {
   adminSchema,
   buildFunctionSchema,
   httpSchema,
+  instanceSchema,
   logSchema,
   NAME_PATTERN,
   storeSchema,
@@ -107,6 +108,7 @@ const topSchema = Type.Object(
     http: Type.Optional(httpSchema),
     admin: Type.Optional(adminSchema),
     store: Type.Optional(storeSchema),
+    instance: Type.Optional(instanceSchema),
     workers: Type.Optional(workersSchema),
     log: Type.Optional(logSchema),
     connections: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
@@ -221,7 +223,7 @@ function validate(
     return undefined
   }
   const top = Value.Default(topSchema, raw) as Record<string, unknown>
-  for (const k of ['http', 'admin', 'store', 'workers', 'log'] as const) if (top[k] === undefined) top[k] = {}
+  for (const k of ['http', 'admin', 'store', 'instance', 'workers', 'log'] as const) if (top[k] === undefined) top[k] = {}
   Value.Default(topSchema, top)
   check(topSchema, top, [], src, issues)
 
@@ -324,7 +326,7 @@ function validate(
     }
   }
   // A section that is not a mapping was reported above; {} keeps the semantic checks safe.
-  const section = <K extends 'http' | 'admin' | 'store' | 'workers' | 'log'>(k: K) => (isPlainObject(top[k]) ? top[k] : {}) as GatewayConfig[K]
+  const section = <K extends 'http' | 'admin' | 'store' | 'instance' | 'workers' | 'log'>(k: K) => (isPlainObject(top[k]) ? top[k] : {}) as GatewayConfig[K]
   const workers = section('workers')
   return {
     file,
@@ -332,6 +334,7 @@ function validate(
     http: section('http'),
     admin: section('admin'),
     store: section('store'),
+    instance: section('instance'),
     workers: { ...workers, hosts: workers.hosts ?? Math.max(1, availableParallelism()) },
     log: section('log'),
     connections,

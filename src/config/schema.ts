@@ -57,6 +57,28 @@ export const storeSchema = Type.Object(
   { ...Strict, description: 'Where dead letters, timer leases and schedule status are kept.' },
 )
 
+export const instanceSchema = Type.Object(
+  {
+    id: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 128,
+        pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+        description:
+          'This gateway instance\'s id in the cluster registry, its default MQTT client ids and its Event Hubs owner id. Default: the SLUICE_INSTANCE_ID environment variable, else the host name (the pod name in Kubernetes). Give every instance its own.',
+      }),
+    ),
+    heartbeatMs: Type.Integer({ minimum: 200, maximum: 60000, default: 2000, description: 'How often the instance writes its heartbeat and report to the store.' }),
+    expiryMs: Type.Integer({
+      minimum: 1000,
+      maximum: 600000,
+      default: 10000,
+      description: 'An instance whose last heartbeat is older than this is dead: it drops out of GET /admin/instances and a live instance takes over its MQTT sessions. At least 3 heartbeats.',
+    }),
+  },
+  { ...Strict, description: 'This gateway instance\'s identity among the instances sharing a store (see docs/operations.md, Cluster).' },
+)
+
 export const workersSchema = Type.Object(
   {
     hosts: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'Worker-host processes. Default: the number of cores.' })),
@@ -150,6 +172,7 @@ export function buildConfigSchema(defs: readonly ConnectorDefinition[]) {
       http: Type.Optional(httpSchema),
       admin: Type.Optional(adminSchema),
       store: Type.Optional(storeSchema),
+      instance: Type.Optional(instanceSchema),
       workers: Type.Optional(workersSchema),
       log: Type.Optional(logSchema),
       connections: Type.Optional(
@@ -200,6 +223,8 @@ export interface GatewayConfig {
   http: Static<typeof httpSchema>
   admin: Static<typeof adminSchema>
   store: Static<typeof storeSchema>
+  /** Absent in configs built in code: the defaults apply (see src/cluster/identity.ts). */
+  instance?: Static<typeof instanceSchema>
   workers: Required<Static<typeof workersSchema>>
   log: Static<typeof logSchema>
   connections: Record<string, ConnectionConfig>

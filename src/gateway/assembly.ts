@@ -18,6 +18,7 @@ import { Scheduler } from '../scheduler/scheduler.js'
 import type { ConnectorDefinition, OutputBinding } from '../sdk/index.js'
 import { SqliteStore } from '../store/sqlite.js'
 import type { Store } from '../store/store.js'
+import { resolveInstance, type InstanceSettings } from '../cluster/identity.js'
 
 export interface GatewayOptions {
   config: GatewayConfig
@@ -42,6 +43,8 @@ export interface GatewayParts {
   readonly scheduler: Scheduler
   readonly router: Router
   readonly app: FastifyInstance
+  /** This instance's id and heartbeat settings (config `instance`, see src/cluster/identity.ts). */
+  readonly instance: InstanceSettings
 }
 
 /**
@@ -60,6 +63,7 @@ export function openConfiguredStore(config: GatewayConfig): Store {
 /** Creates every part; none is started. */
 export function assembleParts(id: number, opts: GatewayOptions): GatewayParts {
   const { config } = opts
+  const instance = resolveInstance(config)
   const log = opts.logger ?? createLogger(config.log.level)
   const slog = asLogger(log)
   const defs = new Map((opts.connectors ?? CONNECTORS).map((d) => [d.kind, d]))
@@ -81,7 +85,7 @@ export function assembleParts(id: number, opts: GatewayOptions): GatewayParts {
   })
   const router = new Router({ gateway: id, log: slog, scheduler, store })
   const app = createHttpServer(config.http, log)
-  return { id, config, log, defs, store, pool, scheduler, router, app }
+  return { id, config, log, defs, store, pool, scheduler, router, app, instance }
 }
 
 /** Creates a function's output bindings (not yet connected: each connects on first use). */

@@ -7,7 +7,7 @@
  */
 import type { GatewayConfig } from '../config/schema.js'
 import { SluiceError, toInfo } from '../errors.js'
-import { registerAdminRoutes } from '../http/admin.js'
+import { registerAdminRoutes, registerLiveness } from '../http/admin.js'
 import { adminAccess, adminGuard, describeAdminAccess, type AdminAccess } from '../http/auth.js'
 import { registerDashboard } from '../http/dashboard.js'
 import { registerLiveRoutes, type LiveFeed } from '../http/live.js'
@@ -15,6 +15,7 @@ import type { Metrics } from '../http/metrics.js'
 import { asLogger } from '../log.js'
 import type { CompiledFunction } from '../sandbox/compile.js'
 import type { GatewayAdmin, GatewayState } from './admin-facade.js'
+import type { ClusterMember } from '../cluster/member.js'
 import type { GatewayParts } from './assembly.js'
 import type { FunctionRoutes } from './function-routes.js'
 import { closeOutputs, createUnit, type FunctionUnit } from './function-unit.js'
@@ -27,6 +28,7 @@ export interface LifecycleTarget {
   readonly units: Map<string, FunctionUnit>
   readonly routes: FunctionRoutes
   readonly admin: GatewayAdmin
+  readonly cluster: ClusterMember
   readonly live: LiveFeed
   readonly metrics: Metrics
   setState(s: GatewayState): void
@@ -53,6 +55,8 @@ export async function startSequence(t: LifecycleTarget): Promise<void> {
 
   await Promise.all([...t.units.values()].map((u) => startTrigger(parts, u, t.routes)))
   t.setState('up')
+  // Registered once its triggers run, so its first heartbeat already lists their broker sessions.
+  await t.cluster.start()
   t.live.start()
   log.info({ url, functions: t.units.size, hosts: config.workers.hosts }, 'gateway up')
 }
@@ -89,6 +93,7 @@ function registerHttpSurface(t: LifecycleTarget): AdminAccess {
   const { app, config } = t.parts
   const access = adminAccess(config)
   const guard = adminGuard(access)
+  registerLiveness(app)
   registerAdminRoutes(app, t.admin, guard)
   registerLiveRoutes(app, t.live, adminGuard(access, { queryKey: true }))
   // The page shell holds no data: with an admin key it loads for anyone (its data calls need the
@@ -112,7 +117,10 @@ export async function stopSequence(t: LifecycleTarget, timeoutMs: number): Promi
   t.routes.close()
   const units = [...t.units.values()]
   const steps: Array<[string, () => Promise<unknown> | unknown]> = [
+    ['session takeovers', () => t.cluster.stopTakeovers()],
     ['connectors and router', () => Promise.all([...units.flatMap((u) => (u.trigger ? [stopTrigger(u.trigger, t.routes)] : [])), parts.router.close(timeoutMs)])],
+    // After the drain: other instances take its sessions over only once its own PUBACKs are out.
+    ['cluster registry', () => t.cluster.stop()],
     ['live feed', () => t.live.close()],
     ['http server', () => parts.app.close()],
     ['scheduler', () => parts.scheduler.close()],

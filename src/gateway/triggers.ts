@@ -36,6 +36,7 @@ export async function startTrigger(parts: GatewayParts, unit: FunctionUnit, rout
     functionName: fnName,
     trigger: fn.trigger.options,
     maxBacklog: fn.maxBacklog,
+    instanceId: parts.instance.id,
     ...(fn.trigger.connection ? { connectionName: fn.trigger.connection } : {}),
     ...(conn ? { connection: conn.options } : {}),
   })

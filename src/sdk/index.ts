@@ -280,6 +280,43 @@ export interface TriggerSpec<TTrigger, TConnection> {
   maxBacklog?: number
   connectionName?: string
   connection?: TConnection
+  /**
+   * The gateway instance's id (config `instance.id`): a stable member identity for sources that
+   * need one (default MQTT client ids, the Event Hubs owner id).
+   */
+  instanceId?: string
+}
+
+/**
+ * A broker session a trigger holds under a client id (MQTT persistent sessions). The gateway
+ * records its instance's sessions in the cluster registry, so that when the instance dies a live
+ * one can drain what the broker queued in them (see ConnectorDefinition.takeOverSession).
+ */
+export interface SourceSession {
+  clientId: string
+  /** The subscription filter as sent to the broker (e.g. $share/group/topic). */
+  filter: string
+  /** True when the subscription is shared among instances ($share): other members get new messages. */
+  shared: boolean
+  /** Connector-specific details needed to resume the session (e.g. the protocol version). */
+  detail?: Record<string, string | number | boolean>
+}
+
+/** Optional ability: a trigger that holds broker sessions under client ids. */
+export interface SessionHolder {
+  sessions(): SourceSession[]
+}
+
+export function holdsSessions(x: object): x is SessionHolder {
+  return typeof (x as Partial<SessionHolder>).sessions === 'function'
+}
+
+/** What draining a dead instance's session did. */
+export interface TakeoverReport {
+  /** False when the broker had no session under that client id (nothing was queued). */
+  sessionPresent: boolean
+  /** Messages taken from the session and handed to the router. */
+  messages: number
 }
 
 /** What a connector folder exports: its schemas and factories. */
@@ -294,6 +331,13 @@ export interface ConnectorDefinition<TTrigger = unknown, TConnection = unknown, 
   /** Semantic checks the schema cannot express. */
   validateTrigger?(trigger: TTrigger): OptionIssue[]
   createTrigger(spec: TriggerSpec<TTrigger, TConnection>): Connector
+  /**
+   * Drains a dead instance's session: connects under `session.clientId`, hands every queued
+   * message to `ctx.deliver` with the trigger's usual ack rules, then ends the session at the
+   * broker so it routes only to live members. Resolves once the session is ended; rejects with a
+   * coded error when it could not be (the session stays, a later attempt retries).
+   */
+  takeOverSession?(spec: TriggerSpec<TTrigger, TConnection>, session: SourceSession, ctx: ConnectorContext): Promise<TakeoverReport>
   createOutput?(spec: { functionName: string; outputName: string; output: TOutput; connectionName?: string; connection?: TConnection; log: Logger }): OutputBinding
 }
 export { Type, OneOf, Strict, type Static, type TSchema } from './schema.js'

@@ -1,0 +1,47 @@
+/**
+ * Who this gateway instance is among the instances sharing a store: `instance.id` from the
+ * config, else SLUICE_INSTANCE_ID, else the host name (the pod name in Kubernetes), with the
+ * heartbeat settings checked against each other.
+ */
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { sluicePackage } from '../cli/templates.js'
+import type { GatewayConfig } from '../config/schema.js'
+import { SluiceError } from '../errors.js'
+
+export interface InstanceSettings {
+  id: string
+  heartbeatMs: number
+  expiryMs: number
+}
+
+export const INSTANCE_DEFAULTS = { heartbeatMs: 2000, expiryMs: 10_000 } as const
+
+/** This process among processes that used the same instance id (a restart gets a new one). */
+export const INCARNATION = `${process.pid}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
+
+/**
+ * The instance settings of `config`. Throws SLUICE_ERR_INSTANCE_CONFIG when the expiry is shorter
+ * than three heartbeats (one slow write would declare a live instance dead).
+ */
+export function resolveInstance(config: Pick<GatewayConfig, 'instance'>, env: NodeJS.ProcessEnv = process.env): InstanceSettings {
+  const c: Partial<NonNullable<GatewayConfig['instance']>> = config.instance ?? {}
+  const heartbeatMs = c.heartbeatMs ?? INSTANCE_DEFAULTS.heartbeatMs
+  const expiryMs = c.expiryMs ?? INSTANCE_DEFAULTS.expiryMs
+  if (expiryMs < 3 * heartbeatMs) {
+    throw new SluiceError('SLUICE_ERR_INSTANCE_CONFIG', `instance.expiryMs (${expiryMs}) must be at least 3 x instance.heartbeatMs (${heartbeatMs}): raise expiryMs to ${3 * heartbeatMs} or more`, {
+      context: { path: 'instance.expiryMs' },
+    })
+  }
+  const fromEnv = env.SLUICE_INSTANCE_ID?.trim()
+  return { id: c.id ?? (fromEnv ? fromEnv : hostname()), heartbeatMs, expiryMs }
+}
+
+/** The version of this sluice build (package.json), or 'unknown'. */
+export function sluiceVersion(): string {
+  try {
+    return sluicePackage().version
+  } catch {
+    return 'unknown'
+  }
+}
