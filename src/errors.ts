@@ -45,6 +45,8 @@ export const ERRORS = {
   SLUICE_ERR_CONFIG_NAME: spec(false, 400, 'A function or connection name is not allowed.', 'Use letters, digits, "-" and "_" only, starting with a letter.'),
   SLUICE_ERR_CONFIG_TOPIC: spec(false, 400, 'An MQTT topic filter or shared-subscription group is not valid.', 'Use whole levels: + alone in a level, # alone in the last level; set share: instead of writing $share/ in the topic.'),
   SLUICE_ERR_CONFIG_QOS: spec(false, 400, 'An MQTT trigger asks for QoS 2, which sluice cannot deliver at-least-once.', 'Use qos: 1 (at-least-once; duplicates are possible, so make the function idempotent) or qos: 0.'),
+  SLUICE_ERR_RELOAD_UNAVAILABLE: spec(true, 409, 'The gateway cannot reload now: it is starting or stopping, or it runs a configuration that was not read from a file.', 'Reload once the gateway is up (GET /admin/health), or restart it; a gateway built in code has no file to read again.'),
+  SLUICE_ERR_RELOAD_APPLY: spec(true, 500, 'A reload validated, but part of it could not be applied (e.g. a new function\'s trigger did not start); the rest was applied.', 'Read the error listed with it, fix the cause (broker, route, connection) and reload again; functions that did not start are not running.'),
 
   // Functions (user code)
   SLUICE_ERR_FUNCTION_NOT_FOUND: spec(false, 404, 'The function does not exist, or its code file is missing.', 'Check the function name, or the code: path in the configuration.'),

@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import type { GatewayConfig } from './config/schema.js'
-import type { AdminApi, FunctionInfo, HealthReport } from './http/admin.js'
+import type { AdminApi, FunctionInfo, HealthReport, ReloadResult } from './http/admin.js'
 import { hashKey } from './http/auth.js'
 import { LiveFeed } from './http/live.js'
 import { Metrics, sourceLag } from './http/metrics.js'
@@ -19,6 +19,7 @@ import type { InvocationResult, TriggerEvent } from './sdk/index.js'
 import { openStore } from './store/open.js'
 import type { DeadLetterQuery, Store } from './store/store.js'
 import { GatewayAdmin, type GatewayState } from './gateway/admin-facade.js'
+import { Reloader, type ReloadSource } from './gateway/reload.js'
 import { createClusterMember } from './gateway/cluster.js'
 import type { ClusterMember } from './cluster/member.js'
 import { assembleParts, type GatewayOptions, type GatewayParts } from './gateway/assembly.js'
@@ -38,7 +39,10 @@ let gatewaySeq = 0
  */
 export class Gateway implements AdminApi {
   readonly id = ++gatewaySeq
-  readonly config: GatewayConfig
+  /** The configuration in effect: a reload replaces it (sections that need a restart keep their start values). */
+  get config(): GatewayConfig {
+    return this.parts.config
+  }
   readonly log: Pino
   readonly pool: SandboxPool
   readonly scheduler: Scheduler
@@ -53,6 +57,7 @@ export class Gateway implements AdminApi {
   private readonly routes: FunctionRoutes
   private readonly admin: GatewayAdmin
   private readonly metricsRegistry: Metrics
+  private readonly reloader: Reloader
   /** This instance in the cluster registry (heartbeat, GET /admin/instances, session takeover). */
   private readonly cluster: ClusterMember
   private state: GatewayState = 'starting'
@@ -64,10 +69,11 @@ export class Gateway implements AdminApi {
     private readonly compiled: ReadonlyMap<string, CompiledFunction>,
   ) {
     this.parts = assembleParts(this.id, opts)
-    ;({ config: this.config, log: this.log, pool: this.pool, scheduler: this.scheduler, router: this.router, store: this.store, app: this.app } = this.parts)
+    ;({ log: this.log, pool: this.pool, scheduler: this.scheduler, router: this.router, store: this.store, app: this.app } = this.parts)
     const keys = new FunctionKeyCache(this.store)
     const adminKey = this.config.admin.key
     this.routes = new FunctionRoutes({ keys, ...(adminKey === undefined ? {} : { adminHash: hashKey(adminKey) }) })
+    this.reloader = new Reloader({ parts: this.parts, units: this.units, routes: this.routes, state: () => this.state })
     this.metricsRegistry = new Metrics(this.id, () => ({
       functions: [...this.units.keys()].map((name) => {
         const s = this.scheduler.stats(name)
@@ -83,6 +89,7 @@ export class Gateway implements AdminApi {
       keys,
       state: () => this.state,
       metrics: () => this.metricsRegistry.render(),
+      reload: () => this.reloader.reload(),
       instances: () => this.cluster.view(),
     })
     this.cluster = createClusterMember({ parts: this.parts, units: this.units, state: () => this.state, url: () => this.address, connections: () => this.admin.connections() })
@@ -202,6 +209,24 @@ export class Gateway implements AdminApi {
   }
   metrics() {
     return this.admin.metrics()
+  }
+
+  /**
+   * Reads the configuration file and the function code again (or takes `source`) and applies what
+   * changed without losing an event; see src/gateway/reload.ts. Never rejects.
+   */
+  reload(source?: ReloadSource): Promise<ReloadResult> {
+    return this.reloader.reload(source)
+  }
+
+  /** Calls `listener` after every reload (--watch, SIGHUP, POST /admin/reload); returns its removal. */
+  onReload(listener: (r: ReloadResult) => void): () => void {
+    return this.reloader.onReload(listener)
+  }
+
+  /** The configuration file and every source file of the running functions (what --watch watches). */
+  sources(): string[] {
+    return this.reloader.sources()
   }
   instances() {
     return this.admin.instances()

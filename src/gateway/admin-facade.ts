@@ -3,7 +3,7 @@
  * letters, function keys, hosts and metrics, answered from the gateway's parts.
  */
 import { SluiceError } from '../errors.js'
-import type { AdminApi, ConnectionHealth, FunctionInfo, HealthReport } from '../http/admin.js'
+import type { AdminApi, ConnectionHealth, FunctionInfo, HealthReport, ReloadResult } from '../http/admin.js'
 import { hashKey, newKey } from '../http/auth.js'
 import type { InvocationRecord } from '../router/stats.js'
 import type { InvocationResult, Outcome, TriggerEvent } from '../sdk/index.js'
@@ -25,6 +25,8 @@ export interface AdminFacadeDeps {
   units: ReadonlyMap<string, FunctionUnit>
   keys: FunctionKeyCache
   state(): GatewayState
+  /** POST /admin/reload (src/gateway/reload.ts). */
+  reload(): Promise<ReloadResult>
   metrics(): Promise<{ contentType: string; body: string }>
   /** GET /admin/instances (the cluster registry, src/cluster/member.ts). */
   instances(): Promise<ClusterView>
@@ -55,8 +57,9 @@ export class GatewayAdmin implements AdminApi {
   }
 
   private info(name: string): FunctionInfo | undefined {
-    const fn = this.d.units.get(name)?.config
-    if (!fn) return undefined
+    const unit = this.d.units.get(name)
+    if (!unit) return undefined
+    const fn = unit.config
     const s = this.d.parts.scheduler.stats(name)
     const r = this.d.parts.router.stats(name)
     const p = r.stats.percentiles()
@@ -70,6 +73,9 @@ export class GatewayAdmin implements AdminApi {
       retry: fn.retry,
       limits: { timeoutMs: fn.timeoutMs, cpuTimeMs: fn.cpuTimeMs, memoryMb: fn.memoryMb, maxBacklog: fn.maxBacklog },
       orderKey: fn.orderKey,
+      version: unit.code.hash,
+      loadedAt: unit.loadedAt,
+      versions: this.d.parts.scheduler.versions(name),
       instances: { total: s.instances, busy: s.busy, idle: s.idle },
       backlog: r.backlog,
       inflight: r.inflight,
@@ -85,6 +91,7 @@ export class GatewayAdmin implements AdminApi {
     }
     if (p) info.latencyMs = { p50: round(p.p50), p99: round(p.p99) }
     if (r.stats.lastColdStartMs !== undefined) info.lastColdStartMs = round(r.stats.lastColdStartMs)
+    if (unit.reloadError) info.reloadError = unit.reloadError
     return info
   }
 
@@ -160,6 +167,10 @@ export class GatewayAdmin implements AdminApi {
 
   hosts() {
     return this.d.parts.pool.info()
+  }
+
+  reload(): Promise<ReloadResult> {
+    return this.d.reload()
   }
 
   metrics() {

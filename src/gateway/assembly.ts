@@ -34,7 +34,8 @@ export interface GatewayOptions {
 export interface GatewayParts {
   /** Distinguishes gateways in one process on the diagnostics channels. */
   readonly id: number
-  readonly config: GatewayConfig
+  /** The configuration in effect: a reload (src/gateway/reload.ts) replaces it. */
+  config: GatewayConfig
   readonly log: Pino
   /** Connector definitions by kind. */
   readonly defs: ReadonlyMap<string, ConnectorDefinition>

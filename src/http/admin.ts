@@ -40,6 +40,36 @@ export interface FunctionInfo {
   counts: { invocations: number; failures: number; events: number; eventsDone: number; eventsDead: number; retries: number; coldStarts: number }
   latencyMs?: { p50: number; p99: number }
   lastColdStartMs?: number
+  /** The code version running for new batches: the short hash of its bundle. */
+  version: string
+  /** When that version was loaded (ISO time): at start or by a reload. */
+  loadedAt: string
+  /** Instances per code version; more than one while a previous version's instances drain. */
+  versions: Record<string, number>
+  /** The latest reload could not load this function (a compile error): `version` keeps running. */
+  reloadError?: { code: string; message: string; at: string }
+}
+
+/** One problem of a reload: a config issue (with file:line:col and key path) or an error applying it. */
+export interface ReloadIssue {
+  code: string
+  message: string
+  file?: string
+  line?: number
+  col?: number
+  path?: string
+  function?: string
+}
+
+/**
+ * The answer of a reload (POST /admin/reload, SIGHUP, --watch). `ok: false` with config issues:
+ * nothing changed. `restartRequired` lists settings (http.port, store.kind...) whose change waits
+ * for a restart; everything else listed in `changed` was applied.
+ */
+export interface ReloadResult {
+  ok: boolean
+  changed: { added: string[]; removed: string[]; updated: string[]; restartRequired: string[] }
+  errors: ReloadIssue[]
 }
 
 /** What the admin routes need from the gateway. */
@@ -57,6 +87,8 @@ export interface AdminApi {
   deleteFunctionKey(fn: string, name: string): Promise<boolean>
   hosts(): HostInfo[]
   metrics(): Promise<{ contentType: string; body: string }>
+  /** Reads the configuration file and the function code again and applies what changed (see ReloadResult). */
+  reload(): Promise<ReloadResult>
   /** The instances sharing the store (GET /admin/instances). */
   instances(): Promise<ClusterView>
 }
@@ -268,6 +300,14 @@ export function registerAdminRoutes(app: FastifyInstance, api: AdminApi, guard: 
     })
 
     admin.get('/admin/hosts', async () => ({ hosts: api.hosts() }))
+
+    // 200 when the new configuration was applied (restartRequired may still list settings), 422
+    // with its errors when it was refused (nothing changed), 409 while the gateway cannot reload.
+    admin.post('/admin/reload', async (_req, reply) => {
+      const r = await api.reload()
+      const unavailable = r.errors.some((e) => e.code === 'SLUICE_ERR_RELOAD_UNAVAILABLE')
+      return reply.code(r.ok ? 200 : unavailable ? 409 : 422).send(r)
+    })
 
     admin.get('/admin/instances', async () => api.instances())
 

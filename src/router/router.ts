@@ -99,11 +99,12 @@ export class Router {
   }
 
   /**
-   * Drains and forgets a function (hot reload removed or restarts it): new and queued events and
-   * pending retries are answered `aborted` (the source keeps them), running batches finish (or
-   * `timeoutMs` passes). Resolves once the function is gone; `register` may then reuse its name.
+   * Drains a function (hot reload removes or restarts it): from now on new and queued events and
+   * pending retries are answered `aborted` (the source keeps them); resolves once its running
+   * batches finished (or `timeoutMs` passed). The function stays known (its trigger may still
+   * deliver while it stops) until `unregister`.
    */
-  async remove(name: string, timeoutMs = 30000): Promise<void> {
+  async drain(name: string, timeoutMs = 30000): Promise<void> {
     const l = this.lanes.get(name)
     if (!l) return
     l.closing = true
@@ -112,7 +113,13 @@ export class Router {
     const idle = l.backlog === 0 ? Promise.resolve() : new Promise<void>((r) => l.idle.push(r))
     await Promise.race([idle, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))])
     clearTimeout(timer)
-    if (this.lanes.get(name) === l) this.lanes.delete(name)
+  }
+
+  /** Forgets a drained function (after its trigger stopped); `register` may then reuse its name. */
+  unregister(name: string): void {
+    const l = this.lanes.get(name)
+    if (l) this.abortQueued(l)
+    this.lanes.delete(name)
   }
 
   /** Answers a lane's queued events, held leases and pending retries `aborted`. */
