@@ -78,7 +78,9 @@ export const HOSTILE: Hostile[] = [
   { name: 'big-numbers', bytes: text('{"n":9007199254740993,"m":-123456789012345678901234567890,"e":1e400}'), expect: 'processed' },
   { name: 'lone-surrogates-escaped', bytes: text('{"s":"\\ud800 and \\udfff","k":{"\\udbff":1}}'), expect: 'processed' },
   { name: 'lone-surrogate-raw', bytes: Buffer.from([0x22, 0xed, 0xa0, 0x80, 0x22]), expect: 'processed' },
-  { name: 'deep-brackets-not-json', bytes: text(`${'['.repeat(5000)} not json`), expect: 'processed' },
+  // Refused on its bracket depth before any parse, JSON or not: the deep value is never built.
+  { name: 'deep-brackets-not-json', bytes: text(`${'['.repeat(5000)} not json`), expect: 'SLUICE_ERR_EVENT_TOO_DEEP' },
+  { name: 'brackets-in-a-string', bytes: text(JSON.stringify('['.repeat(5000))), expect: 'processed' },
   { name: 'controls', bytes: Buffer.from('{"a":"\\u0000"}\u0000\u0001\u001b[31m', 'utf8'), expect: 'processed' },
 ]
 

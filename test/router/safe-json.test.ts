@@ -73,13 +73,16 @@ describe('decodePayload', () => {
     expect(decodePayload(Buffer.from('{"a":1}'), { json: false })).toEqual({ body: '{"a":1}', base64: false })
   })
 
-  it('refuses JSON nested deeper than the limit, keeping its text; deep text that is not JSON stays text', () => {
+  it('refuses JSON nested deeper than the limit before parsing it, keeping its text (also text that only starts like it)', () => {
     const deep = `${'['.repeat(EVENT_LIMITS.maxDepth + 1)}${']'.repeat(EVENT_LIMITS.maxDepth + 1)}`
     expect(decodeText(deep)).toEqual({ body: deep, base64: false, rejected: { code: 'SLUICE_ERR_EVENT_TOO_DEEP', message: expect.stringMatching(/512/), retriable: false } })
     const atLimit = `${'['.repeat(EVENT_LIMITS.maxDepth)}${']'.repeat(EVENT_LIMITS.maxDepth)}`
     expect(decodeText(atLimit).rejected).toBeUndefined()
     const notJson = `${'['.repeat(5000)} nope`
-    expect(decodeText(notJson)).toEqual({ body: notJson, base64: false })
+    expect(decodeText(notJson)).toMatchObject({ body: notJson, rejected: { code: 'SLUICE_ERR_EVENT_TOO_DEEP' } })
+    // Brackets inside a JSON string do not count.
+    const inString = JSON.stringify(`${'['.repeat(5000)}`)
+    expect(decodeText(inString)).toEqual({ body: '['.repeat(5000), base64: false })
   })
 
   it('refuses payloads above the event limit unparsed, keeping the first 16 MiB', () => {
