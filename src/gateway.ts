@@ -65,7 +65,7 @@ export class Gateway implements AdminApi {
   private address = ''
 
   private constructor(
-    opts: GatewayOptions,
+    opts: GatewayOptions & { store: Store },
     private readonly compiled: ReadonlyMap<string, CompiledFunction>,
   ) {
     this.parts = assembleParts(this.id, opts)

@@ -11,6 +11,7 @@ import { YamlSource, type Path, type Positioned } from './yaml-source.js'
 import {
   adminSchema,
   buildFunctionSchema,
+  connectionCommonSchema,
   httpSchema,
   instanceSchema,
   logSchema,
@@ -252,7 +253,7 @@ function validate(
       })
       continue
     }
-    const schema = Type.Composite([Type.Object({ kind: Type.Literal(def.kind) }), def.connectionSchema as ReturnType<typeof Type.Object>], {
+    const schema = Type.Composite([Type.Object({ kind: Type.Literal(def.kind) }), connectionCommonSchema, def.connectionSchema as ReturnType<typeof Type.Object>], {
       additionalProperties: false,
     })
     const filled = Value.Default(schema, conn) as Record<string, unknown>
@@ -260,8 +261,8 @@ function validate(
     check(schema, filled, path, src, issues)
     if (issues.length > errorsBefore) continue
     invalidConnections.delete(name)
-    const { kind: _kind, ...options } = filled
-    connections[name] = { name, kind: def.kind, options }
+    const { kind: _kind, required, ...options } = filled
+    connections[name] = { name, kind: def.kind, required: required === true, options }
   }
 
   const fnSchema = buildFunctionSchema(defs)

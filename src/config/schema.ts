@@ -160,12 +160,23 @@ export function buildFunctionSchema(defs: readonly ConnectorDefinition[]) {
   )
 }
 
+/** Keys every connection has besides its kind's own (load.ts composes them the same way). */
+export const connectionCommonSchema = Type.Object({
+  required: Type.Optional(
+    Type.Boolean({
+      default: false,
+      description:
+        'true: the gateway does not start while this connection is unreachable (fail fast). false: it starts without it, reports it down in /admin/health and keeps retrying with backoff.',
+    }),
+  ),
+})
+
 export function buildConfigSchema(defs: readonly ConnectorDefinition[]) {
   const connectionKinds = defs.filter((d) => d.connectionSchema !== undefined)
   const connection =
     connectionKinds.length === 0
       ? Type.Object({ kind: Type.String() })
-      : Type.Union(connectionKinds.map((d) => Type.Composite([Type.Object({ kind: Type.Literal(d.kind) }), d.connectionSchema as TObject])))
+      : Type.Union(connectionKinds.map((d) => Type.Composite([Type.Object({ kind: Type.Literal(d.kind) }), connectionCommonSchema, d.connectionSchema as TObject])))
   return Type.Object(
     {
       $schema: Type.Optional(Type.String({ description: 'A JSON Schema reference for editors; sluice ignores it.' })),
@@ -212,6 +223,8 @@ export interface FunctionConfig {
 export interface ConnectionConfig {
   name: string
   kind: string
+  /** Fail the start while unreachable (connections.<name>.required); default false: start degraded and retry. */
+  required?: boolean
   options: Record<string, unknown>
 }
 

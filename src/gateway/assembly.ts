@@ -1,9 +1,8 @@
 /**
- * Builds a gateway's parts from its configuration, without starting any of them: the store, the
- * worker-host pool, the scheduler, the router, the HTTP server and each function's output
+ * Builds a gateway's parts from its configuration, without starting any of them: the worker-host
+ * pool, the scheduler, the router, the HTTP server and each function's output
  * bindings. Nothing here opens a socket or a file beyond what a constructor does.
  */
-import { resolve } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { hostChannel } from '../channels.js'
 import { CONNECTORS } from '../config/connectors.js'
@@ -16,7 +15,6 @@ import type { CompiledFunction } from '../sandbox/compile.js'
 import { SandboxPool } from '../sandbox/pool.js'
 import { Scheduler } from '../scheduler/scheduler.js'
 import type { ConnectorDefinition, OutputBinding } from '../sdk/index.js'
-import { SqliteStore } from '../store/sqlite.js'
 import type { Store } from '../store/store.js'
 import { resolveInstance, type InstanceSettings } from '../cluster/identity.js'
 
@@ -26,8 +24,10 @@ export interface GatewayOptions {
   /** Default: pino JSON on stdout at config.log.level. */
   logger?: Pino
   connectors?: readonly ConnectorDefinition[]
-  /** Default: the store `config.store` describes (see openConfiguredStore). */
+  /** Default: the store `config.store` describes, opened by openStore (src/store/open.ts). */
   store?: Store
+  /** Delays between start attempts of a trigger whose broker is unreachable. Default: START_RETRY (src/gateway/triggers.ts). */
+  startRetry?: { initialDelayMs: number; maxDelayMs: number }
 }
 
 /** The long-lived parts one gateway is made of; shared by the lifecycle, triggers and admin facade. */
@@ -46,29 +46,16 @@ export interface GatewayParts {
   readonly app: FastifyInstance
   /** This instance's id and heartbeat settings (config `instance`, see src/cluster/identity.ts). */
   readonly instance: InstanceSettings
+  readonly startRetry?: { initialDelayMs: number; maxDelayMs: number }
 }
 
-/**
- * The store `config.store` names. The single place a store kind is chosen: a new kind (postgres)
- * is one more case here, or an `openStore(config)` factory from src/store replacing this body.
- */
-export function openConfiguredStore(config: GatewayConfig): Store {
-  switch (config.store.kind) {
-    case 'sqlite':
-      return new SqliteStore(config.store.path === ':memory:' ? ':memory:' : resolve(config.root, config.store.path))
-    default:
-      throw new SluiceError('SLUICE_ERR_CONFIG_INVALID', `store kind ${config.store.kind} is not available in this build`, { context: { path: 'store.kind' } })
-  }
-}
-
-/** Creates every part; none is started. */
-export function assembleParts(id: number, opts: GatewayOptions): GatewayParts {
-  const { config } = opts
+/** Creates every part around an opened store (Gateway.start opens it with openStore); none is started. */
+export function assembleParts(id: number, opts: GatewayOptions & { store: Store }): GatewayParts {
+  const { config, store } = opts
   const instance = resolveInstance(config)
   const log = opts.logger ?? createLogger(config.log.level)
   const slog = asLogger(log)
   const defs = new Map((opts.connectors ?? CONNECTORS).map((d) => [d.kind, d]))
-  const store = opts.store ?? openConfiguredStore(config)
   const fns = Object.values(config.functions)
   const pool = new SandboxPool({
     hosts: config.workers.hosts,
@@ -86,7 +73,7 @@ export function assembleParts(id: number, opts: GatewayOptions): GatewayParts {
   })
   const router = new Router({ gateway: id, log: slog, scheduler, store })
   const app = createHttpServer(config.http, log)
-  return { id, config, log, defs, store, pool, scheduler, router, app, instance }
+  return { id, config, log, defs, store, pool, scheduler, router, app, instance, ...(opts.startRetry ? { startRetry: opts.startRetry } : {}) }
 }
 
 /** Creates a function's output bindings (not yet connected: each connects on first use). */

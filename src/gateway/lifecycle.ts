@@ -53,7 +53,9 @@ export async function startSequence(t: LifecycleTarget): Promise<void> {
   await parts.pool.start()
   parts.scheduler.start()
 
-  await Promise.all([...t.units.values()].map((u) => startTrigger(parts, u, t.routes)))
+  // Each resolves once its trigger runs, or once a trigger on an unreachable connection is down
+  // and retrying (see triggers.ts); a required connection's failure rejects.
+  await Promise.all([...t.units.values()].map((u) => startTrigger(parts, u, t.routes, parts.startRetry ? { retry: parts.startRetry } : {})))
   t.setState('up')
   // Registered once its triggers run, so its first heartbeat already lists their broker sessions.
   await t.cluster.start()

@@ -76,7 +76,7 @@ describe('amqp connection loss', () => {
     expect(t.gw.health().connections.every((x) => x.up)).toBe(true)
   })
 
-  it('fails to start at once with refused credentials, and after connectTimeoutMs without a broker', async () => {
+  it('fails to start at once with refused credentials, and after connectTimeoutMs without a broker on a required connection', async () => {
     const queue = await tempQueue('amqp-refused')
     const refused = await amqpGateway({ trigger: `queue: ${queue}`, url: 'amqp://guest:wrong@127.0.0.1:5672' }).then(
       () => undefined,
@@ -85,7 +85,7 @@ describe('amqp connection loss', () => {
     expect(refused?.code).toBe('SLUICE_ERR_CONNECTOR_START')
     expect(refused?.message).toMatch(/ACCESS.REFUSED/)
     // Port 1 on loopback: nothing listens there.
-    const unreachable = await amqpGateway({ trigger: `queue: ${queue}`, url: 'amqp://guest:guest@127.0.0.1:1', connection: 'connectTimeoutMs: 1500' }).then(
+    const unreachable = await amqpGateway({ trigger: `queue: ${queue}`, url: 'amqp://guest:guest@127.0.0.1:1', connection: 'connectTimeoutMs: 1500, required: true' }).then(
       () => undefined,
       (e: unknown) => e as { code?: string; message: string },
     )

@@ -127,12 +127,13 @@ describe('Event Hubs trigger with the blob checkpoint store (Azurite)', () => {
     expect(owners.get(kept)).toBe(a.logs.find('partition claimed')[0]?.ownerId)
   })
 
-  it('fails to start with a coded error when the storage account cannot be reached', async () => {
+  it('fails to start with a coded error when the storage account cannot be reached (required connection)', async () => {
     const hub = uid('blob')
     server.createHub(hub, 1)
     const bad = storage.replace(/BlobEndpoint=http:\/\/127\.0\.0\.1:\d+/, `BlobEndpoint=http://127.0.0.1:${await freePort()}`)
     const y = eventHubsYaml(server, hub, `checkpointStore: { blob: { connectionString: "${bad}", container: nowhere } }`)
-    const err = await startGateway({ yaml: `connections:\n${y.connectionsYaml}\nfunctions:\n  fn:\n    code: functions/fn.js\n    trigger: ${y.triggerYaml}\n`, files: { 'functions/fn.js': FN } }).then(
+    // required: true keeps the fail-fast start (otherwise the gateway starts with the trigger down, retrying).
+    const err = await startGateway({ yaml: `connections:\n${y.connectionsYaml.replace(/ }$/, ', required: true }')}\nfunctions:\n  fn:\n    code: functions/fn.js\n    trigger: ${y.triggerYaml}\n`, files: { 'functions/fn.js': FN } }).then(
       async (t) => {
         await t.stop()
         return undefined

@@ -137,10 +137,10 @@ describe('mqtt configuration', () => {
     ])
   })
 
-  it('fails the start with SLUICE_ERR_CONNECTOR_START when no broker answers', async () => {
+  it('fails the start with SLUICE_ERR_CONNECTOR_START when no broker answers on a required connection', async () => {
     const port = await freePort()
     const err = await startGateway({
-      yaml: `connections:\n  devices: { kind: mqtt, url: "mqtt://127.0.0.1:${port}", startTimeoutMs: 300, reconnect: { initialDelayMs: 20, maxDelayMs: 50 } }\nfunctions:\n  rec:\n    code: functions/rec.js\n    trigger: { mqtt: { connection: devices, topic: a/b } }\n`,
+      yaml: `connections:\n  devices: { kind: mqtt, url: "mqtt://127.0.0.1:${port}", required: true, startTimeoutMs: 300, reconnect: { initialDelayMs: 20, maxDelayMs: 50 } }\nfunctions:\n  rec:\n    code: functions/rec.js\n    trigger: { mqtt: { connection: devices, topic: a/b } }\n`,
       files: { 'functions/rec.js': RECORDER },
     }).then(
       (t) => t.stop(),
