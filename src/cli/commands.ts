@@ -13,20 +13,29 @@ import { SqliteStore } from '../store/sqlite.js'
 import { adminRequest } from './remote.js'
 import { typecheck, type TypecheckResult } from './typecheck.js'
 import { watchSources } from './watch-notice.js'
+import { watchAndReload } from './watch-reload.js'
 
 async function load(config: string, compile = true): Promise<LoadedConfig> {
   return loadConfig(config, { connectors: CONNECTORS, compile })
 }
 
-/** `sluice start`: runs until SIGTERM/SIGINT, then drains and exits 0. */
-export async function runStart(configPath: string): Promise<number> {
+/**
+ * `sluice start`: runs until SIGTERM/SIGINT, then drains and exits 0. SIGHUP reloads the
+ * configuration and function code; with `watch`, every change to them does.
+ */
+export async function runStart(configPath: string, opts: { watch?: boolean } = {}): Promise<number> {
   const loaded = await load(configPath)
   const logger = createLogger(loaded.config.log.level)
   for (const note of loaded.notes) logger.info({ config: configPath }, note)
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger })
   installProcessGuard({ log: logger, drain: () => gw.stop() })
-  // Until hot reload exists, an edit would change nothing, silently: say so.
-  const watcher = watchSources(loaded.config, logger)
+  // Without --watch an edit changes nothing until a reload: say so when it happens.
+  const watcher = opts.watch ? watchAndReload(gw, logger) : watchSources(loaded.config, logger, { compiled: loaded.compiled })
+  // The reload logs what it applied or why it refused; it never rejects.
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP' }, 'reloading the configuration and function code')
+    void gw.reload()
+  })
   return new Promise<number>((resolve) => {
     let stopping = false
     const stop = (signal: string) => {

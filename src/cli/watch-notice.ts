@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
-import { basename, dirname, join } from 'node:path'
+import { basename, dirname, isAbsolute, join, sep } from 'node:path'
 import type { Pino } from '../log.js'
 import { displayPath } from '../config/paths.js'
 import type { GatewayConfig } from '../config/schema.js'
@@ -22,14 +22,26 @@ const digest = (file: string): string | undefined => {
 }
 
 /**
- * Watches the function files and the config file of `config` and logs a warning when one changes
- * (by content, not by mere touch). Watches folders, not files, so a file replaced by a rename (as
+ * Watches the function files (with `compiled`, every project file their bundles were built from,
+ * outside node_modules) and the config file of `config`, and logs a warning when one changes (by
+ * content, not by mere touch). Watches folders, not files, so a file replaced by a rename (as
  * editors save) is still seen. Never keeps the process alive; `close` stops watching (idempotent).
  */
-export function watchSources(config: GatewayConfig, log: Pino, opts: { debounceMs?: number } = {}): { close(): void } {
-  // File -> the functions it is the code of ([] for the config file).
+export function watchSources(
+  config: GatewayConfig,
+  log: Pino,
+  opts: { debounceMs?: number; compiled?: ReadonlyMap<string, { inputs?: readonly string[] }> } = {},
+): { close(): void } {
+  // File -> the functions whose bundles include it ([] for the config file).
   const files = new Map<string, string[]>()
-  for (const fn of Object.values(config.functions)) files.set(fn.codePath, [...(files.get(fn.codePath) ?? []), fn.name])
+  const add = (file: string, fn: string) => files.set(file, [...new Set([...(files.get(file) ?? []), fn])])
+  for (const fn of Object.values(config.functions)) {
+    add(fn.codePath, fn.name)
+    for (const input of opts.compiled?.get(fn.name)?.inputs ?? []) {
+      if (isAbsolute(input) && !input.split(sep).includes('node_modules')) add(input, fn.name)
+    }
+  }
+  const entries = new Set(Object.values(config.functions).map((f) => f.codePath))
   if (config.file) files.set(config.file, files.get(config.file) ?? [])
   const known = new Map([...files.keys()].map((f) => [f, digest(f)]))
   const timers = new Map<string, NodeJS.Timeout>()
@@ -46,12 +58,13 @@ export function watchSources(config: GatewayConfig, log: Pino, opts: { debounceM
       log.warn({ file: shown }, `configuration ${shown} changed on disk; the gateway keeps running the configuration it started with: restart it to apply the change`)
       return
     }
+    const what = entries.has(file) ? `function file ${shown}` : `file ${shown}, bundled into ${fns.length === 1 ? 'function' : 'functions'} ${fns.join(', ')},`
     for (const name of fns) {
       log.warn(
         { function: name, file: shown },
         now === undefined
-          ? `function file ${shown} was removed; the gateway keeps running the code it loaded at start`
-          : `function file ${shown} changed; the gateway keeps running the code it loaded at start: restart it (sluice start) to run the new code`,
+          ? `${what} was removed; the gateway keeps running the code it loaded at start`
+          : `${what} changed; the gateway keeps running the code it loaded at start: restart it (sluice start) to run the new code`,
       )
     }
   }

@@ -178,8 +178,12 @@ describe('sluice CLI', () => {
     expect(existsSync(join(dir, '.sluice/state.db'))).toBe(true)
   })
 
-  it('start: warns that a changed function file or config needs a restart (no hot reload without --watch)', async () => {
-    const dir = project()
+  it('start: warns that a changed function file, a file it imports or the config needs a restart (no hot reload without --watch)', async () => {
+    const dir = project({
+      ...FILES,
+      'functions/hello.ts': `import { PREFIX } from './greeting.js'\n${FILES['functions/hello.ts'].replace("'hello ' +", 'PREFIX +')}`,
+      'functions/greeting.ts': "export const PREFIX = 'hello '\n",
+    })
     const child = spawn(process.execPath, [BIN, 'start', '--config', 'gateway.yaml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
     children.push(child)
     const lines: Array<Record<string, unknown>> = []
@@ -192,15 +196,18 @@ describe('sluice CLI', () => {
     })
     await waitFor(() => lines.find((l) => l.msg === 'gateway up'), 30_000, 'gateway up')
     // Saved the way editors do: a new file renamed over the old one.
-    writeFileSync(join(dir, 'functions/.hello.ts.tmp'), `${FILES['functions/hello.ts']}\n// edited\n`)
+    writeFileSync(join(dir, 'functions/.hello.ts.tmp'), `${readFileSync(join(dir, 'functions/hello.ts'), 'utf8')}\n// edited\n`)
     renameSync(join(dir, 'functions/.hello.ts.tmp'), join(dir, 'functions/hello.ts'))
     const fn = await waitFor(() => lines.find((l) => l.level === 'warn' && l.function === 'hello'), 30_000, 'function file warning')
     expect(fn).toMatchObject({ file: 'functions/hello.ts', msg: 'function file functions/hello.ts changed; the gateway keeps running the code it loaded at start: restart it (sluice start) to run the new code' })
     appendFileSync(join(dir, 'gateway.yaml'), '# edited\n')
     const cfg = await waitFor(() => lines.find((l) => l.level === 'warn' && l.file === 'gateway.yaml'), 30_000, 'config warning')
     expect(cfg.msg).toMatch(/^configuration gateway\.yaml changed on disk; .*restart it to apply the change$/)
+    appendFileSync(join(dir, 'functions/greeting.ts'), '// edited\n')
+    const imported = await waitFor(() => lines.find((l) => l.level === 'warn' && l.file === 'functions/greeting.ts'), 30_000, 'imported file warning')
+    expect(imported).toMatchObject({ function: 'hello', msg: expect.stringMatching(/^file functions\/greeting\.ts, bundled into function hello, changed; /) })
     // Untouched files: no warning about them.
-    expect(lines.filter((l) => l.level === 'warn' && typeof l.file === 'string').map((l) => l.file)).toEqual(['functions/hello.ts', 'gateway.yaml'])
+    expect(lines.filter((l) => l.level === 'warn' && typeof l.file === 'string').map((l) => l.file)).toEqual(['functions/hello.ts', 'gateway.yaml', 'functions/greeting.ts'])
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
     child.kill('SIGTERM')
     expect(await exited).toBe(0)
