@@ -14,6 +14,8 @@ import { adminRequest } from './remote.js'
 import { typecheck, type TypecheckResult } from './typecheck.js'
 import { watchSources } from './watch-notice.js'
 import { watchAndReload } from './watch-reload.js'
+import { invokeMeta, invokeTimerBody } from './invoke-meta.js'
+import type { FunctionConfig, GatewayConfig } from '../config/schema.js'
 
 async function load(config: string, compile = true): Promise<LoadedConfig> {
   return loadConfig(config, { connectors: CONNECTORS, compile })
@@ -30,7 +32,7 @@ export async function runStart(configPath: string, opts: { watch?: boolean } = {
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger })
   installProcessGuard({ log: logger, drain: () => gw.stop() })
   // Without --watch an edit changes nothing until a reload: say so when it happens.
-  const watcher = opts.watch ? watchAndReload(gw, logger) : watchSources(loaded.config, logger, { compiled: loaded.compiled })
+  const watcher = opts.watch ? watchAndReload(gw, logger) : watchSources(loaded.config, logger)
   // The reload logs what it applied or why it refused; it never rejects.
   process.on('SIGHUP', () => {
     logger.info({ signal: 'SIGHUP' }, 'reloading the configuration and function code')
@@ -111,14 +113,22 @@ function parseJson(text: string, what: string): unknown {
   }
 }
 
-function eventsFrom(data: string | undefined, events: string | undefined): TriggerEvent[] {
+/**
+ * The events of `sluice invoke`. Without a meta of their own they get one shaped for the trigger
+ * of `target` (when its configuration could be read), so typed functions see what they expect.
+ */
+function eventsFrom(data: string | undefined, events: string | undefined, target: { config: GatewayConfig; fn: FunctionConfig } | undefined): TriggerEvent[] {
   const now = new Date().toISOString()
+  const fn = target?.fn
+  const connection = fn?.trigger.connection === undefined ? undefined : target?.config.connections[fn.trigger.connection]
+  const metaFor = (hasBody: boolean) => (fn ? invokeMeta(fn, connection, now, hasBody) : {})
   if (events !== undefined) {
     const list = parseJson(events, '--events')
     if (!Array.isArray(list)) throw new SluiceError('SLUICE_ERR_CLI_USAGE', '--events must be a JSON array of events')
-    return list.map((e: Partial<TriggerEvent>, i) => ({ id: e.id ?? `cli-${i}`, source: e.source ?? 'cli://invoke', time: e.time ?? now, body: e.body ?? null, meta: e.meta ?? {}, ...(e.key ? { key: e.key } : {}) }))
+    return list.map((e: Partial<TriggerEvent>, i) => ({ id: e.id ?? `cli-${i}`, source: e.source ?? 'cli://invoke', time: e.time ?? now, body: e.body ?? null, meta: e.meta ?? metaFor(e.body != null), ...(e.key ? { key: e.key } : {}) }))
   }
-  return [{ id: `cli-${randomUUID()}`, source: 'cli://invoke', time: now, body: data === undefined ? null : parseJson(data, '--data'), meta: {} }]
+  const body = data === undefined ? (fn?.trigger.kind === 'timer' ? invokeTimerBody(fn, now) : null) : parseJson(data, '--data')
+  return [{ id: `cli-${randomUUID()}`, source: 'cli://invoke', time: now, body, meta: metaFor(data !== undefined) }]
 }
 
 /**
@@ -126,12 +136,15 @@ function eventsFrom(data: string | undefined, events: string | undefined): Trigg
  * without, in a sandbox started for the purpose (outputs are printed, not sent).
  */
 export async function runInvoke(o: { config: string; fn: string; data?: string | undefined; events?: string | undefined; url?: string | undefined; key?: string | undefined }): Promise<number> {
-  const events = eventsFrom(o.data, o.events)
+  // With --url the configuration only shapes the events' meta: invoke works without it too.
+  const target = o.url ? await load(o.config, false).catch(() => undefined) : await load(o.config)
+  const targetFn = target?.config.functions[o.fn]
+  const events = eventsFrom(o.data, o.events, target && targetFn ? { config: target.config, fn: targetFn } : undefined)
   let result: InvocationResult
   if (o.url) {
     result = (await adminRequest({ url: o.url, key: o.key }, 'POST', `/admin/functions/${encodeURIComponent(o.fn)}/invoke`, { events })) as InvocationResult
   } else {
-    const loaded = await load(o.config)
+    const loaded = target as LoadedConfig
     const fn = loaded.config.functions[o.fn]
     const code = loaded.compiled.get(o.fn)
     if (!fn || !code) throw new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `no function named ${o.fn} in ${o.config} (have: ${Object.keys(loaded.config.functions).join(', ')})`)

@@ -10,7 +10,9 @@ import { usageOf } from './usage.js'
 const HELP = `sluice: event-trigger gateway
 
 Usage:
-  sluice start     [--config config/gateway.yaml]      run the gateway (JSON logs on stdout)
+  sluice start     [--config config/gateway.yaml] [--watch]
+                                                       run the gateway (JSON logs on stdout); --watch
+                                                       reloads changed functions and config
   sluice validate  [--config ...] [--typecheck] [--json]
                                                        check the config and bundle every function
   sluice invoke <function> [--data JSON | --events JSON] [--config ...] [--url URL]
@@ -85,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
         'topic-prefix': { type: 'string', default: 'stations' },
         trigger: { type: 'string' },
         typecheck: { type: 'boolean', default: false },
+        watch: { type: 'boolean', default: false },
       },
     })
   } catch (e) {
@@ -94,7 +97,7 @@ export async function main(argv: string[]): Promise<number> {
   switch (command) {
     // Commands load what they need when they run, so --help and usage errors answer at once.
     case 'start':
-      return (await import('./commands.js')).runStart(values.config)
+      return (await import('./commands.js')).runStart(values.config, { watch: values.watch })
     case 'validate':
       return (await import('./commands.js')).runValidate(values.config, { json: values.json, typecheck: values.typecheck })
     case 'invoke': {

@@ -14,14 +14,19 @@ const REMOTE = `  --url URL           admin URL of the running gateway (default:
 `
 
 const USAGE: Record<string, string> = {
-  start: `Usage: sluice start [--config FILE]
+  start: `Usage: sluice start [--config FILE] [--watch]
 
 Runs the gateway: connectors, functions in sandboxed worker hosts, and one HTTP server (functions
 under /api/<route>, the admin API under /admin, /metrics, the dashboard at /). JSON logs on
 stdout. SIGTERM or Ctrl-C drains in-flight work and exits 0; a second signal exits at once.
-A changed function file is logged as a warning: restart to run the new code.
+SIGHUP (or POST /admin/reload) reloads the configuration and function code without losing an
+event: new batches run the new code, running ones finish on the old; only what changed restarts.
+An invalid configuration or a compile error is logged and the running version stays.
+Without --watch, a changed function file is logged as a warning until you reload.
 
 Options:
+  --watch             reload whenever the configuration or a function source file (anything
+                      its bundle imports) changes: for development
 ${COMMON}`,
   validate: `Usage: sluice validate [--config FILE] [--typecheck] [--json]
 
