@@ -38,6 +38,8 @@ const ABORTED: Outcome = Object.freeze({ status: 'aborted' })
 
 /** About the largest batch, in JSON characters (an event alone is at most EVENT_LIMITS.maxChars). */
 const MAX_BATCH_CHARS = LIMITS.resultBytes
+/** Attempts of a synchronous call whose instance died before the function began. */
+const SYNC_NOT_STARTED_TRIES = 3
 /** How often a failed dead-letter write is tried again: the event is not acked until it lands. */
 const DEAD_LETTER_RETRY_MS = 1000
 
@@ -553,8 +555,14 @@ export class Router {
     const invocationId = randomUUID()
     const t0 = performance.now()
     try {
-      const lease = await this.opts.scheduler.acquire(fn, opts.signal)
-      const r = await this.run(l, lease, json, invocationId)
+      let lease = await this.opts.scheduler.acquire(fn, opts.signal)
+      let r = await this.run(l, lease, json, invocationId)
+      // A host that died before the function began (e.g. during a cold start) did nothing: run
+      // the call on another instance rather than fail a request that never ran.
+      for (let tries = 1; r.notStarted && tries < SYNC_NOT_STARTED_TRIES && !this.closing; tries++) {
+        lease = await this.opts.scheduler.acquire(fn, opts.signal)
+        r = await this.run(l, lease, json, invocationId)
+      }
       let error = r.payload.ok ? undefined : r.payload.error
       // The value goes back to the caller as JSON (an HTTP reply): refuse what cannot be serialized.
       if (!error && depthExceeds(r.payload.value, EVENT_LIMITS.maxDepth)) {

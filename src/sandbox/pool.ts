@@ -38,6 +38,11 @@ export interface RunResult {
   cpuMs: number
   /** Time the host spent, from receiving the batch to sending the result. */
   hostMs: number
+  /**
+   * The function never began on this run: its instance was gone, or its host died before the
+   * instance was ready. Running it again elsewhere cannot do anything twice.
+   */
+  notStarted?: boolean
 }
 
 interface PendingRun {
@@ -240,6 +245,9 @@ export class SandboxPool extends EventEmitter {
     slot.channel?.close()
     slot.channel = undefined
     const lost = [...slot.instances.keys()]
+    // Instances still starting never ran user code: their queued runs may go elsewhere.
+    const starting = new Set<number>()
+    for (const [inst, p] of slot.instances) if (!p.settled) starting.add(inst)
     const crash: ErrorInfo = {
       code: 'SLUICE_ERR_FUNCTION_CRASHED',
       message: `worker host ${slot.id} exited (${signal ?? `code ${code}`}) while the function ran`,
@@ -255,7 +263,7 @@ export class SandboxPool extends EventEmitter {
     for (const [id, r] of slot.runs) {
       clearTimeout(r.timer)
       slot.runs.delete(id)
-      r.resolve({ payload: { ok: false, error: crash, outputs: [], logs: [] }, lost: true, cpuMs: 0, hostMs: 0 })
+      r.resolve({ payload: { ok: false, error: crash, outputs: [], logs: [] }, lost: true, cpuMs: 0, hostMs: 0, notStarted: starting.has(r.inst) })
     }
     this.emit('host-down', slot.id, lost)
     if (this.closing) {
@@ -330,6 +338,7 @@ export class SandboxPool extends EventEmitter {
           lost: true,
           cpuMs: 0,
           hostMs: 0,
+          notStarted: true,
         })
         return
       }
