@@ -23,7 +23,7 @@ export const amqpConnectionSchema = Type.Object(
       minimum: 100,
       maximum: 600000,
       default: 10000,
-      description: 'How long one connection attempt may take, and how long start keeps trying before the gateway fails to start.',
+      description: 'How long one connection attempt may take, and how long a start attempt keeps trying before it fails (the gateway then runs without the trigger and retries it, or does not start when the connection is required).',
     }),
     reconnect: Type.Optional(
       Type.Object(

@@ -29,7 +29,7 @@ export const mqttConnectionSchema = Type.Object(
       minimum: 0,
       maximum: 3600000,
       default: 30000,
-      description: 'How long a trigger keeps trying to connect and subscribe when the gateway starts before the start fails.',
+      description: 'How long a trigger keeps trying to connect and subscribe at gateway start before its start attempt fails (the gateway then runs without it and retries, or does not start when the connection is required).',
     }),
     reconnect: Type.Optional(
       Type.Object(
