@@ -17,8 +17,10 @@ export interface InstanceSettings {
 
 export const INSTANCE_DEFAULTS = { heartbeatMs: 2000, expiryMs: 10_000 } as const
 
-/** This process among processes that used the same instance id (a restart gets a new one). */
-export const INCARNATION = `${process.pid}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
+/** A new incarnation: one gateway run among the runs that used the same instance id (a restart gets a new one). */
+export function newIncarnation(): string {
+  return `${process.pid}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
+}
 
 /**
  * The instance settings of `config`. Throws SLUICE_ERR_INSTANCE_CONFIG when the expiry is shorter

@@ -13,7 +13,7 @@ import { hostname } from 'node:os'
 import { toInfo } from '../errors.js'
 import type { Logger } from '../sdk/index.js'
 import type { InstanceRow, Store } from '../store/store.js'
-import { INCARNATION, sluiceVersion, type InstanceSettings } from './identity.js'
+import { sluiceVersion, type InstanceSettings } from './identity.js'
 import type { TakeoverCoordinator } from './takeover.js'
 import type { ClusterView, ClusterWarning, InstanceReport, InstanceView } from './types.js'
 import { clusterWarnings } from './warnings.js'
@@ -29,6 +29,8 @@ export type LiveReport = Pick<InstanceReport, 'state' | 'connections' | 'backlog
 export interface ClusterMemberDeps {
   store: Store
   settings: InstanceSettings
+  /** This run of the instance (src/cluster/identity.ts newIncarnation). */
+  incarnation: string
   config: Parameters<typeof clusterWarnings>[0]
   unshared: InstanceReport['unshared']
   log: Logger
@@ -79,9 +81,9 @@ export class ClusterMember {
   private async beat(): Promise<void> {
     const { store, settings, log } = this.d
     try {
-      const r = await store.heartbeatInstance(settings.id, INCARNATION, this.doc())
+      const r = await store.heartbeatInstance(settings.id, this.d.incarnation, this.doc())
       const prev = r.previous
-      if (prev && prev.incarnation !== INCARNATION && prev.ageMs < settings.expiryMs) {
+      if (prev && prev.incarnation !== this.d.incarnation && prev.ageMs < settings.expiryMs) {
         if (this.beats === 0) {
           log.info({ instance: settings.id, lastHeartbeatMsAgo: prev.ageMs }, 'instance id was in use by another process moments ago: a restart after a crash, or a second instance with this id (then the next heartbeats report it)')
         } else this.duplicate(prev.ageMs)
@@ -142,7 +144,7 @@ export class ClusterMember {
     try {
       rows = await store.listInstances(FORGET_MS)
     } catch (e) {
-      const self: InstanceRow = { id: settings.id, incarnation: INCARNATION, doc: this.doc(), heartbeatAt: new Date().toISOString(), ageMs: 0 }
+      const self: InstanceRow = { id: settings.id, incarnation: this.d.incarnation, doc: this.doc(), heartbeatAt: new Date().toISOString(), ageMs: 0 }
       return { ...base, instances: [this.toView(self)], error: toInfo(e, 'SLUICE_ERR_STORE_DOWN').message }
     }
     const instances = rows.map((r) => this.toView(r)).filter((v) => v.status === 'live' || v.heartbeatAgeMs < RECENT_MS)
@@ -152,7 +154,7 @@ export class ClusterMember {
   private toView(r: InstanceRow): InstanceView {
     const { sessions, unshared: _u, ...doc } = r.doc as InstanceReport
     const status: InstanceView['status'] = doc.state === 'stopped' ? 'stopped' : r.ageMs > this.d.settings.expiryMs ? 'expired' : 'live'
-    return { id: r.id, ...doc, status, self: r.id === this.d.settings.id && r.incarnation === INCARNATION, lastHeartbeat: r.heartbeatAt, heartbeatAgeMs: r.ageMs, sessions: (sessions ?? []).map((s) => s.clientId) }
+    return { id: r.id, ...doc, status, self: r.id === this.d.settings.id && r.incarnation === this.d.incarnation, lastHeartbeat: r.heartbeatAt, heartbeatAgeMs: r.ageMs, sessions: (sessions ?? []).map((s) => s.clientId) }
   }
 
   /** Aborts a session takeover in flight (first step of the gateway's stop). */
@@ -167,7 +169,8 @@ export class ClusterMember {
       clearTimeout(this.timer)
       await this.d.takeover?.stop()
       await this.beating
-      await this.d.store.heartbeatInstance(this.d.settings.id, INCARNATION, this.doc('stopped')).catch(() => undefined)
+      // A gateway whose start failed before it registered leaves no row behind.
+      if (this.beats > 0) await this.d.store.heartbeatInstance(this.d.settings.id, this.d.incarnation, this.doc('stopped')).catch(() => undefined)
     })()
     return this.stopPromise
   }

@@ -9,7 +9,6 @@ import { toInfo } from '../errors.js'
 import type { Logger, TakeoverReport } from '../sdk/index.js'
 import type { InstanceRow, Store } from '../store/store.js'
 import { withLease } from '../store/with-lease.js'
-import { INCARNATION } from './identity.js'
 import type { InstanceReport, RecordedSession } from './types.js'
 
 /** Drains one session, or undefined when this instance cannot (the function is not configured here). */
@@ -31,7 +30,7 @@ export class TakeoverCoordinator {
   private readonly abort = new AbortController()
 
   constructor(
-    private readonly d: { store: Store; selfId: string; expiryMs: number; log: Logger; drainer: SessionDrainer },
+    private readonly d: { store: Store; selfId: string; incarnation: string; expiryMs: number; log: Logger; drainer: SessionDrainer },
   ) {}
 
   /** Starts draining the first dead instance found in `rows`, unless a drain runs already. */
@@ -49,7 +48,7 @@ export class TakeoverCoordinator {
   private async run(row: InstanceRow): Promise<void> {
     const { store, log } = this.d
     const doc = row.doc as InstanceReport
-    const owner = `${this.d.selfId}/${INCARNATION}`
+    const owner = `${this.d.selfId}/${this.d.incarnation}`
     try {
       const r = await withLease(store, takeoverLeaseKey(row.id, row.incarnation), owner, LEASE, async () => {
         const remaining: RecordedSession[] = []

@@ -3,6 +3,7 @@
  * heartbeat, and how it drains a dead instance's broker session through its own function
  * pipeline (the same router, retries, dead letters and ack rules as its own trigger).
  */
+import { newIncarnation } from '../cluster/identity.js'
 import { ClusterMember } from '../cluster/member.js'
 import { TakeoverCoordinator, type SessionDrainer } from '../cluster/takeover.js'
 import type { RecordedSession } from '../cluster/types.js'
@@ -70,10 +71,12 @@ function drainer(w: ClusterWiring): SessionDrainer {
 export function createClusterMember(w: ClusterWiring): ClusterMember {
   const { parts } = w
   const log = asLogger(parts.log).child({ component: 'cluster', instance: parts.instance.id })
-  const takeover = new TakeoverCoordinator({ store: parts.store, selfId: parts.instance.id, expiryMs: parts.instance.expiryMs, log, drainer: drainer(w) })
+  const incarnation = newIncarnation()
+  const takeover = new TakeoverCoordinator({ store: parts.store, selfId: parts.instance.id, incarnation, expiryMs: parts.instance.expiryMs, log, drainer: drainer(w) })
   return new ClusterMember({
     store: parts.store,
     settings: parts.instance,
+    incarnation,
     config: parts.config,
     unshared: unsharedTriggers(parts.config),
     log,
