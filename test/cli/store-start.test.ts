@@ -40,8 +40,14 @@ functions:
   let termSent = false
   child.stdout.on('data', (d: Buffer) => {
     stdout += d.toString()
-    // Up: stop it the way an operator does (SIGTERM drains and exits 0).
-    if (opts.untilUp && !termSent && stdout.includes('"msg":"gateway up"')) termSent = child.kill('SIGTERM')
+    // Up: stop it the way an operator does (SIGTERM drains and exits 0), once it answers HTTP:
+    // "gateway up" is logged a moment before `sluice start` installs its signal handlers.
+    const up = /\{[^\n]*"msg":"gateway up"[^\n]*\}/.exec(stdout)
+    if (opts.untilUp && !termSent && up) {
+      termSent = true
+      const url = (JSON.parse(up[0]) as { url: string }).url
+      void fetch(`${url}/admin/health`).finally(() => child.kill('SIGTERM'))
+    }
   })
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
   const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)))
