@@ -46,7 +46,7 @@ export interface FunctionInfo {
   loadedAt: string
   /** Instances per code version; more than one while a previous version's instances drain. */
   versions: Record<string, number>
-  /** The latest reload could not load this function (a compile error): `version` keeps running. */
+  /** The latest reload could not load this function (its code does not compile, or a setting is invalid): `version` keeps running. */
   reloadError?: { code: string; message: string; at: string }
 }
 
