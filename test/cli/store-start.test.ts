@@ -80,13 +80,13 @@ describe('sluice start with a PostgreSQL store that cannot be opened', () => {
     const line = expectClearFailure(r, 'SLUICE_ERR_STORE_AUTH', [WRONG, PASSWORD])
     expect(line).toContain(`PostgreSQL store postgres://postgres:***@127.0.0.1:${pg.port}/postgres`)
     expect(line).toMatch(/password authentication failed/)
-  })
+  }, 120_000)
 
   it('missing database: names the database', async () => {
     const r = await start(`postgres://postgres:${PASSWORD}@127.0.0.1:${pg.port}/no_such_db`)
     const line = expectClearFailure(r, 'SLUICE_ERR_STORE_DATABASE_MISSING', [PASSWORD])
     expect(line).toContain('no_such_db')
-  })
+  }, 120_000)
 
   it('the right password: the gateway comes up, migrates the schema and stops cleanly', async () => {
     const r = await start(`postgres://postgres:${PASSWORD}@127.0.0.1:${pg.port}/postgres`, { untilUp: true })
@@ -96,7 +96,7 @@ describe('sluice start with a PostgreSQL store that cannot be opened', () => {
     expect(r.stdout).toContain('"msg":"store schema migrated"')
     expect(r.stdout).toContain('"msg":"gateway up"')
     expect(r.stdout + r.stderr).not.toContain(PASSWORD)
-  })
+  }, 120_000)
 
   it('bad URL and refused connection: the cause, without the password', async () => {
     const bad = await start('postgres://postgres:Bad-url-s3cret@127.0.0.1:notaport/db')
@@ -104,5 +104,5 @@ describe('sluice start with a PostgreSQL store that cannot be opened', () => {
     const refused = await start('postgres://postgres:Refused-s3cret@127.0.0.1:1/db')
     const line = expectClearFailure(refused, 'SLUICE_ERR_STORE_UNREACHABLE', ['Refused-s3cret'])
     expect(line).toContain('connection refused')
-  })
+  }, 120_000)
 })
