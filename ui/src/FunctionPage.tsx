@@ -2,7 +2,7 @@
 import { Fragment } from 'preact'
 import { useState } from 'preact/hooks'
 import { Chart } from './Chart'
-import { json, ms, percent, rate, time } from './format'
+import { dateTime, json, ms, percent, rate, time } from './format'
 import { useApi } from './hooks'
 import { useLive } from './live'
 import { emptySeries } from './Overview'
@@ -27,6 +27,12 @@ export function FunctionPage({ name }: { name: string }) {
       <p class="crumbs">
         <Link href="/">Overview</Link> / <strong data-testid="function-name">{name}</strong>
       </p>
+      {f?.reloadError && (
+        <div class="error" data-testid="reload-error">
+          The latest reload could not load this function ({dateTime(f.reloadError.at)}); version {f.version.slice(0, 8)} keeps running:
+          <pre class="mono">{`${f.reloadError.message} [${f.reloadError.code}]`}</pre>
+        </div>
+      )}
       <section class="stats">
         <Stat label="Instances" value={live ? `${live.instances}` : '–'} sub={live ? `${live.busy} busy · scale ${f?.scale.min ?? '?'}–${f?.scale.max ?? '?'}` : ''} testid="stat-instances" />
         <Stat label="Events/s" value={live ? rate(live.eventsPerSec) : '–'} />
@@ -79,8 +85,13 @@ function Stat(props: { label: string; value: string; sub?: string; testid?: stri
 }
 
 function Config({ f }: { f: Detail }) {
+  const draining = Object.entries(f.versions ?? {}).filter(([h]) => h !== f.version)
   const rows: Array<[string, string]> = [
     ['code', f.code],
+    [
+      'version',
+      `${f.version.slice(0, 8)}, loaded ${dateTime(f.loadedAt)}${draining.length > 0 ? ` (draining: ${draining.map(([h, n]) => `${h.slice(0, 8)} ×${n}`).join(', ')})` : ''}`,
+    ],
     ['trigger', `${f.trigger.kind}${f.trigger.connection ? ` @${f.trigger.connection}` : ''} ${JSON.stringify(f.trigger.options)}`],
     ['batch', f.trigger.kind === 'http' ? 'one request per invocation' : `maxSize ${f.batch.maxSize}, maxWaitMs ${f.batch.maxWaitMs}`],
     ['scale', `min ${f.scale.min}, max ${f.scale.max}, idle ${f.scale.idleTimeoutMs} ms`],
