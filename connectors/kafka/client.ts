@@ -29,8 +29,10 @@ export function createKafka(conn: KafkaConnectionOptions, log: Logger, clientIdS
     logLevel: logLevel.INFO,
     logCreator: logCreatorFor(log),
   }
-  if (conn.ssl !== undefined) config.ssl = conn.ssl
-  if (conn.sasl) config.sasl = conn.sasl as SASLOptions
+  // Copies: the validated config is frozen, and kafkajs writes into these objects
+  // (sasl.authenticationProvider), which threw "object is not extensible" on every SASL connect.
+  if (conn.ssl !== undefined) config.ssl = typeof conn.ssl === 'object' ? { ...conn.ssl } : conn.ssl
+  if (conn.sasl) config.sasl = { ...conn.sasl } as SASLOptions
   return new Kafka(config)
 }
 

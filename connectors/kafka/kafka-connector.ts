@@ -2,6 +2,7 @@ import { PartitionAssigners, type Admin, type Consumer, type EachBatchPayload, t
 import { backoffDelay, SluiceError, type Connector, type ConnectorContext, type LagReporter, type Outcome, type TriggerSpec } from '../../src/sdk/index.js'
 import { createKafka, isRebalanceError, kafkaError, type KafkaErrorContext } from './client.js'
 import { Committer } from './commits.js'
+import { Liveness } from './liveness.js'
 import { partitionInfo, toEvent, type PartitionInfo } from './message.js'
 import { Pending, PartitionOffsets } from './offsets.js'
 import { defaultGroupId, triggerTopics, type KafkaConnectionOptions, type KafkaTriggerOptions } from './options.js'
@@ -79,6 +80,11 @@ export class KafkaConnector implements Connector, LagReporter {
   private offFlow: (() => void) | undefined
   /** For the start positions of newly assigned partitions (created on first use). */
   private admin: Admin | undefined
+  /** One request, no retries: tells a quiet consumer from a lost cluster (see liveness.ts). */
+  private probeAdmin: Admin | undefined
+  private liveness: Liveness | undefined
+  /** Some broker answered since start() began (tells "unreachable" from "did not join"). */
+  private reached = false
 
   constructor(private readonly spec: TriggerSpec<KafkaTriggerOptions, KafkaConnectionOptions>) {
     this.connection = spec.connectionName ?? spec.trigger.connection
@@ -107,14 +113,63 @@ export class KafkaConnector implements Connector, LagReporter {
     if (this.topics.length === 0) throw new SluiceError('SLUICE_ERR_CONFIG_REQUIRED', 'the kafka trigger needs topic: or topics:', { context: this.context })
     this.kafka = createKafka(conn, ctx.log.child({ group: this.groupId }))
     this.offFlow = ctx.flow.onChange(() => this.applyPause())
+    const kafka = this.kafka
+    this.liveness = new Liveness({
+      staleMs: Math.max(5000, 3 * this.spec.trigger.heartbeatIntervalMs, 2 * this.spec.trigger.maxWaitMs),
+      probe: async () => {
+        this.probeAdmin ??= kafka.admin({ retry: { retries: 0 } })
+        await this.probeAdmin.connect()
+        await this.probeAdmin.describeCluster()
+      },
+      onDown: (e) => {
+        const err = kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context)
+        this.ctx?.setHealth(false, err.message)
+        this.ctx?.log.warn({ group: this.groupId, err: err.toJSON() }, 'kafka cluster unreachable; kafkajs keeps retrying')
+      },
+      stuckMs: this.spec.trigger.rebalanceTimeoutMs + this.spec.trigger.sessionTimeoutMs + 10_000,
+      onStuck: () => {
+        if (this.stopping) return
+        this.ctx?.log.warn({ group: this.groupId }, 'kafka consumer silent while the cluster answers; replacing it')
+        this.joining = true
+        this.parts = new Map()
+        this.paused.clear()
+        this.commits.commitFn = undefined
+        this.replaceConsumer()
+      },
+      onUp: () => {
+        this.ctx?.setHealth(true)
+        this.ctx?.log.info({ group: this.groupId }, 'kafka cluster reachable again')
+      },
+    })
     const started = new Promise<void>((resolve, reject) => (this.starting = { resolve, reject }))
-    const timer = setTimeout(
-      () => this.starting?.reject(new SluiceError('SLUICE_ERR_CONNECTOR_START', `did not join consumer group ${this.groupId} within ${conn.startTimeoutMs} ms`, { context: this.context })),
-      conn.startTimeoutMs,
-    )
+    const deadline = Date.now() + conn.startTimeoutMs
+    let lastError: unknown
+    const timer = setTimeout(() => {
+      const err = this.reached
+        ? new SluiceError('SLUICE_ERR_CONNECTOR_START', `did not join consumer group ${this.groupId} within ${conn.startTimeoutMs} ms`, { context: this.context })
+        : new SluiceError('SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', `no broker of ${conn.brokers.join(', ')} answered within startTimeoutMs (${conn.startTimeoutMs} ms)${lastError ? `: ${kafkaError(lastError, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context).message}` : ''}`, { cause: lastError, context: this.context })
+      this.starting?.reject(err)
+    }, conn.startTimeoutMs)
+    // kafkajs gives up connecting after its own retries: try again until startTimeoutMs, unless
+    // the answer will not change (credentials, a missing topic).
+    const attempt = async (): Promise<void> => {
+      for (let n = 1; ; n++) {
+        try {
+          return await this.runConsumer()
+        } catch (e) {
+          lastError = e
+          const mapped = kafkaError(e, 'SLUICE_ERR_CONNECTOR_START', this.context)
+          if (mapped.code !== 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION' || this.stopping) throw e
+          const delayMs = Math.min(backoffDelay(RESTART_BACKOFF, n), Math.max(0, deadline - Date.now()))
+          ctx.log.warn({ group: this.groupId, err: mapped.toJSON(), retryInMs: delayMs }, 'kafka brokers unreachable at start; trying again')
+          await new Promise((r) => setTimeout(r, delayMs))
+          if (Date.now() >= deadline || this.stopping) throw e
+          await this.consumer?.disconnect().catch(() => undefined)
+        }
+      }
+    }
     try {
-      // kafkajs retries connecting on its own schedule: the start timeout may end the wait first.
-      await Promise.race([started, this.runConsumer().then(() => started)])
+      await Promise.race([started, attempt().then(() => started)])
     } catch (e) {
       const err = kafkaError(e, 'SLUICE_ERR_CONNECTOR_START', this.context)
       await this.stop({ force: true })
@@ -129,7 +184,9 @@ export class KafkaConnector implements Connector, LagReporter {
   private async runConsumer(): Promise<void> {
     const t = this.spec.trigger
     // The trigger never creates topics: a missing one is a clear error, not a wait.
-    const missing = await missingTopics(await this.adminClient(), this.topics)
+    const admin = await this.adminClient()
+    this.reached = true
+    const missing = await missingTopics(admin, this.topics)
     if (missing.length > 0) {
       throw new SluiceError('SLUICE_ERR_CONNECTOR_KAFKA_TOPIC_NOT_FOUND', `topic ${missing.join(', ')} does not exist on the cluster (or this client may not describe it); create it first: the trigger does not create topics`, { retriable: false, context: { ...this.context, topics: missing } })
     }
@@ -148,6 +205,11 @@ export class KafkaConnector implements Connector, LagReporter {
     this.consumer = consumer
     const ev = consumer.events
     consumer.on(ev.GROUP_JOIN, (e) => this.onAssigned(consumer, e.payload.memberAssignment))
+    for (const contact of [ev.FETCH, ev.HEARTBEAT, ev.COMMIT_OFFSETS]) {
+      consumer.on(contact, () => {
+        if (consumer === this.consumer && !this.joining) this.liveness?.contact()
+      })
+    }
     consumer.on(ev.CRASH, (e) => this.onCrash(consumer, e.payload.error, e.payload.restart))
     // kafkajs saw the rebalance itself (between batches, nothing in flight): commit what finished
     // since the last commit before it rejoins. The request takes the current generation now,
@@ -214,6 +276,7 @@ export class KafkaConnector implements Connector, LagReporter {
     this.restarts = 0
     this.ctx?.log.info({ group: this.groupId, assigned: [...next.keys()], revoked }, 'kafka partitions assigned')
     this.ctx?.setHealth(true)
+    this.liveness?.contact()
     this.applyPause()
     this.starting?.resolve()
     void this.commits.commit()
@@ -285,6 +348,7 @@ export class KafkaConnector implements Connector, LagReporter {
   private replaceConsumer(): void {
     if (this.stopping) return
     void this.consumer?.disconnect().catch(() => undefined)
+    this.consumer = undefined
     this.runConsumer().catch((e: unknown) => {
       if (this.stopping) return
       const delayMs = backoffDelay(RESTART_BACKOFF, ++this.restarts)
@@ -454,7 +518,9 @@ export class KafkaConnector implements Connector, LagReporter {
       await this.commits.flush()
     }
     this.commits.clear()
+    this.liveness?.stop()
     await this.admin?.disconnect().catch(() => undefined)
+    await this.probeAdmin?.disconnect().catch(() => undefined)
     try {
       await this.consumer?.disconnect()
     } catch (e) {
