@@ -59,6 +59,7 @@ class SessionDrain implements AckSender {
   private messages = 0
   private open = 0
   private seq = 0
+  private readonly boot = Date.now().toString(36)
   private held: (() => void) | undefined
   private pending: { events: TriggerEvent[]; msgs: InflightMessage[] } | undefined
   private waiters: Array<() => void> = []
@@ -78,14 +79,19 @@ class SessionDrain implements AckSender {
 
   async run(): Promise<TakeoverReport> {
     const log = this.ctx.log.child({ clientId: this.session.clientId, takeover: true })
-    const { client, sessionPresent } = await this.connect({ clean: false, ...(this.v5 ? { properties: { sessionExpiryInterval: this.spec.trigger.sessionExpiryInterval, receiveMaximum: this.spec.trigger.maxInflight } } : {}) })
-    this.client = client
-    this.queue = new AckQueue(client.stream, this)
+    // The handler is set before the CONNACK: the broker sends the session's in-flight messages
+    // right after it, and mqtt.js's default handler would acknowledge them unprocessed.
+    const { client, sessionPresent } = await this.connect(
+      { clean: false, ...(this.v5 ? { properties: { sessionExpiryInterval: this.spec.trigger.sessionExpiryInterval, receiveMaximum: this.spec.trigger.maxInflight } } : {}) },
+      (c) => {
+        this.client = c
+        c.handleMessage = (packet, cb) => this.onMessage(packet, cb)
+      },
+    )
     if (sessionPresent) {
       this.unflow = this.ctx.flow.onChange((paused) => {
         if (!paused) this.release()
       })
-      client.handleMessage = (packet, cb) => this.onMessage(packet, cb)
       client.on('close', () => {
         this.lost ??= new Error('the connection closed during the takeover (did the instance come back?)')
         this.wake()
@@ -102,7 +108,7 @@ class SessionDrain implements AckSender {
     return { sessionPresent, messages: this.messages }
   }
 
-  private connect(opts: IClientOptions): Promise<{ client: MqttClient; sessionPresent: boolean }> {
+  private connect(opts: IClientOptions, created?: (client: MqttClient) => void): Promise<{ client: MqttClient; sessionPresent: boolean }> {
     const c = this.conn
     const client = connect(c.url, {
       protocolVersion: this.v5 ? 5 : 4,
@@ -115,6 +121,7 @@ class SessionDrain implements AckSender {
       ...(c.password !== undefined ? { password: c.password } : {}),
       ...opts,
     })
+    created?.(client)
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => fail(new Error(`no CONNACK within ${c.connectTimeoutMs} ms`)), c.connectTimeoutMs + 1000)
       const fail = (e: Error) => {
@@ -154,7 +161,9 @@ class SessionDrain implements AckSender {
   }
 
   private onMessage(packet: IPublishPacket, cb: (err?: Error) => void): void {
-    const q = this.queue as AckQueue
+    const client = this.client as MqttClient
+    this.queue ??= new AckQueue(client.stream, this)
+    const q = this.queue
     const next = () => cb(packet.qos > 0 ? DEFERRED : undefined)
     if (packet.topic === this.probeTopic) {
       if (packet.qos > 0) q.settle(q.add(packet.messageId as number, packet.topic, payloadOf(packet)), true)
@@ -164,7 +173,8 @@ class SessionDrain implements AckSender {
     }
     const msg = packet.qos > 0 ? q.add(packet.messageId as number, packet.topic, payloadOf(packet)) : undefined
     this.messages++
-    const event = toEvent(packet, `${this.session.clientId}-${packet.messageId ?? 0}-takeover.${Date.now().toString(36)}.${++this.seq}`, this.connection)
+    // Event ids as the trigger makes them (<client id>-<packet id>-<start, base 36>.<n>), started now.
+    const event = toEvent(packet, `${this.session.clientId}-${packet.messageId ?? 0}-${this.boot}.${++this.seq}`, this.connection)
     if (!this.pending) {
       this.pending = { events: [], msgs: [] }
       setImmediate(() => this.deliverPending())

@@ -1,5 +1,6 @@
-/** Connections, functions with their live numbers, charts over the last minutes, worker hosts. */
+/** Connections, functions with their live numbers, charts over the last minutes, worker hosts, the cluster. */
 import { Chart } from './Chart'
+import { ClusterPanel } from './Cluster'
 import { ms, percent, rate, triggerSummary } from './format'
 import { useApi } from './hooks'
 import { useLive, type FnSeries } from './live'
@@ -123,6 +124,8 @@ export function Overview() {
           </table>
         </div>
       </section>
+
+      <ClusterPanel />
     </div>
   )
 }
