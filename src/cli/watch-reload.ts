@@ -89,7 +89,10 @@ export function watchAndReload(gw: Reloadable, log: Pino, opts: { debounceMs?: n
         watcher.on('error', (err) => log.warn({ err: err.message, dir }, 'cannot watch a folder of function sources; edits there are not reloaded'))
         dirs.set(dir, { watcher, names })
       } catch (err) {
-        log.warn({ err: (err as Error).message, dir }, 'cannot watch a folder of function sources (inotify limit or network file system); edits there are not reloaded: send SIGHUP instead')
+        log.warn(
+          { err: (err as Error).message, dir },
+          'cannot watch a folder of function sources (inotify limit or network file system); edits there are not reloaded: send SIGHUP instead',
+        )
       }
     }
   }

@@ -35,7 +35,9 @@ export interface ReloadPlan {
 /** JSON with object keys sorted: equal for equal values whatever the key order. */
 function stable(v: unknown): string {
   return JSON.stringify(v, (_k, x: unknown) =>
-    x !== null && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1))) : x,
+    x !== null && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : x,
   )
 }
 
@@ -78,7 +80,12 @@ function restartPaths(cur: GatewayConfig, next: GatewayConfig): string[] {
  * Compares the running configuration `cur` (with each function's running code hash) with `next`
  * and its compiled functions. Pure: nothing is started or stopped.
  */
-export function planReload(cur: GatewayConfig, curHashes: ReadonlyMap<string, string>, next: GatewayConfig, compiled: ReadonlyMap<string, CompiledFunction>): ReloadPlan {
+export function planReload(
+  cur: GatewayConfig,
+  curHashes: ReadonlyMap<string, string>,
+  next: GatewayConfig,
+  compiled: ReadonlyMap<string, CompiledFunction>,
+): ReloadPlan {
   const added = Object.keys(next.functions).filter((n) => !(n in cur.functions))
   const removed = Object.keys(cur.functions).filter((n) => !(n in next.functions))
   const updated: FunctionChange[] = []

@@ -100,7 +100,12 @@ export class Reloader {
   private readFile(): Promise<LoadedConfig> {
     const { config, defs } = this.d.parts
     if (!config.file) {
-      return Promise.reject(new SluiceError('SLUICE_ERR_RELOAD_UNAVAILABLE', 'this gateway was started with a configuration built in code, not read from a file: there is nothing to read again'))
+      return Promise.reject(
+        new SluiceError(
+          'SLUICE_ERR_RELOAD_UNAVAILABLE',
+          'this gateway was started with a configuration built in code, not read from a file: there is nothing to read again',
+        ),
+      )
     }
     return loadConfig(config.file, { connectors: defs.size > 0 ? [...defs.values()] : CONNECTORS, root: config.root })
   }
@@ -108,7 +113,11 @@ export class Reloader {
   private async run(source: ReloadSource): Promise<ReloadResult> {
     const none = { added: [], removed: [], updated: [], restartRequired: [] }
     if (this.d.state() !== 'up') {
-      return { ok: false, changed: none, errors: [{ code: 'SLUICE_ERR_RELOAD_UNAVAILABLE', message: `the gateway is ${this.d.state()}: reload once it is up` }] }
+      return {
+        ok: false,
+        changed: none,
+        errors: [{ code: 'SLUICE_ERR_RELOAD_UNAVAILABLE', message: `the gateway is ${this.d.state()}: reload once it is up` }],
+      }
     }
     const t0 = performance.now()
     let loaded: LoadedConfig
@@ -144,8 +153,14 @@ export class Reloader {
         }
       }),
     )
-    for (const key of plan.restartRequired) this.log.warn({ path: key }, `reload: ${key} changed; it takes effect only after a restart (the gateway keeps the running value)`)
-    const changed = { added: plan.added.filter((n) => added.includes(n)), removed: plan.removed, updated: plan.updated.map((c) => c.name), restartRequired: plan.restartRequired }
+    for (const key of plan.restartRequired)
+      this.log.warn({ path: key }, `reload: ${key} changed; it takes effect only after a restart (the gateway keeps the running value)`)
+    const changed = {
+      added: plan.added.filter((n) => added.includes(n)),
+      removed: plan.removed,
+      updated: plan.updated.map((c) => c.name),
+      restartRequired: plan.restartRequired,
+    }
     const ms = Math.round(performance.now() - t0)
     const fields = { ...changed, errors: errors.length, ms }
     if (errors.length > 0) this.log.error(fields, 'reload applied with errors')
@@ -179,7 +194,10 @@ export class Reloader {
       const fn = /^functions\.([^.]+)/.exec(i.path)?.[1]
       const unit = fn === undefined ? undefined : this.d.units.get(fn)
       if (unit && unit.reloadError?.at !== at) unit.reloadError = { code: i.code, message: i.message, at }
-      this.log.error({ ...(fn ? { function: fn } : {}), file: i.file, line: i.line, col: i.col, path: i.path, err: { code: i.code, message: i.message } }, `reload refused: ${formatIssue(i)}`)
+      this.log.error(
+        { ...(fn ? { function: fn } : {}), file: i.file, line: i.line, col: i.col, path: i.path, err: { code: i.code, message: i.message } },
+        `reload refused: ${formatIssue(i)}`,
+      )
     }
     this.log.warn({ errors: issues.length }, 'reload refused: the configuration has errors; the gateway keeps running the configuration and code it ran')
     return issues.map((i) => ({ code: i.code, message: i.message, file: i.file, line: i.line, col: i.col, path: i.path }))
@@ -214,7 +232,10 @@ export class Reloader {
     const code = c.code ? loaded.compiled.get(c.name) : old.code
     if (!code) throw new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${c.name} was not compiled`, { context: { function: c.name } })
     const what = (['code', 'settings', 'trigger', 'unit'] as const).filter((k) => c[k])
-    this.log.info({ function: c.name, changes: what, ...(c.code ? { version: code.hash, previous: old.code.hash } : {}) }, `reload: updating function ${c.name} (${what.join(', ')})`)
+    this.log.info(
+      { function: c.name, changes: what, ...(c.code ? { version: code.hash, previous: old.code.hash } : {}) },
+      `reload: updating function ${c.name} (${what.join(', ')})`,
+    )
     if (c.unit) {
       // Outputs, orderKey or maxBacklog: the unit drains (its trigger stops gracefully first, so
       // nothing it delivered is aborted) and starts again.
@@ -264,6 +285,9 @@ export class Reloader {
   private async startTriggerOf(unit: FunctionUnit): Promise<void> {
     const { parts } = this.d
     await startTrigger(parts, unit, this.d.routes, parts.startRetry ? { retry: parts.startRetry } : {})
-    this.log.info({ function: unit.name, trigger: unit.config.trigger.kind, ...(unit.config.trigger.connection ? { connection: unit.config.trigger.connection } : {}) }, 'reload: trigger started')
+    this.log.info(
+      { function: unit.name, trigger: unit.config.trigger.kind, ...(unit.config.trigger.connection ? { connection: unit.config.trigger.connection } : {}) },
+      'reload: trigger started',
+    )
   }
 }

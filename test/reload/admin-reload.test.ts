@@ -72,7 +72,10 @@ describe('POST /admin/reload', () => {
     trigger: { http: { route: hello, methods: [GET], auth: anonymous } }
     scale: { min: 0, max: 2 }
 `
-    const project = reloadProject(yaml, { 'functions/hello.ts': HELLO, 'functions/second.ts': `export default async () => ({ status: 201, body: 'second' })\n` })
+    const project = reloadProject(yaml, {
+      'functions/hello.ts': HELLO,
+      'functions/second.ts': `export default async () => ({ status: 201, body: 'second' })\n`,
+    })
     const { gw, logs } = await startFromFile(project)
     const before = (await functions(gw.url))[0] as FunctionInfo
     const url = gw.url
@@ -91,7 +94,10 @@ describe('POST /admin/reload', () => {
 `,
     )
     const r = await reload(url)
-    expect(r).toEqual({ status: 200, body: { ok: true, changed: { added: ['second'], removed: [], updated: ['hello'], restartRequired: ['http.port'] }, errors: [] } })
+    expect(r).toEqual({
+      status: 200,
+      body: { ok: true, changed: { added: ['second'], removed: [], updated: ['hello'], restartRequired: ['http.port'] }, errors: [] },
+    })
     const hello = (await functions(url)).find((f) => f.name === 'hello') as FunctionInfo
     expect(hello.scale.max).toBe(5)
     expect(hello.limits.timeoutMs).toBe(4000)
@@ -134,7 +140,11 @@ functions:
 `,
     })
     const { gw, logs } = await startFromFile(project)
-    await publish(BROKER, topic, [0, 1, 2, 3, 4, 5].map((n) => ({ n })))
+    await publish(
+      BROKER,
+      topic,
+      [0, 1, 2, 3, 4, 5].map((n) => ({ n })),
+    )
     await waitFor(() => doneLines(logs.lines, 'slow').length >= 1, 20_000, 'the first slow event')
 
     project.write('gateway.yaml', HEAD + block)

@@ -23,10 +23,31 @@ const fn = (kind: string, options: Record<string, unknown>, connection?: string)
 describe('sluice invoke: meta per trigger kind', () => {
   const now = '2026-01-02T03:04:05.000Z'
   it('shapes every kind as its connector would', () => {
-    expect(invokeMeta(fn('mqtt', { topic: 'stations/+/telemetry/#', qos: 1 }), undefined, now, true)).toEqual({ topic: 'stations/invoke/telemetry/invoke', qos: 1, retain: false, dup: false, packetId: 1 })
+    expect(invokeMeta(fn('mqtt', { topic: 'stations/+/telemetry/#', qos: 1 }), undefined, now, true)).toEqual({
+      topic: 'stations/invoke/telemetry/invoke',
+      qos: 1,
+      retain: false,
+      dup: false,
+      packetId: 1,
+    })
     expect(invokeMeta(fn('mqtt', { topic: 'a', qos: 0 }), undefined, now, true)).toMatchObject({ qos: 0, packetId: null })
-    expect(invokeMeta(fn('amqp', { queue: 'orders' }), undefined, now, true)).toEqual({ queue: 'orders', exchange: '', routingKey: 'orders', redelivered: false, deliveryTag: 1, deliveryCount: 1, headers: {} })
-    expect(invokeMeta(fn('kafka', { topics: ['t1', 't2'] }), undefined, now, true)).toEqual({ topic: 't1', partition: 0, offset: 0, timestamp: Date.parse(now), key: null, headers: {} })
+    expect(invokeMeta(fn('amqp', { queue: 'orders' }), undefined, now, true)).toEqual({
+      queue: 'orders',
+      exchange: '',
+      routingKey: 'orders',
+      redelivered: false,
+      deliveryTag: 1,
+      deliveryCount: 1,
+      headers: {},
+    })
+    expect(invokeMeta(fn('kafka', { topics: ['t1', 't2'] }), undefined, now, true)).toEqual({
+      topic: 't1',
+      partition: 0,
+      offset: 0,
+      timestamp: Date.parse(now),
+      key: null,
+      headers: {},
+    })
     const hub = { name: 'hub', kind: 'eventhubs', options: { eventHub: 'telemetry' } }
     expect(invokeMeta(fn('eventhubs', { consumerGroup: 'cg' }, 'hub'), hub, now, true)).toEqual({
       eventHub: 'telemetry',

@@ -52,7 +52,10 @@ describe('planReload', () => {
       p.dir,
       BASE.replace('port: 7071', 'port: 7072')
         .replace('url: mqtt://127.0.0.1:1884', 'url: mqtt://127.0.0.1:1885')
-        .replace('code: functions/a.ts\n    trigger: { mqtt: { connection: broker, topic: code } }', 'code: functions/b.ts\n    trigger: { mqtt: { connection: broker, topic: code } }')
+        .replace(
+          'code: functions/a.ts\n    trigger: { mqtt: { connection: broker, topic: code } }',
+          'code: functions/b.ts\n    trigger: { mqtt: { connection: broker, topic: code } }',
+        )
         .replace('batch: { maxSize: 10 }', 'batch: { maxSize: 20 }')
         .replace('topic: topic }', 'topic: topic2 }')
         .replace('auth: anonymous } }\n  gone:', 'auth: anonymous } }\n    outputs:\n      out: { mqtt: { connection: broker, topic: results } }\n  gone:')

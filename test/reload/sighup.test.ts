@@ -58,7 +58,10 @@ functions:
     // steady's block stays byte for byte; gone goes; extra (MQTT) and hello (HTTP) come.
     writeFileSync(
       join(p.dir, 'gateway.yaml'),
-      head + steady + mqttFn('extra', topics.extra, clients.extra) + '  hello:\n    code: functions/hello.ts\n    trigger: { http: { route: hello, methods: [GET], auth: anonymous } }\n',
+      head +
+        steady +
+        mqttFn('extra', topics.extra, clients.extra) +
+        '  hello:\n    code: functions/hello.ts\n    trigger: { http: { route: hello, methods: [GET], auth: anonymous } }\n',
     )
     const hupAt = Date.now()
     gp.child?.kill('SIGHUP')
@@ -92,12 +95,20 @@ functions:
     // steady's connector was never stopped or started again, and the reload did not touch it.
     const touched = gp.lines.filter((l) => l.function === 'steady' && (/^reload: /.test(String(l.msg)) || /mqtt connection lost/.test(String(l.msg))))
     expect(touched).toEqual([])
-    expect(gp.lines.filter((l) => /^reload: trigger started$/.test(String(l.msg))).map((l) => l.function).sort()).toEqual(['extra', 'hello'])
+    expect(
+      gp.lines
+        .filter((l) => /^reload: trigger started$/.test(String(l.msg)))
+        .map((l) => l.function)
+        .sort(),
+    ).toEqual(['extra', 'hello'])
 
     // Measured, not asserted (a loaded machine stalls processes): steady's longest pause overall and around the reload.
     const appliedAt = Date.parse(String(applied.time))
     const gapIn = (from: number, to: number) => {
-      const times = done.map((d) => d.time).filter((t) => t >= from && t <= to).sort((a, b) => a - b)
+      const times = done
+        .map((d) => d.time)
+        .filter((t) => t >= from && t <= to)
+        .sort((a, b) => a - b)
       let gap = 0
       for (let i = 1; i < times.length; i++) gap = Math.max(gap, (times[i] as number) - (times[i - 1] as number))
       return gap

@@ -103,7 +103,11 @@ describe('hot reload of function code (--watch)', () => {
     const v1 = await info()
 
     project.write('functions/version.ts', "export const VERSION = 'v2' +\n")
-    const refused = await waitFor(() => logs.lines.find((l) => /^reload refused: .*functions\/version\.ts:2:\d+ /s.test(String(l.msg))), 20_000, 'the compile error in the log')
+    const refused = await waitFor(
+      () => logs.lines.find((l) => /^reload refused: .*functions\/version\.ts:2:\d+ /s.test(String(l.msg))),
+      20_000,
+      'the compile error in the log',
+    )
     expect(refused).toMatchObject({ function: 'ver', err: { code: 'SLUICE_ERR_FUNCTION_COMPILE' } })
     const broken = await info()
     expect(broken.version).toBe(v1.version)
