@@ -115,7 +115,10 @@ export class EventHubsConnector implements Connector, LagReporter {
     const t = this.spec.trigger
     this.subscription = client.subscribe(
       {
-        processInitialize: async (pc) => this.onInitialize(pc),
+        processInitialize: async (pc) => {
+          const session = this.onInitialize(pc)
+          if (session && this.spec.trigger.startPosition === 'latest') await this.checkpointLatestStart(pc, session)
+        },
         processEvents: (events, pc) => this.onEvents(events, pc),
         processError: async (err, pc) => this.onError(err, pc),
         processClose: (reason, pc) => this.onClose(reason, pc),
@@ -211,7 +214,30 @@ export class EventHubsConnector implements Connector, LagReporter {
     }
   }
 
-  private onInitialize(pc: PartitionContext): void {
+  /**
+   * startPosition: latest and no checkpoint yet: checkpoints the partition's current end before
+   * its receiver opens (the SDK opens it once processInitialize resolved), so a restart before
+   * the first event's checkpoint starts there, not at the end again (which skipped what was
+   * enqueued while the gateway was down; issue 12). An empty partition gets no checkpoint: it
+   * has nothing to skip. A failure is logged; the start position stays "latest" then.
+   */
+  private async checkpointLatestStart(pc: PartitionContext, session: PartitionSession): Promise<void> {
+    const client = this.client
+    const store = this.store
+    if (!client || !store) return
+    try {
+      const cps = await store.listCheckpoints(pc.fullyQualifiedNamespace, pc.eventHubName, pc.consumerGroup)
+      if (cps.some((c) => c.partitionId === pc.partitionId)) return
+      const props = await client.getPartitionProperties(pc.partitionId)
+      if (props.isEmpty || session.checkpointed !== undefined) return
+      await session.writeStart({ sequenceNumber: props.lastEnqueuedSequenceNumber, offset: props.lastEnqueuedOffset } as ReceivedEventData)
+      this.ctx?.log.info({ partitionId: pc.partitionId, sequenceNumber: props.lastEnqueuedSequenceNumber }, 'start position checkpointed (startPosition: latest)')
+    } catch (e) {
+      this.ctx?.log.warn({ partitionId: pc.partitionId, err: eventHubsError(e, 'checkpointing the start position', this.context).toJSON() }, 'start position not checkpointed; a restart before the first checkpoint starts at the end again')
+    }
+  }
+
+  private onInitialize(pc: PartitionContext): PartitionSession | undefined {
     const ctx = this.ctx as ConnectorContext
     const store = this.store
     const generation = store instanceof SluiceCheckpointStore ? store.generationOf(pc) : undefined
@@ -242,6 +268,7 @@ export class EventHubsConnector implements Connector, LagReporter {
     )
     this.refreshLag([session])
     ctx.log.info({ partitionId: pc.partitionId, ownerId: this.ownerId, ...(generation !== undefined ? { generation } : {}) }, 'partition claimed')
+    return session
   }
 
   private async onEvents(events: ReceivedEventData[], pc: PartitionContext): Promise<void> {

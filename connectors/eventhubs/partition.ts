@@ -133,6 +133,13 @@ export class PartitionSession {
     }
   }
 
+  /** Writes the checkpoint of the start position (before any event): `e` is the partition's last enqueued event. */
+  async writeStart(e: ReceivedEventData): Promise<void> {
+    if (this.state === 'lost' || this.checkpointed !== undefined) return
+    await this.write(e)
+    if (this.checkpointed === undefined) this.checkpointed = e.sequenceNumber
+  }
+
   /** Another owner has the partition: stop, and never checkpoint it from this session again. */
   lose(why: string): void {
     if (this.state !== 'lost') {

@@ -197,6 +197,26 @@ describe('Event Hubs trigger', () => {
     expect(seen(latest).map((s) => s.id)).toEqual(['0-3'])
   })
 
+  it('with startPosition: latest checkpoints the start at once, so a restart misses nothing enqueued while it was down', async () => {
+    const hub = uid()
+    server.createHub(hub, 1)
+    await publish(server, hub, [{ n: 0 }, { n: 1 }, { n: 2 }])
+    const project = projectDir({ 'functions/fn.js': FN })
+    onTestFinished(project.cleanup)
+    const y = eventHubsYaml(server, hub, 'startPosition: latest')
+    const yaml = `connections:\n${y.connectionsYaml}\nfunctions:\n  fn:\n    code: functions/fn.js\n    trigger: ${y.triggerYaml}\n`
+    const first = await startGateway({ yaml, dir: project.dir })
+    // No event was processed, yet the partition's start (its last event) is checkpointed.
+    await waitFor(async () => (await checkpoints(first))['0'] === 2, 30_000, 'the start checkpoint')
+    await first.stop()
+    await publish(server, hub, [{ n: 3 }, { n: 4 }])
+    const second = await startGateway({ yaml, dir: project.dir })
+    onTestFinished(() => second.stop())
+    await waitFor(() => seen(second).length === 2, 30_000, 'the two events enqueued while the gateway was down')
+    expect(seen(first)).toEqual([])
+    expect(seen(second).map((e) => e.id)).toEqual(['0-3', '0-4'])
+  })
+
   it('stops reading from the hub while the function\'s backlog is full', async () => {
     const hub = uid()
     server.createHub(hub, 1)
