@@ -77,7 +77,7 @@ describe('kafka trigger availability', () => {
     const t = await starting
     if (t instanceof Error) throw t
     expect(t.gw.health().connections.every((c) => c.up)).toBe(true)
-  })
+  }, 240_000)
 
   it(`loses nothing when the broker is killed with SIGKILL mid-stream and gone for ${OUTAGE_MS / 1000} s: health goes down and up, consumption resumes from the committed offsets`, async () => {
     const topic = uid('outage')
