@@ -3,11 +3,12 @@
  * function down. A private Mosquitto is prepared and stopped before the gateway starts: the
  * gateway comes up, its HTTP function answers, /admin/health says 503 with the MQTT trigger down
  * and why, the failures are logged with their code, and once the broker starts the trigger comes
- * up by itself (health 200) and messages flow. `required: true` keeps the fail-fast start.
+ * up by itself (health 200) and messages flow. `required: true` keeps the fail-fast start. The
+ * same with a private RabbitMQ node holding queued messages while it is down.
  */
 import { join } from 'node:path'
 import mqtt from 'mqtt'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CONNECTORS } from '../../src/config/connectors.js'
 import { parseConfig } from '../../src/config/load.js'
 import { hasCode } from '../../src/errors.js'
@@ -15,6 +16,7 @@ import { Gateway } from '../../src/gateway.js'
 import type { HealthReport } from '../../src/http/admin.js'
 import type { LiveSnapshot } from '../../src/http/live-types.js'
 import { createLogger } from '../../src/log.js'
+import { Client, DedicatedBroker, queueCounts, unique } from '../connectors/amqp/broker.js'
 import { startMosquitto, type Mosquitto } from '../connectors/mqtt/broker.js'
 import { LogCapture, projectDir, waitFor } from '../helpers/gateway.js'
 import { openSse } from '../helpers/sse.js'
@@ -132,4 +134,47 @@ describe('degraded start', () => {
     )
     expect(after).toBe('ECONNREFUSED')
   })
+})
+
+describe('degraded start with a private RabbitMQ node', () => {
+  let broker: DedicatedBroker
+  beforeAll(async () => {
+    broker = await DedicatedBroker.start()
+  }, 180_000)
+  afterAll(() => broker?.destroy(), 60_000)
+
+  it('runs the HTTP function while the node is down, then consumes what the queue held once it is back', async () => {
+    const queue = unique('degraded')
+    const c = await Client.open(broker.url)
+    await c.ch.assertQueue(queue, { durable: true })
+    await c.publish([{ n: 0 }, { n: 1 }], { queue })
+    await c.close()
+    await broker.halt()
+
+    const connection = unique('dgq').replace(/-/g, '_')
+    const { gw, logs } = await start(`connections:
+  ${connection}: { kind: amqp, url: "${broker.url}", connectTimeoutMs: 500 }
+functions:
+  dg-hello:
+    code: functions/hello.js
+    trigger: { http: { route: hello, methods: [GET], auth: anonymous } }
+  dg-record:
+    code: functions/record.js
+    batch: { maxSize: 10, maxWaitMs: 5 }
+    trigger: { amqp: { connection: ${connection}, queue: ${queue} } }
+`)
+    expect((await fetch(`${gw.url}/api/hello`)).status).toBe(200)
+    const down = await fetch(`${gw.url}/admin/health`)
+    expect(down.status).toBe(503)
+    const conn = ((await down.json()) as HealthReport).connections.find((x) => x.function === 'dg-record')
+    expect(conn).toMatchObject({ kind: 'amqp', connection, up: false, detail: expect.stringMatching(/SLUICE_ERR_CONNECTOR_START.*ECONNREFUSED/) })
+    expect(logs.find(/^trigger down/)[0]).toMatchObject({ level: 'warn', connection, attempt: 1, err: { code: 'SLUICE_ERR_CONNECTOR_START' } })
+
+    await broker.resume()
+    await waitFor(async () => (await fetch(`${gw.url}/admin/health`)).status === 200, 60_000, 'health 200 once the node is back')
+    await waitFor(() => gw.function('dg-record')?.counts.eventsDone === 2, 30_000, 'the queued messages processed')
+    await waitFor(async () => (await queueCounts(queue, broker.node))?.ready === 0 && (await queueCounts(queue, broker.node))?.unacked === 0, 30_000, 'the queue acked empty')
+    const got = logs.lines.filter((l) => l.source === 'function' && String(l.msg).startsWith('got ')).map((l) => String(l.msg))
+    expect(got.sort()).toEqual(['got {"n":0}', 'got {"n":1}'])
+  }, 240_000)
 })
