@@ -114,6 +114,47 @@ describe('POST /admin/reload', () => {
     expect((await reload(url)).body).toEqual({ ok: true, changed: { added: [], removed: [], updated: [], restartRequired: ['http.port'] }, errors: [] })
   })
 
+  it('restarts only the connector of a function whose trigger changed', async () => {
+    const id = uid('t')
+    const [t1, t2, t3] = ['one', 'two', 'three'].map((x) => `sluice-reload/${id}/${x}`)
+    const [ca, cb] = [uid('ta'), uid('tb')]
+    for (const c of [ca, cb]) onTestFinished(() => dropSession(BROKER, c))
+    const yaml = (topicA: string) => `connections:
+  broker: { kind: mqtt, url: ${BROKER} }
+functions:
+  a:
+    code: functions/rec.ts
+    trigger: { mqtt: { connection: broker, topic: ${topicA}, qos: 1, clientId: ${ca} } }
+  b:
+    code: functions/rec.ts
+    trigger: { mqtt: { connection: broker, topic: ${t3}, qos: 1, clientId: ${cb} } }
+`
+    const rec = `export default async function (events: Array<{ body: { n: number } }>, ctx: { log: { info(...a: unknown[]): void } }) {
+  for (const e of events) ctx.log.info('done v1 ' + e.body.n)
+}
+`
+    const project = reloadProject(yaml(t1 as string), { 'functions/rec.ts': rec })
+    const { gw, logs } = await startFromFile(project)
+    await publish(BROKER, t1 as string, [{ n: 1 }])
+    await publish(BROKER, t3 as string, [{ n: 1 }])
+    await waitFor(() => doneLines(logs.lines, 'a').length === 1 && doneLines(logs.lines, 'b').length === 1, 20_000, 'a and b run')
+
+    project.write('gateway.yaml', HEAD + yaml(t2 as string))
+    expect((await reload(gw.url)).body).toEqual({ ok: true, changed: { added: [], removed: [], updated: ['a'], restartRequired: [] }, errors: [] })
+    await publish(BROKER, t1 as string, [{ n: 2 }])
+    await publish(BROKER, t2 as string, [{ n: 3 }])
+    await publish(BROKER, t3 as string, [{ n: 2 }])
+    await waitFor(() => doneLines(logs.lines, 'a').length === 2 && doneLines(logs.lines, 'b').length === 2, 20_000, 'a on its new topic, b as before')
+    expect(doneLines(logs.lines, 'a').map((d) => d.n)).toEqual([1, 3])
+    // Same client id, so the same broker session: the new connector dropped the old filter.
+    expect(logs.lines.find((l) => l.function === 'a' && l.msg === 'mqtt subscription changed; unsubscribed the old filter')).toMatchObject({
+      old: t1,
+      filter: t2,
+    })
+    const restarts = logs.lines.filter((l) => /^reload: trigger (stopped|started)$/.test(String(l.msg))).map((l) => `${String(l.function)} ${String(l.msg)}`)
+    expect(restarts).toEqual(['a reload: trigger stopped', 'a reload: trigger started'])
+  })
+
   it('drains a removed function and leaves its unfinished messages at the broker', async () => {
     const topic = `sluice-reload/${uid('d')}/in`
     const clientId = uid('drain')
