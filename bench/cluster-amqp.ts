@@ -20,7 +20,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { createRequire } from 'node:module'
 import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { connect, type ChannelModel, type Message } from 'amqplib'
 import pg from 'pg'
 import { fmt, TELEMETRY_FN } from './common.js'
@@ -32,6 +34,8 @@ const PG_URL = process.env.SLUICE_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1
 const PREFETCH = 256
 const SCHEMA = `sluice_bench_cluster_${process.pid}`
 const BIN = resolve('src/cli/bin.ts')
+// Resolved from here: the instances run in a temp folder without node_modules.
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
 
 interface Window {
   /** Messages done in the window, and its length (ms). */
@@ -144,7 +148,7 @@ functions:
     scale: { min: 1, max: 4 }
 `,
     )
-    this.child = spawn(process.execPath, ['--import', 'tsx', BIN, 'start', '--config', config], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } })
+    this.child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', config], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } })
     this.child.stdout?.on('data', (d: Buffer) => {
       const lines = (this.buf + d.toString()).split('\n')
       this.buf = lines.pop() ?? ''

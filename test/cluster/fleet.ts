@@ -238,3 +238,13 @@ export async function settle(ledger: LedgerQueue, pubs: Record<Source, Publisher
   }
   return reports()
 }
+
+/** Prints one line per phase (seconds since the first, published and processed per source): the run's story when it fails or is slow. */
+export function phases(ledger: LedgerQueue, pubs: () => Record<Source, Publisher> | undefined): (label: string) => void {
+  const t0 = Date.now()
+  return (label) => {
+    const p = pubs()
+    const counts = Object.fromEntries(SOURCES.map((s) => [s, `${p?.[s].published ?? 0}/${ledger.processed(s).size}`]))
+    console.info(`[fleet ${((Date.now() - t0) / 1000).toFixed(1)}s] ${label} (published/processed ${JSON.stringify(counts)})`)
+  }
+}

@@ -9,17 +9,17 @@
  * the ledger (fleet-ledger.ts) must show every confirmed message processed exactly once, none
  * dead-lettered, and Kafka partitions handed over without overlap and in offset order.
  *
- * Size: at least 3,000 messages per source, at most 250/s per source; publishing goes on until
+ * Size: at least 3,000 messages per source, at most 125/s per source; publishing goes on until
  * the last restarted instance is processing, so every restart happens mid-stream.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cleanupStack } from '../connectors/mqtt/ledger.js'
 import { waitFor } from '../helpers/gateway.js'
 import { KafkaBroker } from '../helpers/kafka-broker.js'
-import { kafkaViolations, SOURCES } from './fleet-ledger.js'
-import { fleet, fleetNames, ledgerQueue, publishers, settle } from './fleet.js'
+import { kafkaViolations, SOURCES, type Source } from './fleet-ledger.js'
+import { fleet, fleetNames, ledgerQueue, phases, publishers, settle, type Publisher } from './fleet.js'
 
-const PACE = { min: 3_000, max: 30_000, tick: 50, pauseMs: 200 }
+const PACE = { min: 3_000, max: 200_000, tick: 25, pauseMs: 200 }
 /** Records of each source an incarnation must have run before it is stopped (it takes part). */
 const PROGRESS = 50
 
@@ -37,19 +37,25 @@ describe('rolling restart of three gateways with SIGTERM', () => {
     const names = await fleetNames(broker, cleanup)
     const ledger = await ledgerQueue(names, cleanup)
     const instances = fleet(names, broker, ['A', 'B', 'C'], cleanup)
+    let pubs: Record<Source, Publisher> | undefined
+    const phase = phases(ledger, () => pubs)
     await Promise.all(instances.map((i) => i.start()))
-    const pubs = await publishers(names, broker, PACE, cleanup)
+    phase('A, B, C up')
+    pubs = await publishers(names, broker, PACE, cleanup)
 
     const working = (inst: string) => SOURCES.every((s) => ledger.processed(s, inst).size >= PROGRESS)
     const atStop: Array<Record<string, number>> = []
     for (const i of instances) {
       await waitFor(() => working(i.incarnation), 240_000, `${i.incarnation} processing every source`)
-      atStop.push(Object.fromEntries(SOURCES.map((s) => [s, pubs[s].published])))
+      atStop.push(Object.fromEntries(SOURCES.map((s) => [s, pubs?.[s].published ?? 0])))
       expect(await i.process.stop(), `${i.incarnation} exit code after SIGTERM`).toBe(0)
+      phase(`${i.incarnation} stopped`)
       await i.start()
+      phase(`${i.incarnation} up`)
     }
     await waitFor(() => instances.every((i) => working(i.incarnation)), 240_000, 'every restarted instance processing every source')
-    await Promise.all(SOURCES.map((s) => pubs[s].finish()))
+    await Promise.all(SOURCES.map((s) => pubs?.[s].finish()))
+    phase('publishers done')
 
     const first = instances[0]
     if (!first) throw new Error('three instances')

@@ -12,7 +12,7 @@
  * Kafka partition was run by two incarnations at once and each ran its partitions' offsets in
  * order.
  *
- * Size: at least 10,000 messages per source (30,000 in all), at most 250/s per source; publishing
+ * Size: at least 10,000 messages per source (30,000 in all), at most 125/s per source; publishing
  * goes on until B's last incarnation is processing, so both kills land mid-stream on a slow
  * machine too (the exact count then grows; the test prints it).
  */
@@ -20,11 +20,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cleanupStack } from '../connectors/mqtt/ledger.js'
 import { waitFor } from '../helpers/gateway.js'
 import { KafkaBroker } from '../helpers/kafka-broker.js'
-import { kafkaViolations, SOURCES } from './fleet-ledger.js'
-import { fleet, fleetNames, ledgerQueue, publishers, settle, WINDOWS } from './fleet.js'
+import { kafkaViolations, SOURCES, type Source } from './fleet-ledger.js'
+import { fleet, fleetNames, ledgerQueue, phases, publishers, settle, WINDOWS, type Publisher } from './fleet.js'
 
 const KILLS = 2
-const PACE = { min: 10_000, max: 30_000, tick: 50, pauseMs: 200 }
+const PACE = { min: 10_000, max: 200_000, tick: 25, pauseMs: 200 }
 /** Records of each source a new incarnation must have run before it is killed (it takes part). */
 const PROGRESS = 100
 
@@ -43,20 +43,26 @@ describe('three gateways on one store, one queue, one shared subscription, one t
     const ledger = await ledgerQueue(names, cleanup)
     const [a, b, c] = fleet(names, broker, ['A', 'B', 'C'], cleanup)
     if (!a || !b || !c) throw new Error('three instances')
+    let pubs: Record<Source, Publisher> | undefined
+    const phase = phases(ledger, () => pubs)
     await Promise.all([a.start(), b.start(), c.start()])
+    phase('A, B, C up')
     // After the subscriptions exist: an MQTT message to a topic nobody subscribed is dropped.
-    const pubs = await publishers(names, broker, PACE, cleanup)
+    pubs = await publishers(names, broker, PACE, cleanup)
 
     const working = (inst: string) => SOURCES.every((s) => ledger.processed(s, inst).size >= PROGRESS)
     const atKill: Array<Record<string, number>> = []
     for (let k = 0; k < KILLS; k++) {
       await waitFor(() => working(b.incarnation), 240_000, `${b.incarnation} processing every source`)
-      atKill.push(Object.fromEntries(SOURCES.map((s) => [s, pubs[s].published])))
+      atKill.push(Object.fromEntries(SOURCES.map((s) => [s, pubs?.[s].published ?? 0])))
       await b.process.kill()
+      phase(`${b.incarnation} killed`)
       await b.start()
+      phase(`${b.incarnation} up`)
     }
     await waitFor(() => working(b.incarnation), 240_000, `${b.incarnation} processing every source`)
-    await Promise.all(SOURCES.map((s) => pubs[s].finish()))
+    await Promise.all(SOURCES.map((s) => pubs?.[s].finish()))
+    phase('publishers done')
 
     const r = await settle(ledger, pubs, () => a.process.url, 240_000)
     console.info(JSON.stringify({ test: 'three-gateways', atKill, reports: r }))
