@@ -23,10 +23,12 @@ export class GatewayProcess {
   constructor(
     readonly dir: string,
     readonly config = 'gateway.yaml',
+    /** More arguments for `sluice start` (e.g. `--watch`). */
+    readonly args: readonly string[] = [],
   ) {}
 
   async start(timeoutMs = 60_000): Promise<void> {
-    const child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', this.config], {
+    const child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', this.config, ...this.args], {
       cwd: this.dir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODE_OPTIONS: '' },
