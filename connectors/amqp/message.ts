@@ -8,7 +8,7 @@ import { decodePayload, type DecodedPayload, type TriggerEvent } from '../../src
  */
 export function bodyOf(msg: Message): DecodedPayload {
   const type: unknown = msg.properties.contentType
-  return decodePayload(msg.content, { json: !(typeof type === 'string' && type.startsWith('text/')) })
+  return decodePayload(msg.content, { json: !(typeof type === 'string' && type.startsWith('text/')), raw: true })
 }
 
 /** AMQP table values as JSON: byte arrays as UTF-8 text, 64-bit integers as numbers (or text when too large). */
@@ -65,13 +65,15 @@ export function toEvent(msg: Message, p: EventParams): TriggerEvent {
   const ts: unknown = props.timestamp
   // AMQP timestamps are seconds; some producers send milliseconds.
   const time = typeof ts === 'number' && Number.isFinite(ts) && ts > 0 ? new Date(ts > 1e11 ? ts : ts * 1000).toISOString() : new Date().toISOString()
-  const { body, base64, rejected, truncatedFrom } = bodyOf(msg)
+  const { body, base64, rejected, truncatedFrom, raw } = bodyOf(msg)
   if (base64) meta.encoding = 'base64'
   if (truncatedFrom !== undefined) {
     meta.bodyTruncated = true
     meta.bodyBytes = truncatedFrom
   }
   const event: TriggerEvent = { id: p.id, source: p.source, key: p.queue, time, body, meta }
+  // JSON-looking text goes on unparsed: the router checks it, the isolate parses it.
+  if (raw !== undefined) event.rawBody = raw
   // The router dead-letters a rejected payload at once (no function run); the ack follows the letter.
   if (rejected) event.rejected = rejected
   if (p.attempt > 1) event.attempt = p.attempt

@@ -39,7 +39,8 @@ export function toEvent(packet: IPublishPacket, id: string, connection: string):
   const payload = payloadOf(packet)
   // Parsed JSON, else UTF-8 text, else base64; a payload past the event limits is `rejected` (the
   // router dead-letters it with its raw text and the PUBACK follows once the letter is durable).
-  const { body, base64, rejected, truncatedFrom } = decodePayload(payload)
+  // JSON-looking text goes on unparsed (rawBody): the router checks it, the isolate parses it.
+  const { body, base64, rejected, truncatedFrom, raw } = decodePayload(payload, { raw: true })
   const meta: Record<string, unknown> = {
     topic,
     qos: packet.qos,
@@ -66,6 +67,7 @@ export function toEvent(packet: IPublishPacket, id: string, connection: string):
     if (p.messageExpiryInterval !== undefined) meta.messageExpiryInterval = p.messageExpiryInterval
   }
   const event: TriggerEvent = { id, source: `mqtt://${connection}/${topic}`, key: topic, time: nowIso(), body, meta }
+  if (raw !== undefined) event.rawBody = raw
   if (rejected) event.rejected = rejected
   return event
 }

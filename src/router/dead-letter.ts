@@ -30,7 +30,8 @@ export function letterEvent(event: TriggerEvent, json: string | undefined): Trig
   if (typeof e.key === 'string') out.key = asText(e.key)
   const meta = asData(e.meta)
   out.meta = meta.ok && meta.value !== null && typeof meta.value === 'object' && !Array.isArray(meta.value) ? (meta.value as Record<string, unknown>) : { metaDropped: meta.ok ? 'meta is not an object' : meta.reason }
-  const body: unknown = e.body
+  // A raw body (TriggerEvent.rawBody) that did not parse is kept as the text the source delivered.
+  const body: unknown = typeof e.rawBody === 'string' ? e.rawBody : e.body
   if (typeof body === 'string') {
     out.body = body.length > EVENT_LIMITS.keptBytes ? body.slice(0, EVENT_LIMITS.keptBytes) : body
     if (body.length > EVENT_LIMITS.keptBytes) out.meta.bodyTruncated = true

@@ -3,7 +3,7 @@
  * throws: a hostile event becomes an error for its dead letter, a hostile result a plain value.
  */
 import { hasCode, type ErrorInfo } from '../errors.js'
-import { EVENT_LIMITS, jsonDepth, type TriggerEvent } from '../sdk/index.js'
+import { EVENT_LIMITS, jsonDepth, rawFit, type TriggerEvent } from '../sdk/index.js'
 import { isStackOverflow, reasonOf } from './safe-json.js'
 
 /** Depth of an event's JSON: the body's limit plus the event object around it. */
@@ -16,7 +16,7 @@ const err = (code: ErrorInfo['code'], message: string): ErrorInfo => ({ code, me
  * dead letter gets: SLUICE_ERR_EVENT_INVALID (not a JSON object, no id, not JSON data),
  * SLUICE_ERR_EVENT_TOO_DEEP, SLUICE_ERR_EVENT_TOO_LARGE, or the connector's `rejected` error.
  */
-export function checkEvent(event: TriggerEvent): { json: string; error?: undefined } | { json?: string; error: ErrorInfo } {
+export function checkEvent(event: TriggerEvent): Checked {
   if (event === null || typeof event !== 'object') return { error: err('SLUICE_ERR_EVENT_INVALID', 'the event is not a JSON object') }
   let json: string | undefined
   try {
@@ -24,6 +24,11 @@ export function checkEvent(event: TriggerEvent): { json: string; error?: undefin
     if (r !== undefined) {
       if (hasCode(r)) return { error: err(r.code, typeof r.message === 'string' ? r.message.slice(0, 2000) : r.code) }
       return { error: err('SLUICE_ERR_EVENT_INVALID', 'the connector refused the event without a valid error code') }
+    }
+    if (event.rawBody !== undefined) {
+      const raw = checkRaw(event)
+      if (raw !== undefined) return raw
+      event = { ...event, rawBody: undefined, body: bodyOfRaw(event.rawBody) }
     }
     // `attempt` is the router's to set: a connector's value only seeds the count.
     json = JSON.stringify(event.attempt === undefined ? event : { ...event, attempt: undefined })
@@ -42,6 +47,44 @@ export function checkEvent(event: TriggerEvent): { json: string; error?: undefin
   }
   if (typeof event.id !== 'string' || event.id === '') return { json, error: err('SLUICE_ERR_EVENT_INVALID', 'the event has no id') }
   return { json }
+}
+
+export type Checked = { json: string; error?: undefined; rawAt?: number } | { json?: string; error: ErrorInfo; rawAt?: undefined }
+
+/** A raw body as a value: parsed when it is JSON, else its text (what decodeText gives). */
+export function bodyOfRaw(raw: unknown): unknown {
+  if (typeof raw !== 'string') return raw
+  try {
+    return JSON.parse(raw) as unknown
+  } catch {
+    return raw
+  }
+}
+
+/**
+ * An event with `rawBody` (see TriggerEvent): its JSON with the text spliced in unparsed as body
+ * (`rawAt`: where the text starts in `json`; it runs to the last character), or its error.
+ * Undefined when the text cannot be spliced safely, or the event's other fields are not the
+ * plain strings and object a connector sets: the caller then parses the text in the gateway.
+ */
+function checkRaw(event: TriggerEvent): Checked | undefined {
+  const { id, source, key, time, meta, rawBody } = event
+  if (typeof rawBody !== 'string' || typeof id !== 'string' || id === '' || typeof source !== 'string' || typeof time !== 'string') return undefined
+  if ((key !== undefined && typeof key !== 'string') || meta === null || typeof meta !== 'object' || Array.isArray(meta)) return undefined
+  const fit = rawFit(rawBody, EVENT_LIMITS.maxDepth)
+  if (fit === 'deep') return { error: err('SLUICE_ERR_EVENT_TOO_DEEP', `the payload nests arrays and objects (brackets) more than ${EVENT_LIMITS.maxDepth} levels deep; the limit is ${EVENT_LIMITS.maxDepth}`) }
+  if (fit !== 'splice') return undefined
+  const metaJson: unknown = JSON.stringify(meta)
+  if (typeof metaJson !== 'string' || metaJson.charCodeAt(0) !== 123 /* { */) return undefined
+  const head = `{"id":${JSON.stringify(id)},"source":${JSON.stringify(source)}${key === undefined ? '' : `,"key":${JSON.stringify(key)}`},"time":${JSON.stringify(time)},"meta":${metaJson},"body":`
+  const json = `${head}${rawBody}}`
+  if (json.length > EVENT_LIMITS.maxChars) {
+    return { json, error: err('SLUICE_ERR_EVENT_TOO_LARGE', `the event is ${json.length} characters of JSON; the limit is ${EVENT_LIMITS.maxChars}`) }
+  }
+  if (jsonDepth(metaJson, EVENT_LIMITS.maxDepth) > EVENT_LIMITS.maxDepth) {
+    return { json, error: err('SLUICE_ERR_EVENT_TOO_DEEP', `the event nests more than ${EVENT_LIMITS.maxDepth} levels of arrays and objects below it; the limit is ${EVENT_LIMITS.maxDepth}`) }
+  }
+  return { json, rawAt: head.length }
 }
 
 /**

@@ -18,6 +18,8 @@ export class Delivery {
 export class Item {
   /** JSON of the event without `attempt`, computed once on arrival. */
   json = ''
+  /** Where a raw body (TriggerEvent.rawBody) starts in `json` (it runs to the closing brace); 0: none. */
+  rawAt = 0
   /** Ordering key; undefined: no ordering (runs in parallel with everything). */
   key: string | undefined = undefined
   attempts = 0

@@ -12,7 +12,8 @@ import { FlowControl } from './flow.js'
 import { FunctionStats, type InvocationRecord } from './stats.js'
 import { letterEvent } from './dead-letter.js'
 import { publishOutputs } from './outputs.js'
-import { checkEvent, failedOf } from './event-check.js'
+import { bodyOfRaw, checkEvent, failedOf } from './event-check.js'
+import { batchJson } from './batch-json.js'
 import { depthExceeds, preview, reasonOf } from './safe-json.js'
 
 export interface RouterFunction {
@@ -156,7 +157,8 @@ export class Router {
   private keyOf(l: FnLane, e: TriggerEvent): string | undefined {
     if (l.fn.orderKey === 'none') return undefined
     if (!l.keyPath) return e.key
-    let v: unknown = e
+    // A key in a raw body (orderKey: body.x) is the one case the gateway parses the payload.
+    let v: unknown = e.rawBody !== undefined && l.keyPath[0] === 'body' ? { body: bodyOfRaw(e.rawBody) } : e
     for (const p of l.keyPath) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[p] : undefined
     if (v === undefined || v === null) return e.key
     if (typeof v === 'string') return v
@@ -213,6 +215,7 @@ export class Router {
     try {
       const checked = checkEvent(event)
       item.json = checked.json ?? ''
+      item.rawAt = checked.rawAt ?? 0
       if (checked.error) {
         item.lastError = checked.error
         this.deadLetterSoon(l, item)
@@ -336,13 +339,8 @@ export class Router {
 
   private async runBatch(l: FnLane, lease: Lease, items: Item[]): Promise<void> {
     const invocationId = randomUUID()
-    let json = '['
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i] as Item
-      it.attempts++
-      json += `${i ? ',' : ''}{"attempt":${it.attempts},${it.json.slice(1)}`
-    }
-    json += ']'
+    for (let i = 0; i < items.length; i++) (items[i] as Item).attempts++
+    const json = batchJson(items)
     const t0 = performance.now()
     const r = await this.run(l, lease, json, invocationId)
     let error: ErrorInfo | undefined = r.payload.ok ? undefined : r.payload.error
@@ -542,14 +540,14 @@ export class Router {
     if (l.backlog + events.length > l.fn.maxBacklog) {
       throw new SluiceError('SLUICE_ERR_ROUTER_OVERLOADED', `function ${fn} has ${l.backlog} events waiting (maxBacklog ${l.fn.maxBacklog})`, { context: { function: fn } })
     }
-    let json = '['
+    const parts: Array<{ json: string; rawAt: number; attempts: number }> = []
     for (let i = 0; i < events.length; i++) {
       const e = events[i] as TriggerEvent
       const checked = checkEvent(e !== null && typeof e === 'object' ? { ...e, attempt: undefined, id: e.id || `${i}` } : e)
       if (checked.error) throw new SluiceError(checked.error.code, events.length === 1 ? checked.error.message : `event ${i}: ${checked.error.message}`, { context: { function: fn } })
-      json += `${i ? ',' : ''}{"attempt":1,${checked.json.slice(1)}`
+      parts.push({ json: checked.json, rawAt: checked.rawAt ?? 0, attempts: 1 })
     }
-    json += ']'
+    const json = batchJson(parts)
     l.backlog += events.length
     l.flow.update(l.backlog)
     const invocationId = randomUUID()

@@ -8,7 +8,7 @@ import type { ErrorInfo } from '../errors.js'
 export type { ErrorInfo, ErrorCode } from '../errors.js'
 export { SluiceError, hasCode } from '../errors.js'
 export { backoffDelay, type BackoffPolicy } from './backoff.js'
-export { decodePayload, decodeText, jsonDepth, EVENT_LIMITS, type DecodedPayload } from './payload.js'
+export { decodePayload, decodeText, jsonDepth, rawFit, EVENT_LIMITS, type DecodedPayload } from './payload.js'
 
 /** A structured logger (pino-compatible subset). */
 export interface Logger {
@@ -31,6 +31,13 @@ export interface TriggerEvent {
   time: string
   /** The payload: parsed JSON when the source carried JSON, else a string. */
   body: unknown
+  /**
+   * Set by a connector instead of `body` (leave body undefined): the payload's text as the source
+   * delivered it, when it looks like JSON (decodePayload with `raw: true`). The gateway does not
+   * parse it (the router checks its size and depth); the function receives it parsed as `body`,
+   * or as the text itself when it is not JSON. Dead letters keep it as body.
+   */
+  rawBody?: string
   /** Source attributes and position (topic, qos, partition, offset, HTTP method and headers...). */
   meta: Record<string, unknown>
   /**

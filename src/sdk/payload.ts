@@ -28,6 +28,12 @@ export interface DecodedPayload {
   rejected?: ErrorInfo
   /** Set when only the first EVENT_LIMITS.keptBytes of a refused payload are in body: the full size. */
   truncatedFrom?: number
+  /**
+   * With `raw: true`, text that looks like JSON comes back here, not parsed (body is then
+   * undefined): put it in `TriggerEvent.rawBody`. The router checks its depth and the isolate
+   * parses it, so the gateway never builds the value nor serializes it again.
+   */
+  raw?: string
 }
 
 /**
@@ -52,6 +58,33 @@ export function jsonDepth(text: string, limit = Number.POSITIVE_INFINITY): numbe
     } else if (c === 93 /* ] */ || c === 125 /* } */) depth--
   }
   return max
+}
+
+/**
+ * How JSON-looking text (a raw body) may go into an event's JSON unparsed. `deep`: its brackets
+ * (outside strings) nest deeper than `limit`. `splice`: it can stand as one value inside other
+ * JSON: brackets never close below its start and end balanced, no `,` or `:` outside them, and
+ * it does not end inside a string. Such text either parses as exactly that one value or makes
+ * the whole JSON fail to parse; it can never add members or events around it. `parse`: anything
+ * else (parse it in the gateway instead).
+ */
+export function rawFit(text: string, limit: number): 'deep' | 'splice' | 'parse' {
+  let depth = 0
+  let inString = false
+  let ok = true
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 92 /* \ */) i++
+      else if (c === 34 /* " */) inString = false
+    } else if (c === 34) inString = true
+    else if (c === 91 /* [ */ || c === 123 /* { */) {
+      if (++depth > limit) return 'deep'
+    } else if (c === 93 /* ] */ || c === 125 /* } */) {
+      if (--depth < 0) ok = false
+    } else if (depth === 0 && (c === 44 /* , */ || c === 58) /* : */) ok = false
+  }
+  return ok && depth === 0 && !inString ? 'splice' : 'parse'
 }
 
 /** Whether text may be JSON, from its first non-space character (JSON.parse throws on the rest). */
@@ -83,9 +116,10 @@ export function decodeText(text: string, json = true): DecodedPayload {
 /**
  * A message payload as a body: UTF-8 text (parsed when `json` and it is JSON, see decodeText),
  * else base64. Payloads larger than EVENT_LIMITS.maxChars are refused (SLUICE_ERR_EVENT_TOO_LARGE)
- * without parsing, keeping their first EVENT_LIMITS.keptBytes as text or base64.
+ * without parsing, keeping their first EVENT_LIMITS.keptBytes as text or base64. `raw: true`:
+ * JSON-looking text is returned unparsed in `raw` (see DecodedPayload.raw).
  */
-export function decodePayload(bytes: Uint8Array, opts: { json?: boolean } = {}): DecodedPayload {
+export function decodePayload(bytes: Uint8Array, opts: { json?: boolean; raw?: boolean } = {}): DecodedPayload {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   if (buf.length > EVENT_LIMITS.maxChars) {
     const kept = buf.length > EVENT_LIMITS.keptBytes ? buf.subarray(0, EVENT_LIMITS.keptBytes) : buf
@@ -100,5 +134,7 @@ export function decodePayload(bytes: Uint8Array, opts: { json?: boolean } = {}):
     return out
   }
   if (!isUtf8(buf)) return { body: buf.toString('base64'), base64: true }
-  return decodeText(buf.toString('utf8'), opts.json ?? true)
+  const text = buf.toString('utf8')
+  if (opts.raw === true && (opts.json ?? true) && maybeJson(text)) return { body: undefined, base64: false, raw: text }
+  return decodeText(text, opts.json ?? true)
 }
