@@ -55,13 +55,20 @@ export class SluiceCheckpointStore implements CheckpointStore {
     return (await this.state.list(prefix)).map((r) => ({ partitionId: r.key.slice(prefix.length), row: r.value as PartitionRow }))
   }
 
+  /**
+   * The ownership rows. A row held under this owner id that this store object never claimed was
+   * left by an earlier run of the same instance (the owner id is the instance id, stable across
+   * restarts): it is reported as abandoned (ownerId ''), so the SDK's load balancer claims it at
+   * once. The SDK itself would count it as ours and never read it until the claim expired.
+   */
   async listOwnership(fullyQualifiedNamespace: string, eventHubName: string, consumerGroup: string): Promise<PartitionOwnership[]> {
+    const prefix = SluiceCheckpointStore.prefix(fullyQualifiedNamespace, eventHubName, consumerGroup)
     return (await this.rows(fullyQualifiedNamespace, eventHubName, consumerGroup)).map(({ partitionId, row }) => ({
       fullyQualifiedNamespace,
       eventHubName,
       consumerGroup,
       partitionId,
-      ownerId: row.ownerId,
+      ownerId: row.ownerId === this.ownerId && !this.claims.has(prefix + partitionId) ? '' : row.ownerId,
       lastModifiedTimeInMs: row.lastModifiedTimeInMs,
       etag: row.ownerEtag,
     }))
@@ -88,7 +95,8 @@ export class SluiceCheckpointStore implements CheckpointStore {
         ...row,
         ownerId: req.ownerId,
         ownerEtag: randomUUID(),
-        generation: (row?.generation ?? 0) + (row?.ownerId === req.ownerId ? 0 : 1),
+        // A claim of a row an earlier run of this owner id held starts a new generation too.
+        generation: (row?.generation ?? 0) + (row?.ownerId === req.ownerId && this.claims.has(key) ? 0 : 1),
         lastModifiedTimeInMs: now,
       }
       // A checkpoint write between our read and this write changes the row's version only: read again.

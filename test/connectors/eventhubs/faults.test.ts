@@ -234,7 +234,8 @@ describe('Event Hubs faults', () => {
     await publish(server, hub, [{ n: 0 }], { partitionId: '1' })
     await waitFor(() => outputIds(out).includes('0-0') && outputIds(out).includes('1-0'), 30_000, 'both partitions in flight')
 
-    const b = await startGateway({ dir: dir, yaml, files: {} })
+    // Another instance: its own instance id, hence its own Event Hubs owner id.
+    const b = await startGateway({ dir: dir, yaml: `instance: { id: second-${uid('i')} }\n${yaml}`, files: {} })
     onTestFinished(() => b.gw.stop())
     await waitFor(() => claimed(b).length === 1, 30_000, 'the second gateway takes a partition')
     const moved = claimed(b)[0] as string
