@@ -32,7 +32,7 @@ export async function runStart(configPath: string, opts: { watch?: boolean } = {
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger })
   installProcessGuard({ log: logger, drain: () => gw.stop() })
   // Without --watch an edit changes nothing until a reload: say so when it happens.
-  const watcher = opts.watch ? watchAndReload(gw, logger) : watchSources(loaded.config, logger)
+  const watcher = opts.watch ? watchAndReload(gw, logger) : watchSources(loaded.config, logger, { compiled: loaded.compiled })
   // The reload logs what it applied or why it refused; it never rejects.
   process.on('SIGHUP', () => {
     logger.info({ signal: 'SIGHUP' }, 'reloading the configuration and function code')

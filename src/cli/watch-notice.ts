@@ -1,7 +1,7 @@
 /**
- * `sluice start` without hot reload: a function file or the config changed on disk, and the
- * running gateway keeps the code and settings it started with. This says so in the log instead of
- * letting an edit change nothing, silently.
+ * `sluice start` without --watch: a function file or the config changed on disk, and the running
+ * gateway keeps the code and settings it loaded until a reload (SIGHUP, POST /admin/reload). This
+ * says so in the log instead of letting an edit change nothing, silently.
  */
 import { createHash } from 'node:crypto'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
@@ -9,6 +9,9 @@ import { basename, dirname, isAbsolute, join, sep } from 'node:path'
 import type { Pino } from '../log.js'
 import { displayPath } from '../config/paths.js'
 import type { GatewayConfig } from '../config/schema.js'
+
+/** What to do about a change (sluice start without --watch). */
+const RELOAD_HINT = 'reload it (send SIGHUP to the gateway, or POST /admin/reload), or run sluice start --watch to reload on every change'
 
 /** Editors write a file in several steps (truncate, write, rename): one notice per burst. */
 const DEBOUNCE_MS = 300
@@ -55,7 +58,7 @@ export function watchSources(
     const shown = displayPath(config.root, file)
     const fns = files.get(file) ?? []
     if (fns.length === 0) {
-      log.warn({ file: shown }, `configuration ${shown} changed on disk; the gateway keeps running the configuration it started with: restart it to apply the change`)
+      log.warn({ file: shown }, `configuration ${shown} changed on disk; the gateway keeps running the configuration it loaded: ${RELOAD_HINT}`)
       return
     }
     const what = entries.has(file) ? `function file ${shown}` : `file ${shown}, bundled into ${fns.length === 1 ? 'function' : 'functions'} ${fns.join(', ')},`
@@ -63,8 +66,8 @@ export function watchSources(
       log.warn(
         { function: name, file: shown },
         now === undefined
-          ? `${what} was removed; the gateway keeps running the code it loaded at start`
-          : `${what} changed; the gateway keeps running the code it loaded at start: restart it (sluice start) to run the new code`,
+          ? `${what} was removed; the gateway keeps running the code it loaded`
+          : `${what} changed; the gateway keeps running the code it loaded: ${RELOAD_HINT}`,
       )
     }
   }

@@ -178,7 +178,7 @@ describe('sluice CLI', () => {
     expect(existsSync(join(dir, '.sluice/state.db'))).toBe(true)
   })
 
-  it('start: warns that a changed function file, a file it imports or the config needs a restart (no hot reload without --watch)', async () => {
+  it('start: warns that a changed function file, a file it imports or the config needs a reload (without --watch)', async () => {
     const dir = project({
       ...FILES,
       'functions/hello.ts': `import { PREFIX } from './greeting.js'\n${FILES['functions/hello.ts'].replace("'hello ' +", 'PREFIX +')}`,
@@ -199,10 +199,10 @@ describe('sluice CLI', () => {
     writeFileSync(join(dir, 'functions/.hello.ts.tmp'), `${readFileSync(join(dir, 'functions/hello.ts'), 'utf8')}\n// edited\n`)
     renameSync(join(dir, 'functions/.hello.ts.tmp'), join(dir, 'functions/hello.ts'))
     const fn = await waitFor(() => lines.find((l) => l.level === 'warn' && l.function === 'hello'), 30_000, 'function file warning')
-    expect(fn).toMatchObject({ file: 'functions/hello.ts', msg: 'function file functions/hello.ts changed; the gateway keeps running the code it loaded at start: restart it (sluice start) to run the new code' })
+    expect(fn).toMatchObject({ file: 'functions/hello.ts', msg: 'function file functions/hello.ts changed; the gateway keeps running the code it loaded: reload it (send SIGHUP to the gateway, or POST /admin/reload), or run sluice start --watch to reload on every change' })
     appendFileSync(join(dir, 'gateway.yaml'), '# edited\n')
     const cfg = await waitFor(() => lines.find((l) => l.level === 'warn' && l.file === 'gateway.yaml'), 30_000, 'config warning')
-    expect(cfg.msg).toMatch(/^configuration gateway\.yaml changed on disk; .*restart it to apply the change$/)
+    expect(cfg.msg).toMatch(/^configuration gateway\.yaml changed on disk; the gateway keeps running the configuration it loaded: reload it \(send SIGHUP.*sluice start --watch/)
     appendFileSync(join(dir, 'functions/greeting.ts'), '// edited\n')
     const imported = await waitFor(() => lines.find((l) => l.level === 'warn' && l.file === 'functions/greeting.ts'), 30_000, 'imported file warning')
     expect(imported).toMatchObject({ function: 'hello', msg: expect.stringMatching(/^file functions\/greeting\.ts, bundled into function hello, changed; /) })
