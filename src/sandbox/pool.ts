@@ -163,6 +163,21 @@ export class SandboxPool extends EventEmitter {
     if (split.map !== undefined) this.stacks.add(hash, split.map)
   }
 
+  /**
+   * Forgets a bundle no instance runs any more (a reload replaced it): the gateway's copy and its
+   * source map. Worker hosts keep their compiled copy until they restart. Registering the same hash
+   * again (a reload back to that code) makes it available again.
+   */
+  forgetCode(hash: string): void {
+    this.code.delete(hash)
+    this.stacks.delete(hash)
+  }
+
+  /** Whether a bundle is registered (see registerCode, forgetCode). */
+  hasCode(hash: string): boolean {
+    return this.code.has(hash)
+  }
+
   private spawn(slot: HostSlot): Promise<void> {
     return new Promise((resolve) => {
       const child = fork(this.entry.file, [], {

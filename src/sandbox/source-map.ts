@@ -34,6 +34,12 @@ export class StackMapper {
   private readonly raw = new Map<string, string>()
   private readonly parsed = new Map<string, SourceMap | null>()
 
+  /** Forgets the map of a bundle no instance runs any more. */
+  delete(hash: string): void {
+    this.raw.delete(hash)
+    this.parsed.delete(hash)
+  }
+
   add(hash: string, map: string): void {
     this.raw.set(hash, map)
   }

@@ -114,9 +114,11 @@ export class Scheduler {
   update(spec: FunctionSpec): void {
     const f = this.fns.get(spec.name)
     if (!f) return this.register(spec)
+    const previous = f.spec.hash
     f.spec = spec
     f.startFailures = 0
     for (const inst of [...f.idle]) if (this.stale(inst)) this.remove(inst, 'stop')
+    if (previous !== spec.hash) this.forgetIfUnused(previous)
     this.serveWaiters(f)
     this.fillMinimums()
   }
@@ -132,6 +134,7 @@ export class Scheduler {
     f.removed = true
     for (const w of f.waiters.splice(0)) w.reject(new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${name} was removed`, { context: { function: name } }))
     for (const inst of [...f.idle]) this.remove(inst, 'stop')
+    if (f.instances.size === 0) this.forgetIfUnused(f.spec.hash)
   }
 
   /** Instances of `fn` per code version (bundle hash): more than one while old instances drain. */
@@ -139,6 +142,15 @@ export class Scheduler {
     const out: Record<string, number> = {}
     for (const i of this.fns.get(fn)?.instances ?? []) out[i.spec.hash] = (out[i.spec.hash] ?? 0) + 1
     return out
+  }
+
+  /** Lets the pool drop a previous code version once no function uses it and no instance runs it. */
+  private forgetIfUnused(hash: string): void {
+    for (const f of this.fns.values()) {
+      if (f.spec.hash === hash) return
+      for (const i of f.instances) if (i.spec.hash === hash) return
+    }
+    this.pool.forgetCode(hash)
   }
 
   /** An instance of a previous code version or heap size: it runs no further batch. */
@@ -337,6 +349,7 @@ export class Scheduler {
     l.memoryMb -= inst.handle.memoryMb
     l.count--
     if (why === 'stop') this.pool.destroy(inst.handle)
+    if (f.removed || inst.spec.hash !== f.spec.hash) this.forgetIfUnused(inst.spec.hash)
     this.publish(f, why, inst.handle.hostId)
     // Capacity came free: waiting requests of any function may now start an instance.
     for (const other of this.fns.values()) if (other.waiters.length > 0) this.serveWaiters(other)

@@ -61,8 +61,12 @@ it('retires instances of the previous code version and never hands them a new ba
   const next = await scheduler.acquire('f')
   expect(await run(next, 0)).toBe('v2')
   expect(await longRun).toBe('v1')
+  expect(pool.hasCode(v1.hash)).toBe(true)
   busy.release()
   expect(scheduler.versions('f')).toEqual({ [v2.hash]: 1 })
+  // No instance runs v1 any more: the pool lets its bundle go.
+  expect(pool.hasCode(v1.hash)).toBe(false)
+  expect(pool.hasCode(v2.hash)).toBe(true)
   next.release()
 
   // Every later lease runs the new version, on the one v2 instance left idle.
