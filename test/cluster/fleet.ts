@@ -120,7 +120,7 @@ export class Instance {
   async start(): Promise<void> {
     this.incarnation = `${this.name}#${this.process.starts + 1}`
     for (const s of SOURCES) writeFileSync(join(this.dir, 'functions', this.name, `${s}.js`), ledgerFunction(s, this.incarnation))
-    await this.process.start(180_000)
+    await this.process.start(300_000)
   }
 }
 

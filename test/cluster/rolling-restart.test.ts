@@ -39,7 +39,8 @@ describe('rolling restart of three gateways with SIGTERM', () => {
     const instances = fleet(names, broker, ['A', 'B', 'C'], cleanup)
     let pubs: Record<Source, Publisher> | undefined
     const phase = phases(ledger, () => pubs)
-    await Promise.all(instances.map((i) => i.start()))
+    // One at a time: on two busy cores, starting together makes every start slower.
+    for (const i of instances) await i.start()
     phase('A, B, C up')
     pubs = await publishers(names, broker, PACE, cleanup)
 
