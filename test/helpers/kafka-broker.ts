@@ -199,12 +199,12 @@ export class KafkaBroker {
 
   /** StorageTool format --standalone (one voter: this node), with the SCRAM users. */
   private async format(opts: KafkaBrokerOptions): Promise<void> {
-    // A Kafka Uuid: 16 random bytes, base64url without padding.
+    // A Kafka Uuid: 16 random bytes, base64url without padding (it may start with '-': hence --cluster-id=).
     const clusterId = randomBytes(16).toString('base64url')
     const scram = Object.entries(opts.sasl ?? {}).flatMap(([name, password]) =>
       ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => ['--add-scram', `${m}=[name=${name},password=${password}]`]),
     )
-    await this.runToEnd(java([`-Dlog4j2.configurationFile=${join(this.dir, 'log4j2.yaml')}`, 'kafka.tools.StorageTool', 'format', '--standalone', '-t', clusterId, '-c', join(this.dir, 'server.properties'), ...scram]), 'format')
+    await this.runToEnd(java([`-Dlog4j2.configurationFile=${join(this.dir, 'log4j2.yaml')}`, 'kafka.tools.StorageTool', 'format', '--standalone', `--cluster-id=${clusterId}`, '-c', join(this.dir, 'server.properties'), ...scram]), 'format')
   }
 
   private runToEnd(p: ChildProcess, what: string): Promise<void> {
