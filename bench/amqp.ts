@@ -20,6 +20,7 @@ import { parseConfig } from '../src/config/load.js'
 import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
 import { fmt, TELEMETRY_FN } from './common.js'
+import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 50_000)
 const ROUNDS = Number(process.argv[3] ?? 3)
@@ -196,3 +197,4 @@ const g = median(rates.gateway)
 console.log(`\namqp drain, ${TOTAL} messages of ~${Math.round(size)} bytes, prefetch ${PREFETCH}, ${ROUNDS} alternating rounds (median msg/s)`)
 console.log(`bare amqplib consumer     ${fmt(b, 0).padStart(8)}   (rounds: ${rates.bare.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.bare), 1)} us CPU/msg`)
 console.log(`sluice gateway            ${fmt(g, 0).padStart(8)}   (rounds: ${rates.gateway.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.gateway), 1)} + ${fmt(median(hostCpus), 1)} us CPU/msg (process + worker hosts)   ${fmt(g / b)}x bare`)
+recordSummary({ source: 'AMQP drain', ratio: g / b, baseline: 'bare amqplib', cpuGateway: median(cpus.gateway), cpuHosts: median(hostCpus), cpuBaseline: median(cpus.bare) })

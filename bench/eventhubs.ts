@@ -16,6 +16,7 @@ import { fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { EventHubConsumerClient, earliestEventPosition } from '@azure/event-hubs'
 import { benchGateway, fmt, TELEMETRY_FN } from './common.js'
+import { recordSummary } from './summary.js'
 
 const PER_PARTITION = Number(process.argv[2] ?? 25_000)
 const PARTITIONS = Number(process.argv[3] ?? 4)
@@ -154,4 +155,5 @@ console.log(`\nevent hubs, ${PARTITIONS} partitions x ${PER_PARTITION} events, $
 console.log(`                                  events/s   us CPU/event`)
 console.log(`bare EventHubConsumerClient     ${fmt(median(bares.map((b) => b.rate)), 0).padStart(10)}   ${fmt(median(bares.map((b) => b.cpuUsPerEvent)), 1).padStart(12)}`)
 console.log(`gateway (trigger -> function)   ${fmt(median(gws.map((g) => g.rate)), 0).padStart(10)}   ${fmt(median(gws.map((g) => g.cpuUsPerEvent)), 1).padStart(12)}`)
+recordSummary({ source: 'Event Hubs', ratio: median(ratios), baseline: 'bare EventHubConsumerClient', cpuGateway: median(gws.map((g) => g.cpuUsPerEvent)), cpuBaseline: median(bares.map((b) => b.cpuUsPerEvent)), note: 'CPU: process + worker hosts together' })
 console.log(`ratio gateway / bare (median of per-round ratios): ${fmt(median(ratios))}x (rounds: ${ratios.map((r) => fmt(r)).join(', ')})`)

@@ -14,6 +14,7 @@
 import { decodePayload, type TriggerEvent } from '../src/sdk/index.js'
 import { benchGateway, fmt, TELEMETRY_FN } from './common.js'
 import { cpuOf, selfCpu } from './cpu.js'
+import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 100_000)
 const ROUNDS = Number(process.argv[3] ?? 3)
@@ -89,3 +90,5 @@ for (const kind of ['parsed', 'raw'] as const) {
   const rs = results[kind]
   console.log(`| ${kind} | ${fmt(median(rs.map((x) => x.rate)), 0)} | ${fmt(median(rs.map((x) => x.cpu)), 1)} + ${fmt(median(rs.map((x) => x.hostCpu)), 1)} |`)
 }
+const med = (k: 'parsed' | 'raw', f: (x: Round) => number) => median(results[k].map(f))
+recordSummary({ source: 'hand-over, raw bodies (no broker)', ratio: med('raw', (x) => x.rate) / med('parsed', (x) => x.rate), baseline: 'the same events parsed in the gateway', cpuGateway: med('raw', (x) => x.cpu), cpuHosts: med('raw', (x) => x.hostCpu), cpuBaseline: med('parsed', (x) => x.cpu) })

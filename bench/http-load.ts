@@ -3,5 +3,5 @@ import autocannon from 'autocannon'
 
 const [url, seconds, connections] = process.argv.slice(2)
 const r = await autocannon({ url: url as string, duration: Number(seconds), connections: Number(connections), pipelining: 1 })
-process.send?.({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx })
+process.send?.({ rps: r.requests.average, total: r.requests.total, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx })
 process.disconnect?.()

@@ -1,31 +1,40 @@
 /**
- * HTTP: requests/s and latency of an /api function returning small JSON, against a bare fastify
- * route returning the same JSON, both served from this process and loaded by autocannon from a
- * child process (so the load generator does not share the servers' thread). Rounds alternate.
+ * HTTP: requests/s, latency and CPU per request of an /api function returning small JSON,
+ * against a bare fastify route returning the same JSON (both served from this process) and
+ * Node-RED (http in -> function -> http response, its own process; skipped when node-red is not
+ * installed). autocannon loads one server at a time from a child process, at each connection
+ * count; rounds alternate. CPU per request: this process for fastify; this process plus the
+ * worker hosts for sluice; the Node-RED process for Node-RED (from /proc).
  *
- *   node --no-node-snapshot --import tsx bench/http.ts [seconds] [connections]
+ *   node --no-node-snapshot --import tsx bench/http.ts [seconds=5] [connections=10,100] [rounds=2]
+ *   SLUICE_BENCH_NODE_RED=0 leaves Node-RED out.
  */
 import { fork } from 'node:child_process'
 import { Agent, get } from 'node:http'
 import Fastify from 'fastify'
 import { benchGateway, fmt } from './common.js'
+import { cpuOf, selfCpu } from './cpu.js'
+import { startNodeRed } from './node-red.js'
+import { recordSummary } from './summary.js'
 
 const SECONDS = Number(process.argv[2] ?? 5)
-const CONNECTIONS = Number(process.argv[3] ?? 10)
+const CONNECTIONS = (process.argv[3] ?? '10,100').split(',').map(Number)
+const ROUNDS = Number(process.argv[4] ?? 2)
 const BODY = { station: 'st-007', docks: 16, free: 5, ok: true }
 
-interface Result {
+interface Load {
   rps: number
+  total: number
   p50: number
   p99: number
   errors: number
 }
 
 /** Runs autocannon in a child process against `url`. */
-function load(url: string): Promise<Result> {
+function load(url: string, connections: number): Promise<Load> {
   return new Promise((resolve, reject) => {
-    const child = fork(new URL('./http-load.ts', import.meta.url), [url, String(SECONDS), String(CONNECTIONS)], { execArgv: ['--import', 'tsx'] })
-    child.once('message', (m) => resolve(m as Result))
+    const child = fork(new URL('./http-load.ts', import.meta.url), [url, String(SECONDS), String(connections)], { execArgv: ['--import', 'tsx'] })
+    child.once('message', (m) => resolve(m as Load))
     child.once('error', reject)
   })
 }
@@ -35,13 +44,23 @@ bare.get('/bare/:id', async () => BODY)
 await bare.listen({ port: 0, host: '127.0.0.1' })
 const bareUrl = `http://127.0.0.1:${(bare.server.address() as { port: number }).port}/bare/st-007`
 
+const maxConn = Math.max(...CONNECTIONS)
 const gw = await benchGateway(
-  `http: { port: 0, host: 127.0.0.1 }\nworkers: { hosts: 1 }\nstore: { path: ':memory:' }\nfunctions:\n  status:\n    code: fn.js\n    trigger: { http: { route: "stations/{id}", methods: [GET], auth: anonymous } }\n    scale: { min: ${CONNECTIONS}, max: ${CONNECTIONS} }\n`,
+  `http: { port: 0, host: 127.0.0.1 }\nworkers: { hosts: 1 }\nstore: { path: ':memory:' }\nfunctions:\n  status:\n    code: fn.js\n    trigger: { http: { route: "stations/{id}", methods: [GET], auth: anonymous } }\n    scale: { min: ${Math.min(maxConn, 10)}, max: ${maxConn} }\n    maxBacklog: ${Math.max(1000, maxConn * 2)}\n`,
   { 'fn.js': `export default async () => (${JSON.stringify(BODY)})` },
 )
 const gwUrl = `${gw.url}/api/stations/st-007`
 const check = await (await fetch(gwUrl)).json()
 if (JSON.stringify(check) !== JSON.stringify(BODY)) throw new Error(`gateway answered ${JSON.stringify(check)}`)
+const hostPids = gw.hosts().map((h) => h.pid)
+const nodeRed = process.env.SLUICE_BENCH_NODE_RED === '0' ? undefined : await startNodeRed(BODY)
+
+type Server = 'bare' | 'sluice' | 'node-red'
+const servers: Array<{ name: Server; label: string; url: string; cpu: () => number }> = [
+  { name: 'bare', label: 'bare fastify route', url: bareUrl, cpu: selfCpu },
+  { name: 'sluice', label: 'sluice /api function', url: gwUrl, cpu: () => selfCpu() + cpuOf(hostPids) },
+]
+if (nodeRed) servers.push({ name: 'node-red', label: 'Node-RED 4 (http in -> function -> http response)', url: nodeRed.url, cpu: () => cpuOf([nodeRed.pid]) })
 
 /** Latency of sequential requests over one keep-alive connection (sub-millisecond resolution). */
 async function sequential(url: string, n: number): Promise<{ p50: number; p99: number }> {
@@ -62,28 +81,60 @@ async function sequential(url: string, n: number): Promise<{ p50: number; p99: n
   return { p50: xs[Math.floor(n / 2)] as number, p99: xs[Math.floor(n * 0.99)] as number }
 }
 
-const seqBare = await sequential(bareUrl, 3000)
-const seqGw = await sequential(gwUrl, 3000)
+const seq = new Map<Server, { p50: number; p99: number }>()
+for (const s of servers) seq.set(s.name, await sequential(s.url, 3000))
 
-const rounds: Array<{ bare: Result; gw: Result }> = []
-for (let i = 0; i < 2; i++) {
-  process.stderr.write(`round ${i + 1}/2\n`)
-  const b = await load(bareUrl)
-  const g = await load(gwUrl)
-  rounds.push({ bare: b, gw: g })
+interface Measured extends Load {
+  cpuUs: number
+  hostCpuUs: number
+}
+const results = new Map<string, Measured[]>()
+for (const conn of CONNECTIONS) {
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const s of servers) {
+      const c0 = s.cpu()
+      const h0 = s.name === 'sluice' ? cpuOf(hostPids) : 0
+      const l = await load(s.url, conn)
+      const cpu = s.cpu() - c0
+      const host = s.name === 'sluice' ? cpuOf(hostPids) - h0 : 0
+      const m: Measured = { ...l, cpuUs: (cpu - host) / Math.max(1, l.total), hostCpuUs: host / Math.max(1, l.total) }
+      const key = `${s.name}@${conn}`
+      results.set(key, [...(results.get(key) ?? []), m])
+      process.stderr.write(`${conn} conn. round ${r + 1} ${s.name}: ${fmt(l.rps, 0)} req/s, CPU ${fmt(m.cpuUs, 1)} + ${fmt(m.hostCpuUs, 1)} us/req, errors ${l.errors}\n`)
+    }
+  }
 }
 await gw.stop()
 await bare.close()
+await nodeRed?.stop()
 
 const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
-const b = { rps: avg(rounds.map((r) => r.bare.rps)), p50: avg(rounds.map((r) => r.bare.p50)), p99: avg(rounds.map((r) => r.bare.p99)) }
-const g = { rps: avg(rounds.map((r) => r.gw.rps)), p50: avg(rounds.map((r) => r.gw.p50)), p99: avg(rounds.map((r) => r.gw.p99)) }
-console.log(`\nHTTP, ${CONNECTIONS} connections, ${SECONDS} s x 2 rounds each (small JSON)`)
-console.log('server                     req/s     p50 ms   p99 ms')
-console.log(`bare fastify route     ${fmt(b.rps, 0).padStart(9)}   ${fmt(b.p50).padStart(6)}   ${fmt(b.p99).padStart(6)}`)
-console.log(`sluice /api function   ${fmt(g.rps, 0).padStart(9)}   ${fmt(g.p50).padStart(6)}   ${fmt(g.p99).padStart(6)}`)
-console.log(`ratio: ${fmt(g.rps / b.rps)}x requests/s; errors: ${rounds.reduce((n, r) => n + r.gw.errors + r.bare.errors, 0)}`)
+console.log(`\nHTTP, ${SECONDS} s x ${ROUNDS} alternating rounds per server and connection count (small JSON)\n`)
+console.log('| server | connections | req/s | ratio | p50 ms | p99 ms | CPU us/req (process + worker hosts) |')
+console.log('| --- | --- | --- | --- | --- | --- | --- |')
+for (const conn of CONNECTIONS) {
+  const base = avg((results.get(`bare@${conn}`) ?? []).map((m) => m.rps))
+  const row = (s: (typeof servers)[number]) => {
+    const ms = results.get(`${s.name}@${conn}`) ?? []
+    const rps = avg(ms.map((m) => m.rps))
+    return { rps, ratio: rps / base, cpu: avg(ms.map((m) => m.cpuUs)), host: avg(ms.map((m) => m.hostCpuUs)), p50: avg(ms.map((m) => m.p50)), p99: avg(ms.map((m) => m.p99)) }
+  }
+  for (const s of servers) {
+    const x = row(s)
+    console.log(`| ${s.label} | ${conn} | ${fmt(x.rps, 0)} | ${fmt(x.ratio)}x | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.cpu, 1)}${s.name === 'sluice' ? ` + ${fmt(x.host, 1)}` : ''} |`)
+  }
+  const g = row(servers[1] as (typeof servers)[number])
+  const nr = nodeRed ? row(servers[2] as (typeof servers)[number]) : undefined
+  recordSummary({
+    source: `HTTP, ${conn} connections`,
+    ratio: g.ratio,
+    baseline: 'bare fastify',
+    cpuGateway: g.cpu,
+    cpuHosts: g.host,
+    cpuBaseline: row(servers[0] as (typeof servers)[number]).cpu,
+    note: nr ? `Node-RED ${fmt(nr.ratio)}x, ${fmt(nr.cpu, 0)} us/req` : 'Node-RED not run',
+  })
+}
 console.log(`\nsequential, one keep-alive connection, 3000 requests (ms)`)
-console.log(`bare fastify route     p50 ${fmt(seqBare.p50, 3)}   p99 ${fmt(seqBare.p99, 3)}`)
-console.log(`sluice /api function   p50 ${fmt(seqGw.p50, 3)}   p99 ${fmt(seqGw.p99, 3)}`)
-console.log(`added p50 latency: ${fmt(seqGw.p50 - seqBare.p50, 3)} ms`)
+for (const s of servers) console.log(`${s.label.padEnd(50)} p50 ${fmt(seq.get(s.name)?.p50 ?? 0, 3)}   p99 ${fmt(seq.get(s.name)?.p99 ?? 0, 3)}`)
+console.log(`added p50 latency (sluice - bare): ${fmt((seq.get('sluice')?.p50 ?? 0) - (seq.get('bare')?.p50 ?? 0), 3)} ms`)

@@ -21,6 +21,7 @@ import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
 import { KafkaBroker } from '../test/helpers/kafka-broker.js'
 import { fmt, TELEMETRY_FN } from './common.js'
+import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 100_000)
 const PARTITIONS = Number(process.argv[3] ?? 8)
@@ -204,6 +205,7 @@ try {
   row('bare kafkajs eachBatch, JSON.parse + commit', 'parse')
   row('gateway (kafka trigger -> function)', 'gateway')
   row('bare kafkajs eachBatch, commit only', 'commit')
+  recordSummary({ source: 'Kafka', ratio: rate('gateway') / base, baseline: 'bare kafkajs eachBatch, JSON.parse + commit', cpuGateway: cpu('gateway'), cpuBaseline: baseCpu, note: 'CPU: process + worker hosts together' })
 } finally {
   await broker.close()
 }

@@ -31,6 +31,7 @@ import { createLogger } from '../src/log.js'
 import type { ConnectorDefinition, Outcome } from '../src/sdk/index.js'
 import { startMosquitto, type Mosquitto } from '../test/connectors/mqtt/broker.js'
 import { fmt, TELEMETRY_FN } from './common.js'
+import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 50_000)
 const ROUNDS = Number(process.argv[3] ?? 3)
@@ -280,6 +281,16 @@ async function main(): Promise<void> {
     const ds = results[kind]
     const m = mean(ds.map((d) => d.rate))
     console.log(`| ${LABELS[kind]} | ${ds.map((d) => fmt(d.rate, 0)).join(', ')} | ${fmt(m, 0)} | ${fmt(m / base)}x | ${fmt(mean(ds.map((d) => d.cpu)), 1)} + ${fmt(mean(ds.map((d) => d.hostCpu)), 1)} |`)
+    if (kind !== 'bare' && results.bare.length > 0) {
+      recordSummary({
+        source: kind === 'gateway' ? 'MQTT drain (warm)' : 'MQTT drain (cold start included)',
+        ratio: m / base,
+        baseline: 'bare mqtt.js',
+        cpuGateway: mean(ds.map((d) => d.cpu)),
+        cpuHosts: mean(ds.map((d) => d.hostCpu)),
+        cpuBaseline: mean(results.bare.map((d) => d.cpu)),
+      })
+    }
   }
 }
 

@@ -13,6 +13,8 @@ import ivm from 'isolated-vm'
 import { compileFunction } from '../src/sandbox/compile.js'
 import type { TriggerEvent } from '../src/sdk/index.js'
 import { benchGateway, fmt, TELEMETRY_FN } from './common.js'
+import { cpuOf, selfCpu } from './cpu.js'
+import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 200_000)
 const BATCH = 100
@@ -52,7 +54,7 @@ async function inIsolate(code: string): Promise<number> {
   return rate
 }
 
-async function gateway(hosts: number): Promise<number> {
+async function gateway(hosts: number): Promise<{ rate: number; cpu: number; hostCpu: number }> {
   const gw = await benchGateway(
     `http: { port: 0, host: 127.0.0.1 }\nworkers: { hosts: ${hosts} }\nstore: { path: ':memory:' }\nfunctions:\n  telemetry:\n    code: fn.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n    batch: { maxSize: ${BATCH}, maxWaitMs: 5 }\n    scale: { min: 4, max: 4 }\n    maxBacklog: 1000000\n`,
     { 'fn.js': FN },
@@ -61,14 +63,19 @@ async function gateway(hosts: number): Promise<number> {
   // Warm up, then measure delivering everything at once (a backlog draining).
   await gw.router.deliver('telemetry', makeEvents(10_000))
   const events = makeEvents(TOTAL)
+  const pids = gw.hosts().map((h) => h.pid)
+  const c0 = selfCpu()
+  const h0 = cpuOf(pids)
   const t0 = performance.now()
   const outcomes = await gw.router.deliver('telemetry', events)
   const rate = TOTAL / ((performance.now() - t0) / 1000)
+  const cpu = (selfCpu() - c0) / TOTAL
+  const hostCpu = (cpuOf(pids) - h0) / TOTAL
   if (outcomes.some((o) => o.status !== 'done')) throw new Error('not every event was done')
   const info = gw.function('telemetry')
   await gw.stop()
   process.stderr.write(`gateway (hosts=${hosts}): ${info?.counts.invocations} invocations, ${info?.counts.eventsDone} events\n`)
-  return rate
+  return { rate, cpu, hostCpu }
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-warm-'))
@@ -78,10 +85,14 @@ const compiled = await compileFunction(join(dir, 'fn.js'), { root: dir, function
 
 const js = await plainJs(join(dir, 'fn.mjs'))
 const iso = await inIsolate(compiled.code)
-const gw1 = await gateway(1)
-const gw2 = await gateway(2)
+const g1 = await gateway(1)
+const g2 = await gateway(2)
+const gw1 = g1.rate
+const gw2 = g2.rate
 console.log(`\nwarm path, ${TOTAL} events in batches of ${BATCH} (events/s)`)
 console.log(`in-process, plain JS          ${fmt(js, 0).padStart(10)}`)
 console.log(`in-process, one isolate       ${fmt(iso, 0).padStart(10)}`)
 console.log(`gateway, 1 worker host        ${fmt(gw1, 0).padStart(10)}   ${fmt(gw1 / iso)}x isolate   ${fmt(gw1 / js, 3)}x plain JS`)
 console.log(`gateway, 2 worker hosts       ${fmt(gw2, 0).padStart(10)}   ${fmt(gw2 / iso)}x isolate   ${fmt(gw2 / js, 3)}x plain JS`)
+console.log(`CPU us/event (gateway + worker hosts): 1 host ${fmt(g1.cpu, 1)} + ${fmt(g1.hostCpu, 1)}, 2 hosts ${fmt(g2.cpu, 1)} + ${fmt(g2.hostCpu, 1)}`)
+recordSummary({ source: 'warm path (1 worker host)', ratio: gw1 / iso, baseline: 'one in-process isolate, same hand-over', cpuGateway: g1.cpu, cpuHosts: g1.hostCpu })
