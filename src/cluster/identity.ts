@@ -15,6 +15,9 @@ export interface InstanceSettings {
   expiryMs: number
 }
 
+/** What instance.id allows (the config schema's pattern): safe in client ids, owner ids and topics. */
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
 export const INSTANCE_DEFAULTS = { heartbeatMs: 2000, expiryMs: 10_000 } as const
 
 /** A new incarnation: one gateway run among the runs that used the same instance id (a restart gets a new one). */
@@ -36,6 +39,11 @@ export function resolveInstance(config: Pick<GatewayConfig, 'instance'>, env: No
     })
   }
   const fromEnv = env.SLUICE_INSTANCE_ID?.trim()
+  if (c.id === undefined && fromEnv && !ID_PATTERN.test(fromEnv)) {
+    throw new SluiceError('SLUICE_ERR_INSTANCE_CONFIG', `SLUICE_INSTANCE_ID ${JSON.stringify(fromEnv)} is not a valid instance id: use letters, digits, '.', '_' and '-' (at most 128 characters, starting with a letter or digit)`, {
+      context: { path: 'instance.id' },
+    })
+  }
   return { id: c.id ?? (fromEnv ? fromEnv : hostname()), heartbeatMs, expiryMs }
 }
 
