@@ -312,6 +312,13 @@ export class Router {
   }
 
   private dispatch(l: FnLane, lease: Lease): void {
+    if (!lease.isCurrent()) {
+      // A reload replaced the code while this lease waited for its batch to fill: the batch is
+      // formed now, so it runs on a fresh lease of the new version.
+      lease.release()
+      this.pump(l)
+      return
+    }
     const items = l.lane.take(l.fn.batch.maxSize, MAX_BATCH_CHARS)
     if (items.length === 0) {
       lease.release()

@@ -64,6 +64,11 @@ export interface Lease {
   readonly waitMs: number
   run(eventsJson: string, invocationId: string): Promise<RunResult>
   release(): void
+  /**
+   * False once a reload replaced the instance's code version (or removed the function) after the
+   * lease was granted: start no new batch on it; release it and acquire again.
+   */
+  isCurrent(): boolean
 }
 
 export interface FunctionStats {
@@ -221,6 +226,7 @@ export class Scheduler {
         released = true
         this.onRelease(inst)
       },
+      isCurrent: () => !inst.fn.removed && !this.stale(inst),
     }
   }
 

@@ -53,12 +53,16 @@ it('retires instances of the previous code version and never hands them a new ba
   const longRun = run(busy, 1500)
   expect(scheduler.versions('f')).toEqual({ [v1.hash]: 2 })
 
+  expect(busy.isCurrent()).toBe(true)
   pool.registerCode(v2.hash, v2.code)
   scheduler.update({ ...spec, hash: v2.hash })
+  // The router checks this before it forms a batch on a lease it held: no new batch on v1.
+  expect(busy.isCurrent()).toBe(false)
   // The idle v1 instance is gone at once; the busy one stays until its batch is done.
   expect(scheduler.versions('f')).toEqual({ [v1.hash]: 1 })
 
   const next = await scheduler.acquire('f')
+  expect(next.isCurrent()).toBe(true)
   expect(await run(next, 0)).toBe('v2')
   expect(await longRun).toBe('v1')
   expect(pool.hasCode(v1.hash)).toBe(true)
