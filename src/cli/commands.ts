@@ -29,6 +29,16 @@ export async function runStart(configPath: string, opts: { watch?: boolean } = {
   const loaded = await load(configPath)
   const logger = createLogger(loaded.config.log.level)
   for (const note of loaded.notes) logger.info({ config: configPath }, note)
+  // Signals are wired before the start: a SIGTERM while triggers come up (which can take a
+  // broker's start timeout) stops the gateway as soon as it is up instead of killing the process
+  // mid-start with nothing drained.
+  let signalled: string | undefined
+  let onSignal: (signal: string) => void = (signal) => {
+    signalled ??= signal
+    logger.info({ signal }, 'signal during start: stopping once the gateway is up')
+  }
+  process.on('SIGTERM', () => onSignal('SIGTERM'))
+  process.on('SIGINT', () => onSignal('SIGINT'))
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger })
   installProcessGuard({ log: logger, drain: () => gw.stop() })
   // Without --watch an edit changes nothing until a reload: say so when it happens.
@@ -54,8 +64,8 @@ export async function runStart(configPath: string, opts: { watch?: boolean } = {
         () => resolve(1),
       )
     }
-    process.on('SIGTERM', () => stop('SIGTERM'))
-    process.on('SIGINT', () => stop('SIGINT'))
+    onSignal = stop
+    if (signalled) stop(signalled)
   })
 }
 
