@@ -8,9 +8,9 @@
  * queue and reloaded (POST /admin/reload, all at once), so they start draining together. Rate and
  * CPU are measured over a window: from the moment the last instance logged 'amqp consumer started'
  * for the filled queue to the moment the instances' counters (GET /admin/functions/telemetry,
- * eventsDone) add up to every message; the few done before the window are left out of it. CPU per message is the CPU
- * time of the gateway processes and their worker hosts (/proc) in that window over the messages
- * done in it. Lost or doubled messages: the counters must add up to exactly the pre-filled count,
+ * eventsDone, polled every 50 ms) add up to every message; the few done before the window are
+ * left out of it. CPU per message is the CPU time of the gateway processes and their worker hosts
+ * (/proc) in that window over the messages done in it. Lost or doubled messages: the counters must add up to exactly the pre-filled count,
  * none dead, and the queue must be empty afterwards.
  *
  *   node --no-node-snapshot --import tsx bench/cluster-amqp.ts [messages] [rounds]
@@ -43,6 +43,8 @@ interface Window {
   ms: number
   /** CPU time (us) in the window: the consumer's process(es) and worker hosts. */
   cpuUs: number
+  /** Function runs over the whole drain (gateways only): events per run shows how batches fill. */
+  invocations?: number
 }
 
 function body(k: number): Buffer {
@@ -166,9 +168,9 @@ functions:
     if (!res.ok) throw new Error(`POST /admin/reload answered ${res.status}: ${await res.text()}`)
   }
 
-  async counts(): Promise<{ eventsDone: number; eventsDead: number }> {
+  async counts(): Promise<Counts> {
     const res = await fetch(`${this.url}/admin/functions/telemetry`)
-    return ((await res.json()) as { counts: { eventsDone: number; eventsDead: number } }).counts
+    return ((await res.json()) as { counts: Counts }).counts
   }
 
   stop(): Promise<unknown> {
@@ -177,6 +179,12 @@ functions:
     this.child.kill('SIGTERM')
     return exited
   }
+}
+
+interface Counts {
+  eventsDone: number
+  eventsDead: number
+  invocations: number
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -198,11 +206,15 @@ async function cluster(dir: string, queue: string, n: number): Promise<Window & 
     await started(2)
     const t0 = performance.now()
     const cpu0 = instances.reduce((a, i) => a + treeCpuUs(i.child.pid as number), 0)
-    const done = async () => (await Promise.all(instances.map((i) => i.counts()))).reduce((a, c) => ({ eventsDone: a.eventsDone + c.eventsDone, eventsDead: a.eventsDead + c.eventsDead }), { eventsDone: 0, eventsDead: 0 })
+    const done = async () =>
+      (await Promise.all(instances.map((i) => i.counts()))).reduce(
+        (a, c) => ({ eventsDone: a.eventsDone + c.eventsDone, eventsDead: a.eventsDead + c.eventsDead, invocations: a.invocations + c.invocations }),
+        { eventsDone: 0, eventsDead: 0, invocations: 0 },
+      )
     const before = (await done()).eventsDone
     let c = await done()
     while (c.eventsDone < TOTAL) {
-      await sleep(20)
+      await sleep(50)
       c = await done()
     }
     const t1 = performance.now()
@@ -211,7 +223,7 @@ async function cluster(dir: string, queue: string, n: number): Promise<Window & 
     await sleep(500)
     c = await done()
     if (c.eventsDone !== TOTAL || c.eventsDead !== 0) throw new Error(`${n} instances: ${c.eventsDone} done, ${c.eventsDead} dead of ${TOTAL}`)
-    return { n: TOTAL - before, ms: t1 - t0, cpuUs: cpu, before }
+    return { n: TOTAL - before, ms: t1 - t0, cpuUs: cpu, before, invocations: c.invocations }
   } finally {
     await Promise.all(instances.map((i) => i.stop()))
     await ch.deleteQueue(idle).catch(() => undefined)
@@ -240,7 +252,7 @@ try {
       const w = config === 'bare' ? await bare(model, queue) : await cluster(dir, queue, config)
       await emptied(model, queue)
       results.get(config)?.push(w)
-      const head = 'before' in w ? `  (${w.before} done before the last instance consumed)` : ''
+      const head = 'before' in w ? `  (${w.before} done before the last instance consumed; ${fmt(TOTAL / (w.invocations ?? 1), 1)} events per function run)` : ''
       process.stderr.write(`round ${round} ${String(config).padEnd(4)} ${fmt(w.n / (w.ms / 1000), 0).padStart(7)} msg/s  ${fmt(w.cpuUs / w.n, 1)} us CPU/msg  ${w.n} in window${head}\n`)
     }
   }
@@ -257,10 +269,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const rate = (c: (typeof CONFIGS)[number]) => median((results.get(c) ?? []).map((w) => w.n / (w.ms / 1000)))
 const cpu = (c: (typeof CONFIGS)[number]) => median((results.get(c) ?? []).map((w) => w.cpuUs / w.n))
 console.log(`\none AMQP queue, ${TOTAL} messages per drain, prefetch ${PREFETCH}, ${ROUNDS} rounds (medians)`)
-console.log('consumer          msg/s   vs bare  vs 1 inst   CPU us/msg  vs bare  vs 1 inst')
+const perRun = (c: (typeof CONFIGS)[number]) => (c === 'bare' ? '' : fmt(median((results.get(c) ?? []).map((w) => TOTAL / (w.invocations ?? 1))), 1).padStart(8))
+console.log('consumer          msg/s   vs bare  vs 1 inst   CPU us/msg  vs bare  vs 1 inst  events/run')
 for (const c of CONFIGS) {
   const name = c === 'bare' ? 'bare amqplib' : `${c} instance${c > 1 ? 's' : ''}`
   console.log(
-    `${name.padEnd(16)}${fmt(rate(c), 0).padStart(7)}  ${fmt(rate(c) / rate('bare')).padStart(6)}x  ${fmt(rate(c) / rate(1)).padStart(8)}x  ${fmt(cpu(c), 1).padStart(10)}  ${fmt(cpu(c) / cpu('bare')).padStart(6)}x  ${fmt(cpu(c) / cpu(1)).padStart(8)}x`,
+    `${name.padEnd(16)}${fmt(rate(c), 0).padStart(7)}  ${fmt(rate(c) / rate('bare')).padStart(6)}x  ${fmt(rate(c) / rate(1)).padStart(8)}x  ${fmt(cpu(c), 1).padStart(10)}  ${fmt(cpu(c) / cpu('bare')).padStart(6)}x  ${fmt(cpu(c) / cpu(1)).padStart(8)}x  ${perRun(c)}`,
   )
 }
