@@ -9,8 +9,14 @@
  * CPU per event (this process, and the worker host from /proc) is the figure to read on a busy
  * machine.
  *
- *   node --no-node-snapshot --import tsx bench/handover.ts [events=100000] [rounds=3]
+ *   node --no-node-snapshot --import tsx bench/handover.ts [events=100000] [rounds=3] [parsed,raw]
+ *
+ * SLUICE_BENCH_PROFILE=<dir> writes a CPU profile of this process covering the measured rounds
+ * (run one kind alone to profile it); SLUICE_HOST_CPU_PROF=<dir> profiles the worker host.
  */
+import { writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
+import { join } from 'node:path'
 import { decodePayload, type TriggerEvent } from '../src/sdk/index.js'
 import { benchGateway, fmt, TELEMETRY_FN } from './common.js'
 import { cpuOf, selfCpu } from './cpu.js'
@@ -20,6 +26,7 @@ const TOTAL = Number(process.argv[2] ?? 100_000)
 const ROUNDS = Number(process.argv[3] ?? 3)
 const GROUP = 100
 const INFLIGHT = 10
+const KINDS = (process.argv[4] ?? 'parsed,raw').split(',') as Kind[]
 
 type Kind = 'parsed' | 'raw'
 
@@ -68,9 +75,16 @@ interface Round {
 }
 
 const results: Record<Kind, Round[]> = { parsed: [], raw: [] }
-for (const kind of ['parsed', 'raw'] as const) await drive(kind, 20_000)
+for (const kind of KINDS) await drive(kind, 20_000)
+const profileDir = process.env.SLUICE_BENCH_PROFILE
+const inspector = profileDir ? new Session() : undefined
+if (inspector) {
+  inspector.connect()
+  await inspector.post('Profiler.enable')
+  await inspector.post('Profiler.start')
+}
 for (let r = 0; r < ROUNDS; r++) {
-  for (const kind of ['parsed', 'raw'] as const) {
+  for (const kind of KINDS) {
     const c0 = selfCpu()
     const h0 = cpuOf(hostPids())
     const t0 = performance.now()
@@ -81,14 +95,18 @@ for (let r = 0; r < ROUNDS; r++) {
     process.stderr.write(`round ${r + 1} ${kind}: ${fmt(round.rate, 0)} events/s, CPU ${fmt(round.cpu, 1)} + ${fmt(round.hostCpu, 1)} us/event\n`)
   }
 }
+if (inspector && profileDir) {
+  const { profile } = await inspector.post('Profiler.stop')
+  writeFileSync(join(profileDir, `handover-${KINDS.join('-')}-${process.pid}.cpuprofile`), JSON.stringify(profile))
+}
 await gw.stop()
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 console.log(`\nhand-over, ${TOTAL} events of ~200 bytes, groups of ${GROUP}, ${GROUP * INFLIGHT} in flight, ${ROUNDS} alternating rounds (medians)\n`)
 console.log('| event made as | events/s | CPU us/event: this process + worker host |')
 console.log('| --- | --- | --- |')
-for (const kind of ['parsed', 'raw'] as const) {
+for (const kind of KINDS) {
   const rs = results[kind]
   console.log(`| ${kind} | ${fmt(median(rs.map((x) => x.rate)), 0)} | ${fmt(median(rs.map((x) => x.cpu)), 1)} + ${fmt(median(rs.map((x) => x.hostCpu)), 1)} |`)
 }
 const med = (k: 'parsed' | 'raw', f: (x: Round) => number) => median(results[k].map(f))
-recordSummary({ source: 'hand-over, raw bodies (no broker)', ratio: med('raw', (x) => x.rate) / med('parsed', (x) => x.rate), baseline: 'the same events parsed in the gateway', cpuGateway: med('raw', (x) => x.cpu), cpuHosts: med('raw', (x) => x.hostCpu), cpuBaseline: med('parsed', (x) => x.cpu) })
+if (KINDS.length === 2) recordSummary({ source: 'hand-over, raw bodies (no broker)', ratio: med('raw', (x) => x.rate) / med('parsed', (x) => x.rate), baseline: 'the same events parsed in the gateway', cpuGateway: med('raw', (x) => x.cpu), cpuHosts: med('raw', (x) => x.hostCpu), cpuBaseline: med('parsed', (x) => x.cpu) })

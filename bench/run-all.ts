@@ -49,7 +49,13 @@ interface Bench {
 const BENCHES: Bench[] = [
   { name: 'warm-path', script: 'warm-path.ts', args: [], quickArgs: ['50000'] },
   { name: 'handover', script: 'handover.ts', args: [], quickArgs: ['30000', '1'] },
-  { name: 'mqtt', script: 'mqtt-drain.ts', args: ['50000', '3'], quickArgs: ['20000', '1'], missing: async () => (has('mosquitto') ? undefined : 'no mosquitto binary on PATH') },
+  {
+    name: 'mqtt',
+    script: 'mqtt-drain.ts',
+    args: ['50000', '3'],
+    quickArgs: ['20000', '1'],
+    missing: async () => (has('mosquitto') ? undefined : 'no mosquitto binary on PATH'),
+  },
   {
     name: 'amqp',
     script: 'amqp.ts',
@@ -63,6 +69,7 @@ const BENCHES: Bench[] = [
   { name: 'eventhubs', script: 'eventhubs.ts', args: [], quickArgs: ['5000', '4', '1'] },
   { name: 'kafka', script: 'kafka.ts', args: [], quickArgs: [], missing: async () => (has('java') ? undefined : 'no java on PATH (Kafka 4 broker)') },
   { name: 'http', script: 'http.ts', args: ['5', '10,100', '2'], quickArgs: ['2', '10,100', '1'] },
+  { name: 'isolate-call', script: 'isolate-call.ts', args: [], quickArgs: ['5000'] },
 ]
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-all-'))
@@ -105,8 +112,9 @@ console.log(`\n## Summary${quick ? ' (quick run)' : ''}\n`)
 console.log('| source | rate ratio | baseline | CPU us/event: gateway + hosts | baseline CPU us/event | note |')
 console.log('| --- | --- | --- | --- | --- | --- |')
 for (const r of rows) {
-  const cpu = r.cpuGateway === undefined ? '-' : r.cpuHosts === undefined ? us(r.cpuGateway) : `${us(r.cpuGateway)} + ${us(r.cpuHosts)}`
+  const cpu = r.cpuHosts === undefined ? us(r.cpuGateway) : `${us(r.cpuGateway)} + ${us(r.cpuHosts)}`
   console.log(`| ${r.source} | ${fmt(r.ratio)}x | ${r.baseline} | ${cpu} | ${us(r.cpuBaseline)} | ${r.note ?? ''} |`)
 }
-for (const r of ran) if (r.status !== 'ran') console.log(`\n${r.name}: ${r.status}`)
+const notRun = ran.filter((r) => r.status !== 'ran')
+if (notRun.length > 0) console.log(`\n${notRun.map((r) => `- ${r.name}: ${r.status}`).join('\n')}`)
 if (ran.some((r) => r.status.startsWith('failed'))) process.exitCode = 1
