@@ -33,7 +33,19 @@ const FN = TELEMETRY_FN
 function body(k: number): Buffer {
   const station = `st-${String(k % 200).padStart(3, '0')}`
   return Buffer.from(
-    JSON.stringify({ station, scooter: `sc-${String(k % 5000).padStart(5, '0')}`, seq: k, battery: k % 100, speed: (k % 25) + 0.5, lat: 52.3676, lon: 4.9041, firmware: '2.14.7', ts: '2026-11-27T10:00:00.000Z', status: 'parked', odometerKm: 1234.5 }),
+    JSON.stringify({
+      station,
+      scooter: `sc-${String(k % 5000).padStart(5, '0')}`,
+      seq: k,
+      battery: k % 100,
+      speed: (k % 25) + 0.5,
+      lat: 52.3676,
+      lon: 4.9041,
+      firmware: '2.14.7',
+      ts: '2026-11-27T10:00:00.000Z',
+      status: 'parked',
+      odometerKm: 1234.5,
+    }),
   )
 }
 
@@ -195,6 +207,17 @@ try {
 const b = median(rates.bare)
 const g = median(rates.gateway)
 console.log(`\namqp drain, ${TOTAL} messages of ~${Math.round(size)} bytes, prefetch ${PREFETCH}, ${ROUNDS} alternating rounds (median msg/s)`)
-console.log(`bare amqplib consumer     ${fmt(b, 0).padStart(8)}   (rounds: ${rates.bare.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.bare), 1)} us CPU/msg`)
-console.log(`sluice gateway            ${fmt(g, 0).padStart(8)}   (rounds: ${rates.gateway.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.gateway), 1)} + ${fmt(median(hostCpus), 1)} us CPU/msg (process + worker hosts)   ${fmt(g / b)}x bare`)
-recordSummary({ source: 'AMQP drain', ratio: g / b, baseline: 'bare amqplib', cpuGateway: median(cpus.gateway), cpuHosts: median(hostCpus), cpuBaseline: median(cpus.bare) })
+console.log(
+  `bare amqplib consumer     ${fmt(b, 0).padStart(8)}   (rounds: ${rates.bare.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.bare), 1)} us CPU/msg`,
+)
+console.log(
+  `sluice gateway            ${fmt(g, 0).padStart(8)}   (rounds: ${rates.gateway.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.gateway), 1)} + ${fmt(median(hostCpus), 1)} us CPU/msg (process + worker hosts)   ${fmt(g / b)}x bare`,
+)
+recordSummary({
+  source: 'AMQP drain',
+  ratio: g / b,
+  baseline: 'bare amqplib',
+  cpuGateway: median(cpus.gateway),
+  cpuHosts: median(hostCpus),
+  cpuBaseline: median(cpus.bare),
+})

@@ -44,7 +44,8 @@ async function main(): Promise<void> {
     // N functions with the same code, so every first event meets a function with no instance.
     const yaml = `http: { port: 0, host: 127.0.0.1 }\nworkers: { hosts: 1, prewarm: ${prewarm} }\nstore: { path: ':memory:' }\nfunctions:\n${Array.from(
       { length: N },
-      (_, i) => `  f${i}:\n    code: fn.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n    batch: { maxSize: 1, maxWaitMs: 0 }\n    scale: { min: 0, max: 1, idleTimeoutMs: 3600000 }\n`,
+      (_, i) =>
+        `  f${i}:\n    code: fn.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n    batch: { maxSize: 1, maxWaitMs: 0 }\n    scale: { min: 0, max: 1, idleTimeoutMs: 3600000 }\n`,
     ).join('')}`
     const gw = await benchGateway(yaml, { 'fn.js': FN })
     await new Promise((r) => setTimeout(r, 300))

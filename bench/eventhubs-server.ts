@@ -10,7 +10,15 @@ const server = new EventHubsTestServer()
 await server.start()
 
 /** A telemetry reading of the demo's kind, about 150 bytes of JSON. */
-const reading = (k: number) => ({ station: `st-${String(k % 200).padStart(3, '0')}`, scooter: `sc-${k % 5000}`, battery: k % 100, speed: (k % 25) + 0.5, lat: 52.37, lon: 4.9, at: 1764230400000 + k })
+const reading = (k: number) => ({
+  station: `st-${String(k % 200).padStart(3, '0')}`,
+  scooter: `sc-${k % 5000}`,
+  battery: k % 100,
+  speed: (k % 25) + 0.5,
+  lat: 52.37,
+  lon: 4.9,
+  at: 1764230400000 + k,
+})
 
 process.on('message', (m: { fill?: { hub: string; partitions: number; perPartition: number } }) => {
   if (!m.fill) return

@@ -153,7 +153,18 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const ratios = gws.map((g, i) => g.rate / (bares[i] as Round).rate)
 console.log(`\nevent hubs, ${PARTITIONS} partitions x ${PER_PARTITION} events, ${ROUNDS} alternating rounds (medians)`)
 console.log(`                                  events/s   us CPU/event`)
-console.log(`bare EventHubConsumerClient     ${fmt(median(bares.map((b) => b.rate)), 0).padStart(10)}   ${fmt(median(bares.map((b) => b.cpuUsPerEvent)), 1).padStart(12)}`)
-console.log(`gateway (trigger -> function)   ${fmt(median(gws.map((g) => g.rate)), 0).padStart(10)}   ${fmt(median(gws.map((g) => g.cpuUsPerEvent)), 1).padStart(12)}`)
-recordSummary({ source: 'Event Hubs', ratio: median(ratios), baseline: 'bare EventHubConsumerClient', cpuGateway: median(gws.map((g) => g.cpuUsPerEvent)), cpuBaseline: median(bares.map((b) => b.cpuUsPerEvent)), note: 'CPU: process + worker hosts together' })
+console.log(
+  `bare EventHubConsumerClient     ${fmt(median(bares.map((b) => b.rate)), 0).padStart(10)}   ${fmt(median(bares.map((b) => b.cpuUsPerEvent)), 1).padStart(12)}`,
+)
+console.log(
+  `gateway (trigger -> function)   ${fmt(median(gws.map((g) => g.rate)), 0).padStart(10)}   ${fmt(median(gws.map((g) => g.cpuUsPerEvent)), 1).padStart(12)}`,
+)
+recordSummary({
+  source: 'Event Hubs',
+  ratio: median(ratios),
+  baseline: 'bare EventHubConsumerClient',
+  cpuGateway: median(gws.map((g) => g.cpuUsPerEvent)),
+  cpuBaseline: median(bares.map((b) => b.cpuUsPerEvent)),
+  note: 'CPU: process + worker hosts together',
+})
 console.log(`ratio gateway / bare (median of per-round ratios): ${fmt(median(ratios))}x (rounds: ${ratios.map((r) => fmt(r)).join(', ')})`)

@@ -100,7 +100,9 @@ for (const conn of CONNECTIONS) {
       const m: Measured = { ...l, cpuUs: (cpu - host) / Math.max(1, l.total), hostCpuUs: host / Math.max(1, l.total) }
       const key = `${s.name}@${conn}`
       results.set(key, [...(results.get(key) ?? []), m])
-      process.stderr.write(`${conn} conn. round ${r + 1} ${s.name}: ${fmt(l.rps, 0)} req/s, CPU ${fmt(m.cpuUs, 1)} + ${fmt(m.hostCpuUs, 1)} us/req, errors ${l.errors}\n`)
+      process.stderr.write(
+        `${conn} conn. round ${r + 1} ${s.name}: ${fmt(l.rps, 0)} req/s, CPU ${fmt(m.cpuUs, 1)} + ${fmt(m.hostCpuUs, 1)} us/req, errors ${l.errors}\n`,
+      )
     }
   }
 }
@@ -117,11 +119,20 @@ for (const conn of CONNECTIONS) {
   const row = (s: (typeof servers)[number]) => {
     const ms = results.get(`${s.name}@${conn}`) ?? []
     const rps = avg(ms.map((m) => m.rps))
-    return { rps, ratio: rps / base, cpu: avg(ms.map((m) => m.cpuUs)), host: avg(ms.map((m) => m.hostCpuUs)), p50: avg(ms.map((m) => m.p50)), p99: avg(ms.map((m) => m.p99)) }
+    return {
+      rps,
+      ratio: rps / base,
+      cpu: avg(ms.map((m) => m.cpuUs)),
+      host: avg(ms.map((m) => m.hostCpuUs)),
+      p50: avg(ms.map((m) => m.p50)),
+      p99: avg(ms.map((m) => m.p99)),
+    }
   }
   for (const s of servers) {
     const x = row(s)
-    console.log(`| ${s.label} | ${conn} | ${fmt(x.rps, 0)} | ${fmt(x.ratio)}x | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.cpu, 1)}${s.name === 'sluice' ? ` + ${fmt(x.host, 1)}` : ''} |`)
+    console.log(
+      `| ${s.label} | ${conn} | ${fmt(x.rps, 0)} | ${fmt(x.ratio)}x | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.cpu, 1)}${s.name === 'sluice' ? ` + ${fmt(x.host, 1)}` : ''} |`,
+    )
   }
   const g = row(servers[1] as (typeof servers)[number])
   const nr = nodeRed ? row(servers[2] as (typeof servers)[number]) : undefined

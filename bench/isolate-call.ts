@@ -43,7 +43,16 @@ globalThis.runSync = (json) => JSON.stringify({ ok: true, value: reply(JSON.pars
 isolate.compileScriptSync(script).runSync(context)
 const runAsync = context.global.getSync('runAsync', { reference: true }) as ivm.Reference<(j: string) => Promise<string>>
 const runSync = context.global.getSync('runSync', { reference: true }) as ivm.Reference<(j: string) => string>
-const EVENT = JSON.stringify([{ attempt: 1, id: 'r1', source: 'http://api/stations/st-007', time: '2026-11-27T10:00:00.000Z', body: null, meta: { method: 'GET', path: '/stations/st-007', headers: { host: 'x' } } }])
+const EVENT = JSON.stringify([
+  {
+    attempt: 1,
+    id: 'r1',
+    source: 'http://api/stations/st-007',
+    time: '2026-11-27T10:00:00.000Z',
+    body: null,
+    meta: { method: 'GET', path: '/stations/st-007', headers: { host: 'x' } },
+  },
+])
 
 type Style = 'apply (async)' | 'applySync'
 const call: Record<Style, () => Promise<unknown>> = {
@@ -81,4 +90,12 @@ for (const conc of [1, 10]) {
 isolate.dispose()
 const a = rows['apply (async)@10']
 const p = rows['applySync@10']
-if (a && p) recordSummary({ source: 'isolate call, applySync (10 concurrent)', ratio: p.rate / a.rate, baseline: 'async apply', cpuHosts: p.cpu, cpuBaseline: a.cpu, note: 'worker-host side of one HTTP request, no process hop' })
+if (a && p)
+  recordSummary({
+    source: 'isolate call, applySync (10 concurrent)',
+    ratio: p.rate / a.rate,
+    baseline: 'async apply',
+    cpuHosts: p.cpu,
+    cpuBaseline: a.cpu,
+    note: 'worker-host side of one HTTP request, no process hop',
+  })

@@ -201,11 +201,20 @@ try {
   console.log(`\nkafka 4 (real broker), ${TOTAL} messages, ${PARTITIONS} partitions, median of ${ROUNDS} rounds (join -> last commit)`)
   console.log('                                              msgs/s   rate   CPU us/msg   CPU')
   const row = (label: string, k: keyof typeof runs) =>
-    console.log(`${label.padEnd(44)}${fmt(rate(k), 0).padStart(8)}  ${fmt(rate(k) / base).padStart(5)}x  ${fmt(cpu(k), 1).padStart(10)}  ${fmt(cpu(k) / baseCpu).padStart(5)}x`)
+    console.log(
+      `${label.padEnd(44)}${fmt(rate(k), 0).padStart(8)}  ${fmt(rate(k) / base).padStart(5)}x  ${fmt(cpu(k), 1).padStart(10)}  ${fmt(cpu(k) / baseCpu).padStart(5)}x`,
+    )
   row('bare kafkajs eachBatch, JSON.parse + commit', 'parse')
   row('gateway (kafka trigger -> function)', 'gateway')
   row('bare kafkajs eachBatch, commit only', 'commit')
-  recordSummary({ source: 'Kafka', ratio: rate('gateway') / base, baseline: 'bare kafkajs eachBatch, JSON.parse + commit', cpuGateway: cpu('gateway'), cpuBaseline: baseCpu, note: 'CPU: process + worker hosts together' })
+  recordSummary({
+    source: 'Kafka',
+    ratio: rate('gateway') / base,
+    baseline: 'bare kafkajs eachBatch, JSON.parse + commit',
+    cpuGateway: cpu('gateway'),
+    cpuBaseline: baseCpu,
+    note: 'CPU: process + worker hosts together',
+  })
 } finally {
   await broker.close()
 }

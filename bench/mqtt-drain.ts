@@ -50,7 +50,17 @@ const FN = TELEMETRY_FN
 
 function message(i: number): { topic: string; payload: string } {
   const station = `st-${String(i % 200).padStart(3, '0')}`
-  const body = { station, scooter: `sc-${String(i % 5000).padStart(5, '0')}`, battery: i % 100, speed: (i % 25) + 0.5, lat: 52.370216, lon: 4.895168, ts: '2026-11-27T10:00:00.000Z', seq: i, pad: '' }
+  const body = {
+    station,
+    scooter: `sc-${String(i % 5000).padStart(5, '0')}`,
+    battery: i % 100,
+    speed: (i % 25) + 0.5,
+    lat: 52.370216,
+    lon: 4.895168,
+    ts: '2026-11-27T10:00:00.000Z',
+    seq: i,
+    pad: '',
+  }
   const base = JSON.stringify(body).length
   body.pad = 'x'.repeat(Math.max(0, 200 - base))
   return { topic: `bench/stations/${station}/telemetry`, payload: JSON.stringify(body) }
@@ -158,7 +168,15 @@ async function bare(broker: Mosquitto, clientId: string): Promise<Drain> {
 function warmEvents(from: number, n: number) {
   return Array.from({ length: n }, (_, i) => {
     const m = message(from + i)
-    return { id: `warm-${from + i}`, source: `mqtt://devices/${m.topic}`, key: m.topic, time: new Date().toISOString(), body: undefined, rawBody: m.payload, meta: { topic: m.topic, qos: 1, retain: false, dup: false, packetId: 1 } }
+    return {
+      id: `warm-${from + i}`,
+      source: `mqtt://devices/${m.topic}`,
+      key: m.topic,
+      time: new Date().toISOString(),
+      body: undefined,
+      rawBody: m.payload,
+      meta: { topic: m.topic, qos: 1, retain: false, dup: false, packetId: 1 },
+    }
   })
 }
 
@@ -235,7 +253,9 @@ async function gateway(broker: Mosquitto, clientId: string, warm: boolean): Prom
     ? setInterval(() => {
         const f = gw.function('telemetry')
         const r = gw.router.stats('telemetry')
-        process.stderr.write(`t=${fmt(performance.now() - t0, 0)} in=${delivered} done=${n} backlog=${f?.backlog} inflight=${f?.inflight} ready=${r.ready} inst=${f?.instances.total}/${f?.instances.busy} inv=${f?.counts.invocations}\n`)
+        process.stderr.write(
+          `t=${fmt(performance.now() - t0, 0)} in=${delivered} done=${n} backlog=${f?.backlog} inflight=${f?.inflight} ready=${r.ready} inst=${f?.instances.total}/${f?.instances.busy} inv=${f?.counts.invocations}\n`,
+        )
       }, 100)
     : undefined
   await finished
@@ -280,7 +300,9 @@ async function main(): Promise<void> {
   for (const kind of KINDS) {
     const ds = results[kind]
     const m = mean(ds.map((d) => d.rate))
-    console.log(`| ${LABELS[kind]} | ${ds.map((d) => fmt(d.rate, 0)).join(', ')} | ${fmt(m, 0)} | ${fmt(m / base)}x | ${fmt(mean(ds.map((d) => d.cpu)), 1)} + ${fmt(mean(ds.map((d) => d.hostCpu)), 1)} |`)
+    console.log(
+      `| ${LABELS[kind]} | ${ds.map((d) => fmt(d.rate, 0)).join(', ')} | ${fmt(m, 0)} | ${fmt(m / base)}x | ${fmt(mean(ds.map((d) => d.cpu)), 1)} + ${fmt(mean(ds.map((d) => d.hostCpu)), 1)} |`,
+    )
     if (kind !== 'bare' && results.bare.length > 0) {
       recordSummary({
         source: kind === 'gateway' ? 'MQTT drain (warm)' : 'MQTT drain (cold start included)',

@@ -43,9 +43,14 @@ export async function startNodeRed(body: unknown): Promise<NodeRed | undefined> 
     { id: 'out', type: 'http response', z: 'tab', statusCode: '', headers: {}, wires: [] },
   ]
   writeFileSync(join(dir, 'flows.json'), JSON.stringify(flows))
-  writeFileSync(join(dir, 'settings.js'), `module.exports = { uiHost: '127.0.0.1', flowFile: 'flows.json', logging: { console: { level: 'warn' } }, editorTheme: { tours: false } }\n`)
+  writeFileSync(
+    join(dir, 'settings.js'),
+    `module.exports = { uiHost: '127.0.0.1', flowFile: 'flows.json', logging: { console: { level: 'warn' } }, editorTheme: { tours: false } }\n`,
+  )
   const port = await freePort()
-  const child: ChildProcess = spawn(process.execPath, [red, '--userDir', dir, '--settings', join(dir, 'settings.js'), '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child: ChildProcess = spawn(process.execPath, [red, '--userDir', dir, '--settings', join(dir, 'settings.js'), '--port', String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)))
   child.stderr?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)))

@@ -29,9 +29,22 @@ async function time(n: number, op: (i: number) => Promise<unknown>): Promise<num
 }
 
 async function measure(store: Store, tag: string): Promise<{ dead: number[]; lease: number[] }> {
-  const event = { id: 'e', source: 'amqp://q/telemetry', time: new Date().toISOString(), body: { station: 17, battery: 12, readings: Array.from({ length: 20 }, (_, i) => i) }, meta: { queue: 'telemetry', deliveryTag: 1 } }
+  const event = {
+    id: 'e',
+    source: 'amqp://q/telemetry',
+    time: new Date().toISOString(),
+    body: { station: 17, battery: 12, readings: Array.from({ length: 20 }, (_, i) => i) },
+    meta: { queue: 'telemetry', deliveryTag: 1 },
+  }
   const dead = await time(N, (i) =>
-    store.putDeadLetter({ function: 'telemetry', event: { ...event, id: `${tag}-${i}` }, error: { code: 'SLUICE_ERR_FUNCTION_THREW', message: 'boom', retriable: true }, attempts: 3, firstAttemptAt: new Date().toISOString(), failedAt: new Date().toISOString() }),
+    store.putDeadLetter({
+      function: 'telemetry',
+      event: { ...event, id: `${tag}-${i}` },
+      error: { code: 'SLUICE_ERR_FUNCTION_THREW', message: 'boom', retriable: true },
+      attempts: 3,
+      firstAttemptAt: new Date().toISOString(),
+      failedAt: new Date().toISOString(),
+    }),
   )
   const lease = await time(N, async (i) => {
     const r = await store.acquireLease(`timer:bench:tick:${tag}-${i}`, 'bench', 10_000)
@@ -55,7 +68,9 @@ try {
   ] as const) {
     const x = summary([...a])
     const y = summary([...b])
-    console.log(`${name.padEnd(30)}${`${fmt(x.p50, 3)} / ${fmt(x.p99, 3)}`.padEnd(19)}${`${fmt(y.p50, 3)} / ${fmt(y.p99, 3)}`.padEnd(19)}${fmt(y.p50 / x.p50)}x`)
+    console.log(
+      `${name.padEnd(30)}${`${fmt(x.p50, 3)} / ${fmt(x.p99, 3)}`.padEnd(19)}${`${fmt(y.p50, 3)} / ${fmt(y.p99, 3)}`.padEnd(19)}${fmt(y.p50 / x.p50)}x`,
+    )
   }
 } finally {
   await sqlite.close()

@@ -95,4 +95,10 @@ console.log(`in-process, one isolate       ${fmt(iso, 0).padStart(10)}`)
 console.log(`gateway, 1 worker host        ${fmt(gw1, 0).padStart(10)}   ${fmt(gw1 / iso)}x isolate   ${fmt(gw1 / js, 3)}x plain JS`)
 console.log(`gateway, 2 worker hosts       ${fmt(gw2, 0).padStart(10)}   ${fmt(gw2 / iso)}x isolate   ${fmt(gw2 / js, 3)}x plain JS`)
 console.log(`CPU us/event (gateway + worker hosts): 1 host ${fmt(g1.cpu, 1)} + ${fmt(g1.hostCpu, 1)}, 2 hosts ${fmt(g2.cpu, 1)} + ${fmt(g2.hostCpu, 1)}`)
-recordSummary({ source: 'warm path (1 worker host)', ratio: gw1 / iso, baseline: 'one in-process isolate, same hand-over', cpuGateway: g1.cpu, cpuHosts: g1.hostCpu })
+recordSummary({
+  source: 'warm path (1 worker host)',
+  ratio: gw1 / iso,
+  baseline: 'one in-process isolate, same hand-over',
+  cpuGateway: g1.cpu,
+  cpuHosts: g1.hostCpu,
+})

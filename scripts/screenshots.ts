@@ -87,7 +87,9 @@ try {
       }
       const n = seq++
       const body = { station: `st-${String(n % 40).padStart(3, '0')}`, scooter: `sc-${n % 900}`, battery: (n * 37) % 100, speed: n % 25, seq: n }
-      await fetch(`${gw.url}/api/telemetry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.arrayBuffer())
+      await fetch(`${gw.url}/api/telemetry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) =>
+        r.arrayBuffer(),
+      )
       if (n % 20 === 0) await fetch(`${gw.url}/api/stations/st-${String(n % 40).padStart(3, '0')}`).then((r) => r.arrayBuffer())
     }
   }

@@ -92,7 +92,13 @@ export class Gateway implements AdminApi {
       reload: () => this.reloader.reload(),
       instances: () => this.cluster.view(),
     })
-    this.cluster = createClusterMember({ parts: this.parts, units: this.units, state: () => this.state, url: () => this.address, connections: () => this.admin.connections() })
+    this.cluster = createClusterMember({
+      parts: this.parts,
+      units: this.units,
+      state: () => this.state,
+      url: () => this.address,
+      connections: () => this.admin.connections(),
+    })
     this.live = new LiveFeed({
       gateway: this.id,
       log: asLogger(this.log).child({ component: 'live' }),

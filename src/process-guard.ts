@@ -28,7 +28,7 @@ export interface ProcessGuardOptions {
 /** What a thrown value or rejection reason says, for the log line. */
 function describe(err: unknown): { code: string; message: string; stack?: string; name?: string } {
   try {
-    const code = hasCode(err) ? err.code : typeof (err as { code?: unknown })?.code === 'string' ? ((err as { code: string }).code) : 'SLUICE_ERR_INTERNAL'
+    const code = hasCode(err) ? err.code : typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : 'SLUICE_ERR_INTERNAL'
     if (err instanceof Error) return { code, name: err.name, message: err.message, ...(err.stack ? { stack: err.stack } : {}) }
     return { code, message: `a non-Error value: ${String(err)}` }
   } catch {

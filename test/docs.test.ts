@@ -18,9 +18,28 @@ const read = (rel: string) => readFileSync(join(root, rel), 'utf8')
 type Schema = { [key: string]: unknown }
 
 const KEYWORDS = new Set([
-  '$schema', '$id', 'title', 'description', 'default',
-  'type', 'properties', 'required', 'additionalProperties', 'patternProperties', 'minProperties', 'maxProperties',
-  'anyOf', 'const', 'minimum', 'maximum', 'minLength', 'maxLength', 'pattern', 'items', 'minItems', 'uniqueItems',
+  '$schema',
+  '$id',
+  'title',
+  'description',
+  'default',
+  'type',
+  'properties',
+  'required',
+  'additionalProperties',
+  'patternProperties',
+  'minProperties',
+  'maxProperties',
+  'anyOf',
+  'const',
+  'minimum',
+  'maximum',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'items',
+  'minItems',
+  'uniqueItems',
 ])
 
 /**
@@ -52,7 +71,8 @@ function validate(s: Schema, v: unknown, at = ''): string[] {
   if (isObj) {
     const o = v as Record<string, unknown>
     const keys = Object.keys(o)
-    if ((typeof s.minProperties === 'number' && keys.length < s.minProperties) || (typeof s.maxProperties === 'number' && keys.length > s.maxProperties)) return fail
+    if ((typeof s.minProperties === 'number' && keys.length < s.minProperties) || (typeof s.maxProperties === 'number' && keys.length > s.maxProperties))
+      return fail
     for (const k of (s.required as string[] | undefined) ?? []) if (!(k in o)) errors.push(`${at}/${k}`)
     const props = (s.properties ?? {}) as Record<string, Schema>
     const patterns = Object.entries((s.patternProperties ?? {}) as Record<string, Schema>)
@@ -144,14 +164,15 @@ describe('JSON Schema of the configuration', () => {
     for (const [name, fn] of Object.entries(filled.functions)) filled.functions[name] = Value.Default(fnSchema, fn)
     for (const [name, conn] of Object.entries(filled.connections ?? {})) {
       const def = CONNECTORS.find((d) => d.kind === conn.kind)
-      if (def?.connectionSchema) (filled.connections as Record<string, unknown>)[name] = { ...(Value.Default(def.connectionSchema, { ...conn }) as object), kind: conn.kind }
+      if (def?.connectionSchema)
+        (filled.connections as Record<string, unknown>)[name] = { ...(Value.Default(def.connectionSchema, { ...conn }) as object), kind: conn.kind }
     }
     expect([...Value.Errors(schema, filled)].map((e) => `${e.path} ${e.message}`)).toEqual([])
     expect(Value.Check(schema, filled)).toBe(true)
   })
 
   it('does not require keys that have defaults', () => {
-    const fn = (((file.properties as Schema).functions as Schema).patternProperties as Record<string, Schema>)
+    const fn = ((file.properties as Schema).functions as Schema).patternProperties as Record<string, Schema>
     const [functionSchema] = Object.values(fn)
     expect(functionSchema?.required).toEqual(['code', 'trigger'])
   })

@@ -108,7 +108,10 @@ export class AmqpConnector implements Connector {
         this.link = await this.openLink()
         break
       } catch (e) {
-        const err = e instanceof SluiceError ? e : toSluiceError(e, 'SLUICE_ERR_CONNECTOR_START', `cannot connect to ${redact(this.conn.url)}`, { connection: this.spec.connectionName })
+        const err =
+          e instanceof SluiceError
+            ? e
+            : toSluiceError(e, 'SLUICE_ERR_CONNECTOR_START', `cannot connect to ${redact(this.conn.url)}`, { connection: this.spec.connectionName })
         const delay = backoffDelay({ backoff: 'exponential', ...this.conn.reconnect }, attempt)
         if (this.abort.signal.aborted || !err.retriable || Date.now() + delay > deadline) throw err
         log.warn({ attempt, delayMs: delay, err: errorInfo(err) }, 'amqp connection failed; trying again')
@@ -123,9 +126,11 @@ export class AmqpConnector implements Connector {
   private openLink(): Promise<Link> {
     const p = this.connect()
     this.opening = p
-    void p.catch(() => undefined).finally(() => {
-      if (this.opening === p) this.opening = undefined
-    })
+    void p
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.opening === p) this.opening = undefined
+      })
     return p
   }
 
@@ -149,11 +154,26 @@ export class AmqpConnector implements Connector {
       try {
         await declareTopology(ch, this.trigger, this.spec.connectionName)
       } catch (e) {
-        throw toSluiceError(e, 'SLUICE_ERR_CONNECTOR_TOPOLOGY', `declaring the topology of queue ${this.trigger.queue}`, { connection: this.spec.connectionName })
+        throw toSluiceError(e, 'SLUICE_ERR_CONNECTOR_TOPOLOGY', `declaring the topology of queue ${this.trigger.queue}`, {
+          connection: this.spec.connectionName,
+        })
       }
       let setDown = () => {}
       const down = new Promise<void>((r) => (setDown = r))
-      link = { gen, model, ch, window: new AckWindow(), consumerTag: undefined, sync: Promise.resolve(), closed: false, flushQueued: false, inflight: new Map(), dlx: undefined, down, setDown }
+      link = {
+        gen,
+        model,
+        ch,
+        window: new AckWindow(),
+        consumerTag: undefined,
+        sync: Promise.resolve(),
+        closed: false,
+        flushQueued: false,
+        inflight: new Map(),
+        dlx: undefined,
+        down,
+        setDown,
+      }
       if (this.abort.signal.aborted) throw new Error('stopping')
       await this.syncConsumer(link)
       if (link.closed) throw new Error('the connection closed while subscribing')
@@ -396,13 +416,29 @@ export class AmqpConnector implements Connector {
         'x-sluice-function': this.spec.functionName,
         'x-sluice-queue': this.trigger.queue,
       }
-      const options = { contentType: p.contentType, contentEncoding: p.contentEncoding, deliveryMode: p.deliveryMode, priority: p.priority, correlationId: p.correlationId, replyTo: p.replyTo, messageId: p.messageId, timestamp: p.timestamp, type: p.type, appId: p.appId }
+      const options = {
+        contentType: p.contentType,
+        contentEncoding: p.contentEncoding,
+        deliveryMode: p.deliveryMode,
+        priority: p.priority,
+        correlationId: p.correlationId,
+        replyTo: p.replyTo,
+        messageId: p.messageId,
+        timestamp: p.timestamp,
+        type: p.type,
+        appId: p.appId,
+      }
       const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined && v !== null))
       await new Promise<void>((resolve, reject) => {
-        ch.publish(exchange, this.trigger.deadLetterRoutingKey ?? msg.fields.routingKey, msg.content, { ...defined, headers }, (err: unknown) => (err ? reject(err) : resolve()))
+        ch.publish(exchange, this.trigger.deadLetterRoutingKey ?? msg.fields.routingKey, msg.content, { ...defined, headers }, (err: unknown) =>
+          err ? reject(err) : resolve(),
+        )
       })
     } catch (e) {
-      this.log?.error({ exchange, deadLetterId: outcome.deadLetterId, err: describe(e) }, 'cannot publish to the dead-letter exchange; the message is in the dead-letter store')
+      this.log?.error(
+        { exchange, deadLetterId: outcome.deadLetterId, err: describe(e) },
+        'cannot publish to the dead-letter exchange; the message is in the dead-letter store',
+      )
     }
   }
 

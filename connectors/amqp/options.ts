@@ -23,13 +23,19 @@ export const amqpConnectionSchema = Type.Object(
       minimum: 100,
       maximum: 600000,
       default: 10000,
-      description: 'How long one connection attempt may take, and how long a start attempt keeps trying before it fails (the gateway then runs without the trigger and retries it, or does not start when the connection is required).',
+      description:
+        'How long one connection attempt may take, and how long a start attempt keeps trying before it fails (the gateway then runs without the trigger and retries it, or does not start when the connection is required).',
     }),
     reconnect: Type.Optional(
       Type.Object(
         {
           initialDelayMs: Type.Integer({ minimum: 10, maximum: 600000, default: 500, description: 'Delay before the first reconnect attempt.' }),
-          maxDelayMs: Type.Integer({ minimum: 10, maximum: 3600000, default: 30000, description: 'Longest delay between attempts (exponential, with jitter).' }),
+          maxDelayMs: Type.Integer({
+            minimum: 10,
+            maximum: 3600000,
+            default: 30000,
+            description: 'Longest delay between attempts (exponential, with jitter).',
+          }),
         },
         { ...Strict, description: 'Backoff between reconnect attempts after the connection is lost.' },
       ),
@@ -51,7 +57,10 @@ export const amqpTriggerSchema = Type.Object(
     declare: Type.Optional(
       Type.Object(
         {
-          type: OneOf(['classic', 'quorum'], { default: 'classic', description: 'Queue type. quorum: replicated, counts redeliveries itself (x-delivery-count).' }),
+          type: OneOf(['classic', 'quorum'], {
+            default: 'classic',
+            description: 'Queue type. quorum: replicated, counts redeliveries itself (x-delivery-count).',
+          }),
           durable: Type.Boolean({ default: true, description: 'Survives a broker restart (quorum queues are always durable).' }),
           autoDelete: Type.Boolean({ default: false, description: 'Deleted by the broker when its last consumer goes away.' }),
           arguments: Type.Optional(argumentsSchema),
@@ -75,7 +84,9 @@ export const amqpTriggerSchema = Type.Object(
         Type.Object(
           {
             exchange: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Exchange to bind to. Default: the declared exchange.' })),
-            routingKey: Type.Optional(Type.String({ description: "Binding key, e.g. stations.*.telemetry on a topic exchange. Default: '' (fanout and headers exchanges ignore it)." })),
+            routingKey: Type.Optional(
+              Type.String({ description: "Binding key, e.g. stations.*.telemetry on a topic exchange. Default: '' (fanout and headers exchanges ignore it)." }),
+            ),
             arguments: Type.Optional(argumentsSchema),
           },
           Strict,
@@ -100,8 +111,15 @@ export const amqpTriggerSchema = Type.Object(
 export const amqpOutputSchema = Type.Object(
   {
     connection: Type.String({ minLength: 1, description: 'Name of an amqp connection under connections:.' }),
-    exchange: Type.Optional(Type.String({ maxLength: 255, description: "Exchange to publish to. Default: '', the default exchange, which routes to the queue named by the routing key." })),
-    routingKey: Type.Optional(Type.String({ maxLength: 255, description: "Routing key of every message (with the default exchange: the queue name). Default: ''." })),
+    exchange: Type.Optional(
+      Type.String({
+        maxLength: 255,
+        description: "Exchange to publish to. Default: '', the default exchange, which routes to the queue named by the routing key.",
+      }),
+    ),
+    routingKey: Type.Optional(
+      Type.String({ maxLength: 255, description: "Routing key of every message (with the default exchange: the queue name). Default: ''." }),
+    ),
     mandatory: Type.Optional(Type.Boolean({ default: false, description: 'true: a message no queue receives fails the output (and the input is retried).' })),
     persistent: Type.Optional(Type.Boolean({ default: true, description: 'Delivery mode 2: the broker writes the message to disk (on durable queues).' })),
     confirmTimeoutMs: Type.Optional(
@@ -109,7 +127,8 @@ export const amqpOutputSchema = Type.Object(
         minimum: 100,
         maximum: 600000,
         default: 30000,
-        description: 'Longest wait for the broker to confirm the messages of one invocation (a broker under a memory or disk alarm blocks publishers); then the input is retried.',
+        description:
+          'Longest wait for the broker to confirm the messages of one invocation (a broker under a memory or disk alarm blocks publishers); then the input is retried.',
       }),
     ),
   },

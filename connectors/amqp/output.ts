@@ -43,7 +43,8 @@ export class AmqpOutput implements OutputBinding {
   private blocked: string | undefined
 
   constructor(private readonly spec: AmqpOutputSpec) {
-    if (!spec.connection) throw new SluiceError('SLUICE_ERR_CONFIG_CONNECTION', `function ${spec.functionName}: output ${spec.outputName} needs an amqp connection`)
+    if (!spec.connection)
+      throw new SluiceError('SLUICE_ERR_CONFIG_CONNECTION', `function ${spec.functionName}: output ${spec.outputName} needs an amqp connection`)
     this.options = outputDefaults(spec.output)
     this.conn = connectionDefaults(spec.connection)
     this.name = `sluice/${spec.connectionName ?? 'amqp'}/${spec.functionName}/output/${spec.outputName}`
@@ -111,7 +112,12 @@ export class AmqpOutput implements OutputBinding {
         new Promise<void>((resolve, reject) => {
           const messageId = `${this.idPrefix}-${++this.seq}`
           const fail = (why: string, cause?: unknown) =>
-            reject(new SluiceError('SLUICE_ERR_OUTPUT_FAILED', `output ${this.spec.outputName} (${where}): ${why}`, { context: this.context, ...(cause ? { cause } : {}) }))
+            reject(
+              new SluiceError('SLUICE_ERR_OUTPUT_FAILED', `output ${this.spec.outputName} (${where}): ${why}`, {
+                context: this.context,
+                ...(cause ? { cause } : {}),
+              }),
+            )
           try {
             const content = Buffer.from(JSON.stringify(value) ?? 'null')
             open.ch.publish(exchange, routingKey, content, { persistent, mandatory, contentType: 'application/json', messageId, timestamp }, (err: unknown) => {
@@ -128,7 +134,13 @@ export class AmqpOutput implements OutputBinding {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        reject(new SluiceError('SLUICE_ERR_OUTPUT_FAILED', `output ${this.spec.outputName} (${where}): no confirm from the broker within ${this.options.confirmTimeoutMs} ms${this.blocked ? ` (the broker blocks publishers: ${this.blocked})` : ''}`, { context: this.context }))
+        reject(
+          new SluiceError(
+            'SLUICE_ERR_OUTPUT_FAILED',
+            `output ${this.spec.outputName} (${where}): no confirm from the broker within ${this.options.confirmTimeoutMs} ms${this.blocked ? ` (the broker blocks publishers: ${this.blocked})` : ''}`,
+            { context: this.context },
+          ),
+        )
       }, this.options.confirmTimeoutMs)
     })
     const results = await Promise.race([Promise.allSettled(confirms), timeout]).finally(() => clearTimeout(timer))
@@ -136,7 +148,10 @@ export class AmqpOutput implements OutputBinding {
     if (failed.length > 0) {
       const first = failed[0]?.reason as SluiceError
       if (failed.length === 1) throw first
-      throw new SluiceError('SLUICE_ERR_OUTPUT_FAILED', `${failed.length} of ${values.length} messages failed; first: ${first.message}`, { context: this.context, cause: first })
+      throw new SluiceError('SLUICE_ERR_OUTPUT_FAILED', `${failed.length} of ${values.length} messages failed; first: ${first.message}`, {
+        context: this.context,
+        cause: first,
+      })
     }
   }
 

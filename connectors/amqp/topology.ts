@@ -53,7 +53,8 @@ export function validateTopology(t: AmqpTriggerOptions): OptionIssue[] {
   }
   if (t.queue.startsWith('amq.')) bad(['queue'], 'names starting with amq. are reserved by the broker')
   ;(t.bindings ?? []).forEach((b, i) => {
-    if (b.exchange === undefined && t.exchange === undefined) issues.push({ code: 'SLUICE_ERR_CONFIG_REQUIRED', path: ['bindings', i, 'exchange'], message: 'is required when no exchange: is declared' })
+    if (b.exchange === undefined && t.exchange === undefined)
+      issues.push({ code: 'SLUICE_ERR_CONFIG_REQUIRED', path: ['bindings', i, 'exchange'], message: 'is required when no exchange: is declared' })
   })
   if (t.deadLetterRoutingKey !== undefined && t.deadLetterExchange === undefined) bad(['deadLetterRoutingKey'], 'needs deadLetterExchange')
   return issues

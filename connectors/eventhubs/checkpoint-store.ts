@@ -105,7 +105,9 @@ export class SluiceCheckpointStore implements CheckpointStore {
       else this.claims.delete(key)
       return { ...req, etag: next.ownerEtag, lastModifiedTimeInMs: now }
     }
-    throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_CHECKPOINT', `could not claim partition ${req.partitionId}: the row kept changing`, { context: { partitionId: req.partitionId } })
+    throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_CHECKPOINT', `could not claim partition ${req.partitionId}: the row kept changing`, {
+      context: { partitionId: req.partitionId },
+    })
   }
 
   /** The generation of this owner's current claim of a partition (taken when its session starts). */
@@ -115,7 +117,9 @@ export class SluiceCheckpointStore implements CheckpointStore {
 
   async listCheckpoints(fullyQualifiedNamespace: string, eventHubName: string, consumerGroup: string): Promise<Checkpoint[]> {
     return (await this.rows(fullyQualifiedNamespace, eventHubName, consumerGroup)).flatMap(({ partitionId, row }) =>
-      row.checkpoint ? [{ fullyQualifiedNamespace, eventHubName, consumerGroup, partitionId, sequenceNumber: row.checkpoint.sequenceNumber, offset: row.checkpoint.offset }] : [],
+      row.checkpoint
+        ? [{ fullyQualifiedNamespace, eventHubName, consumerGroup, partitionId, sequenceNumber: row.checkpoint.sequenceNumber, offset: row.checkpoint.offset }]
+        : [],
     )
   }
 
@@ -143,6 +147,8 @@ export class SluiceCheckpointStore implements CheckpointStore {
       const next: PartitionRow = { ...row, checkpoint: { sequenceNumber: cp.sequenceNumber, offset: cp.offset } }
       if ((await this.state.compareAndSet(key, next, version)) !== undefined) return
     }
-    throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_CHECKPOINT', `could not checkpoint partition ${cp.partitionId}: the row kept changing`, { context: { partitionId: cp.partitionId } })
+    throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_CHECKPOINT', `could not checkpoint partition ${cp.partitionId}: the row kept changing`, {
+      context: { partitionId: cp.partitionId },
+    })
   }
 }

@@ -87,19 +87,30 @@ export class EventHubsConnector implements Connector, LagReporter {
   async start(ctx: ConnectorContext): Promise<void> {
     this.ctx = ctx
     const { trigger: t, connection: conn } = this.spec
-    if (!conn) throw new SluiceError('SLUICE_ERR_CONNECTOR_START', `eventhubs connection ${this.connection} is not configured`, { retriable: false, context: this.context })
+    if (!conn)
+      throw new SluiceError('SLUICE_ERR_CONNECTOR_START', `eventhubs connection ${this.connection} is not configured`, {
+        retriable: false,
+        context: this.context,
+      })
     this.store = await this.checkpointStore(ctx)
     const lb = { ...LOAD_BALANCING_DEFAULTS, ...t.loadBalancing }
     const client = new EventHubConsumerClient(t.consumerGroup, conn.connectionString, conn.eventHub, this.store, {
       identifier: this.ownerId,
       retryOptions: RETRY_OPTIONS,
-      loadBalancingOptions: { strategy: lb.strategy, updateIntervalInMs: lb.updateIntervalMs, partitionOwnershipExpirationIntervalInMs: lb.ownershipExpirationMs },
+      loadBalancingOptions: {
+        strategy: lb.strategy,
+        updateIntervalInMs: lb.updateIntervalMs,
+        partitionOwnershipExpirationIntervalInMs: lb.ownershipExpirationMs,
+      },
     })
     this.client = client
     try {
       // Fails fast on a wrong endpoint, key or hub name instead of logging errors forever.
       const props = await client.getEventHubProperties({ abortSignal: ctx.signal })
-      ctx.log.info({ eventHub: props.name, partitions: props.partitionIds.length, consumerGroup: t.consumerGroup, ownerId: this.ownerId }, 'event hub reachable')
+      ctx.log.info(
+        { eventHub: props.name, partitions: props.partitionIds.length, consumerGroup: t.consumerGroup, ownerId: this.ownerId },
+        'event hub reachable',
+      )
     } catch (e) {
       await client.close().catch(() => undefined)
       throw eventHubsError(e, `cannot read event hub ${conn.eventHub}`, this.context)
@@ -210,7 +221,10 @@ export class EventHubsConnector implements Connector, LagReporter {
       await container.createIfNotExists({ abortSignal: ctx.signal })
       return new BlobCheckpointStore(container)
     } catch (e) {
-      throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_CHECKPOINT', `cannot open blob container ${cs.blob.container}: ${(e as Error).message}`, { cause: e, context: this.context })
+      throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_CHECKPOINT', `cannot open blob container ${cs.blob.container}: ${(e as Error).message}`, {
+        cause: e,
+        context: this.context,
+      })
     }
   }
 
@@ -231,9 +245,15 @@ export class EventHubsConnector implements Connector, LagReporter {
       const props = await client.getPartitionProperties(pc.partitionId)
       if (props.isEmpty || session.checkpointed !== undefined) return
       await session.writeStart({ sequenceNumber: props.lastEnqueuedSequenceNumber, offset: props.lastEnqueuedOffset } as ReceivedEventData)
-      this.ctx?.log.info({ partitionId: pc.partitionId, sequenceNumber: props.lastEnqueuedSequenceNumber }, 'start position checkpointed (startPosition: latest)')
+      this.ctx?.log.info(
+        { partitionId: pc.partitionId, sequenceNumber: props.lastEnqueuedSequenceNumber },
+        'start position checkpointed (startPosition: latest)',
+      )
     } catch (e) {
-      this.ctx?.log.warn({ partitionId: pc.partitionId, err: eventHubsError(e, 'checkpointing the start position', this.context).toJSON() }, 'start position not checkpointed; a restart before the first checkpoint starts at the end again')
+      this.ctx?.log.warn(
+        { partitionId: pc.partitionId, err: eventHubsError(e, 'checkpointing the start position', this.context).toJSON() },
+        'start position not checkpointed; a restart before the first checkpoint starts at the end again',
+      )
     }
   }
 
@@ -242,18 +262,30 @@ export class EventHubsConnector implements Connector, LagReporter {
     const store = this.store
     const generation = store instanceof SluiceCheckpointStore ? store.generationOf(pc) : undefined
     const write = async (e: ReceivedEventData): Promise<void> => {
-      const cp = { fullyQualifiedNamespace: pc.fullyQualifiedNamespace, eventHubName: pc.eventHubName, consumerGroup: pc.consumerGroup, partitionId: pc.partitionId, sequenceNumber: e.sequenceNumber, offset: e.offset }
+      const cp = {
+        fullyQualifiedNamespace: pc.fullyQualifiedNamespace,
+        eventHubName: pc.eventHubName,
+        consumerGroup: pc.consumerGroup,
+        partitionId: pc.partitionId,
+        sequenceNumber: e.sequenceNumber,
+        offset: e.offset,
+      }
       if (store instanceof SluiceCheckpointStore) return store.checkpoint(cp, generation)
       try {
         // A blob checkpoint cannot be made conditional on the ownership blob: check it just before.
         const owner = (await store?.listOwnership(cp.fullyQualifiedNamespace, cp.eventHubName, cp.consumerGroup))?.find((o) => o.partitionId === cp.partitionId)
         if (owner?.ownerId !== this.ownerId) {
-          throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_OWNERSHIP_LOST', `partition ${cp.partitionId} is owned by ${owner?.ownerId || 'nobody'} now`, { context: { partitionId: cp.partitionId } })
+          throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_OWNERSHIP_LOST', `partition ${cp.partitionId} is owned by ${owner?.ownerId || 'nobody'} now`, {
+            context: { partitionId: cp.partitionId },
+          })
         }
         await pc.updateCheckpoint(e)
       } catch (err) {
         if (err instanceof SluiceError) throw err
-        throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_CHECKPOINT', `checkpoint of partition ${cp.partitionId} failed: ${(err as Error).message}`, { cause: err, context: this.context })
+        throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_CHECKPOINT', `checkpoint of partition ${cp.partitionId} failed: ${(err as Error).message}`, {
+          cause: err,
+          context: this.context,
+        })
       }
     }
     const session = new PartitionSession(pc.partitionId, write, ctx.log, this.spec.trigger.checkpointIntervalMs)
@@ -274,7 +306,7 @@ export class EventHubsConnector implements Connector, LagReporter {
   private async onEvents(events: ReceivedEventData[], pc: PartitionContext): Promise<void> {
     const ctx = this.ctx
     const session = this.sessions.get(pc)
-    if (!ctx || !session || !session.accepting || this.stopping) return
+    if (!ctx || !session?.accepting || this.stopping) return
     // A read came through (events, or none within maxWaitTimeInSeconds): the source works.
     this.resubscribes = 0
     if (!this.healthy) this.setHealth(true)
@@ -285,10 +317,7 @@ export class EventHubsConnector implements Connector, LagReporter {
     if (ctx.flow.paused) await Promise.race([ctx.flow.wait(), session.stopped])
     if (!session.accepting || this.stopping) return
     const origin = { connection: this.connection, eventHub: pc.eventHubName, consumerGroup: pc.consumerGroup, partitionId: pc.partitionId }
-    session.track(
-      ctx.deliver(events.map((e) => toTriggerEvent(e, origin))),
-      last,
-    )
+    session.track(ctx.deliver(events.map((e) => toTriggerEvent(e, origin))), last)
   }
 
   private onError(err: Error, pc: PartitionContext): void {

@@ -23,7 +23,11 @@ export function jsonSafe(v: unknown, depth = 0): unknown {
   return out
 }
 
-const tooDeep = (what: string): ErrorInfo => ({ code: 'SLUICE_ERR_EVENT_TOO_DEEP', message: `the event's ${what} nests more than ${EVENT_LIMITS.maxDepth} levels deep; the limit is ${EVENT_LIMITS.maxDepth}`, retriable: false })
+const tooDeep = (what: string): ErrorInfo => ({
+  code: 'SLUICE_ERR_EVENT_TOO_DEEP',
+  message: `the event's ${what} nests more than ${EVENT_LIMITS.maxDepth} levels deep; the limit is ${EVENT_LIMITS.maxDepth}`,
+  retriable: false,
+})
 
 /**
  * The body as a function gets it. The connector subscribes with skipParsingBodyAsJson, so a data

@@ -14,13 +14,24 @@ export { EventHubsConnector, startPositionOf } from './eventhubs-connector.js'
 export { SluiceCheckpointStore, type PartitionRow } from './checkpoint-store.js'
 export { EventHubsOutput } from './output.js'
 export { toTriggerEvent } from './events.js'
-export { eventHubsConnectionSchema, eventHubsOutputSchema, eventHubsTriggerSchema, type EventHubsConnectionOptions, type EventHubsOutputOptions, type EventHubsTriggerOptions } from './options.js'
+export {
+  eventHubsConnectionSchema,
+  eventHubsOutputSchema,
+  eventHubsTriggerSchema,
+  type EventHubsConnectionOptions,
+  type EventHubsOutputOptions,
+  type EventHubsTriggerOptions,
+} from './options.js'
 
 function validateTrigger(t: EventHubsTriggerOptions): OptionIssue[] {
   const issues: OptionIssue[] = []
   const start = t.startPosition
   if (typeof start === 'object' && 'enqueuedOn' in start && Number.isNaN(Date.parse(start.enqueuedOn))) {
-    issues.push({ code: 'SLUICE_ERR_CONFIG_TYPE', path: ['startPosition', 'enqueuedOn'], message: `${JSON.stringify(start.enqueuedOn)} is not a date and time (ISO 8601, e.g. 2026-11-27T00:00:00Z)` })
+    issues.push({
+      code: 'SLUICE_ERR_CONFIG_TYPE',
+      path: ['startPosition', 'enqueuedOn'],
+      message: `${JSON.stringify(start.enqueuedOn)} is not a date and time (ISO 8601, e.g. 2026-11-27T00:00:00Z)`,
+    })
   }
   const lb = { ...LOAD_BALANCING_DEFAULTS, ...t.loadBalancing }
   if (lb.ownershipExpirationMs <= lb.updateIntervalMs) {
@@ -42,7 +53,8 @@ export const eventHubsConnector: ConnectorDefinition<EventHubsTriggerOptions, Ev
   createTrigger: (spec) => new EventHubsConnector(spec),
   createOutput: (spec) => {
     const { connection, connectionName } = spec
-    if (!connection || !connectionName) throw new SluiceError('SLUICE_ERR_CONFIG_CONNECTION', `output ${spec.outputName} of function ${spec.functionName} has no eventhubs connection`)
+    if (!connection || !connectionName)
+      throw new SluiceError('SLUICE_ERR_CONFIG_CONNECTION', `output ${spec.outputName} of function ${spec.functionName} has no eventhubs connection`)
     return new EventHubsOutput({ ...spec, connection, connectionName })
   },
 }

@@ -35,7 +35,12 @@ export const eventHubsTriggerSchema = Type.Object(
   {
     connection: Type.String({ minLength: 1, description: 'Name of an eventhubs connection under connections:.' }),
     consumerGroup: Type.String({ minLength: 1, default: '$Default', description: 'Consumer group to read with. Give each function its own.' }),
-    maxBatchSize: Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'Most events read from a partition at once (one checkpoint per read).' }),
+    maxBatchSize: Type.Integer({
+      minimum: 1,
+      maximum: 10000,
+      default: 100,
+      description: 'Most events read from a partition at once (one checkpoint per read).',
+    }),
     maxWaitTimeInSeconds: Type.Number({
       minimum: 0.05,
       maximum: 3600,
@@ -58,13 +63,18 @@ export const eventHubsTriggerSchema = Type.Object(
     }),
     checkpointStore: Type.Union(
       [
-        OneOf(['sluice'], { description: 'The gateway\'s own store (SQLite, or the shared store of several instances).' }),
+        OneOf(['sluice'], { description: "The gateway's own store (SQLite, or the shared store of several instances)." }),
         Type.Object(
           {
             blob: Type.Object(
               {
                 connectionString: Type.String({ minLength: 1, description: 'Azure Storage connection string (use ${VAR}).' }),
-                container: Type.String({ minLength: 3, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$', description: 'Blob container for checkpoints and ownership; created if missing.' }),
+                container: Type.String({
+                  minLength: 3,
+                  maxLength: 63,
+                  pattern: '^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$',
+                  description: 'Blob container for checkpoints and ownership; created if missing.',
+                }),
               },
               Strict,
             ),
@@ -72,7 +82,10 @@ export const eventHubsTriggerSchema = Type.Object(
           Strict,
         ),
       ],
-      { default: 'sluice', description: 'Where checkpoints and partition ownership are kept: sluice, or { blob: { connectionString, container } } (Azure Blob Storage).' },
+      {
+        default: 'sluice',
+        description: 'Where checkpoints and partition ownership are kept: sluice, or { blob: { connectionString, container } } (Azure Blob Storage).',
+      },
     ),
     loadBalancing: Type.Optional(
       Type.Object(
@@ -81,12 +94,18 @@ export const eventHubsTriggerSchema = Type.Object(
             default: 'greedy',
             description: 'greedy: claim every partition that is free (and its share of the others) at once; balanced: one partition per update.',
           }),
-          updateIntervalMs: Type.Integer({ minimum: 100, maximum: 3600000, default: 10000, description: 'How often ownership is renewed and partitions are (re)balanced.' }),
+          updateIntervalMs: Type.Integer({
+            minimum: 100,
+            maximum: 3600000,
+            default: 10000,
+            description: 'How often ownership is renewed and partitions are (re)balanced.',
+          }),
           ownershipExpirationMs: Type.Integer({
             minimum: 1000,
             maximum: 86400000,
             default: 60000,
-            description: 'An owner that did not renew for this long is gone: its partitions are claimed by others (after a crash, its partitions wait this long).',
+            description:
+              'An owner that did not renew for this long is gone: its partitions are claimed by others (after a crash, its partitions wait this long).',
           }),
         },
         { ...Strict, description: 'How gateway instances sharing a consumer group and checkpoint store split the partitions.' },
@@ -99,7 +118,9 @@ export const eventHubsTriggerSchema = Type.Object(
 export const eventHubsOutputSchema = Type.Object(
   {
     connection: Type.String({ minLength: 1, description: 'Name of an eventhubs connection under connections:.' }),
-    partitionKey: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Send every value with this partition key (same key, same partition, in order).' })),
+    partitionKey: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, description: 'Send every value with this partition key (same key, same partition, in order).' }),
+    ),
     partitionId: Type.Optional(Type.String({ minLength: 1, description: 'Send every value to this partition. Default: the service spreads them.' })),
   },
   Strict,

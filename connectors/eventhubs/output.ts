@@ -39,13 +39,24 @@ export class EventHubsOutput implements OutputBinding {
   private closed: Promise<void> | undefined
 
   constructor(
-    private readonly spec: { functionName: string; outputName: string; output: EventHubsOutputOptions; connectionName: string; connection: EventHubsConnectionOptions; log: Logger },
+    private readonly spec: {
+      functionName: string
+      outputName: string
+      output: EventHubsOutputOptions
+      connectionName: string
+      connection: EventHubsConnectionOptions
+      log: Logger
+    },
   ) {
     const o = spec.output
     if (o.partitionKey !== undefined && o.partitionId !== undefined) {
-      throw new SluiceError('SLUICE_ERR_CONFIG_INVALID', `output ${spec.outputName} of function ${spec.functionName} sets both partitionKey and partitionId; set one`, {
-        context: { function: spec.functionName, connection: spec.connectionName },
-      })
+      throw new SluiceError(
+        'SLUICE_ERR_CONFIG_INVALID',
+        `output ${spec.outputName} of function ${spec.functionName} sets both partitionKey and partitionId; set one`,
+        {
+          context: { function: spec.functionName, connection: spec.connectionName },
+        },
+      )
     }
     this.batchOptions = o.partitionKey !== undefined ? { partitionKey: o.partitionKey } : o.partitionId !== undefined ? { partitionId: o.partitionId } : {}
     this.key = `${spec.connectionName}\u0000${spec.connection.eventHub}\u0000${spec.connection.connectionString}`
@@ -69,9 +80,13 @@ export class EventHubsOutput implements OutputBinding {
           batch = await this.producer.createBatch(this.batchOptions)
           if (batch.tryAdd(event)) continue
         }
-        throw new SluiceError('SLUICE_ERR_CONNECTOR_EVENTHUBS_MESSAGE_TOO_LARGE', `an output value of ${JSON.stringify(v)?.length ?? 0} characters does not fit in one message (at most ${batch.maxSizeInBytes} bytes) of event hub ${hub}`, {
-          context: this.context,
-        })
+        throw new SluiceError(
+          'SLUICE_ERR_CONNECTOR_EVENTHUBS_MESSAGE_TOO_LARGE',
+          `an output value of ${JSON.stringify(v)?.length ?? 0} characters does not fit in one message (at most ${batch.maxSizeInBytes} bytes) of event hub ${hub}`,
+          {
+            context: this.context,
+          },
+        )
       }
       if (batch.count > 0) await this.producer.sendBatch(batch)
     } catch (e) {

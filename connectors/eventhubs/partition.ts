@@ -71,7 +71,10 @@ export class PartitionSession {
         // The router refused the batch as a whole: treat it as unfinished (the source keeps it).
         this.inflight--
         if (this.state === 'active') this.state = 'halted'
-        this.log.error({ partitionId: this.partitionId, err: (err as Error).message }, 'events could not be handed on: the partition is not checkpointed past them')
+        this.log.error(
+          { partitionId: this.partitionId, err: (err as Error).message },
+          'events could not be handed on: the partition is not checkpointed past them',
+        )
         return
       }
       this.inflight--
@@ -127,7 +130,14 @@ export class PartitionSession {
           return
         }
         // The next finished batch tries again; until then the source keeps the events (at-least-once).
-        this.log.error({ partitionId: this.partitionId, sequenceNumber: e.sequenceNumber, err: { code: hasCode(err) ? err.code : undefined, message: (err as Error).message } }, 'checkpoint failed')
+        this.log.error(
+          {
+            partitionId: this.partitionId,
+            sequenceNumber: e.sequenceNumber,
+            err: { code: hasCode(err) ? err.code : undefined, message: (err as Error).message },
+          },
+          'checkpoint failed',
+        )
         return
       }
     }
@@ -143,7 +153,10 @@ export class PartitionSession {
   /** Another owner has the partition: stop, and never checkpoint it from this session again. */
   lose(why: string): void {
     if (this.state !== 'lost') {
-      this.log.warn({ partitionId: this.partitionId, code: 'SLUICE_ERR_CONNECTOR_EVENTHUBS_OWNERSHIP_LOST', why }, 'partition ownership lost: stopped processing it; it is not checkpointed from here any more')
+      this.log.warn(
+        { partitionId: this.partitionId, code: 'SLUICE_ERR_CONNECTOR_EVENTHUBS_OWNERSHIP_LOST', why },
+        'partition ownership lost: stopped processing it; it is not checkpointed from here any more',
+      )
     }
     this.state = 'lost'
     this.done = undefined

@@ -1,4 +1,12 @@
-import { SluiceError, type Connector, type ConnectorContext, type HttpReply, type HttpRequestInfo, type InvocationResult, type TriggerSpec } from '../../src/sdk/index.js'
+import {
+  SluiceError,
+  type Connector,
+  type ConnectorContext,
+  type HttpReply,
+  type HttpRequestInfo,
+  type InvocationResult,
+  type TriggerSpec,
+} from '../../src/sdk/index.js'
 import type { HttpTriggerOptions } from './options.js'
 
 /** Headers that carry credentials or belong to the connection: never handed to the function. */
@@ -33,7 +41,9 @@ export function toReply(value: unknown, fn: string, invocationId: string): HttpR
   const headers: Record<string, string> = {}
   if (value.headers !== undefined) {
     if (value.headers === null || typeof value.headers !== 'object') {
-      throw new SluiceError('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${fn} returned headers that are not an object`, { context: { function: fn, invocationId } })
+      throw new SluiceError('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${fn} returned headers that are not an object`, {
+        context: { function: fn, invocationId },
+      })
     }
     for (const [k, v] of Object.entries(value.headers as Record<string, unknown>)) {
       const name = k.toLowerCase()
@@ -54,10 +64,7 @@ export function toReply(value: unknown, fn: string, invocationId: string): HttpR
 
 function failure(r: InvocationResult, fn: string): SluiceError {
   const code = r.error?.code ?? 'SLUICE_ERR_FUNCTION_THREW'
-  const message =
-    code === 'SLUICE_ERR_FUNCTION_TIMEOUT'
-      ? `function ${fn} timed out`
-      : `function ${fn} failed (${code}); the invocation id leads to its logs`
+  const message = code === 'SLUICE_ERR_FUNCTION_TIMEOUT' ? `function ${fn} timed out` : `function ${fn} failed (${code}); the invocation id leads to its logs`
   return new SluiceError(code, message, { context: { function: fn, invocationId: r.invocationId } })
 }
 

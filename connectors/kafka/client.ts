@@ -60,7 +60,13 @@ function chain(e: unknown): KafkaJsError[] {
   return out
 }
 
-const CONNECTION_ERRORS = new Set(['KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSRequestTimeoutError', 'KafkaJSBrokerNotFound', 'KafkaJSNoBrokerAvailableError'])
+const CONNECTION_ERRORS = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSNoBrokerAvailableError',
+])
 const AUTH_TYPES = /AUTHORIZATION_FAILED|SASL_AUTHENTICATION_FAILED|ILLEGAL_SASL_STATE|UNSUPPORTED_SASL_MECHANISM/
 
 const REBALANCE_TYPES = ['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'NOT_COORDINATOR_FOR_GROUP']
@@ -81,7 +87,8 @@ export function kafkaError(e: unknown, fallback: ErrorCode, context: KafkaErrorC
   if (e instanceof SluiceError) return e
   const errs = chain(e)
   let code = fallback
-  if (errs.some((k) => k.name === 'KafkaJSSASLAuthenticationError' || (k.type !== undefined && AUTH_TYPES.test(k.type)))) code = 'SLUICE_ERR_CONNECTOR_KAFKA_UNAUTHORIZED'
+  if (errs.some((k) => k.name === 'KafkaJSSASLAuthenticationError' || (k.type !== undefined && AUTH_TYPES.test(k.type))))
+    code = 'SLUICE_ERR_CONNECTOR_KAFKA_UNAUTHORIZED'
   else if (errs.some((k) => k.name !== undefined && CONNECTION_ERRORS.has(k.name))) code = 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION'
   const messages: string[] = []
   for (const k of errs) if (k.message && !messages.includes(k.message)) messages.push(k.message)

@@ -109,7 +109,8 @@ export class KafkaConnector implements Connector, LagReporter {
   async start(ctx: ConnectorContext): Promise<void> {
     this.ctx = ctx
     const conn = this.spec.connection
-    if (!conn) throw new SluiceError('SLUICE_ERR_CONNECTOR_START', `kafka connection ${this.connection} is not configured`, { retriable: false, context: this.context })
+    if (!conn)
+      throw new SluiceError('SLUICE_ERR_CONNECTOR_START', `kafka connection ${this.connection} is not configured`, { retriable: false, context: this.context })
     if (this.topics.length === 0) throw new SluiceError('SLUICE_ERR_CONFIG_REQUIRED', 'the kafka trigger needs topic: or topics:', { context: this.context })
     this.kafka = createKafka(conn, ctx.log.child({ group: this.groupId }))
     this.offFlow = ctx.flow.onChange(() => this.applyPause())
@@ -146,8 +147,14 @@ export class KafkaConnector implements Connector, LagReporter {
     let lastError: unknown
     const timer = setTimeout(() => {
       const err = this.reached
-        ? new SluiceError('SLUICE_ERR_CONNECTOR_START', `did not join consumer group ${this.groupId} within ${conn.startTimeoutMs} ms`, { context: this.context })
-        : new SluiceError('SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', `no broker of ${conn.brokers.join(', ')} answered within startTimeoutMs (${conn.startTimeoutMs} ms)${lastError ? `: ${kafkaError(lastError, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context).message}` : ''}`, { cause: lastError, context: this.context })
+        ? new SluiceError('SLUICE_ERR_CONNECTOR_START', `did not join consumer group ${this.groupId} within ${conn.startTimeoutMs} ms`, {
+            context: this.context,
+          })
+        : new SluiceError(
+            'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION',
+            `no broker of ${conn.brokers.join(', ')} answered within startTimeoutMs (${conn.startTimeoutMs} ms)${lastError ? `: ${kafkaError(lastError, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context).message}` : ''}`,
+            { cause: lastError, context: this.context },
+          )
       this.starting?.reject(err)
     }, conn.startTimeoutMs)
     // kafkajs gives up connecting after its own retries: try again until startTimeoutMs, unless
@@ -188,7 +195,11 @@ export class KafkaConnector implements Connector, LagReporter {
     this.reached = true
     const missing = await missingTopics(admin, this.topics)
     if (missing.length > 0) {
-      throw new SluiceError('SLUICE_ERR_CONNECTOR_KAFKA_TOPIC_NOT_FOUND', `topic ${missing.join(', ')} does not exist on the cluster (or this client may not describe it); create it first: the trigger does not create topics`, { retriable: false, context: { ...this.context, topics: missing } })
+      throw new SluiceError(
+        'SLUICE_ERR_CONNECTOR_KAFKA_TOPIC_NOT_FOUND',
+        `topic ${missing.join(', ')} does not exist on the cluster (or this client may not describe it); create it first: the trigger does not create topics`,
+        { retriable: false, context: { ...this.context, topics: missing } },
+      )
     }
     const consumer = (this.kafka as Kafka).consumer({
       groupId: this.groupId,
@@ -221,7 +232,8 @@ export class KafkaConnector implements Connector, LagReporter {
     // A fetch that held only control records (a transaction's commit or abort marker) or aborted
     // records never reaches eachBatch: move the partition's position past it here.
     consumer.on(ev.END_BATCH_PROCESS, (e) => {
-      if (consumer === this.consumer && e.payload.batchSize === 0) this.onSkipped(e.payload.topic, e.payload.partition, Number(e.payload.lastOffset) + 1, Number(e.payload.highWatermark))
+      if (consumer === this.consumer && e.payload.batchSize === 0)
+        this.onSkipped(e.payload.topic, e.payload.partition, Number(e.payload.lastOffset) + 1, Number(e.payload.highWatermark))
     })
     await consumer.connect()
     await consumer.subscribe({ topics: this.topics, fromBeginning: t.fromBeginning })
@@ -265,7 +277,16 @@ export class KafkaConnector implements Connector, LagReporter {
         const key = partKey(topic, partition)
         // A partition kept across the rebalance keeps its bookkeeping: kafkajs refetches it from
         // the last commit, and what was already handed out (up to `next`) is skipped.
-        next.set(key, this.parts.get(key) ?? { topic, partition, offsets: new PartitionOffsets(), info: partitionInfo(topic, partition, this.connection, this.byKey), awaitingStart: true })
+        next.set(
+          key,
+          this.parts.get(key) ?? {
+            topic,
+            partition,
+            offsets: new PartitionOffsets(),
+            info: partitionInfo(topic, partition, this.connection, this.byKey),
+            awaitingStart: true,
+          },
+        )
       }
     }
     const revoked = [...this.parts.keys()].filter((k) => !next.has(k))
@@ -303,7 +324,10 @@ export class KafkaConnector implements Connector, LagReporter {
         return
       } catch (e) {
         if (!pending.some(isCurrent)) return
-        this.ctx?.log.warn({ group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', this.context).toJSON(), retryInMs: START_RETRY_MS }, 'kafka start positions not committed yet; retrying')
+        this.ctx?.log.warn(
+          { group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', this.context).toJSON(), retryInMs: START_RETRY_MS },
+          'kafka start positions not committed yet; retrying',
+        )
         await new Promise((r) => setTimeout(r, START_RETRY_MS))
       }
     }
@@ -352,7 +376,10 @@ export class KafkaConnector implements Connector, LagReporter {
     this.runConsumer().catch((e: unknown) => {
       if (this.stopping) return
       const delayMs = backoffDelay(RESTART_BACKOFF, ++this.restarts)
-      this.ctx?.log.warn({ group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context).toJSON(), restartInMs: delayMs }, 'kafka consumer did not start; retrying')
+      this.ctx?.log.warn(
+        { group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context).toJSON(), restartInMs: delayMs },
+        'kafka consumer did not start; retrying',
+      )
       this.restartTimer = setTimeout(() => this.replaceConsumer(), delayMs)
     })
   }
@@ -419,7 +446,10 @@ export class KafkaConnector implements Connector, LagReporter {
         await p.heartbeat()
       } catch (e) {
         if (isRebalanceError(e)) throw e
-        this.ctx?.log.debug({ group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context).toJSON() }, 'kafka heartbeat failed; trying again')
+        this.ctx?.log.debug(
+          { group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context).toJSON() },
+          'kafka heartbeat failed; trying again',
+        )
       }
     }
   }
@@ -430,13 +460,17 @@ export class KafkaConnector implements Connector, LagReporter {
    * waits up to rebalanceTimeoutMs), commits, and returns so kafkajs rejoins.
    */
   private async finishBeforeRejoin(p: EachBatchPayload): Promise<void> {
-    if (!this.revoking) this.ctx?.log.info({ group: this.groupId, inFlight: this.open.count }, 'kafka group rebalancing: finishing in-flight events before rejoining')
+    if (!this.revoking)
+      this.ctx?.log.info({ group: this.groupId, inFlight: this.open.count }, 'kafka group rebalancing: finishing in-flight events before rejoining')
     this.revoking = true
     const deadline = Date.now() + this.spec.trigger.rebalanceTimeoutMs * REBALANCE_DRAIN_SHARE
     for (;;) {
       const left = deadline - Date.now()
       if (left <= 0) {
-        this.ctx?.log.warn({ group: this.groupId, inFlight: this.open.count }, 'kafka rebalance: events still running at the deadline; their partitions\' next owners may run them again')
+        this.ctx?.log.warn(
+          { group: this.groupId, inFlight: this.open.count },
+          "kafka rebalance: events still running at the deadline; their partitions' next owners may run them again",
+        )
         break
       }
       if (await within(this.open.done(), Math.min(left, this.spec.trigger.heartbeatIntervalMs))) break
@@ -462,7 +496,10 @@ export class KafkaConnector implements Connector, LagReporter {
         },
         (e: unknown) => {
           // deliver never rejects by contract; if it did, the offset stays unfinished (held).
-          this.ctx?.log.error({ group: this.groupId, offset, partition: key, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', this.context).toJSON() }, 'kafka event has no outcome; its partition\'s commit stays before it')
+          this.ctx?.log.error(
+            { group: this.groupId, offset, partition: key, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', this.context).toJSON() },
+            "kafka event has no outcome; its partition's commit stays before it",
+          )
         },
       )
       .finally(() => {
@@ -524,7 +561,10 @@ export class KafkaConnector implements Connector, LagReporter {
     try {
       await this.consumer?.disconnect()
     } catch (e) {
-      this.ctx?.log.warn({ group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context).toJSON() }, 'kafka consumer did not disconnect cleanly')
+      this.ctx?.log.warn(
+        { group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.context).toJSON() },
+        'kafka consumer did not disconnect cleanly',
+      )
     }
   }
 }

@@ -68,7 +68,14 @@ function build(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
   const validTime = Number.isFinite(ts) && ts > 0 && ts <= MAX_DATE_MS
   const headers: Record<string, string | string[] | null> = {}
   if (m.headers) for (const k in m.headers) headers[k] = headerText(m.headers[k])
-  const meta: Record<string, unknown> = { topic: p.topic, partition: p.partition, offset: Number(m.offset), timestamp: validTime ? ts : String(m.timestamp), key, headers }
+  const meta: Record<string, unknown> = {
+    topic: p.topic,
+    partition: p.partition,
+    offset: Number(m.offset),
+    timestamp: validTime ? ts : String(m.timestamp),
+    key,
+    headers,
+  }
   if (base64) meta.encoding = 'base64'
   const event: TriggerEvent = {
     id: `${p.topic}-${p.partition}-${m.offset}`,
@@ -96,6 +103,10 @@ function unbuildable(m: KafkaMessage, p: PartitionInfo, e: unknown): TriggerEven
     time: new Date().toISOString(),
     body: raw === null ? null : (asText ?? raw.toString('base64')),
     meta,
-    rejected: { code: 'SLUICE_ERR_CONNECTOR_KAFKA_RECORD', message: `the Kafka record at offset ${String(m.offset)} could not be turned into an event: ${reason}`, retriable: false },
+    rejected: {
+      code: 'SLUICE_ERR_CONNECTOR_KAFKA_RECORD',
+      message: `the Kafka record at offset ${String(m.offset)} could not be turned into an event: ${reason}`,
+      retriable: false,
+    },
   }
 }

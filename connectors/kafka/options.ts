@@ -18,7 +18,7 @@ export const kafkaConnectionSchema = Type.Object(
           Type.Boolean(),
           Type.Object(
             {
-              rejectUnauthorized: Type.Optional(Type.Boolean({ description: 'Verify the brokers\' certificates. Default: true.' })),
+              rejectUnauthorized: Type.Optional(Type.Boolean({ description: "Verify the brokers' certificates. Default: true." })),
               ca: Type.Optional(Type.String({ minLength: 1, description: 'CA certificate(s), PEM.' })),
               cert: Type.Optional(Type.String({ minLength: 1, description: 'Client certificate, PEM (mutual TLS).' })),
               key: Type.Optional(Type.String({ minLength: 1, description: 'Client private key, PEM.' })),
@@ -42,7 +42,7 @@ export const kafkaConnectionSchema = Type.Object(
       ),
     ),
     connectionTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 3000, description: 'How long one connection attempt to a broker may take.' }),
-    requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 30000, description: 'How long a request waits for the broker\'s answer.' }),
+    requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 30000, description: "How long a request waits for the broker's answer." }),
     startTimeoutMs: Type.Integer({
       minimum: 0,
       maximum: 3600000,
@@ -58,18 +58,41 @@ export const kafkaTriggerSchema = Type.Object(
     connection: Type.String({ minLength: 1, description: 'Name of a kafka connection under connections:.' }),
     topic: Type.Optional(topicName('The topic to consume (or topics:).')),
     topics: Type.Optional(Type.Array(topicName('A topic name.'), { minItems: 1, uniqueItems: true, description: 'Several topics to consume (or topic:).' })),
-    groupId: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Consumer group. Default: sluice-<function>. Gateway instances with the same group split the partitions.' })),
+    groupId: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 255,
+        description: 'Consumer group. Default: sluice-<function>. Gateway instances with the same group split the partitions.',
+      }),
+    ),
     fromBeginning: Type.Boolean({
       default: true,
-      description: 'Where a group without committed offsets starts: true at the oldest message (nothing published before the first start is skipped), false at the end.',
+      description:
+        'Where a group without committed offsets starts: true at the oldest message (nothing published before the first start is skipped), false at the end.',
     }),
     orderBy: OneOf(['partition', 'key'], {
       default: 'partition',
-      description: 'partition: events of a partition run in order. key: in order per message key within a partition, different keys in parallel (messages without a key keep partition order).',
+      description:
+        'partition: events of a partition run in order. key: in order per message key within a partition, different keys in parallel (messages without a key keep partition order).',
     }),
-    sessionTimeoutMs: Type.Integer({ minimum: 1000, maximum: 3600000, default: 30000, description: 'The group drops a gateway that has not sent a heartbeat for this long and gives its partitions to the others.' }),
-    heartbeatIntervalMs: Type.Integer({ minimum: 100, maximum: 600000, default: 3000, description: 'Time between heartbeats (keep it well below sessionTimeoutMs).' }),
-    rebalanceTimeoutMs: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: 'How long a rebalance waits for every member to rejoin.' }),
+    sessionTimeoutMs: Type.Integer({
+      minimum: 1000,
+      maximum: 3600000,
+      default: 30000,
+      description: 'The group drops a gateway that has not sent a heartbeat for this long and gives its partitions to the others.',
+    }),
+    heartbeatIntervalMs: Type.Integer({
+      minimum: 100,
+      maximum: 600000,
+      default: 3000,
+      description: 'Time between heartbeats (keep it well below sessionTimeoutMs).',
+    }),
+    rebalanceTimeoutMs: Type.Integer({
+      minimum: 1000,
+      maximum: 3600000,
+      default: 60000,
+      description: 'How long a rebalance waits for every member to rejoin.',
+    }),
     maxWaitMs: Type.Integer({ minimum: 10, maximum: 60000, default: 1000, description: 'Longest time a fetch waits at the broker for new messages.' }),
     maxBytesPerPartition: Type.Integer({ minimum: 1024, maximum: 104857600, default: 1048576, description: 'Most bytes one fetch takes from one partition.' }),
     maxInFlightPerPartition: Type.Integer({
@@ -83,7 +106,8 @@ export const kafkaTriggerSchema = Type.Object(
       minimum: 0,
       maximum: 60000,
       default: 200,
-      description: 'While a batch runs, offsets are committed at most this often (at the lowest unfinished offset of each partition), and again when it is through. Smaller: fewer repeats after a crash, more commit requests.',
+      description:
+        'While a batch runs, offsets are committed at most this often (at the lowest unfinished offset of each partition), and again when it is through. Smaller: fewer repeats after a crash, more commit requests.',
     }),
   },
   Strict,
@@ -96,7 +120,8 @@ export const kafkaOutputSchema = Type.Object(
     key: Type.Optional(
       Type.String({
         pattern: '^[A-Za-z0-9_$-]+(\\.[A-Za-z0-9_$-]+)*$',
-        description: 'Field of each value used as the message key, as a dotted path (e.g. station): messages with the same key land on the same partition. Default: no key.',
+        description:
+          'Field of each value used as the message key, as a dotted path (e.g. station): messages with the same key land on the same partition. Default: no key.',
       }),
     ),
     // No schema default: the loader does not fill defaults inside outputs: (a Record); see output.ts.

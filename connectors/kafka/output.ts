@@ -54,7 +54,16 @@ export class KafkaOutput implements OutputBinding {
   private readonly keyPath: string[] | undefined
   private closed = false
 
-  constructor(private readonly spec: { functionName: string; outputName: string; output: KafkaOutputOptions; connection: KafkaConnectionOptions; connectionName: string; log: Logger }) {
+  constructor(
+    private readonly spec: {
+      functionName: string
+      outputName: string
+      output: KafkaOutputOptions
+      connection: KafkaConnectionOptions
+      connectionName: string
+      log: Logger
+    },
+  ) {
     let shared = producers.get(spec.connection)
     if (!shared) {
       shared = new SharedProducer(spec.connection, spec.log.child({ connection: spec.connectionName }))
@@ -78,7 +87,12 @@ export class KafkaOutput implements OutputBinding {
     })
     try {
       const producer = await this.shared.ready()
-      await producer.send({ topic: output.topic, acks: -1, compression: output.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None, messages })
+      await producer.send({
+        topic: output.topic,
+        acks: -1,
+        compression: output.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+        messages,
+      })
     } catch (e) {
       throw kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_PRODUCE', context)
     }

@@ -35,7 +35,13 @@ export async function uncommittedStarts(admin: Admin, group: string, parts: Assi
  * moves the partition's bookkeeping there. Resolves with what it committed (`<topic>/<partition>`
  * -> offset); rejects when a request failed (nothing is marked then).
  */
-export async function commitStartPositions(admin: Admin, consumer: Consumer, group: string, fromBeginning: boolean, parts: Array<AssignedPartition & { offsets: PartitionOffsets }>): Promise<Record<string, number>> {
+export async function commitStartPositions(
+  admin: Admin,
+  consumer: Consumer,
+  group: string,
+  fromBeginning: boolean,
+  parts: Array<AssignedPartition & { offsets: PartitionOffsets }>,
+): Promise<Record<string, number>> {
   const starts = await uncommittedStarts(admin, group, parts, fromBeginning)
   const commits = parts.filter((o) => starts.has(`${o.topic}/${o.partition}`))
   if (commits.length === 0) return {}

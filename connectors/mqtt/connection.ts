@@ -84,7 +84,12 @@ export class MqttConnection {
   async open(): Promise<MqttClient> {
     const c = this.conn
     if (c.url === 'embedded') {
-      if (c.protocolVersion === 5) throw new SluiceError('SLUICE_ERR_CONNECTOR_START', `connection ${this.name}: the embedded broker speaks MQTT 3.1.1 only; set protocolVersion: 4 or leave it out`, { retriable: false, context: { connection: this.name } })
+      if (c.protocolVersion === 5)
+        throw new SluiceError(
+          'SLUICE_ERR_CONNECTOR_START',
+          `connection ${this.name}: the embedded broker speaks MQTT 3.1.1 only; set protocolVersion: 4 or leave it out`,
+          { retriable: false, context: { connection: this.name } },
+        )
       try {
         this.embedded = await acquireEmbedded(c, { host: c.host ?? '127.0.0.1', port: c.port ?? EMBEDDED_DEFAULT_PORT }, this.log)
       } catch (e) {
@@ -93,7 +98,10 @@ export class MqttConnection {
       this.url = this.embedded.url
     } else {
       if (c.port !== undefined || c.host !== undefined) {
-        throw new SluiceError('SLUICE_ERR_CONNECTOR_START', `connection ${this.name}: port and host apply to url: embedded only; put them in the url`, { retriable: false, context: { connection: this.name } })
+        throw new SluiceError('SLUICE_ERR_CONNECTOR_START', `connection ${this.name}: port and host apply to url: embedded only; put them in the url`, {
+          retriable: false,
+          context: { connection: this.name },
+        })
       }
       this.url = c.url
     }

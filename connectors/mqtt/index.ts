@@ -1,13 +1,27 @@
 import { SluiceError, type ConnectorDefinition, type OptionIssue } from '../../src/sdk/index.js'
 import { MqttConnector } from './mqtt-connector.js'
-import { mqttConnectionSchema, mqttOutputSchema, mqttTriggerSchema, type MqttConnectionOptions, type MqttOutputOptions, type MqttTriggerOptions } from './options.js'
+import {
+  mqttConnectionSchema,
+  mqttOutputSchema,
+  mqttTriggerSchema,
+  type MqttConnectionOptions,
+  type MqttOutputOptions,
+  type MqttTriggerOptions,
+} from './options.js'
 import { MqttOutput } from './output.js'
 import { takeOverSession } from './takeover.js'
 
 export { MqttConnector, defaultClientId, subscriptionFilter } from './mqtt-connector.js'
 export { MqttOutput } from './output.js'
 export { embeddedBrokerCount } from './embedded.js'
-export { mqttConnectionSchema, mqttOutputSchema, mqttTriggerSchema, type MqttConnectionOptions, type MqttOutputOptions, type MqttTriggerOptions } from './options.js'
+export {
+  mqttConnectionSchema,
+  mqttOutputSchema,
+  mqttTriggerSchema,
+  type MqttConnectionOptions,
+  type MqttOutputOptions,
+  type MqttTriggerOptions,
+} from './options.js'
 
 /** Why a topic filter is invalid (MQTT 3.1.1 §4.7 / MQTT 5 §4.7), or undefined when it is fine. */
 export function topicFilterProblem(filter: string): string | undefined {
@@ -47,7 +61,8 @@ export const mqttConnector: ConnectorDefinition<MqttTriggerOptions, MqttConnecti
   takeOverSession,
   createOutput: (spec) => {
     const { connection, connectionName } = spec
-    if (!connection || !connectionName) throw new SluiceError('SLUICE_ERR_CONFIG_CONNECTION', `output ${spec.outputName} of function ${spec.functionName} has no mqtt connection`)
+    if (!connection || !connectionName)
+      throw new SluiceError('SLUICE_ERR_CONFIG_CONNECTION', `output ${spec.outputName} of function ${spec.functionName} has no mqtt connection`)
     return new MqttOutput({ ...spec, connection, connectionName })
   },
 }

@@ -1,6 +1,15 @@
 import { hostname } from 'node:os'
 import type { IConnackPacket, IPublishPacket, MqttClient } from 'mqtt'
-import { SluiceError, type Connector, type ConnectorContext, type Outcome, type SessionHolder, type SourceSession, type TriggerEvent, type TriggerSpec } from '../../src/sdk/index.js'
+import {
+  SluiceError,
+  type Connector,
+  type ConnectorContext,
+  type Outcome,
+  type SessionHolder,
+  type SourceSession,
+  type TriggerEvent,
+  type TriggerSpec,
+} from '../../src/sdk/index.js'
 import { AckQueue, State, type AckSender, type InflightMessage } from './acks.js'
 import { displayUrl, isFatal, MqttConnection, mqttError, protocolVersionOf } from './connection.js'
 import { payloadOf, toEvent } from './message.js'
@@ -77,7 +86,9 @@ export class MqttConnector implements Connector, AckSender, SessionHolder {
   sessions(): SourceSession[] {
     const conn = this.spec.connection
     if (!conn || conn.url === 'embedded' || this.spec.trigger.qos === 0) return []
-    return [{ clientId: this.clientId, filter: this.filter, shared: this.spec.trigger.share !== undefined, detail: { protocolVersion: protocolVersionOf(conn) } }]
+    return [
+      { clientId: this.clientId, filter: this.filter, shared: this.spec.trigger.share !== undefined, detail: { protocolVersion: protocolVersionOf(conn) } },
+    ]
   }
 
   private get filter(): string {
@@ -114,12 +125,22 @@ export class MqttConnector implements Connector, AckSender, SessionHolder {
     try {
       const client = await this.conn.open()
       if (typeof (client as unknown as Partial<PacketWriter>)._sendPacket !== 'function') {
-        throw new SluiceError('SLUICE_ERR_CONNECTOR_START', 'this mqtt.js has no _sendPacket, which deferred PUBACKs need: use the pinned mqtt 5.16.0', { retriable: false, context })
+        throw new SluiceError('SLUICE_ERR_CONNECTOR_START', 'this mqtt.js has no _sendPacket, which deferred PUBACKs need: use the pinned mqtt 5.16.0', {
+          retriable: false,
+          context,
+        })
       }
       client.handleMessage = (packet, cb) => this.onMessage(client, packet, cb)
       timer = setTimeout(() => {
-        const why = this.conn?.lastError === undefined ? 'no answer' : mqttError('SLUICE_ERR_CONNECTOR_START', 'last error', this.conn.lastError, context).message
-        this.starting?.reject(new SluiceError('SLUICE_ERR_CONNECTOR_START', `could not connect to ${displayUrl(this.conn?.url ?? conn.url)} and subscribe to ${this.filter} within ${conn.startTimeoutMs} ms (${why})`, { context }))
+        const why =
+          this.conn?.lastError === undefined ? 'no answer' : mqttError('SLUICE_ERR_CONNECTOR_START', 'last error', this.conn.lastError, context).message
+        this.starting?.reject(
+          new SluiceError(
+            'SLUICE_ERR_CONNECTOR_START',
+            `could not connect to ${displayUrl(this.conn?.url ?? conn.url)} and subscribe to ${this.filter} within ${conn.startTimeoutMs} ms (${why})`,
+            { context },
+          ),
+        )
       }, conn.startTimeoutMs)
       await started
     } catch (e) {
@@ -138,7 +159,11 @@ export class MqttConnector implements Connector, AckSender, SessionHolder {
     if (!connack.sessionPresent) {
       // Nothing of the earlier connections will be resent: their unacked messages are gone.
       this.carried.clear()
-      if (this.subscribed) log?.warn({ clientId: this.clientId }, 'the broker had no session for this client: messages published while disconnected may be lost (check its persistence and session expiry)')
+      if (this.subscribed)
+        log?.warn(
+          { clientId: this.clientId },
+          'the broker had no session for this client: messages published while disconnected may be lost (check its persistence and session expiry)',
+        )
     } else if (this.subscribed) {
       this.up()
       return
@@ -165,7 +190,10 @@ export class MqttConnector implements Connector, AckSender, SessionHolder {
       // Cut short by a lost connection: subscribed again on the next one.
       if (refused === undefined) return
       const e = Object.assign(new Error(`the broker refused the subscription: reason ${refused}`), { code: refused })
-      const mapped = mqttError('SLUICE_ERR_CONNECTOR_START', `could not subscribe to ${filter}`, e, { function: this.spec.functionName, connection: this.connection })
+      const mapped = mqttError('SLUICE_ERR_CONNECTOR_START', `could not subscribe to ${filter}`, e, {
+        function: this.spec.functionName,
+        connection: this.connection,
+      })
       log?.error({ err: mapped.message }, 'mqtt subscription refused')
       this.ctx?.setHealth(false, mapped.message)
       this.starting?.reject(mapped)
@@ -190,7 +218,8 @@ export class MqttConnector implements Connector, AckSender, SessionHolder {
     const detail = `reconnecting to ${displayUrl(this.conn?.url ?? '')} in ${retryInMs} ms: ${why}`
     this.ctx?.setHealth(false, detail)
     this.ctx?.log.warn({ retryInMs, err: why }, 'mqtt connection lost; reconnecting')
-    if (this.starting && isFatal(err)) this.starting.reject(mqttError('SLUICE_ERR_CONNECTOR_START', `the broker refused the connection`, err, { connection: this.connection }))
+    if (this.starting && isFatal(err))
+      this.starting.reject(mqttError('SLUICE_ERR_CONNECTOR_START', `the broker refused the connection`, err, { connection: this.connection }))
   }
 
   /** mqtt.js calls this for every PUBLISH, one at a time; the next one comes after `cb`. */
@@ -286,7 +315,7 @@ export class MqttConnector implements Connector, AckSender, SessionHolder {
 
   canSend(queue: AckQueue): boolean {
     const c = this.conn?.client
-    return c !== undefined && c.connected && c.stream === queue.stream
+    return c?.connected === true && c.stream === queue.stream
   }
 
   send(_queue: AckQueue, messageIds: number[]): void {

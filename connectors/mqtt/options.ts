@@ -21,26 +21,50 @@ export const mqttConnectionSchema = Type.Object(
     username: Type.Optional(Type.String({ description: 'User name sent in CONNECT.' })),
     password: Type.Optional(Type.String({ description: 'Password sent in CONNECT (use ${VAR}).' })),
     protocolVersion: Type.Optional(
-      Type.Union([Type.Literal(4), Type.Literal(5)], { description: '5 (MQTT 5) or 4 (MQTT 3.1.1). Default: 5; 4 with url: embedded, which speaks 3.1.1 only.' }),
+      Type.Union([Type.Literal(4), Type.Literal(5)], {
+        description: '5 (MQTT 5) or 4 (MQTT 3.1.1). Default: 5; 4 with url: embedded, which speaks 3.1.1 only.',
+      }),
     ),
     keepalive: Type.Integer({ minimum: 0, maximum: 65535, default: 30, description: 'Seconds between keep-alive pings on an idle connection (0: none).' }),
-    connectTimeoutMs: Type.Integer({ minimum: 100, maximum: 600000, default: 10000, description: 'How long one connection attempt waits for the broker\'s CONNACK.' }),
+    connectTimeoutMs: Type.Integer({
+      minimum: 100,
+      maximum: 600000,
+      default: 10000,
+      description: "How long one connection attempt waits for the broker's CONNACK.",
+    }),
     startTimeoutMs: Type.Integer({
       minimum: 0,
       maximum: 3600000,
       default: 30000,
-      description: 'How long a trigger keeps trying to connect and subscribe at gateway start before its start attempt fails (the gateway then runs without it and retries, or does not start when the connection is required).',
+      description:
+        'How long a trigger keeps trying to connect and subscribe at gateway start before its start attempt fails (the gateway then runs without it and retries, or does not start when the connection is required).',
     }),
     reconnect: Type.Optional(
       Type.Object(
         {
-          initialDelayMs: Type.Integer({ minimum: 0, maximum: 600000, default: RECONNECT_DEFAULTS.initialDelayMs, description: 'Delay before the first reconnect attempt.' }),
-          maxDelayMs: Type.Integer({ minimum: 0, maximum: 3600000, default: RECONNECT_DEFAULTS.maxDelayMs, description: 'Longest delay between attempts (exponential backoff with jitter).' }),
+          initialDelayMs: Type.Integer({
+            minimum: 0,
+            maximum: 600000,
+            default: RECONNECT_DEFAULTS.initialDelayMs,
+            description: 'Delay before the first reconnect attempt.',
+          }),
+          maxDelayMs: Type.Integer({
+            minimum: 0,
+            maximum: 3600000,
+            default: RECONNECT_DEFAULTS.maxDelayMs,
+            description: 'Longest delay between attempts (exponential backoff with jitter).',
+          }),
         },
         { ...Strict, description: 'Reconnect backoff after the connection is lost.' },
       ),
     ),
-    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: `url: embedded only: the port the built-in broker listens on (0: any free port). Default: ${EMBEDDED_DEFAULT_PORT}.` })),
+    port: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 65535,
+        description: `url: embedded only: the port the built-in broker listens on (0: any free port). Default: ${EMBEDDED_DEFAULT_PORT}.`,
+      }),
+    ),
     host: Type.Optional(Type.String({ minLength: 1, description: 'url: embedded only: the address the built-in broker listens on. Default: 127.0.0.1.' })),
   },
   Strict,
@@ -50,12 +74,17 @@ export const mqttTriggerSchema = Type.Object(
   {
     connection: Type.String({ minLength: 1, description: 'Name of an mqtt connection under connections:.' }),
     topic: Type.String({ minLength: 1, maxLength: 65535, description: 'Topic filter: + matches one level, # (last) the rest, e.g. stations/+/telemetry.' }),
-    qos: qos([0, 1, 2], 1, '1: at-least-once (PUBACK after the function succeeded or the message was dead-lettered); 0: at-most-once. 2 is refused (see connectors/mqtt/README.md).'),
+    qos: qos(
+      [0, 1, 2],
+      1,
+      '1: at-least-once (PUBACK after the function succeeded or the message was dead-lettered); 0: at-most-once. 2 is refused (see connectors/mqtt/README.md).',
+    ),
     share: Type.Optional(
       Type.String({
         minLength: 1,
         pattern: '^[^/+#\\s]+$',
-        description: 'Shared-subscription group: subscribes to $share/<group>/<topic>, so gateway instances split the messages. Give each instance its own clientId.',
+        description:
+          'Shared-subscription group: subscribes to $share/<group>/<topic>, so gateway instances split the messages. Give each instance its own clientId.',
       }),
     ),
     clientId: Type.Optional(
@@ -69,7 +98,8 @@ export const mqttTriggerSchema = Type.Object(
       minimum: 0,
       maximum: 4294967295,
       default: 86400,
-      description: 'MQTT 5: seconds the broker keeps the session (and queues messages) while the gateway is away. MQTT 3.1.1 sessions last until the broker expires them.',
+      description:
+        'MQTT 5: seconds the broker keeps the session (and queues messages) while the gateway is away. MQTT 3.1.1 sessions last until the broker expires them.',
     }),
     maxInflight: Type.Integer({
       minimum: 1,
@@ -100,7 +130,11 @@ export const mqttOutputSchema = Type.Object(
     ),
     retain: Type.Optional(Type.Boolean({ description: `Publish with the retain flag. Default: ${OUTPUT_DEFAULTS.retain}.` })),
     timeoutMs: Type.Optional(
-      Type.Integer({ minimum: 100, maximum: 600000, description: `How long a publish waits for the broker's confirmation before the invocation fails (and is retried). Default: ${OUTPUT_DEFAULTS.timeoutMs}.` }),
+      Type.Integer({
+        minimum: 100,
+        maximum: 600000,
+        description: `How long a publish waits for the broker's confirmation before the invocation fails (and is retried). Default: ${OUTPUT_DEFAULTS.timeoutMs}.`,
+      }),
     ),
   },
   Strict,

@@ -36,7 +36,8 @@ class Publisher {
           const client = this.conn.client
           if (client) for (const id of Object.keys(client.outgoing)) client.removeOutgoingMessage(Number(id))
           for (const w of this.waiters) w()
-          if (retryInMs !== undefined) this.log.warn({ retryInMs, err: err instanceof Error ? err.message : undefined }, 'mqtt output connection lost; reconnecting')
+          if (retryInMs !== undefined)
+            this.log.warn({ retryInMs, err: err instanceof Error ? err.message : undefined }, 'mqtt output connection lost; reconnecting')
         },
       },
       log,
@@ -64,9 +65,13 @@ class Publisher {
       })
       if (client.connected) return client
     }
-    throw new SluiceError('SLUICE_ERR_OUTPUT_FAILED', `not connected to ${displayUrl(this.conn.url)}${this.conn.lastError instanceof Error ? `: ${this.conn.lastError.message}` : ''}`, {
-      context: { connection: this.name },
-    })
+    throw new SluiceError(
+      'SLUICE_ERR_OUTPUT_FAILED',
+      `not connected to ${displayUrl(this.conn.url)}${this.conn.lastError instanceof Error ? `: ${this.conn.lastError.message}` : ''}`,
+      {
+        context: { connection: this.name },
+      },
+    )
   }
 
   close(): Promise<void> {
@@ -104,7 +109,14 @@ export class MqttOutput implements OutputBinding {
   private closed: Promise<void> | undefined
 
   constructor(
-    private readonly spec: { functionName: string; outputName: string; output: MqttOutputOptions; connectionName: string; connection: MqttConnectionOptions; log: Logger },
+    private readonly spec: {
+      functionName: string
+      outputName: string
+      output: MqttOutputOptions
+      connectionName: string
+      connection: MqttConnectionOptions
+      log: Logger
+    },
   ) {
     this.publisher = acquire(spec.connectionName, spec.connection, spec.log)
   }
@@ -130,7 +142,13 @@ export class MqttOutput implements OutputBinding {
     const o = this.options
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(new SluiceError('SLUICE_ERR_OUTPUT_FAILED', `output ${this.spec.outputName}: the broker did not confirm a message to ${o.topic} within ${o.timeoutMs} ms`, { context }))
+        reject(
+          new SluiceError(
+            'SLUICE_ERR_OUTPUT_FAILED',
+            `output ${this.spec.outputName}: the broker did not confirm a message to ${o.topic} within ${o.timeoutMs} ms`,
+            { context },
+          ),
+        )
       }, o.timeoutMs)
       client.publish(o.topic, payload, { qos: o.qos as 0 | 1 | 2, retain: o.retain }, (err) => {
         clearTimeout(timer)

@@ -18,7 +18,15 @@
  */
 import { randomUUID } from 'node:crypto'
 import { connect, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
-import { SluiceError, type ConnectorContext, type Outcome, type SourceSession, type TakeoverReport, type TriggerEvent, type TriggerSpec } from '../../src/sdk/index.js'
+import {
+  SluiceError,
+  type ConnectorContext,
+  type Outcome,
+  type SourceSession,
+  type TakeoverReport,
+  type TriggerEvent,
+  type TriggerSpec,
+} from '../../src/sdk/index.js'
 import { AckQueue, type AckSender, type InflightMessage } from './acks.js'
 import { displayUrl, mqttError, protocolVersionOf } from './connection.js'
 import { payloadOf, toEvent } from './message.js'
@@ -33,7 +41,11 @@ interface PacketWriter {
 }
 
 /** Drains `session` (a dead instance's) and ends it. See ConnectorDefinition.takeOverSession. */
-export async function takeOverSession(spec: TriggerSpec<MqttTriggerOptions, MqttConnectionOptions>, session: SourceSession, ctx: ConnectorContext): Promise<TakeoverReport> {
+export async function takeOverSession(
+  spec: TriggerSpec<MqttTriggerOptions, MqttConnectionOptions>,
+  session: SourceSession,
+  ctx: ConnectorContext,
+): Promise<TakeoverReport> {
   const conn = spec.connection
   const connection = spec.connectionName ?? spec.trigger.connection
   const context = { function: spec.functionName, connection, clientId: session.clientId }
@@ -82,7 +94,10 @@ class SessionDrain implements AckSender {
     // The handler is set before the CONNACK: the broker sends the session's in-flight messages
     // right after it, and mqtt.js's default handler would acknowledge them unprocessed.
     const { client, sessionPresent } = await this.connect(
-      { clean: false, ...(this.v5 ? { properties: { sessionExpiryInterval: this.spec.trigger.sessionExpiryInterval, receiveMaximum: this.spec.trigger.maxInflight } } : {}) },
+      {
+        clean: false,
+        ...(this.v5 ? { properties: { sessionExpiryInterval: this.spec.trigger.sessionExpiryInterval, receiveMaximum: this.spec.trigger.maxInflight } } : {}),
+      },
       (c) => {
         this.client = c
         c.handleMessage = (packet, cb) => this.onMessage(packet, cb)
@@ -100,7 +115,9 @@ class SessionDrain implements AckSender {
       // 1. Everything queued before the probe arrives and is acknowledged.
       await this.probe(1)
       // 2. No new messages for this session; then whatever was already in flight.
-      await this.step(`unsubscribe ${this.session.filter}`, (done) => client.unsubscribe([this.session.filter, this.probeTopic], (err) => done(err ?? undefined)))
+      await this.step(`unsubscribe ${this.session.filter}`, (done) =>
+        client.unsubscribe([this.session.filter, this.probeTopic], (err) => done(err ?? undefined)),
+      )
       await this.probe(2, false)
       log.info({ messages: this.messages }, 'mqtt session of a dead instance drained')
     }
@@ -203,7 +220,10 @@ class SessionDrain implements AckSender {
       delivered = Promise.reject(e)
     }
     delivered.then(settle, (e: unknown) => {
-      this.ctx.log.error({ err: (e as Error).message, clientId: this.session.clientId }, 'mqtt takeover: the router did not take the events; they stay in the session')
+      this.ctx.log.error(
+        { err: (e as Error).message, clientId: this.session.clientId },
+        'mqtt takeover: the router did not take the events; they stay in the session',
+      )
       this.lost ??= new Error('the router did not take the events')
       settle(undefined)
     })
@@ -263,7 +283,7 @@ class SessionDrain implements AckSender {
   // ---- AckSender ----
   canSend(queue: AckQueue): boolean {
     const c = this.client
-    return c !== undefined && c.connected && c.stream === queue.stream
+    return c?.connected === true && c.stream === queue.stream
   }
 
   send(_queue: AckQueue, messageIds: number[]): void {

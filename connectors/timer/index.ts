@@ -28,7 +28,11 @@ function validateTrigger(t: TimerTriggerOptions): OptionIssue[] {
     issues.push({ code: 'SLUICE_ERR_CONFIG_CRON', path: ['schedule'], message: `${JSON.stringify(t.schedule)} is not a valid cron expression` })
   }
   if (t.timezone !== undefined && !validTimezone(t.timezone)) {
-    issues.push({ code: 'SLUICE_ERR_CONFIG_TIMEZONE', path: ['timezone'], message: `${JSON.stringify(t.timezone)} is not an IANA time zone (e.g. Europe/Amsterdam, UTC)` })
+    issues.push({
+      code: 'SLUICE_ERR_CONFIG_TIMEZONE',
+      path: ['timezone'],
+      message: `${JSON.stringify(t.timezone)} is not an IANA time zone (e.g. Europe/Amsterdam, UTC)`,
+    })
   }
   return issues
 }

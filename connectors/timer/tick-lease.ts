@@ -33,17 +33,20 @@ export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
  */
 export function keepRenewed(state: ConnectorState, lease: Lease, ttlMs: number, log: Logger): { stop(): void } {
   let lost = false
-  const timer = setInterval(() => {
-    state.renewLease(lease, ttlMs).then(
-      (ok) => {
-        if (!ok && !lost) {
-          lost = true
-          log.warn({ lease: lease.key }, 'timer lease lost while the tick runs; another instance may take the tick over')
-        }
-      },
-      (e: unknown) => log.warn({ lease: lease.key, err: (e as Error).message }, 'cannot renew the timer lease; retrying'),
-    )
-  }, Math.max(100, Math.floor(ttlMs / 3)))
+  const timer = setInterval(
+    () => {
+      state.renewLease(lease, ttlMs).then(
+        (ok) => {
+          if (!ok && !lost) {
+            lost = true
+            log.warn({ lease: lease.key }, 'timer lease lost while the tick runs; another instance may take the tick over')
+          }
+        },
+        (e: unknown) => log.warn({ lease: lease.key, err: (e as Error).message }, 'cannot renew the timer lease; retrying'),
+      )
+    },
+    Math.max(100, Math.floor(ttlMs / 3)),
+  )
   timer.unref()
   return { stop: () => clearInterval(timer) }
 }
@@ -76,14 +79,7 @@ export type Acquired = { lease: Lease } | { finished: true } | { aborted: true }
  * is released, or when the store is back after an error. Gives up when the tick is finished, on
  * abort, or after WATCH_LIMIT_MS. `first` is the answer (or error) of the first attempt.
  */
-export async function watchLease(
-  state: ConnectorState,
-  key: string,
-  ttlMs: number,
-  signal: AbortSignal,
-  retryInMs: number,
-  log: Logger,
-): Promise<Acquired> {
+export async function watchLease(state: ConnectorState, key: string, ttlMs: number, signal: AbortSignal, retryInMs: number, log: Logger): Promise<Acquired> {
   const until = Date.now() + WATCH_LIMIT_MS
   let wait = retryInMs
   let storeDelay = STORE_RETRY_FIRST_MS

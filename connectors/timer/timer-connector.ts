@@ -211,7 +211,11 @@ export class TimerConnector implements Connector, SkipReporter {
       scheduledAt: at,
       isPastDue,
       schedule: this.spec.trigger.schedule,
-      scheduleStatus: { ...(this.status.last ? { last: this.status.last } : {}), ...(this.nextRun() ? { next: this.nextRun()?.toISOString() } : {}), ...(this.status.lastUpdated ? { lastUpdated: this.status.lastUpdated } : {}) },
+      scheduleStatus: {
+        ...(this.status.last ? { last: this.status.last } : {}),
+        ...(this.nextRun() ? { next: this.nextRun()?.toISOString() } : {}),
+        ...(this.status.lastUpdated ? { lastUpdated: this.status.lastUpdated } : {}),
+      },
     }
     const renewal = keepRenewed(ctx.state, lease, this.leaseMs, ctx.log)
     let outcome: Outcome | undefined

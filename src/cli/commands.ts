@@ -79,7 +79,12 @@ export async function runValidate(configPath: string, opts: { json: boolean; typ
   const loaded = await load(configPath)
   const { config } = loaded
   const fns = Object.values(config.functions)
-  const types: TypecheckResult | undefined = opts.typecheck ? await typecheck(config.root, fns.map((f) => f.codePath)) : undefined
+  const types: TypecheckResult | undefined = opts.typecheck
+    ? await typecheck(
+        config.root,
+        fns.map((f) => f.codePath),
+      )
+    : undefined
   const typeErrors = types?.issues ?? []
   if (opts.json) {
     const report = {
@@ -135,7 +140,14 @@ function eventsFrom(data: string | undefined, events: string | undefined, target
   if (events !== undefined) {
     const list = parseJson(events, '--events')
     if (!Array.isArray(list)) throw new SluiceError('SLUICE_ERR_CLI_USAGE', '--events must be a JSON array of events')
-    return list.map((e: Partial<TriggerEvent>, i) => ({ id: e.id ?? `cli-${i}`, source: e.source ?? 'cli://invoke', time: e.time ?? now, body: e.body ?? null, meta: e.meta ?? metaFor(e.body != null), ...(e.key ? { key: e.key } : {}) }))
+    return list.map((e: Partial<TriggerEvent>, i) => ({
+      id: e.id ?? `cli-${i}`,
+      source: e.source ?? 'cli://invoke',
+      time: e.time ?? now,
+      body: e.body ?? null,
+      meta: e.meta ?? metaFor(e.body != null),
+      ...(e.key ? { key: e.key } : {}),
+    }))
   }
   const body = data === undefined ? (fn?.trigger.kind === 'timer' ? invokeTimerBody(fn, now) : null) : parseJson(data, '--data')
   return [{ id: `cli-${randomUUID()}`, source: 'cli://invoke', time: now, body, meta: metaFor(data !== undefined) }]
@@ -145,7 +157,14 @@ function eventsFrom(data: string | undefined, events: string | undefined, target
  * `sluice invoke`: with --url, through the running gateway's admin API (outputs are sent);
  * without, in a sandbox started for the purpose (outputs are printed, not sent).
  */
-export async function runInvoke(o: { config: string; fn: string; data?: string | undefined; events?: string | undefined; url?: string | undefined; key?: string | undefined }): Promise<number> {
+export async function runInvoke(o: {
+  config: string
+  fn: string
+  data?: string | undefined
+  events?: string | undefined
+  url?: string | undefined
+  key?: string | undefined
+}): Promise<number> {
   // With --url the configuration only shapes the events' meta: invoke works without it too.
   const target = o.url ? await load(o.config, false).catch(() => undefined) : await load(o.config)
   const targetFn = target?.config.functions[o.fn]
@@ -157,7 +176,11 @@ export async function runInvoke(o: { config: string; fn: string; data?: string |
     const loaded = target as LoadedConfig
     const fn = loaded.config.functions[o.fn]
     const code = loaded.compiled.get(o.fn)
-    if (!fn || !code) throw new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `no function named ${o.fn} in ${o.config} (have: ${Object.keys(loaded.config.functions).join(', ')})`)
+    if (!fn || !code)
+      throw new SluiceError(
+        'SLUICE_ERR_FUNCTION_NOT_FOUND',
+        `no function named ${o.fn} in ${o.config} (have: ${Object.keys(loaded.config.functions).join(', ')})`,
+      )
     // The function's own log lines are printed once, from the result, below: leave them out here.
     const log = asLogger(createLogger('warn', { write: (line: string) => (line.includes('"source":"function"') ? true : process.stderr.write(line)) }))
     const pool = new SandboxPool({ hosts: 1, prewarm: 0, prewarmSizes: [], log })
@@ -166,10 +189,26 @@ export async function runInvoke(o: { config: string; fn: string; data?: string |
     try {
       pool.registerCode(code.hash, code.code)
       const scheduler = new Scheduler(pool, { gateway: 0, log, hostMemoryMb: Math.max(fn.memoryMb, 64), maxInstancesPerHost: 1 })
-      scheduler.register({ name: fn.name, hash: code.hash, memoryMb: fn.memoryMb, outputs: Object.keys(fn.outputs), timeoutMs: fn.timeoutMs, cpuTimeMs: fn.cpuTimeMs, scale: { ...fn.scale, min: 0 } })
+      scheduler.register({
+        name: fn.name,
+        hash: code.hash,
+        memoryMb: fn.memoryMb,
+        outputs: Object.keys(fn.outputs),
+        timeoutMs: fn.timeoutMs,
+        cpuTimeMs: fn.cpuTimeMs,
+        scale: { ...fn.scale, min: 0 },
+      })
       const printOnly: OutputBinding = { publish: async () => undefined, close: async () => undefined }
       const router = new Router({ gateway: 0, log, scheduler, store })
-      router.register({ name: fn.name, batch: fn.batch, retry: fn.retry, maxBacklog: fn.maxBacklog, orderKey: fn.orderKey, maxConcurrency: 1, outputs: new Map(Object.keys(fn.outputs).map((n) => [n, printOnly])) })
+      router.register({
+        name: fn.name,
+        batch: fn.batch,
+        retry: fn.retry,
+        maxBacklog: fn.maxBacklog,
+        orderKey: fn.orderKey,
+        maxConcurrency: 1,
+        outputs: new Map(Object.keys(fn.outputs).map((n) => [n, printOnly])),
+      })
       result = await router.invoke(fn.name, events)
       scheduler.close()
     } finally {

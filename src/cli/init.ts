@@ -80,7 +80,14 @@ export function runInit(target: string | undefined, out: NodeJS.WritableStream =
   const shown = relative(process.cwd(), dir) || '.'
   const lines = [`Created a sluice project in ${shown}:`, ...written.map((f) => `  ${f}`), '', 'Next:']
   if (shown !== '.') lines.push(`  cd ${shown.includes(' ') ? JSON.stringify(shown) : shown}`)
-  lines.push('  npm install', '  npm start', "  curl 'http://127.0.0.1:7071/api/hello?name=you'   (in a second terminal)", '', 'Add a function: npx sluice new <name> --trigger http|mqtt|amqp|kafka|eventhubs|timer', '')
+  lines.push(
+    '  npm install',
+    '  npm start',
+    "  curl 'http://127.0.0.1:7071/api/hello?name=you'   (in a second terminal)",
+    '',
+    'Add a function: npx sluice new <name> --trigger http|mqtt|amqp|kafka|eventhubs|timer',
+    '',
+  )
   out.write(lines.join('\n'))
   return 0
 }

@@ -103,7 +103,14 @@ export async function main(argv: string[]): Promise<number> {
     case 'invoke': {
       const fn = positionals[0]
       if (!fn) throw new SluiceError('SLUICE_ERR_CLI_USAGE', 'usage: sluice invoke <function> [--data JSON]')
-      return (await import('./commands.js')).runInvoke({ config: values.config, fn, data: values.data, events: values.events, url: values.url, key: values.key })
+      return (await import('./commands.js')).runInvoke({
+        config: values.config,
+        fn,
+        data: values.data,
+        events: values.events,
+        url: values.url,
+        key: values.key,
+      })
     }
     case 'simulate': {
       const num = (name: string, v: string, min: number) => {
@@ -130,7 +137,8 @@ export async function main(argv: string[]): Promise<number> {
       return (await import('./init.js')).runInit(positionals[0])
     case 'new': {
       const name = positionals[0]
-      if (!name || !values.trigger) throw new SluiceError('SLUICE_ERR_CLI_USAGE', 'usage: sluice new <name> --trigger http|mqtt|amqp|kafka|eventhubs|timer [--config FILE]')
+      if (!name || !values.trigger)
+        throw new SluiceError('SLUICE_ERR_CLI_USAGE', 'usage: sluice new <name> --trigger http|mqtt|amqp|kafka|eventhubs|timer [--config FILE]')
       return (await import('./new-function.js')).runNew({ name, trigger: values.trigger, config: values.config })
     }
     case 'dead-letters':

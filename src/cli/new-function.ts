@@ -48,10 +48,14 @@ const PLACEHOLDERS: Record<Exclude<TriggerKind, 'http' | 'timer'>, (fn: string) 
     value: { kind: 'kafka', brokers: ['127.0.0.1:9092'] },
   }),
   eventhubs: (fn) => ({
-    comment: ["placeholder: set EVENTHUB_CONNECTION to your namespace's connection string (the default is the local emulator's)", 'and eventHub to the hub to read'],
+    comment: [
+      "placeholder: set EVENTHUB_CONNECTION to your namespace's connection string (the default is the local emulator's)",
+      'and eventHub to the hub to read',
+    ],
     value: {
       kind: 'eventhubs',
-      connectionString: '${EVENTHUB_CONNECTION:-Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true}',
+      connectionString:
+        '${EVENTHUB_CONNECTION:-Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true}',
       eventHub: fn,
     },
   }),
@@ -68,11 +72,17 @@ function triggerOf(kind: TriggerKind, fn: string, connection: string | undefined
     case 'mqtt':
       return { comment: [`messages published to ${fn}/# on connection ${connection}, in batches`], trigger: { mqtt: { connection, topic: `${fn}/#`, qos: 1 } } }
     case 'amqp':
-      return { comment: [`messages of queue ${fn} (declared when missing), in batches`], trigger: { amqp: { connection, queue: fn, declare: { durable: true } } } }
+      return {
+        comment: [`messages of queue ${fn} (declared when missing), in batches`],
+        trigger: { amqp: { connection, queue: fn, declare: { durable: true } } },
+      }
     case 'kafka':
       return { comment: [`records of topic ${fn}, in order per partition`], trigger: { kafka: { connection, topic: fn } } }
     case 'eventhubs':
-      return { comment: [`events of the hub of connection ${connection}, in order per partition`], trigger: { eventhubs: { connection, consumerGroup: '$Default' } } }
+      return {
+        comment: [`events of the hub of connection ${connection}, in order per partition`],
+        trigger: { eventhubs: { connection, consumerGroup: '$Default' } },
+      }
     case 'timer':
       return { comment: ['every 5 minutes (cron with seconds first)'], trigger: { timer: { schedule: '0 */5 * * * *' } } }
   }
@@ -148,7 +158,10 @@ function appendTo(src: string, pair: Pair | undefined, what: string, layout: { b
     return { at: nextLineStart(src, keyRange?.[1] ?? 0), lead: '' }
   }
   if (!isMap(v) || v.flow || !v.range) {
-    throw new SluiceError('SLUICE_ERR_CLI_NEW_LAYOUT', `${what}: is not written as a block mapping (one entry per line), so sluice new cannot add to it; nothing was changed`)
+    throw new SluiceError(
+      'SLUICE_ERR_CLI_NEW_LAYOUT',
+      `${what}: is not written as a block mapping (one entry per line), so sluice new cannot add to it; nothing was changed`,
+    )
   }
   const at = nextLineStart(src, v.range[1])
   return { at, lead: (at === src.length && !src.endsWith('\n') ? '\n' : '') + (layout.blankLines ? '\n' : '') }
@@ -174,7 +187,10 @@ function apply(src: string, edits: Edit[]): string {
 /** Adds the function; see the module comment. Throws coded errors and then writes nothing. */
 export function addFunction(o: NewFunctionOptions): NewFunctionResult {
   if (!new RegExp(NAME_PATTERN).test(o.name)) {
-    throw new SluiceError('SLUICE_ERR_CLI_USAGE', `function name ${JSON.stringify(o.name)} is not allowed: use letters, digits, - and _, starting with a letter (at most 63)`)
+    throw new SluiceError(
+      'SLUICE_ERR_CLI_USAGE',
+      `function name ${JSON.stringify(o.name)} is not allowed: use letters, digits, - and _, starting with a letter (at most 63)`,
+    )
   }
   if (!(TRIGGER_KINDS as readonly string[]).includes(o.trigger)) {
     throw new SluiceError('SLUICE_ERR_CLI_USAGE', `--trigger must be one of ${TRIGGER_KINDS.join(', ')} (got ${JSON.stringify(o.trigger)})`)
@@ -185,13 +201,21 @@ export function addFunction(o: NewFunctionOptions): NewFunctionResult {
   try {
     src = readFileSync(configFile, 'utf8')
   } catch (e) {
-    throw new SluiceError('SLUICE_ERR_CONFIG_FILE', `cannot read ${o.config} (${(e as Error).message}); run sluice new in the project folder or pass --config`, { cause: e, context: { path: o.config } })
+    throw new SluiceError(
+      'SLUICE_ERR_CONFIG_FILE',
+      `cannot read ${o.config} (${(e as Error).message}); run sluice new in the project folder or pass --config`,
+      { cause: e, context: { path: o.config } },
+    )
   }
   const doc = parseDocument(src)
   const bad = doc.errors[0]
   if (bad) {
     const pos = bad.linePos?.[0]
-    throw new SluiceError('SLUICE_ERR_CONFIG_YAML', `${o.config}${pos ? `:${pos.line}:${pos.col}` : ''} ${bad.message.split('\n')[0]}; fix it before adding a function`, { context: { path: o.config } })
+    throw new SluiceError(
+      'SLUICE_ERR_CONFIG_YAML',
+      `${o.config}${pos ? `:${pos.line}:${pos.col}` : ''} ${bad.message.split('\n')[0]}; fix it before adding a function`,
+      { context: { path: o.config } },
+    )
   }
   const top = doc.contents
   if (top !== null && !(isMap(top) && !top.flow)) {
@@ -209,7 +233,9 @@ export function addFunction(o: NewFunctionOptions): NewFunctionResult {
     throw new SluiceError('SLUICE_ERR_CLI_NEW_EXISTS', `${o.config} has a function named ${o.name} already; nothing was changed`)
   }
   if (existsSync(file)) {
-    throw new SluiceError('SLUICE_ERR_CLI_NEW_EXISTS', `${relative(process.cwd(), file) || file} exists already; nothing was changed`, { context: { path: file } })
+    throw new SluiceError('SLUICE_ERR_CLI_NEW_EXISTS', `${relative(process.cwd(), file) || file} exists already; nothing was changed`, {
+      context: { path: file },
+    })
   }
 
   const fnLayout = layoutOf(src, fns, { indent: 2, step: 2 })
@@ -254,7 +280,10 @@ export function addFunction(o: NewFunctionOptions): NewFunctionResult {
   if (newConnection && connection) expected.connections = { ...((expected.connections as Json | null) ?? {}), [connection.name]: newConnection }
   const check = parseDocument(updated)
   if (check.errors.length > 0 || !isDeepStrictEqual(check.toJS(), expected)) {
-    throw new SluiceError('SLUICE_ERR_CLI_NEW_LAYOUT', `sluice new could not add ${o.name} to ${o.config} without changing other settings (an unusual layout); add it by hand; nothing was changed`)
+    throw new SluiceError(
+      'SLUICE_ERR_CLI_NEW_LAYOUT',
+      `sluice new could not add ${o.name} to ${o.config} without changing other settings (an unusual layout); add it by hand; nothing was changed`,
+    )
   }
 
   mkdirSync(dirname(file), { recursive: true })

@@ -23,7 +23,10 @@ export async function adminRequest(remote: Remote, method: string, path: string,
   try {
     res = await fetch(url, { method, headers, ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}) })
   } catch (e) {
-    throw new SluiceError('SLUICE_ERR_CLI_REMOTE', `cannot reach the gateway at ${url}: ${(e as Error).cause ? String((e as Error).cause) : (e as Error).message}`)
+    throw new SluiceError(
+      'SLUICE_ERR_CLI_REMOTE',
+      `cannot reach the gateway at ${url}: ${(e as Error).cause ? String((e as Error).cause) : (e as Error).message}`,
+    )
   }
   const text = await res.text()
   let json: { error?: { code?: unknown; message?: unknown } } = {}
@@ -60,7 +63,15 @@ const print = (v: unknown) => process.stdout.write(`${JSON.stringify(v, null, 2)
 export async function runRemote(
   command: 'dead-letters' | 'keys',
   positionals: string[],
-  values: { config: string; url?: string | undefined; key?: string | undefined; function?: string | undefined; limit?: string | undefined; name?: string | undefined; json?: boolean | undefined },
+  values: {
+    config: string
+    url?: string | undefined
+    key?: string | undefined
+    function?: string | undefined
+    limit?: string | undefined
+    name?: string | undefined
+    json?: boolean | undefined
+  },
 ): Promise<number> {
   const remote = await resolveRemote(values)
   const [sub, arg] = positionals
@@ -82,7 +93,10 @@ export async function runRemote(
         r = (await adminRequest(remote, 'POST', `/admin/dead-letters/${encodeURIComponent(arg)}/replay`)) as typeof r
       } catch (e) {
         if (!hasCode(e, 'SLUICE_ERR_DEAD_LETTER_NOT_FOUND')) throw e
-        throw new SluiceError('SLUICE_ERR_DEAD_LETTER_NOT_FOUND', `dead letter ${arg} does not exist at ${remote.url ?? 'the gateway'} (replayed letters are removed; list them with sluice dead-letters list)`)
+        throw new SluiceError(
+          'SLUICE_ERR_DEAD_LETTER_NOT_FOUND',
+          `dead letter ${arg} does not exist at ${remote.url ?? 'the gateway'} (replayed letters are removed; list them with sluice dead-letters list)`,
+        )
       }
       print(r)
       return r.outcome.status === 'done' ? 0 : 1

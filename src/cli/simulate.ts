@@ -100,7 +100,9 @@ export async function simulate(o: SimulateOptions): Promise<{ sent: number; acke
   const client = connect(o.url, { clientId: `sluice-simulate-${process.pid}`, reconnectPeriod: 1000, connectTimeout: 5000 })
   await new Promise<void>((resolve, reject) => {
     client.once('connect', () => resolve())
-    client.once('error', (e) => reject(new SluiceError('SLUICE_ERR_CLI_REMOTE', `cannot connect to ${o.url}: ${e.message} (is the gateway or broker running?)`)))
+    client.once('error', (e) =>
+      reject(new SluiceError('SLUICE_ERR_CLI_REMOTE', `cannot connect to ${o.url}: ${e.message} (is the gateway or broker running?)`)),
+    )
   })
   let sent = 0
   let acked = 0
@@ -156,7 +158,9 @@ export async function simulate(o: SimulateOptions): Promise<{ sent: number; acke
       const online = stations.filter((s) => s.offlineUntil === 0).length
       const secs = (now - started) / 1000
       const tty = (o.progress as { isTTY?: boolean }).isTTY === true
-      o.progress.write(`${tty ? '\r' : ''}simulate: ${sent} sent, ${acked} acked, ${failed} failed, ${Math.round(acked / Math.max(secs, 0.001))}/s, ${online}/${stations.length} stations online${tty ? '   ' : '\n'}`)
+      o.progress.write(
+        `${tty ? '\r' : ''}simulate: ${sent} sent, ${acked} acked, ${failed} failed, ${Math.round(acked / Math.max(secs, 0.001))}/s, ${online}/${stations.length} stations online${tty ? '   ' : '\n'}`,
+      )
     }
     await new Promise((r) => setTimeout(r, TICK_MS))
   }
@@ -164,6 +168,8 @@ export async function simulate(o: SimulateOptions): Promise<{ sent: number; acke
   process.off('SIGINT', onSignal)
   process.off('SIGTERM', onSignal)
   await client.endAsync()
-  o.progress.write(`${(o.progress as { isTTY?: boolean }).isTTY === true ? '\r' : ''}simulate: done: ${sent} sent, ${acked} acked, ${failed} failed in ${((Date.now() - started) / 1000).toFixed(1)} s\n`)
+  o.progress.write(
+    `${(o.progress as { isTTY?: boolean }).isTTY === true ? '\r' : ''}simulate: done: ${sent} sent, ${acked} acked, ${failed} failed in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+  )
   return { sent, acked, failed }
 }

@@ -27,7 +27,12 @@ export function sluicePackage(): PackageInfo {
   for (;;) {
     const file = join(dir, 'package.json')
     if (existsSync(file)) {
-      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string; devDependencies?: Record<string, string>; engines?: { node?: string } }
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as {
+        name?: string
+        version?: string
+        devDependencies?: Record<string, string>
+        engines?: { node?: string }
+      }
       if (pkg.name === 'sluice' && pkg.version) {
         cached = { root: dir, version: pkg.version, typescript: pkg.devDependencies?.typescript ?? '*', node: pkg.engines?.node ?? '>=20.19' }
         return cached

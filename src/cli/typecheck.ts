@@ -105,14 +105,21 @@ async function runTsc(ts: { version: string; tsc: string }, root: string, base: 
   writeFileSync(configPath, JSON.stringify(tsconfig, null, 2))
   try {
     const output = await new Promise<{ code: number; text: string }>((done, fail) => {
-      execFile(process.execPath, [ts.tsc, '-p', configPath, '--pretty', 'false'], { cwd: root, timeout: 300_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0
-        if (code === -1) fail(new SluiceError('SLUICE_ERR_FUNCTION_TYPE', `TypeScript ${ts.version} (${ts.tsc}) did not run: ${err?.message ?? 'unknown error'}`))
-        else done({ code, text: `${stdout}\n${stderr}` })
-      })
+      execFile(
+        process.execPath,
+        [ts.tsc, '-p', configPath, '--pretty', 'false'],
+        { cwd: root, timeout: 300_000, maxBuffer: 64 * 1024 * 1024 },
+        (err, stdout, stderr) => {
+          const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0
+          if (code === -1)
+            fail(new SluiceError('SLUICE_ERR_FUNCTION_TYPE', `TypeScript ${ts.version} (${ts.tsc}) did not run: ${err?.message ?? 'unknown error'}`))
+          else done({ code, text: `${stdout}\n${stderr}` })
+        },
+      )
     })
     const issues = parseDiagnostics(output.text, root)
-    if (output.code !== 0 && issues.length === 0) issues.push({ file: '', line: 0, col: 0, message: output.text.trim() || `tsc exited with code ${output.code}` })
+    if (output.code !== 0 && issues.length === 0)
+      issues.push({ file: '', line: 0, col: 0, message: output.text.trim() || `tsc exited with code ${output.code}` })
     return issues
   } finally {
     rmSync(configPath, { force: true })

@@ -34,15 +34,23 @@ export function resolveInstance(config: Pick<GatewayConfig, 'instance'>, env: No
   const heartbeatMs = c.heartbeatMs ?? INSTANCE_DEFAULTS.heartbeatMs
   const expiryMs = c.expiryMs ?? INSTANCE_DEFAULTS.expiryMs
   if (expiryMs < 3 * heartbeatMs) {
-    throw new SluiceError('SLUICE_ERR_INSTANCE_CONFIG', `instance.expiryMs (${expiryMs}) must be at least 3 x instance.heartbeatMs (${heartbeatMs}): raise expiryMs to ${3 * heartbeatMs} or more`, {
-      context: { path: 'instance.expiryMs' },
-    })
+    throw new SluiceError(
+      'SLUICE_ERR_INSTANCE_CONFIG',
+      `instance.expiryMs (${expiryMs}) must be at least 3 x instance.heartbeatMs (${heartbeatMs}): raise expiryMs to ${3 * heartbeatMs} or more`,
+      {
+        context: { path: 'instance.expiryMs' },
+      },
+    )
   }
   const fromEnv = env.SLUICE_INSTANCE_ID?.trim()
   if (c.id === undefined && fromEnv && !ID_PATTERN.test(fromEnv)) {
-    throw new SluiceError('SLUICE_ERR_INSTANCE_CONFIG', `SLUICE_INSTANCE_ID ${JSON.stringify(fromEnv)} is not a valid instance id: use letters, digits, '.', '_' and '-' (at most 128 characters, starting with a letter or digit)`, {
-      context: { path: 'instance.id' },
-    })
+    throw new SluiceError(
+      'SLUICE_ERR_INSTANCE_CONFIG',
+      `SLUICE_INSTANCE_ID ${JSON.stringify(fromEnv)} is not a valid instance id: use letters, digits, '.', '_' and '-' (at most 128 characters, starting with a letter or digit)`,
+      {
+        context: { path: 'instance.id' },
+      },
+    )
   }
   return { id: c.id ?? (fromEnv ? fromEnv : hostname()), heartbeatMs, expiryMs }
 }

@@ -75,7 +75,15 @@ export class ClusterMember {
 
   private doc(stateOverride?: InstanceReport['state']): InstanceReport {
     const r = this.d.report()
-    return { version: sluiceVersion(), host: hostname(), pid: process.pid, startedAt: this.startedAt, ...r, ...(stateOverride ? { state: stateOverride } : {}), unshared: this.d.unshared }
+    return {
+      version: sluiceVersion(),
+      host: hostname(),
+      pid: process.pid,
+      startedAt: this.startedAt,
+      ...r,
+      ...(stateOverride ? { state: stateOverride } : {}),
+      unshared: this.d.unshared,
+    }
   }
 
   private async beat(): Promise<void> {
@@ -85,7 +93,10 @@ export class ClusterMember {
       const prev = r.previous
       if (prev && prev.incarnation !== this.d.incarnation && prev.ageMs < settings.expiryMs) {
         if (this.beats === 0) {
-          log.info({ instance: settings.id, lastHeartbeatMsAgo: prev.ageMs }, 'instance id was in use by another process moments ago: a restart after a crash, or a second instance with this id (then the next heartbeats report it)')
+          log.info(
+            { instance: settings.id, lastHeartbeatMsAgo: prev.ageMs },
+            'instance id was in use by another process moments ago: a restart after a crash, or a second instance with this id (then the next heartbeats report it)',
+          )
         } else this.duplicate(prev.ageMs)
       }
       this.beats++
@@ -96,7 +107,10 @@ export class ClusterMember {
       if (Date.now() - this.lastFailureLog < LOG_EVERY_MS) return
       this.lastFailureLog = Date.now()
       const err = toInfo(e, 'SLUICE_ERR_STORE_DOWN')
-      log.warn({ instance: settings.id, err: { code: err.code, message: err.message } }, 'cluster heartbeat failed; other instances may count this one as dead until it succeeds again')
+      log.warn(
+        { instance: settings.id, err: { code: err.code, message: err.message } },
+        'cluster heartbeat failed; other instances may count this one as dead until it succeeds again',
+      )
     }
   }
 
@@ -120,14 +134,20 @@ export class ClusterMember {
       .map((r) => ({ id: r.id, report: { unshared: (r.doc as Partial<InstanceReport>).unshared ?? [] } }))
     const list = clusterWarnings(this.d.config, { unshared: this.d.unshared }, others)
     if (Date.now() - this.duplicateAt < this.d.settings.expiryMs) {
-      list.unshift({ code: 'SLUICE_ERR_INSTANCE_DUPLICATE_ID', message: `another live gateway instance uses instance id ${this.d.settings.id}: give every instance its own instance.id` })
+      list.unshift({
+        code: 'SLUICE_ERR_INSTANCE_DUPLICATE_ID',
+        message: `another live gateway instance uses instance id ${this.d.settings.id}: give every instance its own instance.id`,
+      })
     }
     this.current = list
     for (const w of list) {
       const key = `${w.code}:${w.function ?? ''}`
       if (this.logged.has(key) || w.code === 'SLUICE_ERR_INSTANCE_DUPLICATE_ID') continue
       this.logged.add(key)
-      this.d.log.warn({ code: w.code, ...(w.function ? { function: w.function } : {}), ...(w.docs ? { docs: w.docs } : {}), live: others.length + 1 }, w.message)
+      this.d.log.warn(
+        { code: w.code, ...(w.function ? { function: w.function } : {}), ...(w.docs ? { docs: w.docs } : {}), live: others.length + 1 },
+        w.message,
+      )
     }
   }
 
@@ -154,7 +174,15 @@ export class ClusterMember {
   private toView(r: InstanceRow): InstanceView {
     const { sessions, unshared: _u, ...doc } = r.doc as InstanceReport
     const status: InstanceView['status'] = doc.state === 'stopped' ? 'stopped' : r.ageMs > this.d.settings.expiryMs ? 'expired' : 'live'
-    return { id: r.id, ...doc, status, self: r.id === this.d.settings.id && r.incarnation === this.d.incarnation, lastHeartbeat: r.heartbeatAt, heartbeatAgeMs: r.ageMs, sessions: (sessions ?? []).map((s) => s.clientId) }
+    return {
+      id: r.id,
+      ...doc,
+      status,
+      self: r.id === this.d.settings.id && r.incarnation === this.d.incarnation,
+      lastHeartbeat: r.heartbeatAt,
+      heartbeatAgeMs: r.ageMs,
+      sessions: (sessions ?? []).map((s) => s.clientId),
+    }
   }
 
   /** Aborts a session takeover in flight (first step of the gateway's stop). */

@@ -29,9 +29,7 @@ export class TakeoverCoordinator {
   private running: Promise<void> | undefined
   private readonly abort = new AbortController()
 
-  constructor(
-    private readonly d: { store: Store; selfId: string; incarnation: string; expiryMs: number; log: Logger; drainer: SessionDrainer },
-  ) {}
+  constructor(private readonly d: { store: Store; selfId: string; incarnation: string; expiryMs: number; log: Logger; drainer: SessionDrainer }) {}
 
   /** Starts draining the first dead instance found in `rows`, unless a drain runs already. */
   consider(rows: readonly InstanceRow[]): void {
@@ -77,7 +75,12 @@ export class TakeoverCoordinator {
         }
         if (taken > 0) {
           const prev = doc.takenOver
-          const takenOver = { by: this.d.selfId, at: new Date().toISOString(), sessions: (prev?.sessions ?? 0) + taken, messages: (prev?.messages ?? 0) + messages }
+          const takenOver = {
+            by: this.d.selfId,
+            at: new Date().toISOString(),
+            sessions: (prev?.sessions ?? 0) + taken,
+            messages: (prev?.messages ?? 0) + messages,
+          }
           await store.updateInstance(row.id, row.incarnation, { ...doc, sessions: remaining, takenOver })
         }
         return { value: undefined, end: failed ? 'release' : 'finish' }

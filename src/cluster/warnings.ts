@@ -13,17 +13,20 @@ export function unsharedTriggers(config: Pick<GatewayConfig, 'functions'>): Unsh
   const out: UnsharedTrigger[] = []
   for (const fn of Object.values(config.functions)) {
     const o = fn.trigger.options
-    if (fn.trigger.kind === 'mqtt' && o.share === undefined) out.push({ function: fn.name, connection: String(o.connection ?? fn.trigger.connection ?? ''), topic: String(o.topic) })
+    if (fn.trigger.kind === 'mqtt' && o.share === undefined)
+      out.push({ function: fn.name, connection: String(o.connection ?? fn.trigger.connection ?? ''), topic: String(o.topic) })
   }
   return out
 }
 
 /** Why `fn`'s source cannot keep per-key order across instances, or undefined when it can. */
 function orderProblem(kind: string, o: Record<string, unknown>): string | undefined {
-  if (kind === 'mqtt' && typeof o.share === 'string') return `MQTT shared subscription $share/${o.share}: round-robin brokers (Mosquitto) spread one topic over the instances`
+  if (kind === 'mqtt' && typeof o.share === 'string')
+    return `MQTT shared subscription $share/${o.share}: round-robin brokers (Mosquitto) spread one topic over the instances`
   if (kind === 'amqp') {
     const args = (o.declare as { arguments?: Record<string, unknown> } | undefined)?.arguments
-    if (args?.['x-single-active-consumer'] !== true) return `AMQP queue ${String(o.queue)} without x-single-active-consumer: competing consumers run one queue's messages on several instances at once`
+    if (args?.['x-single-active-consumer'] !== true)
+      return `AMQP queue ${String(o.queue)} without x-single-active-consumer: competing consumers run one queue's messages on several instances at once`
   }
   return undefined
 }
@@ -32,7 +35,11 @@ function orderProblem(kind: string, o: Record<string, unknown>): string | undefi
  * The warnings that apply while `others` (live instances besides this one) run. Empty with no
  * other live instance.
  */
-export function clusterWarnings(config: Pick<GatewayConfig, 'functions'>, self: Pick<InstanceReport, 'unshared'>, others: ReadonlyArray<{ id: string; report: Pick<InstanceReport, 'unshared'> }>): ClusterWarning[] {
+export function clusterWarnings(
+  config: Pick<GatewayConfig, 'functions'>,
+  self: Pick<InstanceReport, 'unshared'>,
+  others: ReadonlyArray<{ id: string; report: Pick<InstanceReport, 'unshared'> }>,
+): ClusterWarning[] {
   if (others.length === 0) return []
   const out: ClusterWarning[] = []
   for (const u of self.unshared) {

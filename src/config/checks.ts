@@ -31,8 +31,10 @@ export function semanticChecks(
     }
     const conn = config.connections[connection]
     if (!conn) {
-      if (!invalidConnections.has(connection)) add('SLUICE_ERR_CONFIG_CONNECTION', [...path, 'connection'], `connection ${JSON.stringify(connection)} is not declared under connections:`)
-    } else if (conn.kind !== kind) add('SLUICE_ERR_CONFIG_CONNECTION', [...path, 'connection'], `connection ${JSON.stringify(connection)} is a ${conn.kind} connection, not ${kind}`)
+      if (!invalidConnections.has(connection))
+        add('SLUICE_ERR_CONFIG_CONNECTION', [...path, 'connection'], `connection ${JSON.stringify(connection)} is not declared under connections:`)
+    } else if (conn.kind !== kind)
+      add('SLUICE_ERR_CONFIG_CONNECTION', [...path, 'connection'], `connection ${JSON.stringify(connection)} is a ${conn.kind} connection, not ${kind}`)
   }
 
   const routes = new Map<string, string>()
@@ -51,11 +53,14 @@ export function semanticChecks(
     if (fn.cpuTimeMs > fn.timeoutMs) add('SLUICE_ERR_CONFIG_TYPE', [...base, 'cpuTimeMs'], `must be <= timeoutMs (${fn.timeoutMs})`)
     if (fn.trigger.kind === 'http') {
       // Same shape as the server sees it: parameter names do not matter, case and wildcards do.
-      const route = String(fn.trigger.options.route).replace(/\{\*[^}]*\}/g, '*').replace(/\{[^}]*\}/g, '{}')
+      const route = String(fn.trigger.options.route)
+        .replace(/\{\*[^}]*\}/g, '*')
+        .replace(/\{[^}]*\}/g, '{}')
       for (const method of fn.trigger.options.methods as string[]) {
         const key = `${method} ${route}`
         const other = routes.get(key)
-        if (other) add('SLUICE_ERR_CONFIG_ROUTE', [...triggerPath, 'route'], `${method} /api/${String(fn.trigger.options.route)} is also the route of function ${other}`)
+        if (other)
+          add('SLUICE_ERR_CONFIG_ROUTE', [...triggerPath, 'route'], `${method} /api/${String(fn.trigger.options.route)} is also the route of function ${other}`)
         else routes.set(key, fn.name)
       }
     }

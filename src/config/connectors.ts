@@ -7,4 +7,11 @@ import { mqttConnector } from '../../connectors/mqtt/index.js'
 import { timerConnector } from '../../connectors/timer/index.js'
 
 /** Every connector built into sluice. Config validation and the gateway both read this list. */
-export const CONNECTORS: readonly ConnectorDefinition[] = [httpConnector, timerConnector, mqttConnector, amqpConnector, kafkaConnector, eventHubsConnector] as readonly ConnectorDefinition[]
+export const CONNECTORS: readonly ConnectorDefinition[] = [
+  httpConnector,
+  timerConnector,
+  mqttConnector,
+  amqpConnector,
+  kafkaConnector,
+  eventHubsConnector,
+] as readonly ConnectorDefinition[]

@@ -76,7 +76,7 @@ export function errorsMarkdown(): string {
     '',
     'Every sluice error carries a stable `code`; match on it, never on the message or the class.',
     'Codes are never reused. **Retriable** says whether the same thing can succeed later (the',
-    'router retries those per the function\'s retry policy). **HTTP** is the status of an HTTP',
+    "router retries those per the function's retry policy). **HTTP** is the status of an HTTP",
     'answer carrying the error; command-line errors have an exit code instead.',
   ]
   const byArea = new Map<string, ErrorCode[]>()
@@ -141,7 +141,8 @@ function typeOf(s: JsonObject): string {
       if (!Array.isArray(s.anyOf)) return 'any'
       // A union of scalars (e.g. boolean or string) reads as such; unions of mappings are listed below.
       const forms = s.anyOf.filter(isObject)
-      const scalar = forms.length === s.anyOf.length && forms.every((f) => f.type === 'boolean' || f.type === 'string' || f.type === 'integer' || f.type === 'number')
+      const scalar =
+        forms.length === s.anyOf.length && forms.every((f) => f.type === 'boolean' || f.type === 'string' || f.type === 'integer' || f.type === 'number')
       return scalar ? forms.map(typeOf).join(' or ') : 'one of the forms below'
     }
   }

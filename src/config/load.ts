@@ -7,7 +7,7 @@ import { Value, ValueErrorType } from '@sinclair/typebox/value'
 import { SluiceError, type ErrorCode } from '../errors.js'
 import type { ConnectorDefinition } from '../sdk/index.js'
 import { compileFunction, type CompiledFunction } from '../sandbox/compile.js'
-import { YamlSource, type Path, type Positioned } from './yaml-source.js'
+import { YamlSource, type Path } from './yaml-source.js'
 import {
   adminSchema,
   buildFunctionSchema,
@@ -83,7 +83,11 @@ export async function parseConfig(text: string, file: string, opts: LoadOptions)
       Object.values(config.functions).map(async (fn) => {
         const at = src.locate(['functions', fn.name, 'code'])
         if (!existsSync(fn.codePath) || !statSync(fn.codePath).isFile()) {
-          issues.push({ ...at, code: 'SLUICE_ERR_FUNCTION_NOT_FOUND', message: `function code file not found: ${displayPath(root, fn.codePath)} (relative paths start at the project root ${root})` })
+          issues.push({
+            ...at,
+            code: 'SLUICE_ERR_FUNCTION_NOT_FOUND',
+            message: `function code file not found: ${displayPath(root, fn.codePath)} (relative paths start at the project root ${root})`,
+          })
           return
         }
         try {
@@ -132,14 +136,19 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 function describeUnion(schema: TSchema): string | undefined {
   const anyOf = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf
-  if (!anyOf || !anyOf.every((s) => s.const !== undefined)) return undefined
+  if (!anyOf?.every((s) => s.const !== undefined)) return undefined
   return `must be one of: ${anyOf.map((s) => String(s.const)).join(', ')}`
 }
 
 /** TypeBox error path ('/a/0/b') as a path below the checked value. */
 function relPath(errorPath: string): Path {
   // Digit segments are sequence indexes (names of functions, connections and outputs start with a letter).
-  return errorPath === '' ? [] : errorPath.slice(1).split('/').map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')))
+  return errorPath === ''
+    ? []
+    : errorPath
+        .slice(1)
+        .split('/')
+        .map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')))
 }
 
 /** Validates `value` against `schema`, reporting issues with `prefix` prepended to every path. */
@@ -253,9 +262,12 @@ function validate(
       })
       continue
     }
-    const schema = Type.Composite([Type.Object({ kind: Type.Literal(def.kind) }), connectionCommonSchema, def.connectionSchema as ReturnType<typeof Type.Object>], {
-      additionalProperties: false,
-    })
+    const schema = Type.Composite(
+      [Type.Object({ kind: Type.Literal(def.kind) }), connectionCommonSchema, def.connectionSchema as ReturnType<typeof Type.Object>],
+      {
+        additionalProperties: false,
+      },
+    )
     const filled = Value.Default(schema, conn) as Record<string, unknown>
     const errorsBefore = issues.length
     check(schema, filled, path, src, issues)

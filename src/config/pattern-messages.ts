@@ -11,9 +11,14 @@ const ROUTE_FORM =
 function routeMessage(route: string, pattern: RegExp): string {
   const trimmed = route.trim()
   // The most common slip: writing the URL the function answers on instead of the route below /api/.
-  const corrected = trimmed.replace(/^\/+/, '').replace(/^api(\/+|$)/, '').replace(/\/+$/, '')
+  const corrected = trimmed
+    .replace(/^\/+/, '')
+    .replace(/^api(\/+|$)/, '')
+    .replace(/\/+$/, '')
   if (corrected !== trimmed && corrected !== '' && pattern.test(corrected)) {
-    const why = /^\/*api(\/|$)/.test(trimmed) ? 'routes are written without the /api/ prefix (the gateway adds it)' : 'routes are written without a leading or trailing /'
+    const why = /^\/*api(\/|$)/.test(trimmed)
+      ? 'routes are written without the /api/ prefix (the gateway adds it)'
+      : 'routes are written without a leading or trailing /'
     return `${why}: write route: ${corrected} (served at /api/${corrected})`
   }
   if (corrected === '') return `${ROUTE_FORM}; /api/ itself cannot be a route`

@@ -41,7 +41,10 @@ export const adminSchema = Type.Object(
 
 export const storeSchema = Type.Object(
   {
-    kind: OneOf(['sqlite', 'postgres'], { default: 'sqlite', description: 'sqlite: embedded, one instance. postgres: shared by several instances (needs url).' }),
+    kind: OneOf(['sqlite', 'postgres'], {
+      default: 'sqlite',
+      description: 'sqlite: embedded, one instance. postgres: shared by several instances (needs url).',
+    }),
     path: Type.String({ minLength: 1, default: '.sluice/state.db', description: 'SQLite file, relative to the project root.' }),
     url: Type.Optional(Type.String({ minLength: 1, description: 'postgres: connection URL, e.g. postgres://user:${PGPASSWORD}@db:5432/sluice.' })),
     schema: Type.Optional(
@@ -65,18 +68,24 @@ export const instanceSchema = Type.Object(
         maxLength: 128,
         pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
         description:
-          'This gateway instance\'s id in the cluster registry, its default MQTT client ids and its Event Hubs owner id. Default: the SLUICE_INSTANCE_ID environment variable, else the host name (the pod name in Kubernetes). Give every instance its own.',
+          "This gateway instance's id in the cluster registry, its default MQTT client ids and its Event Hubs owner id. Default: the SLUICE_INSTANCE_ID environment variable, else the host name (the pod name in Kubernetes). Give every instance its own.",
       }),
     ),
-    heartbeatMs: Type.Integer({ minimum: 200, maximum: 60000, default: 2000, description: 'How often the instance writes its heartbeat and report to the store.' }),
+    heartbeatMs: Type.Integer({
+      minimum: 200,
+      maximum: 60000,
+      default: 2000,
+      description: 'How often the instance writes its heartbeat and report to the store.',
+    }),
     expiryMs: Type.Integer({
       minimum: 1000,
       maximum: 600000,
       default: 10000,
-      description: 'An instance whose last heartbeat is older than this is dead: it drops out of GET /admin/instances and a live instance takes over its MQTT sessions. At least 3 heartbeats.',
+      description:
+        'An instance whose last heartbeat is older than this is dead: it drops out of GET /admin/instances and a live instance takes over its MQTT sessions. At least 3 heartbeats.',
     }),
   },
-  { ...Strict, description: 'This gateway instance\'s identity among the instances sharing a store (see docs/operations.md, Cluster).' },
+  { ...Strict, description: "This gateway instance's identity among the instances sharing a store (see docs/operations.md, Cluster)." },
 )
 
 export const workersSchema = Type.Object(
@@ -106,7 +115,12 @@ export const batchSchema = Type.Object(
 
 export const retrySchema = Type.Object(
   {
-    maxAttempts: Type.Integer({ minimum: 1, maximum: 1000, default: 5, description: 'Attempts per event, the first included; after the last the event is dead-lettered.' }),
+    maxAttempts: Type.Integer({
+      minimum: 1,
+      maximum: 1000,
+      default: 5,
+      description: 'Attempts per event, the first included; after the last the event is dead-lettered.',
+    }),
     backoff: OneOf(['fixed', 'exponential'], { default: 'exponential', description: 'Delay between attempts: fixed, or exponential (doubling, with jitter).' }),
     initialDelayMs: Type.Integer({ minimum: 0, maximum: 3600000, default: 200, description: 'Delay before the second attempt.' }),
     maxDelayMs: Type.Integer({ minimum: 0, maximum: 86400000, default: 30000, description: 'Longest delay between attempts.' }),
@@ -143,17 +157,26 @@ export function buildFunctionSchema(defs: readonly ConnectorDefinition[]) {
       cpuTimeMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 900000, description: 'CPU time limit per invocation. Default: timeoutMs.' })),
       memoryMb: Type.Integer({ minimum: 8, maximum: 4096, default: 64, description: 'Heap limit of each instance.' }),
       scale: Type.Optional(scaleSchema),
-      maxBacklog: Type.Integer({ minimum: 1, maximum: 10000000, default: 10000, description: 'Events waiting before connectors are slowed (HTTP answers 429).' }),
+      maxBacklog: Type.Integer({
+        minimum: 1,
+        maximum: 10000000,
+        default: 10000,
+        description: 'Events waiting before connectors are slowed (HTTP answers 429).',
+      }),
       orderKey: Type.String({
         default: 'source',
         pattern: '^(source|none|(body|meta)(\\.[A-Za-z0-9_$-]+)+)$',
         description: 'Events with the same key run in order: source (topic, partition, queue), none, or a path such as body.station.',
       }),
       outputs: Type.Optional(
-        Type.Record(Type.String({ pattern: NAME_PATTERN }), kindsObject(defs, (d) => d.outputSchema, 'Exactly one output kind with its options.'), {
-          ...Strict,
-          description: 'Output bindings by name, written with ctx.output(name, data) and confirmed before the input is acknowledged.',
-        }),
+        Type.Record(
+          Type.String({ pattern: NAME_PATTERN }),
+          kindsObject(defs, (d) => d.outputSchema, 'Exactly one output kind with its options.'),
+          {
+            ...Strict,
+            description: 'Output bindings by name, written with ctx.output(name, data) and confirmed before the input is acknowledged.',
+          },
+        ),
       ),
     },
     { ...Strict, description: 'One function: its code, trigger and limits.' },
@@ -176,7 +199,9 @@ export function buildConfigSchema(defs: readonly ConnectorDefinition[]) {
   const connection =
     connectionKinds.length === 0
       ? Type.Object({ kind: Type.String() })
-      : Type.Union(connectionKinds.map((d) => Type.Composite([Type.Object({ kind: Type.Literal(d.kind) }), connectionCommonSchema, d.connectionSchema as TObject])))
+      : Type.Union(
+          connectionKinds.map((d) => Type.Composite([Type.Object({ kind: Type.Literal(d.kind) }), connectionCommonSchema, d.connectionSchema as TObject])),
+        )
   return Type.Object(
     {
       $schema: Type.Optional(Type.String({ description: 'A JSON Schema reference for editors; sluice ignores it.' })),
@@ -192,9 +217,17 @@ export function buildConfigSchema(defs: readonly ConnectorDefinition[]) {
           description: 'Broker connections by name; triggers and outputs name theirs with connection:.',
         }),
       ),
-      functions: Type.Record(Type.String({ pattern: NAME_PATTERN }), buildFunctionSchema(defs), { ...Strict, minProperties: 1, description: 'The functions by name.' }),
+      functions: Type.Record(Type.String({ pattern: NAME_PATTERN }), buildFunctionSchema(defs), {
+        ...Strict,
+        minProperties: 1,
+        description: 'The functions by name.',
+      }),
     },
-    { ...Strict, title: 'sluice gateway configuration', description: 'The YAML file sluice runs (`sluice start --config <file>`). ${VAR} reads the environment.' },
+    {
+      ...Strict,
+      title: 'sluice gateway configuration',
+      description: 'The YAML file sluice runs (`sluice start --config <file>`). ${VAR} reads the environment.',
+    },
   )
 }
 

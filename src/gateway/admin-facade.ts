@@ -41,7 +41,13 @@ export class GatewayAdmin implements AdminApi {
     for (const u of this.d.units.values()) {
       const b = u.trigger
       if (!b) continue
-      out.push({ function: b.fn, kind: b.kind, ...(b.connection ? { connection: b.connection } : {}), up: b.health.up, ...(b.health.detail ? { detail: b.health.detail } : {}) })
+      out.push({
+        function: b.fn,
+        kind: b.kind,
+        ...(b.connection ? { connection: b.connection } : {}),
+        up: b.health.up,
+        ...(b.health.detail ? { detail: b.health.detail } : {}),
+      })
     }
     return out
   }
@@ -52,7 +58,13 @@ export class GatewayAdmin implements AdminApi {
     const state = this.d.state()
     const store = this.d.parts.store.health()
     const status: HealthReport['status'] =
-      state === 'up' ? (connections.every((c) => c.up) && hosts.some((h) => h.up) && store.up ? 'up' : 'degraded') : state === 'starting' ? 'starting' : 'stopping'
+      state === 'up'
+        ? connections.every((c) => c.up) && hosts.some((h) => h.up) && store.up
+          ? 'up'
+          : 'degraded'
+        : state === 'starting'
+          ? 'starting'
+          : 'stopping'
     return { status, connections, hosts, store }
   }
 
@@ -130,7 +142,8 @@ export class GatewayAdmin implements AdminApi {
     const notFound = () => new SluiceError('SLUICE_ERR_DEAD_LETTER_NOT_FOUND', `no dead letter with id ${id}`)
     const first = await store.getDeadLetter(id)
     if (!first) throw notFound()
-    if (!this.d.units.has(first.function)) throw new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${first.function} of dead letter ${id} is no longer configured`)
+    if (!this.d.units.has(first.function))
+      throw new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${first.function} of dead letter ${id} is no longer configured`)
     // The replay lease makes one replay run at a time across every instance sharing the store.
     const r = await withLease<Outcome>(store, replayLeaseKey(id), PROCESS_OWNER, REPLAY_LEASE, async () => {
       // Read again under the lease: a replay that just finished elsewhere has removed the letter.

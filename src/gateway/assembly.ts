@@ -82,7 +82,8 @@ export function buildOutputs(parts: GatewayParts, fn: FunctionConfig): Map<strin
   const outputs = new Map<string, OutputBinding>()
   for (const [name, out] of Object.entries(fn.outputs)) {
     const def = parts.defs.get(out.kind)
-    if (!def?.createOutput) throw new SluiceError('SLUICE_ERR_CONFIG_UNKNOWN_OUTPUT', `output kind ${out.kind} is not available`, { context: { function: fn.name } })
+    if (!def?.createOutput)
+      throw new SluiceError('SLUICE_ERR_CONFIG_UNKNOWN_OUTPUT', `output kind ${out.kind} is not available`, { context: { function: fn.name } })
     const conn = out.connection ? parts.config.connections[out.connection] : undefined
     outputs.set(
       name,

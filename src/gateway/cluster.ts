@@ -48,7 +48,11 @@ function drainer(w: ClusterWiring): SessionDrainer {
     return (signal) => {
       const ctx: ConnectorContext = {
         signal,
-        log: asLogger(parts.log).child({ function: fn.name, trigger: fn.trigger.kind, ...(fn.trigger.connection ? { connection: fn.trigger.connection } : {}) }),
+        log: asLogger(parts.log).child({
+          function: fn.name,
+          trigger: fn.trigger.kind,
+          ...(fn.trigger.connection ? { connection: fn.trigger.connection } : {}),
+        }),
         deliver: (events) => parts.router.deliver(fn.name, events),
         invoke: (events, o) => parts.router.invoke(fn.name, events, o),
         flow: parts.router.flow(fn.name),
@@ -72,7 +76,14 @@ export function createClusterMember(w: ClusterWiring): ClusterMember {
   const { parts } = w
   const log = asLogger(parts.log).child({ component: 'cluster', instance: parts.instance.id })
   const incarnation = newIncarnation()
-  const takeover = new TakeoverCoordinator({ store: parts.store, selfId: parts.instance.id, incarnation, expiryMs: parts.instance.expiryMs, log, drainer: drainer(w) })
+  const takeover = new TakeoverCoordinator({
+    store: parts.store,
+    selfId: parts.instance.id,
+    incarnation,
+    expiryMs: parts.instance.expiryMs,
+    log,
+    drainer: drainer(w),
+  })
   return new ClusterMember({
     store: parts.store,
     settings: parts.instance,

@@ -140,7 +140,9 @@ export class FunctionRoutes {
     if (!ok) {
       throw new SluiceError(
         'SLUICE_ERR_HTTP_UNAUTHORIZED',
-        hashes.length === 0 ? `function ${fn} has no keys yet: create one with \`sluice keys create ${fn}\`` : `send a key of function ${fn} in ${FUNCTION_KEY_HEADER}`,
+        hashes.length === 0
+          ? `function ${fn} has no keys yet: create one with \`sluice keys create ${fn}\``
+          : `send a key of function ${fn} in ${FUNCTION_KEY_HEADER}`,
       )
     }
   }

@@ -42,7 +42,15 @@ export function createUnit(parts: GatewayParts, fn: FunctionConfig, compiled: Re
 
 /** What the scheduler knows of a function. */
 export function schedulerSpec(fn: FunctionConfig, code: CompiledFunction): FunctionSpec {
-  return { name: fn.name, hash: code.hash, memoryMb: fn.memoryMb, outputs: Object.keys(fn.outputs), timeoutMs: fn.timeoutMs, cpuTimeMs: fn.cpuTimeMs, scale: fn.scale }
+  return {
+    name: fn.name,
+    hash: code.hash,
+    memoryMb: fn.memoryMb,
+    outputs: Object.keys(fn.outputs),
+    timeoutMs: fn.timeoutMs,
+    cpuTimeMs: fn.cpuTimeMs,
+    scale: fn.scale,
+  }
 }
 
 /** What the router knows of a function (an HTTP trigger runs each request as its own batch). */

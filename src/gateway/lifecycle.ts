@@ -81,10 +81,14 @@ async function listen(parts: GatewayParts): Promise<void> {
       )
     }
     if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      throw new SluiceError('SLUICE_ERR_HTTP_PORT_IN_USE', `cannot listen on ${host}:${port} (${String(code)}): choose a port above 1023 and an address of this machine in http.port / http.host`, {
-        cause: e,
-        context: { path: 'http.port' },
-      })
+      throw new SluiceError(
+        'SLUICE_ERR_HTTP_PORT_IN_USE',
+        `cannot listen on ${host}:${port} (${String(code)}): choose a port above 1023 and an address of this machine in http.port / http.host`,
+        {
+          cause: e,
+          context: { path: 'http.port' },
+        },
+      )
     }
     throw e
   }
@@ -120,7 +124,10 @@ export async function stopSequence(t: LifecycleTarget, timeoutMs: number): Promi
   const units = [...t.units.values()]
   const steps: Array<[string, () => Promise<unknown> | unknown]> = [
     ['session takeovers', () => t.cluster.stopTakeovers()],
-    ['connectors and router', () => Promise.all([...units.flatMap((u) => (u.trigger ? [stopTrigger(u.trigger, t.routes)] : [])), parts.router.close(timeoutMs)])],
+    [
+      'connectors and router',
+      () => Promise.all([...units.flatMap((u) => (u.trigger ? [stopTrigger(u.trigger, t.routes)] : [])), parts.router.close(timeoutMs)]),
+    ],
     // After the drain: other instances take its sessions over only once its own PUBACKs are out.
     ['cluster registry', () => t.cluster.stop()],
     ['live feed', () => t.live.close()],

@@ -284,7 +284,15 @@ export class Reloader {
 
   private async startTriggerOf(unit: FunctionUnit): Promise<void> {
     const { parts } = this.d
-    await startTrigger(parts, unit, this.d.routes, parts.startRetry ? { retry: parts.startRetry } : {})
+    const stopping = () =>
+      new SluiceError('SLUICE_ERR_RELOAD_UNAVAILABLE', `the gateway began to stop during the reload: function ${unit.name} was not started`)
+    // The stop sequence stops the triggers it finds when it begins: start none after that.
+    if (this.d.state() !== 'up') throw stopping()
+    const binding = await startTrigger(parts, unit, this.d.routes, parts.startRetry ? { retry: parts.startRetry } : {})
+    if (this.d.state() !== 'up') {
+      await stopTrigger(binding, this.d.routes)
+      throw stopping()
+    }
     this.log.info(
       { function: unit.name, trigger: unit.config.trigger.kind, ...(unit.config.trigger.connection ? { connection: unit.config.trigger.connection } : {}) },
       'reload: trigger started',

@@ -121,7 +121,10 @@ function scheduleRetry(binding: TriggerBinding, error: ErrorInfo, failures: numb
   const nextAttemptAt = new Date(Date.now() + delay).toISOString()
   binding.retry = { attempts: failures, error, nextAttemptAt }
   binding.health = { up: false, detail: `${error.code}: ${error.message} (attempt ${failures} failed; retrying in ${Math.ceil(delay / 1000)} s)` }
-  d.log.warn({ err: { code: error.code, message: error.message }, attempt: failures, retryInMs: delay }, 'trigger down: its connection cannot be reached; the gateway runs without it and retries')
+  d.log.warn(
+    { err: { code: error.code, message: error.message }, attempt: failures, retryInMs: delay },
+    'trigger down: its connection cannot be reached; the gateway runs without it and retries',
+  )
   binding.timer = setTimeout(() => {
     binding.timer = undefined
     if (binding.abort.signal.aborted) return
@@ -169,7 +172,10 @@ function connectorContext(parts: GatewayParts, binding: TriggerBinding, connecto
     setHealth: (up, detail) => {
       if (binding.connector !== connector) return
       const r = binding.retry
-      const d = !up && r ? `${r.error.code}: ${r.error.message} (${r.attempts} start attempt${r.attempts === 1 ? '' : 's'} failed; now ${detail ?? 'trying again'})` : detail
+      const d =
+        !up && r
+          ? `${r.error.code}: ${r.error.message} (${r.attempts} start attempt${r.attempts === 1 ? '' : 's'} failed; now ${detail ?? 'trying again'})`
+          : detail
       binding.health = d === undefined ? { up } : { up, detail: d }
     },
     http: { route: (def) => routes.add(fnName, def) },

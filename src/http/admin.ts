@@ -265,7 +265,11 @@ export function registerAdminRoutes(app: FastifyInstance, api: AdminApi, guard: 
         schema: {
           body: {
             type: ['object', 'null'],
-            properties: { function: { type: 'string', minLength: 1 }, code: { type: 'string', minLength: 1 }, limit: { type: 'integer', minimum: 1, maximum: 1000 } },
+            properties: {
+              function: { type: 'string', minLength: 1 },
+              code: { type: 'string', minLength: 1 },
+              limit: { type: 'integer', minimum: 1, maximum: 1000 },
+            },
             additionalProperties: false,
           },
         },

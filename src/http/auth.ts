@@ -133,7 +133,10 @@ function checkLoopbackRequest(req: FastifyRequest, hosts: ReadonlySet<string>): 
 export function adminGuard(access: AdminAccess, opts: { queryKey?: boolean } = {}) {
   return async (req: FastifyRequest): Promise<void> => {
     if (access.protection === 'disabled') {
-      throw new SluiceError('SLUICE_ERR_HTTP_ADMIN_DISABLED', 'the admin API is off: http.trustProxy is set and no admin key is configured; set admin.key and send it in x-sluice-key')
+      throw new SluiceError(
+        'SLUICE_ERR_HTTP_ADMIN_DISABLED',
+        'the admin API is off: http.trustProxy is set and no admin key is configured; set admin.key and send it in x-sluice-key',
+      )
     }
     if (access.protection === 'loopback' || access.keyHash === undefined) return checkLoopbackRequest(req, access.hosts)
     const fromQuery = opts.queryKey ? (req.query as { key?: unknown } | undefined)?.key : undefined

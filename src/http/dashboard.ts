@@ -29,7 +29,8 @@ const ASSET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/
 const PAGE_HEADERS = {
   'content-type': 'text/html; charset=utf-8',
   'cache-control': 'no-cache',
-  'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  'content-security-policy':
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
 }
@@ -87,7 +88,10 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions =
         throw notFound(req)
       }
       // Asset names carry a content hash: a changed file gets a new name.
-      return reply.code(200).headers({ 'content-type': type, 'cache-control': 'public, max-age=31536000, immutable', 'x-content-type-options': 'nosniff' }).send(body)
+      return reply
+        .code(200)
+        .headers({ 'content-type': type, 'cache-control': 'public, max-age=31536000, immutable', 'x-content-type-options': 'nosniff' })
+        .send(body)
     })
   })
 }

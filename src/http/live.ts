@@ -119,7 +119,17 @@ export class LiveFeed {
     on<InvocationMessage>(CHANNELS.invocation, (m) => {
       if (this.pending.invocations.length >= ACTIVITY_CAP) return void this.pending.dropped++
       const { function: fn, invocationId, kind, size, ok, failed, durationMs, coldStart, error } = m
-      this.pending.invocations.push({ function: fn, invocationId, kind, size, ok, failed, durationMs: round(durationMs), coldStart, ...(error ? { error: { code: error.code, message: error.message } } : {}) })
+      this.pending.invocations.push({
+        function: fn,
+        invocationId,
+        kind,
+        size,
+        ok,
+        failed,
+        durationMs: round(durationMs),
+        coldStart,
+        ...(error ? { error: { code: error.code, message: error.message } } : {}),
+      })
     })
     on<DeadMessage>(CHANNELS.dead, (m) => {
       if (this.pending.dead.length >= ACTIVITY_CAP) return void this.pending.dropped++

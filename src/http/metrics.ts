@@ -1,6 +1,14 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { CHANNELS, type DeadMessage, type HostMessage, type InstanceMessage, type InvocationMessage, type RetryMessage, type TimerSkipMessage } from '../channels.js'
+import {
+  CHANNELS,
+  type DeadMessage,
+  type HostMessage,
+  type InstanceMessage,
+  type InvocationMessage,
+  type RetryMessage,
+  type TimerSkipMessage,
+} from '../channels.js'
 import { reportsLag, type Connector } from '../sdk/index.js'
 
 export interface SourceLag {
@@ -51,7 +59,12 @@ export class Metrics {
   constructor(gateway: number, snapshot: () => GaugeSnapshot) {
     const r = this.registry
     collectDefaultMetrics({ register: r, prefix: 'sluice_process_' })
-    const invocations = new Counter({ name: 'sluice_invocations_total', help: 'Function invocations by outcome.', labelNames: ['function', 'kind', 'outcome'], registers: [r] })
+    const invocations = new Counter({
+      name: 'sluice_invocations_total',
+      help: 'Function invocations by outcome.',
+      labelNames: ['function', 'kind', 'outcome'],
+      registers: [r],
+    })
     const duration = new Histogram({
       name: 'sluice_invocation_duration_seconds',
       help: 'Invocation duration, from dispatch to result.',
@@ -76,7 +89,12 @@ export class Metrics {
     const failedEvents = new Counter({ name: 'sluice_event_failures_total', help: 'Events that failed an attempt.', labelNames: ['function'], registers: [r] })
     const retries = new Counter({ name: 'sluice_retries_total', help: 'Events scheduled for another attempt.', labelNames: ['function'], registers: [r] })
     const dead = new Counter({ name: 'sluice_dead_letters_total', help: 'Events written to the dead-letter store.', labelNames: ['function'], registers: [r] })
-    const coldStarts = new Counter({ name: 'sluice_cold_starts_total', help: 'Invocations that started a new instance.', labelNames: ['function'], registers: [r] })
+    const coldStarts = new Counter({
+      name: 'sluice_cold_starts_total',
+      help: 'Invocations that started a new instance.',
+      labelNames: ['function'],
+      registers: [r],
+    })
     const instanceStart = new Histogram({
       name: 'sluice_instance_start_seconds',
       help: 'Time to create an instance in a worker host.',
@@ -84,9 +102,19 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers: [r],
     })
-    const instancesLost = new Counter({ name: 'sluice_instances_lost_total', help: 'Instances lost to timeouts, memory limits or crashes.', labelNames: ['function'], registers: [r] })
+    const instancesLost = new Counter({
+      name: 'sluice_instances_lost_total',
+      help: 'Instances lost to timeouts, memory limits or crashes.',
+      labelNames: ['function'],
+      registers: [r],
+    })
     const hostRestarts = new Counter({ name: 'sluice_worker_host_restarts_total', help: 'Worker hosts that exited and were restarted.', registers: [r] })
-    const timerSkips = new Counter({ name: 'sluice_timer_skipped_total', help: 'Timer ticks skipped because the previous run was still going.', labelNames: ['function'], registers: [r] })
+    const timerSkips = new Counter({
+      name: 'sluice_timer_skipped_total',
+      help: 'Timer ticks skipped because the previous run was still going.',
+      labelNames: ['function'],
+      registers: [r],
+    })
 
     new Gauge({
       name: 'sluice_backlog_events',
@@ -165,7 +193,10 @@ export class Metrics {
     }
     // Label-bound children, looked up once per function: prom-client hashes labels on every
     // observe otherwise, and invocations are the hot path.
-    const perFunction = new Map<string, { duration: ReturnType<typeof duration.labels>; batchSize: ReturnType<typeof batchSize.labels>; wait: ReturnType<typeof wait.labels> }>()
+    const perFunction = new Map<
+      string,
+      { duration: ReturnType<typeof duration.labels>; batchSize: ReturnType<typeof batchSize.labels>; wait: ReturnType<typeof wait.labels> }
+    >()
     on<InvocationMessage>(CHANNELS.invocation, (m) => {
       let c = perFunction.get(m.function)
       if (!c) {

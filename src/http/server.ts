@@ -58,7 +58,7 @@ export function sendError(reply: FastifyReply, request: FastifyRequest, err: unk
     return reply.code(status >= 400 && status < 600 ? status : 500).send(errorBody(e.code, e.message, request.id, invocationId))
   }
   const fe = err as FastifyError
-  if (typeof fe?.code === 'string' && fe.code.startsWith('FST_') || (fe?.statusCode !== undefined && fe.statusCode < 500)) {
+  if ((typeof fe?.code === 'string' && fe.code.startsWith('FST_')) || (fe?.statusCode !== undefined && fe.statusCode < 500)) {
     const mapped = mapFastifyError(fe)
     if (mapped.message !== '') return reply.code(ERRORS[mapped.code].status).send(errorBody(mapped.code, mapped.message, request.id))
   }
@@ -110,8 +110,10 @@ export function createHttpServer(config: GatewayConfig['http'], log: Pino): Fast
       done(err, value)
     })
   })
-  app.addContentTypeParser(['text/plain', 'text/html', 'text/csv', 'text/xml', 'application/xml', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (_req, body, done) =>
-    done(null, body),
+  app.addContentTypeParser(
+    ['text/plain', 'text/html', 'text/csv', 'text/xml', 'application/xml', 'application/x-www-form-urlencoded'],
+    { parseAs: 'string' },
+    (_req, body, done) => done(null, body),
   )
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, (body as Buffer).toString('base64')))
   app.setErrorHandler((err, request, reply) => sendError(reply, request, err))

@@ -29,7 +29,10 @@ export function letterEvent(event: TriggerEvent, json: string | undefined): Trig
   const out: TriggerEvent = { id: asText(e.id), source: asText(e.source), time: asText(e.time), body: null, meta: {} }
   if (typeof e.key === 'string') out.key = asText(e.key)
   const meta = asData(e.meta)
-  out.meta = meta.ok && meta.value !== null && typeof meta.value === 'object' && !Array.isArray(meta.value) ? (meta.value as Record<string, unknown>) : { metaDropped: meta.ok ? 'meta is not an object' : meta.reason }
+  out.meta =
+    meta.ok && meta.value !== null && typeof meta.value === 'object' && !Array.isArray(meta.value)
+      ? (meta.value as Record<string, unknown>)
+      : { metaDropped: meta.ok ? 'meta is not an object' : meta.reason }
   // A raw body (TriggerEvent.rawBody) that did not parse is kept as the text the source delivered.
   const body: unknown = typeof e.rawBody === 'string' ? e.rawBody : e.body
   if (typeof body === 'string') {

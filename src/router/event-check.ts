@@ -33,8 +33,15 @@ export function checkEvent(event: TriggerEvent): Checked {
     // `attempt` is the router's to set: a connector's value only seeds the count.
     json = JSON.stringify(event.attempt === undefined ? event : { ...event, attempt: undefined })
   } catch (e) {
-    if (isStackOverflow(e)) return { error: err('SLUICE_ERR_EVENT_TOO_DEEP', `the event nests too deep to serialize; the limit is ${EVENT_LIMITS.maxDepth} levels`) }
-    if (e instanceof RangeError) return { error: err('SLUICE_ERR_EVENT_TOO_LARGE', `the event is too large to serialize (${reasonOf(e)}); the limit is ${EVENT_LIMITS.maxChars} characters of JSON`) }
+    if (isStackOverflow(e))
+      return { error: err('SLUICE_ERR_EVENT_TOO_DEEP', `the event nests too deep to serialize; the limit is ${EVENT_LIMITS.maxDepth} levels`) }
+    if (e instanceof RangeError)
+      return {
+        error: err(
+          'SLUICE_ERR_EVENT_TOO_LARGE',
+          `the event is too large to serialize (${reasonOf(e)}); the limit is ${EVENT_LIMITS.maxChars} characters of JSON`,
+        ),
+      }
     return { error: err('SLUICE_ERR_EVENT_INVALID', `the event is not JSON data: ${reasonOf(e)}`) }
   }
   if (typeof json !== 'string' || json.charCodeAt(0) !== 123 /* { */) return { error: err('SLUICE_ERR_EVENT_INVALID', 'the event is not a JSON object') }
@@ -43,7 +50,13 @@ export function checkEvent(event: TriggerEvent): Checked {
   }
   const depth = jsonDepth(json, MAX_EVENT_JSON_DEPTH)
   if (depth > MAX_EVENT_JSON_DEPTH) {
-    return { json, error: err('SLUICE_ERR_EVENT_TOO_DEEP', `the event nests more than ${EVENT_LIMITS.maxDepth} levels of arrays and objects below it; the limit is ${EVENT_LIMITS.maxDepth}`) }
+    return {
+      json,
+      error: err(
+        'SLUICE_ERR_EVENT_TOO_DEEP',
+        `the event nests more than ${EVENT_LIMITS.maxDepth} levels of arrays and objects below it; the limit is ${EVENT_LIMITS.maxDepth}`,
+      ),
+    }
   }
   if (typeof event.id !== 'string' || event.id === '') return { json, error: err('SLUICE_ERR_EVENT_INVALID', 'the event has no id') }
   return { json }
@@ -72,7 +85,13 @@ function checkRaw(event: TriggerEvent): Checked | undefined {
   if (typeof rawBody !== 'string' || typeof id !== 'string' || id === '' || typeof source !== 'string' || typeof time !== 'string') return undefined
   if ((key !== undefined && typeof key !== 'string') || meta === null || typeof meta !== 'object' || Array.isArray(meta)) return undefined
   const fit = rawFit(rawBody, EVENT_LIMITS.maxDepth)
-  if (fit === 'deep') return { error: err('SLUICE_ERR_EVENT_TOO_DEEP', `the payload nests arrays and objects (brackets) more than ${EVENT_LIMITS.maxDepth} levels deep; the limit is ${EVENT_LIMITS.maxDepth}`) }
+  if (fit === 'deep')
+    return {
+      error: err(
+        'SLUICE_ERR_EVENT_TOO_DEEP',
+        `the payload nests arrays and objects (brackets) more than ${EVENT_LIMITS.maxDepth} levels deep; the limit is ${EVENT_LIMITS.maxDepth}`,
+      ),
+    }
   if (fit !== 'splice') return undefined
   const metaJson: unknown = JSON.stringify(meta)
   if (typeof metaJson !== 'string' || metaJson.charCodeAt(0) !== 123 /* { */) return undefined
@@ -82,7 +101,13 @@ function checkRaw(event: TriggerEvent): Checked | undefined {
     return { json, error: err('SLUICE_ERR_EVENT_TOO_LARGE', `the event is ${json.length} characters of JSON; the limit is ${EVENT_LIMITS.maxChars}`) }
   }
   if (jsonDepth(metaJson, EVENT_LIMITS.maxDepth) > EVENT_LIMITS.maxDepth) {
-    return { json, error: err('SLUICE_ERR_EVENT_TOO_DEEP', `the event nests more than ${EVENT_LIMITS.maxDepth} levels of arrays and objects below it; the limit is ${EVENT_LIMITS.maxDepth}`) }
+    return {
+      json,
+      error: err(
+        'SLUICE_ERR_EVENT_TOO_DEEP',
+        `the event nests more than ${EVENT_LIMITS.maxDepth} levels of arrays and objects below it; the limit is ${EVENT_LIMITS.maxDepth}`,
+      ),
+    }
   }
   return { json, rawAt: head.length }
 }

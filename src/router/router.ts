@@ -184,7 +184,14 @@ export class Router {
 
   private internal(l: FnLane, what: string, e: unknown): void {
     try {
-      this.opts.log.error({ function: l.fn.name, component: 'router', err: { code: 'SLUICE_ERR_INTERNAL', message: reasonOf(e), stack: e instanceof Error ? e.stack : undefined } }, `router: ${what} failed`)
+      this.opts.log.error(
+        {
+          function: l.fn.name,
+          component: 'router',
+          err: { code: 'SLUICE_ERR_INTERNAL', message: reasonOf(e), stack: e instanceof Error ? e.stack : undefined },
+        },
+        `router: ${what} failed`,
+      )
     } catch {
       // a logger that throws has nothing left to tell
     }
@@ -385,7 +392,17 @@ export class Router {
       return await lease.run(json, invocationId)
     } catch (e) {
       this.internal(l, 'running an invocation', e)
-      return { payload: { ok: false, error: { code: 'SLUICE_ERR_FUNCTION_CRASHED', message: `the invocation failed in the gateway: ${reasonOf(e)}`, retriable: true }, outputs: [], logs: [] }, lost: true, cpuMs: 0, hostMs: 0 }
+      return {
+        payload: {
+          ok: false,
+          error: { code: 'SLUICE_ERR_FUNCTION_CRASHED', message: `the invocation failed in the gateway: ${reasonOf(e)}`, retriable: true },
+          outputs: [],
+          logs: [],
+        },
+        lost: true,
+        cpuMs: 0,
+        hostMs: 0,
+      }
     } finally {
       this.guard(l, 'releasing an instance', () => lease.release())
     }
@@ -445,7 +462,14 @@ export class Router {
     l.stats.retries += retry.length
     if (retryChannel.hasSubscribers) {
       for (const it of retry) {
-        retryChannel.publish({ gateway: this.opts.gateway, function: l.fn.name, eventId: it.event.id, attempt: it.attempts, delayMs, error: it.lastError as ErrorInfo })
+        retryChannel.publish({
+          gateway: this.opts.gateway,
+          function: l.fn.name,
+          eventId: it.event.id,
+          attempt: it.attempts,
+          delayMs,
+          error: it.lastError as ErrorInfo,
+        })
       }
     }
     const timer = setTimeout(() => {
@@ -483,7 +507,13 @@ export class Router {
       event = letterEvent(it.event, it.json || undefined)
     } catch (e) {
       this.internal(l, 'building a dead letter', e)
-      event = { id: typeof it.event?.id === 'string' ? it.event.id : '', source: '', time: new Date(it.firstAttemptAt).toISOString(), body: null, meta: { bodyDropped: reasonOf(e) } }
+      event = {
+        id: typeof it.event?.id === 'string' ? it.event.id : '',
+        source: '',
+        time: new Date(it.firstAttemptAt).toISOString(),
+        body: null,
+        meta: { bodyDropped: reasonOf(e) },
+      }
     }
     // One id for every try: a write that landed although its answer was lost (the store's
     // connection broke) is not written twice by the retry.
@@ -502,7 +532,9 @@ export class Router {
         })
       } catch (e) {
         // Not durable, so not acknowledged: keep trying; shutdown gives up and leaves it at the source.
-        this.guard(l, 'logging', () => this.opts.log.error({ function: l.fn.name, eventId: event.id, err: toInfo(e, 'SLUICE_ERR_STORE_OPEN') }, 'dead-letter write failed; retrying'))
+        this.guard(l, 'logging', () =>
+          this.opts.log.error({ function: l.fn.name, eventId: event.id, err: toInfo(e, 'SLUICE_ERR_STORE_OPEN') }, 'dead-letter write failed; retrying'),
+        )
         if (this.closing) {
           this.guard(l, 'answering an event', () => this.finish(l, it, ABORTED))
           return
@@ -543,15 +575,21 @@ export class Router {
   async invoke(fn: string, events: TriggerEvent[], opts: { signal?: AbortSignal } = {}): Promise<InvocationResult> {
     const l = this.get(fn)
     if (this.closing) throw new SluiceError('SLUICE_ERR_ROUTER_CLOSED', 'the gateway is shutting down')
-    if (l.closing) throw new SluiceError('SLUICE_ERR_ROUTER_CLOSED', `function ${fn} is being removed or restarted by a reload: try again`, { context: { function: fn } })
+    if (l.closing)
+      throw new SluiceError('SLUICE_ERR_ROUTER_CLOSED', `function ${fn} is being removed or restarted by a reload: try again`, { context: { function: fn } })
     if (l.backlog + events.length > l.fn.maxBacklog) {
-      throw new SluiceError('SLUICE_ERR_ROUTER_OVERLOADED', `function ${fn} has ${l.backlog} events waiting (maxBacklog ${l.fn.maxBacklog})`, { context: { function: fn } })
+      throw new SluiceError('SLUICE_ERR_ROUTER_OVERLOADED', `function ${fn} has ${l.backlog} events waiting (maxBacklog ${l.fn.maxBacklog})`, {
+        context: { function: fn },
+      })
     }
     const parts: Array<{ json: string; rawAt: number; attempts: number }> = []
     for (let i = 0; i < events.length; i++) {
       const e = events[i] as TriggerEvent
       const checked = checkEvent(e !== null && typeof e === 'object' ? { ...e, attempt: undefined, id: e.id || `${i}` } : e)
-      if (checked.error) throw new SluiceError(checked.error.code, events.length === 1 ? checked.error.message : `event ${i}: ${checked.error.message}`, { context: { function: fn } })
+      if (checked.error)
+        throw new SluiceError(checked.error.code, events.length === 1 ? checked.error.message : `event ${i}: ${checked.error.message}`, {
+          context: { function: fn },
+        })
       parts.push({ json: checked.json, rawAt: checked.rawAt ?? 0, attempts: 1 })
     }
     const json = batchJson(parts)
@@ -571,12 +609,28 @@ export class Router {
       let error = r.payload.ok ? undefined : r.payload.error
       // The value goes back to the caller as JSON (an HTTP reply): refuse what cannot be serialized.
       if (!error && depthExceeds(r.payload.value, EVENT_LIMITS.maxDepth)) {
-        error = { code: 'SLUICE_ERR_FUNCTION_RESULT_INVALID', message: `function ${fn} returned a value nested more than ${EVENT_LIMITS.maxDepth} levels deep`, retriable: false }
+        error = {
+          code: 'SLUICE_ERR_FUNCTION_RESULT_INVALID',
+          message: `function ${fn} returned a value nested more than ${EVENT_LIMITS.maxDepth} levels deep`,
+          retriable: false,
+        }
       }
       if (!error) error = await publishOutputs(l.fn, r.payload.outputs)
       const durationMs = performance.now() - t0
       const failed = error ? events.length : this.failedCount(r.payload.value, events)
-      this.report(l, { invocationId, kind: 'sync', size: events.length, ok: !error, failed, durationMs, waitMs: lease.waitMs, coldStart: lease.coldStart, error, logs: r.payload.logs, value: r.payload.value })
+      this.report(l, {
+        invocationId,
+        kind: 'sync',
+        size: events.length,
+        ok: !error,
+        failed,
+        durationMs,
+        waitMs: lease.waitMs,
+        coldStart: lease.coldStart,
+        error,
+        logs: r.payload.logs,
+        value: r.payload.value,
+      })
       // A synchronous call's events end with the call: done unless it failed (no dead letters here).
       l.stats.eventsDone += events.length - failed
       const result: InvocationResult = { invocationId, ok: !error, logs: r.payload.logs, outputs: r.payload.outputs, durationMs, coldStart: lease.coldStart }
@@ -613,9 +667,7 @@ export class Router {
   private async doClose(timeoutMs: number): Promise<void> {
     this.closing = true
     for (const l of this.lanes.values()) this.abortQueued(l)
-    const idle = Promise.all(
-      [...this.lanes.values()].map((l) => (l.backlog === 0 ? Promise.resolve() : new Promise<void>((r) => l.idle.push(r)))),
-    )
+    const idle = Promise.all([...this.lanes.values()].map((l) => (l.backlog === 0 ? Promise.resolve() : new Promise<void>((r) => l.idle.push(r)))))
     let timer: NodeJS.Timeout | undefined
     await Promise.race([idle, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))])
     clearTimeout(timer)

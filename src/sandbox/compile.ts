@@ -100,7 +100,10 @@ export async function compileFunction(file: string, opts: { root: string; functi
     if (builtins.length > 0) {
       const names = [...new Set(builtins.map(builtinOf))].map((n) => `"${n}"`).join(', ')
       const detail = builtins.map((m) => formatMessage({ ...m, text: `imports the Node.js built-in ${JSON.stringify(builtinOf(m))}` }, opts.root)).join('\n')
-      throw new SluiceError('SLUICE_ERR_FUNCTION_NODE_BUILTIN', `function ${opts.functionName} imports ${names}:\n${detail}\n${BUILTIN_HINT}`, { cause: e, context })
+      throw new SluiceError('SLUICE_ERR_FUNCTION_NODE_BUILTIN', `function ${opts.functionName} imports ${names}:\n${detail}\n${BUILTIN_HINT}`, {
+        cause: e,
+        context,
+      })
     }
     const detail = errors.length > 0 ? errors.map((m) => formatMessage(m, opts.root)).join('\n') : String(e)
     throw new SluiceError('SLUICE_ERR_FUNCTION_COMPILE', `function ${opts.functionName} does not compile:\n${detail}`, { cause: e, context })
@@ -113,7 +116,14 @@ export async function compileFunction(file: string, opts: { root: string; functi
     )
   }
   // esbuild chains the bundle's inline map through this step: the result maps to the sources.
-  const iife = await transform(esm, { format: 'iife', globalName: MODULE_GLOBAL, target: 'es2022', logLevel: 'silent', sourcemap: 'external', sourcesContent: false })
+  const iife = await transform(esm, {
+    format: 'iife',
+    globalName: MODULE_GLOBAL,
+    target: 'es2022',
+    logLevel: 'silent',
+    sourcemap: 'external',
+    sourcesContent: false,
+  })
   const code = attachSourceMap(iife.code, iife.map)
   return { file, code, hash: createHash('sha256').update(code).digest('hex').slice(0, 16), inputs }
 }

@@ -325,7 +325,7 @@ export class SandboxPool extends EventEmitter {
       handlers = { resolve, reject }
     })
     ready.catch(() => undefined)
-    if (!slot || !slot.up || this.closing) {
+    if (!slot?.up || this.closing) {
       handlers.reject(new SluiceError('SLUICE_ERR_SANDBOX_UNAVAILABLE', `worker host ${hostId} is not running`))
       return { inst, hostId, fn: spec.fn, memoryMb: spec.memoryMb, ready }
     }
@@ -349,7 +349,12 @@ export class SandboxPool extends EventEmitter {
     return new Promise((resolve) => {
       if (!slot?.up || !slot.instances.has(h.inst)) {
         resolve({
-          payload: { ok: false, error: { code: 'SLUICE_ERR_FUNCTION_CRASHED', message: `instance ${h.inst} of ${h.fn} is gone`, retriable: true }, outputs: [], logs: [] },
+          payload: {
+            ok: false,
+            error: { code: 'SLUICE_ERR_FUNCTION_CRASHED', message: `instance ${h.inst} of ${h.fn} is gone`, retriable: true },
+            outputs: [],
+            logs: [],
+          },
           lost: true,
           cpuMs: 0,
           hostMs: 0,

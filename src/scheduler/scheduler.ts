@@ -137,7 +137,8 @@ export class Scheduler {
     if (!f) return
     this.fns.delete(name)
     f.removed = true
-    for (const w of f.waiters.splice(0)) w.reject(new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${name} was removed`, { context: { function: name } }))
+    for (const w of f.waiters.splice(0))
+      w.reject(new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${name} was removed`, { context: { function: name } }))
     for (const inst of [...f.idle]) this.remove(inst, 'stop')
     if (f.instances.size === 0) this.forgetIfUnused(f.spec.hash)
   }

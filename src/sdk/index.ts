@@ -61,10 +61,7 @@ export interface TriggerEvent {
  * `aborted` means the gateway stopped before finishing it: do NOT acknowledge; the source keeps
  * it and delivers it again (after restart, or to another gateway instance).
  */
-export type Outcome =
-  | { status: 'done' }
-  | { status: 'dead'; deadLetterId: string; error: ErrorInfo }
-  | { status: 'aborted' }
+export type Outcome = { status: 'done' } | { status: 'dead'; deadLetterId: string; error: ErrorInfo } | { status: 'aborted' }
 
 /** The result of a synchronous invocation (HTTP trigger, admin invoke). */
 export interface InvocationResult {
@@ -345,6 +342,13 @@ export interface ConnectorDefinition<TTrigger = unknown, TConnection = unknown, 
    * coded error when it could not be (the session stays, a later attempt retries).
    */
   takeOverSession?(spec: TriggerSpec<TTrigger, TConnection>, session: SourceSession, ctx: ConnectorContext): Promise<TakeoverReport>
-  createOutput?(spec: { functionName: string; outputName: string; output: TOutput; connectionName?: string; connection?: TConnection; log: Logger }): OutputBinding
+  createOutput?(spec: {
+    functionName: string
+    outputName: string
+    output: TOutput
+    connectionName?: string
+    connection?: TConnection
+    log: Logger
+  }): OutputBinding
 }
 export { Type, OneOf, Strict, type Static, type TSchema } from './schema.js'

@@ -104,7 +104,15 @@ function maybeJson(s: string): boolean {
 export function decodeText(text: string, json = true): DecodedPayload {
   if (!json || !maybeJson(text)) return { body: text, base64: false }
   if (jsonDepth(text, EVENT_LIMITS.maxDepth) > EVENT_LIMITS.maxDepth) {
-    return { body: text, base64: false, rejected: { code: 'SLUICE_ERR_EVENT_TOO_DEEP', message: `the payload nests arrays and objects (brackets) more than ${EVENT_LIMITS.maxDepth} levels deep; the limit is ${EVENT_LIMITS.maxDepth}`, retriable: false } }
+    return {
+      body: text,
+      base64: false,
+      rejected: {
+        code: 'SLUICE_ERR_EVENT_TOO_DEEP',
+        message: `the payload nests arrays and objects (brackets) more than ${EVENT_LIMITS.maxDepth} levels deep; the limit is ${EVENT_LIMITS.maxDepth}`,
+        retriable: false,
+      },
+    }
   }
   try {
     return { body: JSON.parse(text) as unknown, base64: false }

@@ -26,7 +26,9 @@ export async function migrate(client: PoolClient, schema: string, migrations: re
     await client.query("SELECT pg_advisory_xact_lock(hashtext('sluice:migrate:' || $1))", [schema])
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident(schema)}`)
     await client.query(`SET LOCAL search_path TO ${ident(schema)}`)
-    await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())')
+    await client.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+    )
     const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations')
     const current = rows[0]?.v ?? 0
     if (current > known) {
@@ -42,7 +44,9 @@ export async function migrate(client: PoolClient, schema: string, migrations: re
       try {
         await client.query(m.sql)
       } catch (e) {
-        throw new SluiceError('SLUICE_ERR_STORE_MIGRATION', `migration ${m.version} (${m.name}) of the PostgreSQL store failed: ${(e as Error).message}`, { cause: e })
+        throw new SluiceError('SLUICE_ERR_STORE_MIGRATION', `migration ${m.version} (${m.name}) of the PostgreSQL store failed: ${(e as Error).message}`, {
+          cause: e,
+        })
       }
       await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name])
       applied.push(m.version)

@@ -26,6 +26,8 @@ export async function openStore(config: Pick<GatewayConfig, 'store' | 'root'>, l
         log: log.child({ component: 'store' }),
       })
     default:
-      throw new SluiceError('SLUICE_ERR_STORE_UNAVAILABLE', `store kind ${String((s as { kind: unknown }).kind)} is not available in this build`, { context: { path: 'store.kind' } })
+      throw new SluiceError('SLUICE_ERR_STORE_UNAVAILABLE', `store kind ${String((s as { kind: unknown }).kind)} is not available in this build`, {
+        context: { path: 'store.kind' },
+      })
   }
 }

@@ -21,7 +21,9 @@ export function parseStoreUrl(url: string): URL {
   try {
     u = new URL(url)
   } catch {
-    throw new SluiceError('SLUICE_ERR_STORE_URL', 'store.url is not a URL; write postgres://user:password@host:5432/database', { context: { path: 'store.url' } })
+    throw new SluiceError('SLUICE_ERR_STORE_URL', 'store.url is not a URL; write postgres://user:password@host:5432/database', {
+      context: { path: 'store.url' },
+    })
   }
   if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
     throw new SluiceError('SLUICE_ERR_STORE_URL', `store.url must start with postgres:// (it starts with ${u.protocol}//)`, { context: { path: 'store.url' } })

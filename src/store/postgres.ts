@@ -6,7 +6,18 @@ import { migrate, type MigrationReport } from './migrate.js'
 import { POSTGRES_MIGRATIONS, type Migration } from './migrations/postgres/index.js'
 import { isConnectionError, parseStoreUrl, redactUrl, startError } from './pg-errors.js'
 import { PgHealth } from './pg-health.js'
-import { replayLeaseKey, type DeadLetter, type HeartbeatResult, type InstanceRow, type DeadLetterQuery, type FunctionKey, type Lease, type LeaseAttempt, type Store, type StoreHealth } from './store.js'
+import {
+  replayLeaseKey,
+  type DeadLetter,
+  type HeartbeatResult,
+  type InstanceRow,
+  type DeadLetterQuery,
+  type FunctionKey,
+  type Lease,
+  type LeaseAttempt,
+  type Store,
+  type StoreHealth,
+} from './store.js'
 
 export interface PostgresStoreOptions {
   url: string
@@ -68,7 +79,9 @@ export class PostgresStore implements Store {
   static async open(opts: PostgresStoreOptions): Promise<PostgresStore> {
     const schema = opts.schema ?? 'sluice'
     if (!new RegExp(SCHEMA_PATTERN).test(schema)) {
-      throw new SluiceError('SLUICE_ERR_STORE_URL', `store.schema ${JSON.stringify(schema)} must be lower-case letters, digits and _`, { context: { path: 'store.schema' } })
+      throw new SluiceError('SLUICE_ERR_STORE_URL', `store.schema ${JSON.stringify(schema)} must be lower-case letters, digits and _`, {
+        context: { path: 'store.schema' },
+      })
     }
     parseStoreUrl(opts.url)
     const pool = new pg.Pool({
@@ -202,12 +215,19 @@ export class PostgresStore implements Store {
   }
 
   async releaseLease(lease: Lease): Promise<boolean> {
-    const r = await this.q("UPDATE leases SET state = 'released', owner = '', expires_at = now() WHERE key = $1 AND token = $2 AND state = 'held'", [lease.key, lease.token])
+    const r = await this.q("UPDATE leases SET state = 'released', owner = '', expires_at = now() WHERE key = $1 AND token = $2 AND state = 'held'", [
+      lease.key,
+      lease.token,
+    ])
     return (r.rowCount ?? 0) > 0
   }
 
   async finishLease(lease: Lease, retainMs: number): Promise<boolean> {
-    const r = await this.q(`UPDATE leases SET state = 'done', expires_at = now() + $3 ${MS} WHERE key = $1 AND token = $2 AND state = 'held'`, [lease.key, lease.token, retainMs])
+    const r = await this.q(`UPDATE leases SET state = 'done', expires_at = now() + $3 ${MS} WHERE key = $1 AND token = $2 AND state = 'held'`, [
+      lease.key,
+      lease.token,
+      retainMs,
+    ])
     return (r.rowCount ?? 0) > 0
   }
 
@@ -281,7 +301,13 @@ export class PostgresStore implements Store {
     const r = await this.q<{ id: string; incarnation: string; doc: string; heartbeat_at: Date; age: number }>(
       'SELECT id, incarnation, doc, heartbeat_at, (extract(epoch FROM now() - heartbeat_at) * 1000)::float8 AS age FROM instances ORDER BY id COLLATE "C"',
     )
-    return r.rows.map((row) => ({ id: row.id, incarnation: row.incarnation, doc: JSON.parse(row.doc) as unknown, heartbeatAt: row.heartbeat_at.toISOString(), ageMs: Math.max(0, Math.round(row.age)) }))
+    return r.rows.map((row) => ({
+      id: row.id,
+      incarnation: row.incarnation,
+      doc: JSON.parse(row.doc) as unknown,
+      heartbeatAt: row.heartbeat_at.toISOString(),
+      ageMs: Math.max(0, Math.round(row.age)),
+    }))
   }
 
   health(): StoreHealth {

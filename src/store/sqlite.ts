@@ -4,7 +4,18 @@ import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { SluiceError } from '../errors.js'
 import type { VersionedRow } from '../sdk/index.js'
-import { replayLeaseKey, type DeadLetter, type HeartbeatResult, type InstanceRow, type DeadLetterQuery, type FunctionKey, type Lease, type LeaseAttempt, type Store, type StoreHealth } from './store.js'
+import {
+  replayLeaseKey,
+  type DeadLetter,
+  type HeartbeatResult,
+  type InstanceRow,
+  type DeadLetterQuery,
+  type FunctionKey,
+  type Lease,
+  type LeaseAttempt,
+  type Store,
+  type StoreHealth,
+} from './store.js'
 
 /** Dead letters with the replay lease that is held on each, if any (`?` is now, in ms). */
 const LETTERS = `SELECT d.*, l.owner AS replay_owner, l.attempt AS replay_attempt FROM dead_letters d
@@ -154,9 +165,11 @@ export class SqliteStore implements Store {
   }
 
   async countDeadLetters(fn?: string): Promise<number> {
-    const row = (fn
-      ? this.db.prepare('SELECT COUNT(*) AS n FROM dead_letters WHERE function = ?').get(fn)
-      : this.db.prepare('SELECT COUNT(*) AS n FROM dead_letters').get()) as { n: number }
+    const row = (
+      fn
+        ? this.db.prepare('SELECT COUNT(*) AS n FROM dead_letters WHERE function = ?').get(fn)
+        : this.db.prepare('SELECT COUNT(*) AS n FROM dead_letters').get()
+    ) as { n: number }
     return row.n
   }
 
@@ -171,7 +184,9 @@ export class SqliteStore implements Store {
 
   async setState(scope: string, key: string, value: unknown): Promise<void> {
     this.db
-      .prepare('INSERT INTO state (scope, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at')
+      .prepare(
+        'INSERT INTO state (scope, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at',
+      )
       .run(scope, key, JSON.stringify(value), new Date().toISOString())
   }
 
@@ -203,15 +218,26 @@ export class SqliteStore implements Store {
   }
 
   async renewLease(lease: Lease, ttlMs: number): Promise<boolean> {
-    return this.db.prepare("UPDATE leases SET expires_at = ? WHERE key = ? AND token = ? AND state = 'held'").run(Date.now() + ttlMs, lease.key, lease.token).changes > 0
+    return (
+      this.db.prepare("UPDATE leases SET expires_at = ? WHERE key = ? AND token = ? AND state = 'held'").run(Date.now() + ttlMs, lease.key, lease.token)
+        .changes > 0
+    )
   }
 
   async releaseLease(lease: Lease): Promise<boolean> {
-    return this.db.prepare("UPDATE leases SET state = 'released', owner = '', expires_at = ? WHERE key = ? AND token = ? AND state = 'held'").run(Date.now(), lease.key, lease.token).changes > 0
+    return (
+      this.db
+        .prepare("UPDATE leases SET state = 'released', owner = '', expires_at = ? WHERE key = ? AND token = ? AND state = 'held'")
+        .run(Date.now(), lease.key, lease.token).changes > 0
+    )
   }
 
   async finishLease(lease: Lease, retainMs: number): Promise<boolean> {
-    return this.db.prepare("UPDATE leases SET state = 'done', expires_at = ? WHERE key = ? AND token = ? AND state = 'held'").run(Date.now() + retainMs, lease.key, lease.token).changes > 0
+    return (
+      this.db
+        .prepare("UPDATE leases SET state = 'done', expires_at = ? WHERE key = ? AND token = ? AND state = 'held'")
+        .run(Date.now() + retainMs, lease.key, lease.token).changes > 0
+    )
   }
 
   async claim(key: string, ttlMs: number): Promise<boolean> {
@@ -228,7 +254,9 @@ export class SqliteStore implements Store {
   async compareAndSet(scope: string, key: string, value: unknown, version: string | undefined): Promise<string | undefined> {
     const json = JSON.stringify(value)
     if (version === undefined) {
-      const r = this.db.prepare('INSERT INTO versioned_state (scope, key, value, version) VALUES (?, ?, ?, 1) ON CONFLICT (scope, key) DO NOTHING').run(scope, key, json)
+      const r = this.db
+        .prepare('INSERT INTO versioned_state (scope, key, value, version) VALUES (?, ?, ?, 1) ON CONFLICT (scope, key) DO NOTHING')
+        .run(scope, key, json)
       return r.changes > 0 ? '1' : undefined
     }
     const v = Number(version)
@@ -239,7 +267,9 @@ export class SqliteStore implements Store {
 
   async addFunctionKey(fn: string, name: string, hash: string): Promise<void> {
     this.db
-      .prepare('INSERT INTO function_keys (function, name, hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (function, name) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at')
+      .prepare(
+        'INSERT INTO function_keys (function, name, hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (function, name) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at',
+      )
       .run(fn, name, hash, new Date().toISOString())
   }
 
@@ -248,9 +278,9 @@ export class SqliteStore implements Store {
   }
 
   async listFunctionKeys(fn: string): Promise<FunctionKey[]> {
-    return (this.db.prepare('SELECT name, created_at FROM function_keys WHERE function = ? ORDER BY name').all(fn) as Array<{ name: string; created_at: string }>).map(
-      (r) => ({ name: r.name, createdAt: r.created_at }),
-    )
+    return (
+      this.db.prepare('SELECT name, created_at FROM function_keys WHERE function = ? ORDER BY name').all(fn) as Array<{ name: string; created_at: string }>
+    ).map((r) => ({ name: r.name, createdAt: r.created_at }))
   }
 
   async deleteFunctionKey(fn: string, name: string): Promise<boolean> {
@@ -260,9 +290,13 @@ export class SqliteStore implements Store {
   async heartbeatInstance(id: string, incarnation: string, doc: unknown): Promise<HeartbeatResult> {
     const now = Date.now()
     return this.db.transaction((): HeartbeatResult => {
-      const prev = this.db.prepare('SELECT incarnation, heartbeat_at FROM instances WHERE id = ?').get(id) as { incarnation: string; heartbeat_at: number } | undefined
+      const prev = this.db.prepare('SELECT incarnation, heartbeat_at FROM instances WHERE id = ?').get(id) as
+        | { incarnation: string; heartbeat_at: number }
+        | undefined
       this.db
-        .prepare('INSERT INTO instances (id, incarnation, doc, heartbeat_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET incarnation = excluded.incarnation, doc = excluded.doc, heartbeat_at = excluded.heartbeat_at')
+        .prepare(
+          'INSERT INTO instances (id, incarnation, doc, heartbeat_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET incarnation = excluded.incarnation, doc = excluded.doc, heartbeat_at = excluded.heartbeat_at',
+        )
         .run(id, incarnation, JSON.stringify(doc), now)
       return prev ? { previous: { incarnation: prev.incarnation, ageMs: Math.max(0, now - prev.heartbeat_at) } } : {}
     })()
@@ -275,8 +309,19 @@ export class SqliteStore implements Store {
   async listInstances(forgetMs: number): Promise<InstanceRow[]> {
     const now = Date.now()
     this.db.prepare('DELETE FROM instances WHERE heartbeat_at < ?').run(now - forgetMs)
-    const rows = this.db.prepare('SELECT id, incarnation, doc, heartbeat_at FROM instances ORDER BY id').all() as Array<{ id: string; incarnation: string; doc: string; heartbeat_at: number }>
-    return rows.map((r) => ({ id: r.id, incarnation: r.incarnation, doc: JSON.parse(r.doc) as unknown, heartbeatAt: new Date(r.heartbeat_at).toISOString(), ageMs: Math.max(0, now - r.heartbeat_at) }))
+    const rows = this.db.prepare('SELECT id, incarnation, doc, heartbeat_at FROM instances ORDER BY id').all() as Array<{
+      id: string
+      incarnation: string
+      doc: string
+      heartbeat_at: number
+    }>
+    return rows.map((r) => ({
+      id: r.id,
+      incarnation: r.incarnation,
+      doc: JSON.parse(r.doc) as unknown,
+      heartbeatAt: new Date(r.heartbeat_at).toISOString(),
+      ageMs: Math.max(0, now - r.heartbeat_at),
+    }))
   }
 
   health(): StoreHealth {

@@ -128,7 +128,14 @@ describe('sluice CLI', () => {
     expect(table.status).toBe(0)
     const [header, row, ...rest] = table.stdout.split('\n')
     expect(header?.split(/\s{2,}/)).toEqual(['ID', 'FUNCTION', 'ERROR CODE', 'REASON', 'ATTEMPTS', 'FAILED AT'])
-    expect(row?.split(/\s{2,}/)).toEqual([items[0]!.id, 'nightly', 'SLUICE_ERR_FUNCTION_THREW', expect.stringMatching(/report store offline/), '2', expect.stringMatching(/^\d{4}-\d\d-\d\dT/)])
+    expect(row?.split(/\s{2,}/)).toEqual([
+      items[0]!.id,
+      'nightly',
+      'SLUICE_ERR_FUNCTION_THREW',
+      expect.stringMatching(/report store offline/),
+      '2',
+      expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    ])
     expect(rest[0]).toBe('1 dead letter; replay one with sluice dead-letters replay <id>')
     // Still failing: the replay ends dead again, and the CLI says so with exit code 1.
     const replay = run(['dead-letters', 'replay', items[0]!.id, '--url', url], dir)
@@ -199,15 +206,24 @@ describe('sluice CLI', () => {
     writeFileSync(join(dir, 'functions/.hello.ts.tmp'), `${readFileSync(join(dir, 'functions/hello.ts'), 'utf8')}\n// edited\n`)
     renameSync(join(dir, 'functions/.hello.ts.tmp'), join(dir, 'functions/hello.ts'))
     const fn = await waitFor(() => lines.find((l) => l.level === 'warn' && l.function === 'hello'), 30_000, 'function file warning')
-    expect(fn).toMatchObject({ file: 'functions/hello.ts', msg: 'function file functions/hello.ts changed; the gateway keeps running the code it loaded: reload it (send SIGHUP to the gateway, or POST /admin/reload), or run sluice start --watch to reload on every change' })
+    expect(fn).toMatchObject({
+      file: 'functions/hello.ts',
+      msg: 'function file functions/hello.ts changed; the gateway keeps running the code it loaded: reload it (send SIGHUP to the gateway, or POST /admin/reload), or run sluice start --watch to reload on every change',
+    })
     appendFileSync(join(dir, 'gateway.yaml'), '# edited\n')
     const cfg = await waitFor(() => lines.find((l) => l.level === 'warn' && l.file === 'gateway.yaml'), 30_000, 'config warning')
-    expect(cfg.msg).toMatch(/^configuration gateway\.yaml changed on disk; the gateway keeps running the configuration it loaded: reload it \(send SIGHUP.*sluice start --watch/)
+    expect(cfg.msg).toMatch(
+      /^configuration gateway\.yaml changed on disk; the gateway keeps running the configuration it loaded: reload it \(send SIGHUP.*sluice start --watch/,
+    )
     appendFileSync(join(dir, 'functions/greeting.ts'), '// edited\n')
     const imported = await waitFor(() => lines.find((l) => l.level === 'warn' && l.file === 'functions/greeting.ts'), 30_000, 'imported file warning')
     expect(imported).toMatchObject({ function: 'hello', msg: expect.stringMatching(/^file functions\/greeting\.ts, bundled into function hello, changed; /) })
     // Untouched files: no warning about them.
-    expect(lines.filter((l) => l.level === 'warn' && typeof l.file === 'string').map((l) => l.file)).toEqual(['functions/hello.ts', 'gateway.yaml', 'functions/greeting.ts'])
+    expect(lines.filter((l) => l.level === 'warn' && typeof l.file === 'string').map((l) => l.file)).toEqual([
+      'functions/hello.ts',
+      'gateway.yaml',
+      'functions/greeting.ts',
+    ])
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
     child.kill('SIGTERM')
     expect(await exited).toBe(0)

@@ -16,7 +16,16 @@ import { waitFor } from '../helpers/gateway.js'
 const REPO = resolve('.')
 const BIN = join(REPO, 'bin/sluice.js')
 const TSC = join(dirname(createRequire(import.meta.url).resolve('typescript/package.json')), 'bin', 'tsc')
-const FILES = ['package.json', 'tsconfig.json', 'config/gateway.yaml', 'functions/hello.ts', 'functions/readings.ts', 'functions/heartbeat.ts', 'README.md', '.gitignore']
+const FILES = [
+  'package.json',
+  'tsconfig.json',
+  'config/gateway.yaml',
+  'functions/hello.ts',
+  'functions/readings.ts',
+  'functions/heartbeat.ts',
+  'README.md',
+  '.gitignore',
+]
 
 const cleanups: Array<() => void | Promise<void>> = []
 afterEach(async () => {
@@ -50,7 +59,11 @@ class LinkedGateway {
   readonly child: ChildProcess
 
   constructor(dir: string) {
-    this.child = spawn(process.execPath, [join(dir, 'node_modules/sluice/bin/sluice.js'), 'start'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } })
+    this.child = spawn(process.execPath, [join(dir, 'node_modules/sluice/bin/sluice.js'), 'start'], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    })
     let buf = ''
     this.child.stdout?.on('data', (d: Buffer) => {
       const parts = (buf + d.toString()).split('\n')
@@ -90,7 +103,11 @@ describe('sluice init', () => {
     expect(r.stdout).toMatch(/Next:\n {2}cd my-app\n {2}npm install\n {2}npm start\n/)
     const dir = join(parent, 'my-app')
     expect(readdirSync(dir).sort()).toEqual(['.gitignore', 'README.md', 'config', 'functions', 'package.json', 'tsconfig.json'])
-    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name: string; dependencies: Record<string, string>; scripts: Record<string, string> }
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      name: string
+      dependencies: Record<string, string>
+      scripts: Record<string, string>
+    }
     const version = (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version
     expect(pkg).toMatchObject({ name: 'my-app', dependencies: { sluice: `^${version}` }, scripts: { start: 'sluice start' } })
     expect(readFileSync(join(dir, 'README.md'), 'utf8')).toMatch(/npm install\nnpm start\s.*\ncurl /)
@@ -108,7 +125,10 @@ describe('sluice init', () => {
     const yaml = readFileSync(configFile, 'utf8')
     expect(yaml).toContain('http: { port: 7071 }')
     expect(yaml).toContain('url: embedded, port: 1884 }')
-    writeFileSync(configFile, yaml.replace('http: { port: 7071 }', 'http: { port: 0, host: 127.0.0.1 }').replace('url: embedded, port: 1884 }', 'url: embedded, port: 0 }'))
+    writeFileSync(
+      configFile,
+      yaml.replace('http: { port: 7071 }', 'http: { port: 0, host: 127.0.0.1 }').replace('url: embedded, port: 1884 }', 'url: embedded, port: 0 }'),
+    )
 
     const gw = new LinkedGateway(dir)
     const up = await gw.line((l) => l.msg === 'gateway up', 'gateway up')
@@ -161,7 +181,16 @@ export default handler
     const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO, encoding: 'utf8', timeout: 120_000 })
     expect(r.status).toBe(0)
     const files = new Set((JSON.parse(r.stdout) as Array<{ files: Array<{ path: string }> }>)[0]?.files.map((f) => f.path))
-    for (const f of ['bin/sluice.js', 'dist/src/cli/init.js', 'dist/src/cli/new-function.js', 'dist/src/sdk/function.d.ts', 'templates/project/config/gateway.yaml', 'templates/project/gitignore', 'templates/functions/kafka.ts', 'schema/sluice.schema.json']) {
+    for (const f of [
+      'bin/sluice.js',
+      'dist/src/cli/init.js',
+      'dist/src/cli/new-function.js',
+      'dist/src/sdk/function.d.ts',
+      'templates/project/config/gateway.yaml',
+      'templates/project/gitignore',
+      'templates/functions/kafka.ts',
+      'schema/sluice.schema.json',
+    ]) {
       expect(files.has(f), f).toBe(true)
     }
   })

@@ -31,7 +31,11 @@ functions:
     'functions/hello.js': 'export default async () => ({ ok: true })\n',
   })
   onTestFinished(() => p.cleanup())
-  const child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', 'gateway.yaml'], { cwd: p.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } })
+  const child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', 'gateway.yaml'], {
+    cwd: p.dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: '' },
+  })
   onTestFinished(() => {
     if (child.exitCode === null) child.kill('SIGKILL')
   })

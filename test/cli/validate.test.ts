@@ -55,7 +55,9 @@ describe('sluice validate', () => {
     const project = folder({ 'package.json': '{}', 'config/gateway.yaml': YAML })
     const r = run(['validate', '--config', join(project, 'config/gateway.yaml')], folder({}))
     expect(r.status).toBe(1)
-    expect(r.stderr).toContain(`config/gateway.yaml:4:11 functions.orders.code function code file not found: functions/orders.ts (relative paths start at the project root ${project}) [SLUICE_ERR_FUNCTION_NOT_FOUND]`)
+    expect(r.stderr).toContain(
+      `config/gateway.yaml:4:11 functions.orders.code function code file not found: functions/orders.ts (relative paths start at the project root ${project}) [SLUICE_ERR_FUNCTION_NOT_FOUND]`,
+    )
     expect(r.stderr).not.toContain('../')
   })
 

@@ -26,7 +26,8 @@ async function gateway(schema: string): Promise<TestGateway> {
   return t
 }
 
-const runs = (t: TestGateway) => t.logs.lines.filter((l) => l.source === 'function' && l.function === 'work').map((l) => JSON.parse(String(l.msg)) as { id: string })
+const runs = (t: TestGateway) =>
+  t.logs.lines.filter((l) => l.source === 'function' && l.function === 'work').map((l) => JSON.parse(String(l.msg)) as { id: string })
 
 describe('dead letters across gateways sharing PostgreSQL', () => {
   it('lists a letter on every instance and replays it once when two instances replay it at once', async () => {
@@ -43,7 +44,8 @@ describe('dead letters across gateways sharing PostgreSQL', () => {
     const listed = (await (await fetch(`${b.url}/admin/dead-letters`)).json()) as { deadLetters?: Array<{ id: string }> } | Array<{ id: string }>
     expect(JSON.stringify(listed)).toContain(id)
 
-    const replay = (t: TestGateway) => fetch(`${t.url}/admin/dead-letters/${id}/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+    const replay = (t: TestGateway) =>
+      fetch(`${t.url}/admin/dead-letters/${id}/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
     const pending = [replay(a), replay(b)]
     // While it runs, every instance sees the letter as being replayed.
     const during = await waitFor(async () => (await b.gw.store.getDeadLetter(id))?.replay, 20_000, 'the replay to show')

@@ -60,10 +60,14 @@ functions:
     const first = new GatewayProcess(p.dir)
     onTestFinished(() => first.kill())
     await first.start(120_000)
-    await waitFor(async () => {
-      const o = await owners(storeFile)
-      return o['0'] === `${id}:fn` && o['1'] === `${id}:fn`
-    }, 60_000, 'both partitions owned by the instance')
+    await waitFor(
+      async () => {
+        const o = await owners(storeFile)
+        return o['0'] === `${id}:fn` && o['1'] === `${id}:fn`
+      },
+      60_000,
+      'both partitions owned by the instance',
+    )
     await publish(server, hub, [{ n: 0 }], { partitionId: '0' })
     await waitFor(() => seen(first).includes('0-0'), 60_000, 'the first event')
 

@@ -99,9 +99,9 @@ connections:
   stream: { kind: kafka, brokers: ["${broker.address}"], clientId: ${id}, connectionTimeoutMs: 1000 }
 functions:
 ${fn('amqp', `{ amqp: { connection: rabbit, queue: ${n.queue}, prefetch: ${w.prefetch} } }`)}${fn('mqtt', `{ mqtt: { connection: mosquitto, topic: "${n.topic}", share: ${n.share}, clientId: ${id}-mqtt, maxInflight: ${w.maxInflight} } }`)}${fn(
-    'kafka',
-    `{ kafka: { connection: stream, topic: ${n.kafkaTopic}, groupId: ${n.group}, fromBeginning: true, sessionTimeoutMs: 6000, heartbeatIntervalMs: 300, rebalanceTimeoutMs: 20000, maxWaitMs: 200, commitIntervalMs: 50, maxInFlightPerPartition: ${w.maxInFlightPerPartition} } }`,
-  )}`
+  'kafka',
+  `{ kafka: { connection: stream, topic: ${n.kafkaTopic}, groupId: ${n.group}, fromBeginning: true, sessionTimeoutMs: 6000, heartbeatIntervalMs: 300, rebalanceTimeoutMs: 20000, maxWaitMs: 200, commitIntervalMs: 50, maxInFlightPerPartition: ${w.maxInFlightPerPartition} } }`,
+)}`
 }
 
 /** One gateway instance: a stable id, its own config file, and a process started again and again. */
@@ -189,10 +189,27 @@ class TickPublisher implements Publisher {
 export async function publishers(n: FleetNames, broker: KafkaBroker, pace: Pace, cleanup: Cleanup): Promise<Record<Source, Publisher>> {
   const rabbit = await Client.open()
   cleanup(() => rabbit.close())
-  const amqp = new TickPublisher(pace, (ids) => rabbit.publish(ids.map((id) => ({ id })), { queue: n.queue }), () => rabbit.close())
+  const amqp = new TickPublisher(
+    pace,
+    (ids) =>
+      rabbit.publish(
+        ids.map((id) => ({ id })),
+        { queue: n.queue },
+      ),
+    () => rabbit.close(),
+  )
   const producer: Producer = await producerFor(broker)
   cleanup(() => producer.disconnect())
-  const kafka = new TickPublisher(pace, (ids) => produce(producer, n.kafkaTopic, ids.map((id) => ({ id }))), () => producer.disconnect())
+  const kafka = new TickPublisher(
+    pace,
+    (ids) =>
+      produce(
+        producer,
+        n.kafkaTopic,
+        ids.map((id) => ({ id })),
+      ),
+    () => producer.disconnect(),
+  )
   const mqtt = new StreamPublisher({ url: MQTT_URL, topicOf: () => n.topic, ...pace })
   mqtt.start()
   cleanup(() => mqtt.close())
@@ -206,12 +223,16 @@ export async function ledgerQueue(n: FleetNames, cleanup: Cleanup): Promise<Ledg
   return l
 }
 
-
 /**
  * Waits until every confirmed id of every source is in the ledger or among the dead letters of
  * the shared store (listed by the instance at `url`), then reports per source.
  */
-export async function settle(ledger: LedgerQueue, pubs: Record<Source, Publisher>, url: () => string, timeoutMs: number): Promise<Record<Source, SourceReport>> {
+export async function settle(
+  ledger: LedgerQueue,
+  pubs: Record<Source, Publisher>,
+  url: () => string,
+  timeoutMs: number,
+): Promise<Record<Source, SourceReport>> {
   const dead = async (): Promise<Record<Source, number[]>> => {
     const [amqp, mqtt, kafka] = await Promise.all(SOURCES.map((s) => deadLetterIds(url(), `${s}Ledger`)))
     return { amqp: amqp ?? [], mqtt: mqtt ?? [], kafka: kafka ?? [] }
@@ -221,20 +242,30 @@ export async function settle(ledger: LedgerQueue, pubs: Record<Source, Publisher
     const r = (s: Source) => report(ledger.runs, s, pubs[s].confirmed, pubs[s].published, d[s])
     return { amqp: r('amqp'), mqtt: r('mqtt'), kafka: r('kafka') }
   }
-  const covered = () => SOURCES.every((s) => { const p = ledger.processed(s); return [...pubs[s].confirmed].every((id) => p.has(id)) })
+  const covered = () =>
+    SOURCES.every((s) => {
+      const p = ledger.processed(s)
+      return [...pubs[s].confirmed].every((id) => p.has(id))
+    })
   let last = 0
   try {
-    await waitFor(async () => {
-      if (covered()) return true
-      // Dead letters count too; list them at most once a second.
-      if (Date.now() - last < 1000) return false
-      last = Date.now()
-      const r = await reports()
-      return SOURCES.every((s) => r[s].missing.length === 0)
-    }, timeoutMs, 'every confirmed message processed or dead-lettered')
+    await waitFor(
+      async () => {
+        if (covered()) return true
+        // Dead letters count too; list them at most once a second.
+        if (Date.now() - last < 1000) return false
+        last = Date.now()
+        const r = await reports()
+        return SOURCES.every((s) => r[s].missing.length === 0)
+      },
+      timeoutMs,
+      'every confirmed message processed or dead-lettered',
+    )
   } catch (e) {
     const r = await reports()
-    throw new Error(`${(e as Error).message}: ${JSON.stringify(Object.fromEntries(SOURCES.map((s) => [s, { ...r[s], missing: r[s].missing.length, firstMissing: r[s].missing.slice(0, 10) }])))}`)
+    throw new Error(
+      `${(e as Error).message}: ${JSON.stringify(Object.fromEntries(SOURCES.map((s) => [s, { ...r[s], missing: r[s].missing.length, firstMissing: r[s].missing.slice(0, 10) }])))}`,
+    )
   }
   return reports()
 }

@@ -59,10 +59,14 @@ describe('cluster registry on PostgreSQL', () => {
     const [ida, idb] = [`a-${uid()}`, `b-${uid()}`]
     const a = await gateway({ schema, id: ida, topic })
     const b = await gateway({ schema, id: idb, topic })
-    const both = await waitFor(async () => {
-      const v = await view(a)
-      return v.instances.filter((i) => i.status === 'live').length === 2 && v.instances.every((i) => i.connections.length === 2) && v
-    }, 15_000, 'both instances live')
+    const both = await waitFor(
+      async () => {
+        const v = await view(a)
+        return v.instances.filter((i) => i.status === 'live').length === 2 && v.instances.every((i) => i.connections.length === 2) && v
+      },
+      15_000,
+      'both instances live',
+    )
     expect(both.self).toBe(ida)
     const ra = both.instances.find((i) => i.id === ida)
     const rb = both.instances.find((i) => i.id === idb)
@@ -73,8 +77,13 @@ describe('cluster registry on PostgreSQL', () => {
     expect(rb?.sessions.sort()).toEqual([`${idb}-plain`, `sluice-devices-shared-${idb}`])
 
     // The warnings: `plain` runs without share on both; `shared` relies on order over $share.
-    const codes = (t: TestGateway) => t.logs.lines.filter((l) => l.level === 'warn' && typeof l.code === 'string').map((l) => `${String(l.code)}:${String(l.function)}`)
-    await waitFor(() => codes(a).includes('SLUICE_ERR_CLUSTER_MQTT_UNSHARED:plain') && codes(b).includes('SLUICE_ERR_CLUSTER_MQTT_UNSHARED:plain'), 10_000, 'unshared warnings')
+    const codes = (t: TestGateway) =>
+      t.logs.lines.filter((l) => l.level === 'warn' && typeof l.code === 'string').map((l) => `${String(l.code)}:${String(l.function)}`)
+    await waitFor(
+      () => codes(a).includes('SLUICE_ERR_CLUSTER_MQTT_UNSHARED:plain') && codes(b).includes('SLUICE_ERR_CLUSTER_MQTT_UNSHARED:plain'),
+      10_000,
+      'unshared warnings',
+    )
     expect(codes(b)).toContain('SLUICE_ERR_CLUSTER_ORDER_NOT_KEPT:shared')
     const warned = (await view(b)).warnings.map((w) => `${w.code}:${w.function}`)
     expect(warned.sort()).toEqual(['SLUICE_ERR_CLUSTER_MQTT_UNSHARED:plain', 'SLUICE_ERR_CLUSTER_ORDER_NOT_KEPT:shared'])
@@ -87,7 +96,18 @@ describe('cluster registry on PostgreSQL', () => {
 
     // An instance that stops heartbeating (as after kill -9) is expired once expiryMs passes.
     const ghost = `ghost-${uid()}`
-    await a.gw.store.heartbeatInstance(ghost, 'gone', { version: '0.0.1', host: 'h', pid: 1, startedAt: new Date().toISOString(), state: 'up', connections: [], backlog: 0, inflight: 0, sessions: [], unshared: [] })
+    await a.gw.store.heartbeatInstance(ghost, 'gone', {
+      version: '0.0.1',
+      host: 'h',
+      pid: 1,
+      startedAt: new Date().toISOString(),
+      state: 'up',
+      connections: [],
+      backlog: 0,
+      inflight: 0,
+      sessions: [],
+      unshared: [],
+    })
     expect((await view(a)).instances.find((i) => i.id === ghost)?.status).toBe('live')
     await waitFor(async () => (await view(a)).instances.find((i) => i.id === ghost)?.status === 'expired', 10_000, 'ghost expired')
   }, 90_000)

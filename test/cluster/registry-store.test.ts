@@ -25,7 +25,10 @@ const postgres: Open = async () => {
   return { open: () => PostgresStore.open({ url: PG_URL, schema, log: memoryLog() }) }
 }
 
-for (const [name, target] of [['sqlite', sqlite], ['postgres', postgres]] as const) {
+for (const [name, target] of [
+  ['sqlite', sqlite],
+  ['postgres', postgres],
+] as const) {
   describe(`instance registry on ${name}`, () => {
     async function two(): Promise<[Store, Store]> {
       const t = await target()

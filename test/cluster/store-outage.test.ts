@@ -59,11 +59,24 @@ functions:
     const acksBefore = tap.settles.length
     await publish(20, 20)
     // Every message of the outage failed its last attempt: now its letter cannot be written.
-    await waitFor(() => new Set(seen(t).filter((s) => (s.n ?? -1) >= 20 && s.attempt === 2).map((s) => s.n)).size === 20, 60_000, 'the last attempts')
-    const down = await waitFor(async () => {
-      const h = await health()
-      return h.status === 503 && h
-    }, 20_000, 'health 503')
+    await waitFor(
+      () =>
+        new Set(
+          seen(t)
+            .filter((s) => (s.n ?? -1) >= 20 && s.attempt === 2)
+            .map((s) => s.n),
+        ).size === 20,
+      60_000,
+      'the last attempts',
+    )
+    const down = await waitFor(
+      async () => {
+        const h = await health()
+        return h.status === 503 && h
+      },
+      20_000,
+      'health 503',
+    )
     expect(down.body.status).toBe('degraded')
     expect(down.body.store).toMatchObject({ kind: 'postgres', up: false })
     expect(down.body.store?.detail).toBeTruthy()
@@ -78,10 +91,14 @@ functions:
     await waitFor(() => settled(queue), 60_000, 'the outage messages acked after their letters')
     await publish(40, 20)
     await waitFor(() => settled(queue), 30_000, 'the last messages acked')
-    const up = await waitFor(async () => {
-      const h = await health()
-      return h.status === 200 && h
-    }, 20_000, 'health 200')
+    const up = await waitFor(
+      async () => {
+        const h = await health()
+        return h.status === 200 && h
+      },
+      20_000,
+      'health 200',
+    )
     expect(up.body.store).toMatchObject({ up: true })
 
     // The ledger: every message dead-lettered exactly once, none lost, none twice.

@@ -32,7 +32,13 @@ const tickFn = (opts: { spinMs?: number; throws?: boolean } = {}) => `export def
 const storeYaml = (schema: string) => `{ kind: postgres, url: "${PG_URL}", schema: ${schema}, pool: { max: 4 } }`
 
 const fnYaml = (schedule: string, extra: string[] = []) =>
-  [`functions:`, `  tick:`, `    code: functions/tick.ts`, `    trigger: { timer: { schedule: "${schedule}", leaseMs: 3000 } }`, ...extra.map((l) => `    ${l}`)].join('\n') + '\n'
+  `${[
+    `functions:`,
+    `  tick:`,
+    `    code: functions/tick.ts`,
+    `    trigger: { timer: { schedule: "${schedule}", leaseMs: 3000 } }`,
+    ...extra.map((l) => `    ${l}`),
+  ].join('\n')}\n`
 
 function ledger(lines: Array<Record<string, unknown>>): Ran[] {
   return lines.filter((l) => l.source === 'function' && l.function === 'tick').map((l) => JSON.parse(String(l.msg)) as Ran)
@@ -95,18 +101,34 @@ describe('timers across three gateways sharing PostgreSQL', () => {
     await seed.setState('timer:tick', 'status', { next: slot.toISOString(), last: new Date(slot.getTime() - 86_400_000).toISOString() })
     await seed.close()
 
-    const gws = await Promise.all([0, 1, 2].map(() => startGateway({ yaml: fnYaml(schedule).replace('leaseMs: 3000', 'leaseMs: 3000, catchUp: latest'), files: { 'functions/tick.ts': tickFn() }, store: storeYaml(schema) })))
+    const gws = await Promise.all(
+      [0, 1, 2].map(() =>
+        startGateway({
+          yaml: fnYaml(schedule).replace('leaseMs: 3000', 'leaseMs: 3000, catchUp: latest'),
+          files: { 'functions/tick.ts': tickFn() },
+          store: storeYaml(schema),
+        }),
+      ),
+    )
     for (const g of gws) onTestFinished(() => g.stop())
     const all = () => gws.flatMap((g) => ledger(g.logs.lines))
     const [run] = await waitFor(() => all().length > 0 && all(), 30_000, 'the catch-up run')
     expect(run).toMatchObject({ scheduledAt: slot.toISOString(), isPastDue: true, attempt: 1 })
     await waitFor(async () => (await leases(schema)).some((r) => r.state === 'done'), 10_000, 'the catch-up to be done')
-    await waitFor(async () => {
-      const [row] = await admin<{ value: string }>(`SELECT value FROM ${schema}.state WHERE scope = 'timer:tick' AND key = 'status'`)
-      return row !== undefined && Date.parse((JSON.parse(row.value) as { next: string }).next) > Date.now()
-    }, 10_000, 'the status to be saved')
+    await waitFor(
+      async () => {
+        const [row] = await admin<{ value: string }>(`SELECT value FROM ${schema}.state WHERE scope = 'timer:tick' AND key = 'status'`)
+        return row !== undefined && Date.parse((JSON.parse(row.value) as { next: string }).next) > Date.now()
+      },
+      10_000,
+      'the status to be saved',
+    )
     // A fourth instance starting now finds nothing missed.
-    const late = await startGateway({ yaml: fnYaml(schedule).replace('leaseMs: 3000', 'leaseMs: 3000, catchUp: latest'), files: { 'functions/tick.ts': tickFn() }, store: storeYaml(schema) })
+    const late = await startGateway({
+      yaml: fnYaml(schedule).replace('leaseMs: 3000', 'leaseMs: 3000, catchUp: latest'),
+      files: { 'functions/tick.ts': tickFn() },
+      store: storeYaml(schema),
+    })
     onTestFinished(() => late.stop())
     expect(late.logs.find('timer missed ticks while down; catching up once')).toHaveLength(0)
     await Promise.all([...gws, late].map((g) => g.stop()))

@@ -29,14 +29,20 @@ describe('cluster warnings', () => {
       { id: 'other', report: { unshared: [{ function: 'plain', connection: 'c', topic: 't/+' }] } },
       { id: 'third', report: { unshared: [] } },
     ])
-    expect(w.map((x) => `${x.code}:${x.function}`)).toEqual(['SLUICE_ERR_CLUSTER_MQTT_UNSHARED:plain', 'SLUICE_ERR_CLUSTER_ORDER_NOT_KEPT:shared', 'SLUICE_ERR_CLUSTER_ORDER_NOT_KEPT:queue'])
+    expect(w.map((x) => `${x.code}:${x.function}`)).toEqual([
+      'SLUICE_ERR_CLUSTER_MQTT_UNSHARED:plain',
+      'SLUICE_ERR_CLUSTER_ORDER_NOT_KEPT:shared',
+      'SLUICE_ERR_CLUSTER_ORDER_NOT_KEPT:queue',
+    ])
     expect(w[0]?.message).toMatch(/this instance and other run its MQTT trigger on t\/\+ without share/)
     expect(w[1]?.message).toMatch(/function shared relies on per-key order .* 3 instances are live/)
     expect(w[2]?.docs).toBe('docs/operations.md#order-with-several-instances')
   })
 
   it('leave an unshared trigger alone when no other instance runs it', () => {
-    const w = clusterWarnings(config, { unshared: unsharedTriggers(config) }, [{ id: 'other', report: { unshared: [{ function: 'plain', connection: 'c', topic: 'other/+' }] } }])
+    const w = clusterWarnings(config, { unshared: unsharedTriggers(config) }, [
+      { id: 'other', report: { unshared: [{ function: 'plain', connection: 'c', topic: 'other/+' }] } },
+    ])
     expect(w.map((x) => x.code)).not.toContain('SLUICE_ERR_CLUSTER_MQTT_UNSHARED')
   })
 })

@@ -87,8 +87,20 @@ ${telemetry()}`
     expect(config.functions.telemetry?.batch.maxSize).toBe(25)
     const list = await issues(yaml, { RUN: 'yes', SIZE: '25 events' })
     expect(list.map((i) => [i.code, i.path, i.line, i.col, i.message])).toEqual([
-      ['SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.trigger.timer.runOnStartup', at(yaml, '${RUN}').line, at(yaml, '${RUN}').col, 'must be true or false, but ${RUN} gives "yes"'],
-      ['SLUICE_ERR_CONFIG_TYPE', 'functions.telemetry.batch.maxSize', at(yaml, '${SIZE}').line, at(yaml, '${SIZE}').col, 'must be a number, but ${SIZE} gives "25 events"'],
+      [
+        'SLUICE_ERR_CONFIG_TYPE',
+        'functions.telemetry.trigger.timer.runOnStartup',
+        at(yaml, '${RUN}').line,
+        at(yaml, '${RUN}').col,
+        'must be true or false, but ${RUN} gives "yes"',
+      ],
+      [
+        'SLUICE_ERR_CONFIG_TYPE',
+        'functions.telemetry.batch.maxSize',
+        at(yaml, '${SIZE}').line,
+        at(yaml, '${SIZE}').col,
+        'must be a number, but ${SIZE} gives "25 events"',
+      ],
     ])
     // Converted, the value still meets the schema's other rules.
     const range = await issue(yaml, { RUN: 'false', SIZE: '0' })
@@ -179,7 +191,11 @@ functions:
   it('fills the defaults of outputs', async () => {
     const yaml = `${withQueue('  q: { kind: queue, url: "amqp://x" }', 'q')}    outputs:\n      alerts: { queue: { connection: q, queue: alerts } }\n`
     const { config } = await parse(yaml, {}, { connectors: defs })
-    expect(config.functions.telemetry?.outputs.alerts).toEqual({ kind: 'queue', connection: 'q', options: { connection: 'q', queue: 'alerts', persistent: true } })
+    expect(config.functions.telemetry?.outputs.alerts).toEqual({
+      kind: 'queue',
+      connection: 'q',
+      options: { connection: 'q', queue: 'alerts', persistent: true },
+    })
   })
 
   it('reports an undeclared connection', async () => {

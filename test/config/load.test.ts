@@ -65,7 +65,10 @@ functions:
     const { config } = await parse(yaml)
     expect(config.http).toMatchObject({ port: 8081, host: '127.0.0.1' })
     expect(config.workers.hosts).toBe(3)
-    expect(config.functions['station-status']?.trigger).toEqual({ kind: 'http', options: { route: 'stations/{id}', methods: ['GET', 'POST'], auth: 'function' } })
+    expect(config.functions['station-status']?.trigger).toEqual({
+      kind: 'http',
+      options: { route: 'stations/{id}', methods: ['GET', 'POST'], auth: 'function' },
+    })
     expect(config.functions.nightly).toMatchObject({
       trigger: { kind: 'timer', options: { schedule: '0 0 3 * * *', timezone: 'Europe/Amsterdam', catchUp: 'latest', runOnStartup: false } },
       batch: { maxSize: 1, maxWaitMs: 20 },
@@ -81,7 +84,19 @@ functions:
   it('is deeply frozen', async () => {
     const { config } = await parse(telemetry())
     const fn = config.functions.telemetry
-    for (const o of [config, config.http, config.store, config.workers, config.functions, fn, fn?.batch, fn?.retry, fn?.scale, fn?.trigger, fn?.trigger.options]) {
+    for (const o of [
+      config,
+      config.http,
+      config.store,
+      config.workers,
+      config.functions,
+      fn,
+      fn?.batch,
+      fn?.retry,
+      fn?.scale,
+      fn?.trigger,
+      fn?.trigger.options,
+    ]) {
       expect(Object.isFrozen(o)).toBe(true)
     }
     // Test files are ES modules, so strict mode: writing to a frozen object throws.
@@ -327,7 +342,9 @@ functions:
       ['SLUICE_ERR_CONFIG_NAME', 'functions.two words'],
       ['SLUICE_ERR_CONFIG_NAME', 'functions.fine.outputs.al/erts'],
     ])
-    expect(list.map((i) => [i.line, i.col])).toEqual([at(yaml, '"bad conn"'), at(yaml, '9lives'), at(yaml, '"two words"'), at(yaml, '"al/erts"')].map((p) => [p.line, p.col]))
+    expect(list.map((i) => [i.line, i.col])).toEqual(
+      [at(yaml, '"bad conn"'), at(yaml, '9lives'), at(yaml, '"two words"'), at(yaml, '"al/erts"')].map((p) => [p.line, p.col]),
+    )
     for (const i of list) expect(i.message).toMatch(/start with a letter/)
   })
 
@@ -379,8 +396,14 @@ describe('semantic checks', () => {
       ['/api/orders/{id}', 'routes are written without the /api/ prefix (the gateway adds it): write route: orders/{id} (served at /api/orders/{id})'],
       ['/api/orders', 'routes are written without the /api/ prefix (the gateway adds it): write route: orders (served at /api/orders)'],
       ['/orders/{id}/', 'routes are written without a leading or trailing /: write route: orders/{id} (served at /api/orders/{id})'],
-      ['orders?id', 'must be a path below /api/ of letters, digits, . _ ~ - and {name} parameters, with an optional last {*name} wildcard, e.g. stations/{id} or files/{*path}'],
-      ['/api/', 'must be a path below /api/ of letters, digits, . _ ~ - and {name} parameters, with an optional last {*name} wildcard, e.g. stations/{id} or files/{*path}; /api/ itself cannot be a route'],
+      [
+        'orders?id',
+        'must be a path below /api/ of letters, digits, . _ ~ - and {name} parameters, with an optional last {*name} wildcard, e.g. stations/{id} or files/{*path}',
+      ],
+      [
+        '/api/',
+        'must be a path below /api/ of letters, digits, . _ ~ - and {name} parameters, with an optional last {*name} wildcard, e.g. stations/{id} or files/{*path}; /api/ itself cannot be a route',
+      ],
     ]
     for (const [r, message] of cases) {
       const yaml = route(r)
@@ -469,7 +492,10 @@ describe('function code', () => {
     expect(i.message).toMatch(/functions\/syntax\.ts:3:1 /)
   })
 
-  it.each([['functions/uses-node-fs.ts', 'node:fs'], ['functions/uses-fs.ts', 'fs']])('rejects %s: Node built-ins are not available', async (file, mod) => {
+  it.each([
+    ['functions/uses-node-fs.ts', 'node:fs'],
+    ['functions/uses-fs.ts', 'fs'],
+  ])('rejects %s: Node built-ins are not available', async (file, mod) => {
     const i = await issue(withCode(file))
     expect(i.code).toBe('SLUICE_ERR_FUNCTION_NODE_BUILTIN')
     expect(i.message).toContain(`${file}:1:`)

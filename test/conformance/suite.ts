@@ -58,7 +58,12 @@ function seenOf(t: TestGateway): Seen[][] {
     .map((l) => JSON.parse((l.msg as string).slice(5)) as Seen[])
 }
 
-const numbers = (t: TestGateway) => new Set(seenOf(t).flat().map((s) => s.n))
+const numbers = (t: TestGateway) =>
+  new Set(
+    seenOf(t)
+      .flat()
+      .map((s) => s.n),
+  )
 
 export function connectorConformance(h: ConformanceHarness): void {
   describe(`${h.kind} connector conformance`, () => {
@@ -130,9 +135,20 @@ export function connectorConformance(h: ConformanceHarness): void {
       const src = await source()
       const t = await gateway(src)
       await src.publish([{ n: 1, failAttempts: 2 }, { n: 2 }])
-      await waitFor(() => seenOf(t).flat().some((s) => s.n === 1 && s.attempt === 3), 30_000, 'third attempt')
+      await waitFor(
+        () =>
+          seenOf(t)
+            .flat()
+            .some((s) => s.n === 1 && s.attempt === 3),
+        30_000,
+        'third attempt',
+      )
       await waitFor(() => t.gw.function('rec')?.counts.eventsDone === 2, 10_000, 'both done')
-      expect(seenOf(t).flat().filter((s) => s.n === 2)).toHaveLength(1)
+      expect(
+        seenOf(t)
+          .flat()
+          .filter((s) => s.n === 2),
+      ).toHaveLength(1)
     })
 
     it('redelivers what a stopped gateway had not finished', async () => {
@@ -142,7 +158,11 @@ export function connectorConformance(h: ConformanceHarness): void {
       await src.publish([{ n: 1, sleepMs: 1500 }, { n: 2 }, { n: 3 }])
       await waitFor(() => numbers(t1).has(1), 30_000, 'slow message running')
       await t1.gw.stop()
-      const done1 = new Set(seenOf(t1).flat().map((s) => s.n))
+      const done1 = new Set(
+        seenOf(t1)
+          .flat()
+          .map((s) => s.n),
+      )
       const t2 = await gateway(src, '', dir)
       // Whatever the first gateway did not finish arrives again.
       await waitFor(() => [1, 2, 3].every((n) => done1.has(n) || numbers(t2).has(n)), 30_000, 'redelivery')

@@ -28,7 +28,10 @@ const mqtt: HostileHarness = {
     const base = `hostile/${uid()}`
     const clientId = uid('sluice-hostile')
     onTestFinished(() => dropSession(`mqtt://127.0.0.1:${MQTT_PORT}`, clientId))
-    const t = await hostileGateway(`  bus: { kind: mqtt, url: "${tap.url}" }`, `{ mqtt: { connection: bus, topic: "${base}/+", qos: 1, clientId: ${clientId} } }`)
+    const t = await hostileGateway(
+      `  bus: { kind: mqtt, url: "${tap.url}" }`,
+      `{ mqtt: { connection: bus, topic: "${base}/+", qos: 1, clientId: ${clientId} } }`,
+    )
     let sent = 0
     return {
       t,

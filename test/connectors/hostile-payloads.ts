@@ -124,12 +124,23 @@ export async function expectSurvivesHostilePayloads(h: HostileHarness): Promise<
     }
     return out
   }
-  await waitFor(async () => [...(await places()).values()].every((p) => p.seen + p.dead.length > 0), 120_000, `every ${h.name} message processed or dead-lettered`)
+  await waitFor(
+    async () => [...(await places()).values()].every((p) => p.seen + p.dead.length > 0),
+    120_000,
+    `every ${h.name} message processed or dead-lettered`,
+  )
   await waitFor(() => src.acked(), 60_000, `every ${h.name} message acknowledged at the source`)
 
   const final = await places()
-  const summary = Object.fromEntries([...final].map(([tag, p]) => [tag, p.seen === 1 && p.dead.length === 0 ? 'processed' : p.seen === 0 && p.dead.length === 1 ? p.dead[0]?.code : `seen ${p.seen}, dead ${p.dead.length}`]))
-  const expected = Object.fromEntries(tags.map((tag) => [tag, tag.startsWith('hostile-') ? (hostile.find((p) => `hostile-${p.name}` === tag)?.expect ?? '?') : 'processed']))
+  const summary = Object.fromEntries(
+    [...final].map(([tag, p]) => [
+      tag,
+      p.seen === 1 && p.dead.length === 0 ? 'processed' : p.seen === 0 && p.dead.length === 1 ? p.dead[0]?.code : `seen ${p.seen}, dead ${p.dead.length}`,
+    ]),
+  )
+  const expected = Object.fromEntries(
+    tags.map((tag) => [tag, tag.startsWith('hostile-') ? (hostile.find((p) => `hostile-${p.name}` === tag)?.expect ?? '?') : 'processed']),
+  )
   expect(summary).toEqual(expected)
   expect(({} as Record<string, unknown>).polluted).toBeUndefined()
   expect(rejections).toEqual([])

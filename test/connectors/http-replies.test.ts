@@ -205,7 +205,9 @@ export default async (events: any[]) => { if (events[0].meta.query.soft === '1')
       expect(text, leak).not.toContain(leak)
     }
     // The invocation id leads an admin to what happened.
-    const info = (await (await fetch(`${t.url}/admin/functions/r-throw`)).json()) as { recent: Array<{ invocationId: string; ok: boolean; error?: { message: string } }> }
+    const info = (await (await fetch(`${t.url}/admin/functions/r-throw`)).json()) as {
+      recent: Array<{ invocationId: string; ok: boolean; error?: { message: string } }>
+    }
     const rec = info.recent.find((r) => r.invocationId === err.invocationId)
     expect(rec?.ok).toBe(false)
     expect(rec?.error?.message).toContain('hunter2')
@@ -286,7 +288,8 @@ describe('HTTP trigger: back-pressure', () => {
       files: { 'functions/slow.ts': SLOW },
     })
     const url = t.url
-    const post = (n: number) => fetch(`${url}/api/queue?ms=300&n=${n}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n }) })
+    const post = (n: number) =>
+      fetch(`${url}/api/queue?ms=300&n=${n}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n }) })
     const results = await Promise.all([0, 1, 2].map(post))
     expect(results.map((r) => r.status)).toEqual([200, 200, 200])
     expect(await Promise.all(results.map((r) => r.json()))).toEqual([{ done: '0' }, { done: '1' }, { done: '2' }])

@@ -221,7 +221,11 @@ functions:
     await expectError(await admin('/admin/functions/h-secure/keys/never-made', { method: 'DELETE' }), 404, 'SLUICE_ERR_HTTP_NOT_FOUND')
     const bad = await admin('/admin/functions/h-secure/keys', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"has space"}' })
     await expectError(bad, 400, 'SLUICE_ERR_HTTP_BAD_REQUEST')
-    const extra = await admin('/admin/functions/h-secure/keys', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"ok","value":"chosen-by-caller"}' })
+    const extra = await admin('/admin/functions/h-secure/keys', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"name":"ok","value":"chosen-by-caller"}',
+    })
     await expectError(extra, 400, 'SLUICE_ERR_HTTP_BAD_REQUEST')
   })
 })

@@ -65,7 +65,10 @@ export async function deadLetters(gp: GatewayProcess): Promise<DeadLetterView[]>
 export function alive(gp: GatewayProcess): void {
   const c = gp.child
   if (!c || c.exitCode !== null || c.signalCode !== null) {
-    const last = gp.lines.slice(-5).map((l) => JSON.stringify(l)).join('\n')
+    const last = gp.lines
+      .slice(-5)
+      .map((l) => JSON.stringify(l))
+      .join('\n')
     throw new Error(`the gateway exited (code ${c?.exitCode}, signal ${c?.signalCode}); last log lines:\n${last}`)
   }
 }
@@ -78,7 +81,11 @@ export function alive(gp: GatewayProcess): void {
  */
 export async function expectSurvivesPoison(gp: GatewayProcess, publishMarker: () => Promise<void>): Promise<void> {
   await gp.start()
-  await waitFor(async () => (await deadLetters(gp)).length === 1 && seenSince(gp).includes('{"n":1}'), 30_000, 'the poison dead-lettered and the next message processed')
+  await waitFor(
+    async () => (await deadLetters(gp)).length === 1 && seenSince(gp).includes('{"n":1}'),
+    30_000,
+    'the poison dead-lettered and the next message processed',
+  )
   const [letter] = await deadLetters(gp)
   expect(letter?.error.code).toBe('SLUICE_ERR_EVENT_TOO_DEEP')
   expect(letter?.event.body).toBe(DEEP_ARRAY)
@@ -89,10 +96,14 @@ export async function expectSurvivesPoison(gp: GatewayProcess, publishMarker: ()
   await gp.start()
   const mark = gp.lines.length
   await publishMarker()
-  await waitFor(() => {
-    alive(gp)
-    return seenSince(gp, mark).includes('{"marker":true}')
-  }, 30_000, 'the marker processed after a restart')
+  await waitFor(
+    () => {
+      alive(gp)
+      return seenSince(gp, mark).includes('{"marker":true}')
+    },
+    30_000,
+    'the marker processed after a restart',
+  )
   expect(await deadLetters(gp)).toHaveLength(1)
   expect(gp.lines.slice(mark).filter((l) => l.msg === 'event dead-lettered')).toEqual([])
 }

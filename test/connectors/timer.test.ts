@@ -38,7 +38,7 @@ const recorder = (opts: { busyMs?: number; throws?: boolean } = {}) => `export d
 
 /** YAML of one timer function with its code at functions/<name>.ts. */
 const timerFn = (name: string, timer: string, extra: string[] = []) =>
-  [`  ${name}:`, `    code: functions/${name}.ts`, `    trigger: { timer: ${timer} }`, ...extra.map((l) => `    ${l}`)].join('\n') + '\n'
+  `${[`  ${name}:`, `    code: functions/${name}.ts`, `    trigger: { timer: ${timer} }`, ...extra.map((l) => `    ${l}`)].join('\n')}\n`
 
 /** Starts a gateway that is stopped (and its folder removed unless `dir` is given) after the test. */
 async function gateway(fns: string[], files: Record<string, string>, dir?: string): Promise<TestGateway> {
@@ -59,10 +59,14 @@ function seen(t: TestGateway, fn: string): Seen[] {
 }
 
 async function seenAtLeast(t: TestGateway, fn: string, n: number, timeoutMs = 30_000): Promise<Seen[]> {
-  return waitFor(() => {
-    const s = seen(t, fn)
-    return s.length >= n && s
-  }, timeoutMs, `${n} runs of ${fn}`)
+  return waitFor(
+    () => {
+      const s = seen(t, fn)
+      return s.length >= n && s
+    },
+    timeoutMs,
+    `${n} runs of ${fn}`,
+  )
 }
 
 async function status(t: TestGateway, fn: string): Promise<ScheduleStatus | undefined> {
@@ -105,7 +109,16 @@ const formatters = new Map<string, Intl.DateTimeFormat>()
 function wallClock(d: Date, zone: string): WallClock {
   let f = formatters.get(zone)
   if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' })
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    })
     formatters.set(zone, f)
   }
   const parts = f.formatToParts(d)
@@ -240,10 +253,14 @@ describe('timer trigger', () => {
     expect(run?.body).toMatchObject({ scheduledAt: lastSlot, isPastDue: true, schedule })
     expect(run?.meta.isPastDue).toBe(true)
     expect(run?.id).toBe(`report@${lastSlot}`)
-    const s2 = await waitFor(async () => {
-      const st = await status(second, 'report')
-      return st?.last === lastSlot && st
-    }, 10_000, 'status.last = the missed tick')
+    const s2 = await waitFor(
+      async () => {
+        const st = await status(second, 'report')
+        return st?.last === lastSlot && st
+      },
+      10_000,
+      'status.last = the missed tick',
+    )
     expect(s2.lastOutcome).toBe('done')
     expect(Date.parse(s2.next as string)).toBeGreaterThan(Date.now())
     expect(second.logs.find('timer missed ticks while down; catching up once')).toHaveLength(1)
@@ -259,7 +276,11 @@ describe('timer trigger', () => {
 
   it('a tick aborted by shutdown is released at once, so catchUp: latest runs it at the next start', async () => {
     const dir = keptDir()
-    const fns = [timerFn('slowly', '{ schedule: "*/20 * * * * *", catchUp: latest }', ['retry: { maxAttempts: 3, backoff: fixed, initialDelayMs: 600000, maxDelayMs: 600000 }'])]
+    const fns = [
+      timerFn('slowly', '{ schedule: "*/20 * * * * *", catchUp: latest }', [
+        'retry: { maxAttempts: 3, backoff: fixed, initialDelayMs: 600000, maxDelayMs: 600000 }',
+      ]),
+    ]
 
     // The first attempt fails; its retry would come ten minutes later, but the gateway stops first.
     const first = await gateway(fns, { 'functions/slowly.ts': recorder({ throws: true }) }, dir)
@@ -320,10 +341,14 @@ describe('timer trigger', () => {
     const mine = () => skips.filter((m) => m.gateway === t.gw.id && m.function === 'slow')
 
     await waitFor(() => seen(t, 'slow').length >= 3 && mine().length >= 2, 60_000, '3 runs and 2 skipped ticks')
-    const persisted = await waitFor(async () => {
-      const st = await status(t, 'slow')
-      return (st?.skipped ?? 0) > 0 && st
-    }, 10_000, 'a persisted skip count')
+    const persisted = await waitFor(
+      async () => {
+        const st = await status(t, 'slow')
+        return (st?.skipped ?? 0) > 0 && st
+      },
+      10_000,
+      'a persisted skip count',
+    )
     expect(persisted.skipped).toBeGreaterThan(0)
 
     const metrics = await (await fetch(`${t.url}/metrics`)).text()
@@ -347,14 +372,17 @@ describe('timer trigger', () => {
   }, 120_000)
 
   it('applies the retry policy to a tick and dead-letters it after the last attempt', async () => {
-    const t = await gateway(
-      [timerFn('fails', `{ schedule: ${EVERY_SECOND} }`, ['retry: { maxAttempts: 3, backoff: fixed, initialDelayMs: 50 }'])],
-      { 'functions/fails.ts': recorder({ throws: true }) },
+    const t = await gateway([timerFn('fails', `{ schedule: ${EVERY_SECOND} }`, ['retry: { maxAttempts: 3, backoff: fixed, initialDelayMs: 50 }'])], {
+      'functions/fails.ts': recorder({ throws: true }),
+    })
+    const [dl] = await waitFor(
+      async () => {
+        const l = await t.gw.store.listDeadLetters({ function: 'fails' })
+        return l.length > 0 && l
+      },
+      30_000,
+      'a dead letter',
     )
-    const [dl] = await waitFor(async () => {
-      const l = await t.gw.store.listDeadLetters({ function: 'fails' })
-      return l.length > 0 && l
-    }, 30_000, 'a dead letter')
     expect(dl).toBeDefined()
     if (!dl) return
     const body = dl.event.body as TimerBody
@@ -379,10 +407,14 @@ describe('timer trigger', () => {
       const attempts = runs.filter((r) => r.id === id).map((r) => r.attempt)
       expect(attempts).toEqual([1, 2, 3].slice(0, attempts.length))
     }
-    const s = await waitFor(async () => {
-      const st = await status(t, 'fails')
-      return st?.lastOutcome !== undefined && st
-    }, 10_000, 'a persisted outcome')
+    const s = await waitFor(
+      async () => {
+        const st = await status(t, 'fails')
+        return st?.lastOutcome !== undefined && st
+      },
+      10_000,
+      'a persisted outcome',
+    )
     expect(s.lastOutcome).toBe('dead')
   })
 
@@ -392,10 +424,14 @@ describe('timer trigger', () => {
     // The store goes away under the running gateway (a lost database, a broken disk): claiming
     // the tick throws. Before the fix this was an unhandled rejection, which ends the process.
     await t.gw.store.close()
-    const failed = await waitFor(() => {
-      const l = t.logs.find('timer tick failed')
-      return l.length >= 2 && l
-    }, 30_000, 'two failed ticks to be logged')
+    const failed = await waitFor(
+      () => {
+        const l = t.logs.find('timer tick failed')
+        return l.length >= 2 && l
+      },
+      30_000,
+      'two failed ticks to be logged',
+    )
     expect(failed[0]).toMatchObject({ level: 'error', function: 'fragile' })
     expect(String(failed[0]?.err)).toMatch(/not open/)
     await t.stop()
@@ -404,10 +440,10 @@ describe('timer trigger', () => {
 
   it('runOnStartup runs once when the gateway starts', async () => {
     const { schedule } = farDaily()
-    const t = await gateway(
-      [timerFn('boot', `{ schedule: "${schedule}", runOnStartup: true }`), timerFn('quiet', `{ schedule: "${schedule}" }`)],
-      { 'functions/boot.ts': recorder(), 'functions/quiet.ts': recorder() },
-    )
+    const t = await gateway([timerFn('boot', `{ schedule: "${schedule}", runOnStartup: true }`), timerFn('quiet', `{ schedule: "${schedule}" }`)], {
+      'functions/boot.ts': recorder(),
+      'functions/quiet.ts': recorder(),
+    })
     const [run] = await seenAtLeast(t, 'boot', 1)
     expect(run?.source).toBe('timer://boot')
     expect(run?.body.isPastDue).toBe(false)
@@ -421,7 +457,11 @@ describe('timer trigger', () => {
 
   it('stop() during a run lets the run finish and ends the schedule', async () => {
     const dir = keptDir()
-    const t = await gateway([timerFn('stopper', `{ schedule: ${EVERY_SECOND} }`, ['timeoutMs: 5000'])], { 'functions/stopper.ts': recorder({ busyMs: 1500 }) }, dir)
+    const t = await gateway(
+      [timerFn('stopper', `{ schedule: ${EVERY_SECOND} }`, ['timeoutMs: 5000'])],
+      { 'functions/stopper.ts': recorder({ busyMs: 1500 }) },
+      dir,
+    )
     const taskName = 'timer:stopper'
     expect([...getTasks().values()].some((task) => task.name === taskName)).toBe(true)
     await waitFor(() => t.gw.router.stats('stopper').inflight > 0, 30_000, 'a run in progress')

@@ -23,7 +23,14 @@ const BROKEN = `export default async (events: any[]) => { throw new Error('wareh
 const FIXED = `export default async (events: any[], ctx: any) => { ctx.log.info('stored', events.length); return { stored: events.length } }\n`
 
 function order(n: number): TriggerEvent {
-  return { id: `order-${n}`, source: 'kafka://stream/orders', key: 'orders/2', time: new Date().toISOString(), body: { order: n }, meta: { topic: 'orders', partition: 2, offset: 40 + n } }
+  return {
+    id: `order-${n}`,
+    source: 'kafka://stream/orders',
+    key: 'orders/2',
+    time: new Date().toISOString(),
+    body: { order: n },
+    meta: { topic: 'orders', partition: 2, offset: 40 + n },
+  }
 }
 
 interface Row {
@@ -40,12 +47,20 @@ describe('dashboard dead letters', () => {
 
   const rows = (): Promise<Row[]> =>
     page.locator('[data-testid=dead-letter-row]').evaluateAll((trs) =>
-      trs.map((tr) => ({ id: tr.getAttribute('data-id') ?? '', eventId: tr.getAttribute('data-event-id') ?? '', cells: [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '') })),
+      trs.map((tr) => ({
+        id: tr.getAttribute('data-id') ?? '',
+        eventId: tr.getAttribute('data-event-id') ?? '',
+        cells: [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? ''),
+      })),
     )
-  const waitForCount = (n: number) => until(async () => Number(await page.getByTestId('dead-count').getAttribute('data-value')) === n, `${n} dead letters listed`)
+  const waitForCount = (n: number) =>
+    until(async () => Number(await page.getByTestId('dead-count').getAttribute('data-value')) === n, `${n} dead letters listed`)
 
   beforeAll(async () => {
-    ;[t, browser] = await Promise.all([startGateway({ dir: project.dir, yaml: YAML, files: { 'functions/orders.ts': BROKEN, 'functions/status.ts': FIXED } }), launchBrowser()])
+    ;[t, browser] = await Promise.all([
+      startGateway({ dir: project.dir, yaml: YAML, files: { 'functions/orders.ts': BROKEN, 'functions/status.ts': FIXED } }),
+      launchBrowser(),
+    ])
     page = await browser.page()
   })
   afterAll(async () => {
@@ -100,7 +115,10 @@ describe('dashboard dead letters', () => {
 
     const first = (await rows()).find((r) => r.eventId === 'order-2') as Row
     await page.locator(`[data-testid=dead-letter-row][data-id="${first.id}"] [data-testid=replay-one]`).click()
-    await page.getByTestId('replay-message').filter({ hasText: `Replayed ${first.id}: done` }).waitFor({ timeout: WAIT_MS })
+    await page
+      .getByTestId('replay-message')
+      .filter({ hasText: `Replayed ${first.id}: done` })
+      .waitFor({ timeout: WAIT_MS })
     await waitForCount(2)
     expect((await rows()).map((r) => r.eventId).sort()).toEqual(['order-1', 'order-3'])
 

@@ -65,14 +65,18 @@ functions:
     await page.getByTestId('key-prompt').waitFor({ state: 'detached', timeout: WAIT_MS })
 
     for (const name of NAMES) await page.getByTestId(`fn-row-${name}`).waitFor({ timeout: WAIT_MS })
-    const rows = await page.locator('[data-testid=functions-table] tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '')))
+    const rows = await page
+      .locator('[data-testid=functions-table] tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '')))
     expect(rows.map((r) => r[0]).sort()).toEqual(NAMES)
     const trigger = new Map(rows.map((r) => [r[0], r[1]]))
     expect(trigger.get('ov-http')).toBe('http stations/{id}')
     expect(trigger.get('ov-timer')).toBe('timer */5 * * * * *')
 
     await page.getByTestId('live-status').filter({ hasText: 'live' }).waitFor({ timeout: WAIT_MS })
-    const connections = await page.locator('[data-testid=connections-table] tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '')))
+    const connections = await page
+      .locator('[data-testid=connections-table] tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '')))
     expect(connections.map((c) => [c[0], c[1], c[3]]).sort()).toEqual([
       ['ov-burst', 'timer', 'up'],
       ['ov-flaky', 'http', 'up'],
@@ -93,7 +97,13 @@ functions:
     const pointsBefore = await points()
     expect(await peak()).toBe(0)
 
-    const events: TriggerEvent[] = Array.from({ length: 3000 }, (_, i) => ({ id: `burst-${i}`, source: 'test://burst', time: new Date().toISOString(), body: { i }, meta: {} }))
+    const events: TriggerEvent[] = Array.from({ length: 3000 }, (_, i) => ({
+      id: `burst-${i}`,
+      source: 'test://burst',
+      time: new Date().toISOString(),
+      body: { i },
+      meta: {},
+    }))
     const burst = t.gw.router.deliver('ov-burst', events)
     // The chart's data (on the element) shows more than one instance of the function at some point.
     await until(async () => (await peak()) >= 2, 'the chart to show 2 or more instances', WAIT_MS * 2)

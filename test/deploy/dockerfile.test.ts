@@ -68,7 +68,13 @@ function execForm(args: string): string[] | undefined {
 /** .dockerignore patterns (the subset used: names and globs of whole path segments). */
 function ignored(path: string, patterns: string[]): boolean {
   const re = (p: string) =>
-    new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*\//g, '\0').replace(/\*/g, '[^/]*').replace(/\0/g, '(.*/)?')}(/.*)?$`)
+    new RegExp(
+      `^${p
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*\*\//g, '\0')
+        .replace(/\*/g, '[^/]*')
+        .replace(/\0/g, '(.*/)?')}(/.*)?$`,
+    )
   return patterns.some((p) => re(p).test(path))
 }
 
@@ -111,7 +117,9 @@ describe('Dockerfile', () => {
 
   it('installs production dependencies with the native build tools in their own stage', () => {
     const deps = all.find((s) => s.name === 'deps') as Stage
-    const runs = step(deps, 'RUN').map((r) => r.args).join('\n')
+    const runs = step(deps, 'RUN')
+      .map((r) => r.args)
+      .join('\n')
     expect(runs).toMatch(/npm ci --omit=dev/)
     expect(runs).toMatch(/g\+\+/)
     expect(runs).toMatch(/npm rebuild better-sqlite3 isolated-vm/)
@@ -120,7 +128,11 @@ describe('Dockerfile', () => {
     const copies = step(runtime, 'COPY').map((c) => c.args)
     expect(copies).toContainEqual(expect.stringMatching(/^--from=deps .*\/app\/node_modules \.\/node_modules$/))
     expect(copies).toContainEqual(expect.stringMatching(/^--from=build .*\/app\/dist \.\/dist$/))
-    expect(step(runtime, 'RUN').map((r) => r.args).join('\n')).not.toMatch(/npm (ci|install)/)
+    expect(
+      step(runtime, 'RUN')
+        .map((r) => r.args)
+        .join('\n'),
+    ).not.toMatch(/npm (ci|install)/)
   })
 
   it('copies only sources that exist and that .dockerignore keeps in the build context', () => {
@@ -131,7 +143,12 @@ describe('Dockerfile', () => {
     expect(patterns).toEqual(expect.arrayContaining(['node_modules', 'dist', '.git', '.sluice']))
     const sources = instructions
       .filter((i) => i.op === 'COPY' && !i.args.includes('--from='))
-      .flatMap((i) => i.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1))
+      .flatMap((i) =>
+        i.args
+          .split(/\s+/)
+          .filter((a) => !a.startsWith('--'))
+          .slice(0, -1),
+      )
     expect(sources.length).toBeGreaterThan(5)
     for (const src of sources) {
       expect(existsSync(join(ROOT, src)), `${src} exists`).toBe(true)

@@ -20,7 +20,14 @@ const BASE = join(ROOT, 'deploy/kubernetes')
 /** Files that are not Kubernetes objects. */
 const NOT_OBJECTS = new Set(['kustomization.yaml', 'gateway.yaml'])
 
-type Obj = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: any; data?: any; stringData?: Record<string, string> }
+type Obj = {
+  apiVersion: string
+  kind: string
+  metadata: { name: string; labels?: Record<string, string> }
+  spec?: any
+  data?: any
+  stringData?: Record<string, string>
+}
 
 function yamlFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -88,7 +95,12 @@ const kustomizationSchema = {
     },
     images: {
       type: 'array',
-      items: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string' }, newName: { type: 'string' }, newTag: { type: 'string' } } },
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
+        properties: { name: { type: 'string' }, newName: { type: 'string' }, newTag: { type: 'string' } },
+      },
     },
   },
 }
@@ -114,7 +126,9 @@ describe('deploy/kubernetes manifests', () => {
     expect(missing).toEqual([])
     // Every object file of the base is applied, except the Secret template and the examples.
     const listed = new Set(kustomization.resources)
-    const unlisted = yamlFiles(BASE).map((f) => relative(BASE, f)).filter((f) => !listed.has(f))
+    const unlisted = yamlFiles(BASE)
+      .map((f) => relative(BASE, f))
+      .filter((f) => !listed.has(f))
     expect(unlisted.sort()).toEqual(['examples/scaledobject-kafka.yaml', 'examples/scaledobject-rabbitmq.yaml', 'secret.example.yaml'])
   })
 
@@ -138,8 +152,19 @@ describe('deploy/kubernetes manifests', () => {
 
   it('kubectl kustomize renders the base into valid objects in the namespace, with the generated ConfigMap and the image wired in', () => {
     // kubectl (with kustomize built in) is part of this machine kind; no cluster is needed.
-    const rendered = parseAllDocuments(execFileSync('kubectl', ['kustomize', BASE], { encoding: 'utf8', timeout: 60_000 })).map((d) => d.toJS() as Obj & { metadata: { namespace?: string } })
-    expect(rendered.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Namespace', 'PodDisruptionBudget', 'ScaledObject', 'Service', 'Service', 'ServiceMonitor', 'StatefulSet'])
+    const rendered = parseAllDocuments(execFileSync('kubectl', ['kustomize', BASE], { encoding: 'utf8', timeout: 60_000 })).map(
+      (d) => d.toJS() as Obj & { metadata: { namespace?: string } },
+    )
+    expect(rendered.map((d) => d.kind).sort()).toEqual([
+      'ConfigMap',
+      'Namespace',
+      'PodDisruptionBudget',
+      'ScaledObject',
+      'Service',
+      'Service',
+      'ServiceMonitor',
+      'StatefulSet',
+    ])
     expect(rendered.flatMap((d) => validateManifest(d).map((p) => `${d.kind}/${d.metadata.name}: ${p}`))).toEqual([])
     for (const d of rendered.filter((x) => x.kind !== 'Namespace')) expect(d.metadata.namespace, d.kind).toBe(kustomization.namespace)
     const cm = one('ConfigMap', rendered)
@@ -169,7 +194,9 @@ describe('deploy/kubernetes manifests', () => {
     expect(matches(one('PodDisruptionBudget').spec.selector.matchLabels, podLabels)).toBe(true)
     // The ServiceMonitor scrapes through one service only: through two, every pod twice.
     const monitor = one('ServiceMonitor')
-    expect(services.filter((s) => matches(monitor.spec.selector.matchLabels, s.metadata.labels ?? {})).map((s) => s.metadata.name)).toEqual([headless.metadata.name])
+    expect(services.filter((s) => matches(monitor.spec.selector.matchLabels, s.metadata.labels ?? {})).map((s) => s.metadata.name)).toEqual([
+      headless.metadata.name,
+    ])
 
     // Instance identity: the pod name.
     expect(container.env).toContainEqual({ name: 'SLUICE_INSTANCE_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } })
@@ -264,7 +291,9 @@ describe('deploy/kubernetes validation catches typos', () => {
   })
 
   it('a kind without a stored schema', () => {
-    expect(validateManifest({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } })).toEqual([expect.stringContaining('no schema stored for apps/v1 Deployment')])
+    expect(validateManifest({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } })).toEqual([
+      expect.stringContaining('no schema stored for apps/v1 Deployment'),
+    ])
   })
 
   it('a misspelled key in gateway.yaml', async () => {

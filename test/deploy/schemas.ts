@@ -60,7 +60,8 @@ function crdSchema(file: string, apiVersion: string, kind: string): Json {
     spec: { group: string; names: { kind: string }; versions: Array<{ name: string; schema: { openAPIV3Schema: Json } }> }
   }
   const [group, version] = apiVersion.split('/')
-  if (crd.spec.group !== group || crd.spec.names.kind !== kind) throw new Error(`${file} defines ${crd.spec.group}/${crd.spec.names.kind}, not ${group}/${kind}`)
+  if (crd.spec.group !== group || crd.spec.names.kind !== kind)
+    throw new Error(`${file} defines ${crd.spec.group}/${crd.spec.names.kind}, not ${group}/${kind}`)
   const v = crd.spec.versions.find((x) => x.name === version)
   if (!v) throw new Error(`${file} has no version ${version}`)
   const schema = structuredClone(v.schema.openAPIV3Schema)
@@ -115,11 +116,55 @@ export function validateManifest(doc: unknown): string[] {
  * order=triggerMetadata in pkg/scalers/<type>_scaler.go of KEDA v2.20.2.
  */
 export const KEDA_SCALER_METADATA: Record<string, readonly string[]> = {
-  prometheus: ['activationThreshold', 'awsRegion', 'customHeaders', 'identityOwner', 'ignoreNullValues', 'namespace', 'query', 'queryParameters', 'serverAddress', 'threshold', 'timeout', 'unsafeSsl'],
-  rabbitmq: ['activationValue', 'excludeUnacknowledged', 'host', 'mode', 'operation', 'pageSize', 'protocol', 'queueLength', 'queueName', 'timeout', 'unsafeSsl', 'useRegex', 'value', 'vhostName'],
+  prometheus: [
+    'activationThreshold',
+    'awsRegion',
+    'customHeaders',
+    'identityOwner',
+    'ignoreNullValues',
+    'namespace',
+    'query',
+    'queryParameters',
+    'serverAddress',
+    'threshold',
+    'timeout',
+    'unsafeSsl',
+  ],
+  rabbitmq: [
+    'activationValue',
+    'excludeUnacknowledged',
+    'host',
+    'mode',
+    'operation',
+    'pageSize',
+    'protocol',
+    'queueLength',
+    'queueName',
+    'timeout',
+    'unsafeSsl',
+    'useRegex',
+    'value',
+    'vhostName',
+  ],
   kafka: [
-    'activationLagThreshold', 'allowIdleConsumers', 'awsRegion', 'bootstrapServers', 'consumerGroup', 'ensureEvenDistributionOfPartitions', 'excludePersistentLag', 'lagThreshold',
-    'limitToPartitionsWithLag', 'offsetResetPolicy', 'partitionLimitation', 'sasl', 'saslTokenProvider', 'scaleToZeroOnInvalidOffset', 'tls', 'topic', 'unsafeSsl', 'version',
+    'activationLagThreshold',
+    'allowIdleConsumers',
+    'awsRegion',
+    'bootstrapServers',
+    'consumerGroup',
+    'ensureEvenDistributionOfPartitions',
+    'excludePersistentLag',
+    'lagThreshold',
+    'limitToPartitionsWithLag',
+    'offsetResetPolicy',
+    'partitionLimitation',
+    'sasl',
+    'saslTokenProvider',
+    'scaleToZeroOnInvalidOffset',
+    'tls',
+    'topic',
+    'unsafeSsl',
+    'version',
   ],
 }
 

@@ -63,12 +63,19 @@ export function handleManagement(req: Message, hubs: ReadonlyMap<string, Hub>): 
     return {
       status: 200,
       description: 'OK',
-      body: { name: hub.name, type: 'com.microsoft:eventhub', created_at: hub.createdAt, partition_count: hub.partitions.length, partition_ids: hub.partitions.map((x) => x.id) },
+      body: {
+        name: hub.name,
+        type: 'com.microsoft:eventhub',
+        created_at: hub.createdAt,
+        partition_count: hub.partitions.length,
+        partition_ids: hub.partitions.map((x) => x.id),
+      },
     }
   }
   if (p.type === 'com.microsoft:partition') {
     const part = typeof p.partition === 'string' ? hub.partition(p.partition) : undefined
-    if (!part) return { status: 404, description: `partition ${String(p.partition)} of ${hub.name} does not exist`, condition: 'com.microsoft:argument-out-of-range' }
+    if (!part)
+      return { status: 404, description: `partition ${String(p.partition)} of ${hub.name} does not exist`, condition: 'com.microsoft:argument-out-of-range' }
     return { status: 200, description: 'OK', body: { type: 'com.microsoft:partition', ...part.properties() } }
   }
   return { status: 400, description: `unsupported $management type ${String(p.type)}`, condition: 'amqp:not-implemented' }

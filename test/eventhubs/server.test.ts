@@ -97,7 +97,11 @@ describe('Event Hubs test server', () => {
   it('starts receivers where the selector filter says', async () => {
     const hub = uid()
     server.createHub(hub, 1)
-    await publish(server, hub, [0, 1, 2, 3, 4].map((n) => ({ n })))
+    await publish(
+      server,
+      hub,
+      [0, 1, 2, 3, 4].map((n) => ({ n })),
+    )
     // One client reads a partition once: one client per receiver.
     const after2 = read(consumer(hub), '0', { sequenceNumber: 2 })
     const from2 = read(consumer(hub), '0', { sequenceNumber: 2, isInclusive: true })
@@ -141,7 +145,9 @@ describe('Event Hubs test server', () => {
   it('rejects a wrong key and names a missing hub', async () => {
     const hub = uid()
     server.createHub(hub, 1)
-    const wrong = new EventHubProducerClient(server.connectionString().replace('SharedAccessKey=v', 'SharedAccessKey=nope'), hub, { retryOptions: { maxRetries: 0 } })
+    const wrong = new EventHubProducerClient(server.connectionString().replace('SharedAccessKey=v', 'SharedAccessKey=nope'), hub, {
+      retryOptions: { maxRetries: 0 },
+    })
     cleanups.push(() => wrong.close())
     await expect(wrong.getEventHubProperties()).rejects.toMatchObject({ code: 'UnauthorizedError' })
     const missing = new EventHubProducerClient(server.connectionString(), 'no-such-hub', { retryOptions: { maxRetries: 0 } })

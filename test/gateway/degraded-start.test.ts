@@ -173,7 +173,11 @@ functions:
     await broker.resume()
     await waitFor(async () => (await fetch(`${gw.url}/admin/health`)).status === 200, 60_000, 'health 200 once the node is back')
     await waitFor(() => gw.function('dg-record')?.counts.eventsDone === 2, 30_000, 'the queued messages processed')
-    await waitFor(async () => (await queueCounts(queue, broker.node))?.ready === 0 && (await queueCounts(queue, broker.node))?.unacked === 0, 30_000, 'the queue acked empty')
+    await waitFor(
+      async () => (await queueCounts(queue, broker.node))?.ready === 0 && (await queueCounts(queue, broker.node))?.unacked === 0,
+      30_000,
+      'the queue acked empty',
+    )
     const got = logs.lines.filter((l) => l.source === 'function' && String(l.msg).startsWith('got ')).map((l) => String(l.msg))
     expect(got.sort()).toEqual(['got {"n":0}', 'got {"n":1}'])
   }, 240_000)

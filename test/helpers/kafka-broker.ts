@@ -80,7 +80,10 @@ export async function ensureKafkaJars(): Promise<void> {
     const tmp = `${KAFKA_JARS}.tmp-${process.pid}`
     process.stderr.write(`fetching the Kafka broker's jars with Maven (${POM}) ...\n`)
     const r = spawnSync('mvn', ['-q', '-B', '-f', POM, 'dependency:copy-dependencies', `-DoutputDirectory=${tmp}`], { stdio: ['ignore', 'inherit', 'inherit'] })
-    if (r.status !== 0) throw new Error(`mvn could not fetch the Kafka broker (exit ${r.status ?? r.signal}); run: mvn -f ${POM} dependency:copy-dependencies -DoutputDirectory=${KAFKA_JARS}`)
+    if (r.status !== 0)
+      throw new Error(
+        `mvn could not fetch the Kafka broker (exit ${r.status ?? r.signal}); run: mvn -f ${POM} dependency:copy-dependencies -DoutputDirectory=${KAFKA_JARS}`,
+      )
     rmSync(KAFKA_JARS, { recursive: true, force: true })
     renameSync(tmp, KAFKA_JARS)
     process.stderr.write(`Kafka broker jars in ${KAFKA_JARS}\n`)
@@ -103,14 +106,13 @@ export class KafkaBroker {
   private proc: ChildProcess | undefined
   private stderr = ''
   private adminClient: Admin | undefined
-  private readonly controllerPort: number
 
   private constructor(
     readonly dir: string,
     ports: { plaintext: number; controller: number; sasl?: number; ssl?: number; saslSsl?: number },
   ) {
     this.address = `127.0.0.1:${ports.plaintext}`
-    this.controllerPort = ports.controller
+
     this.listeners = { plaintext: this.address }
     if (ports.sasl) this.listeners.sasl = `127.0.0.1:${ports.sasl}`
     if (ports.ssl) this.listeners.ssl = `127.0.0.1:${ports.ssl}`
@@ -181,7 +183,14 @@ export class KafkaBroker {
     if (ports.ssl && ports.saslSsl && opts.tls) {
       listeners.push(`SSL://127.0.0.1:${ports.ssl}`, `SASL_SSL://127.0.0.1:${ports.saslSsl}`)
       map.push('SSL:SSL', 'SASL_SSL:SASL_SSL')
-      const tls = { 'ssl.keystore.type': 'PKCS12', 'ssl.keystore.location': opts.tls.keystore, 'ssl.keystore.password': opts.tls.password, 'ssl.key.password': opts.tls.password, 'ssl.truststore.type': 'PEM', 'ssl.truststore.location': opts.tls.caPem }
+      const tls = {
+        'ssl.keystore.type': 'PKCS12',
+        'ssl.keystore.location': opts.tls.keystore,
+        'ssl.keystore.password': opts.tls.password,
+        'ssl.key.password': opts.tls.password,
+        'ssl.truststore.type': 'PEM',
+        'ssl.truststore.location': opts.tls.caPem,
+      }
       for (const [k, v] of Object.entries(tls)) {
         p[`listener.name.ssl.${k}`] = v
         p[`listener.name.sasl_ssl.${k}`] = v
@@ -194,7 +203,9 @@ export class KafkaBroker {
     p['advertised.listeners'] = listeners.filter((l) => !l.startsWith('CONTROLLER')).join(',')
     p['listener.security.protocol.map'] = map.join(',')
     Object.assign(p, opts.properties ?? {})
-    return Object.entries(p).map(([k, v]) => `${k}=${String(v)}`).join('\n') + '\n'
+    return `${Object.entries(p)
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join('\n')}\n`
   }
 
   /** StorageTool format --standalone (one voter: this node), with the SCRAM users. */
@@ -204,7 +215,19 @@ export class KafkaBroker {
     const scram = Object.entries(opts.sasl ?? {}).flatMap(([name, password]) =>
       ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => ['--add-scram', `${m}=[name=${name},password=${password}]`]),
     )
-    await this.runToEnd(java([`-Dlog4j2.configurationFile=${join(this.dir, 'log4j2.yaml')}`, 'kafka.tools.StorageTool', 'format', '--standalone', `--cluster-id=${clusterId}`, '-c', join(this.dir, 'server.properties'), ...scram]), 'format')
+    await this.runToEnd(
+      java([
+        `-Dlog4j2.configurationFile=${join(this.dir, 'log4j2.yaml')}`,
+        'kafka.tools.StorageTool',
+        'format',
+        '--standalone',
+        `--cluster-id=${clusterId}`,
+        '-c',
+        join(this.dir, 'server.properties'),
+        ...scram,
+      ]),
+      'format',
+    )
   }
 
   private runToEnd(p: ChildProcess, what: string): Promise<void> {
@@ -352,7 +375,9 @@ export class KafkaBroker {
 }
 
 function saslProps(listener: string, users: KafkaUsers): Record<string, string> {
-  const plainUsers = Object.entries(users).map(([u, pw]) => `user_${u}="${pw}"`).join(' ')
+  const plainUsers = Object.entries(users)
+    .map(([u, pw]) => `user_${u}="${pw}"`)
+    .join(' ')
   return {
     [`listener.name.${listener}.sasl.enabled.mechanisms`]: 'PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
     [`listener.name.${listener}.plain.sasl.jaas.config`]: `org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,

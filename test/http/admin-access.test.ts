@@ -19,12 +19,21 @@ interface Raw {
 function raw(url: string, method: string, path: string, headers: Record<string, string>, body?: string): Promise<Raw> {
   const u = new URL(url)
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, method, path, headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (text += c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }))
-    })
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        method,
+        path,
+        headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers },
+      },
+      (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => (text += c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }))
+      },
+    )
     req.on('error', reject)
     req.end(body)
   })
@@ -117,7 +126,13 @@ describe('admin API without an admin key: cross-site and rebinding attacks', () 
   })
 
   it('refuses a foreign Origin, a null Origin and Sec-Fetch-Site: cross-site, even with a loopback Host', async () => {
-    const variants: Array<Record<string, string>> = [{ origin: 'http://evil.example' }, { origin: 'null' }, { origin: `http://localhost:1` }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]
+    const variants: Array<Record<string, string>> = [
+      { origin: 'http://evil.example' },
+      { origin: 'null' },
+      { origin: `http://localhost:1` },
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+    ]
     for (const headers of variants) {
       const read = await raw(t.url, 'GET', '/admin/dead-letters', { host, ...headers })
       expect(read.status, JSON.stringify(headers)).toBe(403)
@@ -136,7 +151,13 @@ describe('admin API without an admin key: cross-site and rebinding attacks', () 
     }
     const same = await raw(t.url, 'GET', '/admin/functions', { host, origin: `http://${host}`, 'sec-fetch-site': 'same-origin' })
     expect(same.status).toBe(200)
-    const typed = await raw(t.url, 'POST', '/admin/functions/aa-secure/keys', { host, origin: `http://${host}`, 'content-type': 'application/json; charset=utf-8' }, '{"name":"second"}')
+    const typed = await raw(
+      t.url,
+      'POST',
+      '/admin/functions/aa-secure/keys',
+      { host, origin: `http://${host}`, 'content-type': 'application/json; charset=utf-8' },
+      '{"name":"second"}',
+    )
     expect(typed.status).toBe(201)
     const fetched = await fetch(`${t.url}/admin/health`)
     expect(fetched.status).toBe(200)

@@ -109,7 +109,12 @@ describe('admin API', () => {
     const hello = functions.find((f) => f.name === 'ad-hello')
     expect(hello?.trigger).toMatchObject({ kind: 'http', options: { route: 'hello', methods: ['GET'], auth: 'anonymous' } })
     expect(hello?.instances).toEqual({ total: expect.any(Number), busy: 0, idle: expect.any(Number) })
-    expect(hello?.counts).toMatchObject({ invocations: expect.any(Number), failures: expect.any(Number), eventsDone: expect.any(Number), eventsDead: expect.any(Number) })
+    expect(hello?.counts).toMatchObject({
+      invocations: expect.any(Number),
+      failures: expect.any(Number),
+      eventsDone: expect.any(Number),
+      eventsDead: expect.any(Number),
+    })
     expect(functions.find((f) => f.name === 'ad-nightly')?.trigger).toMatchObject({ kind: 'timer', options: { schedule: '0 0 3 1 1 *' } })
     expect(functions.find((f) => f.name === 'ad-dead')?.scale).toMatchObject({ min: 0, max: 4 })
   })
@@ -270,7 +275,9 @@ describe('admin API', () => {
       const [outcome] = await t.gw.router.deliver('ad-flaky', [ev])
       if (outcome?.status !== 'dead') throw new Error(`expected a dead letter, got ${outcome?.status}`)
       const id = outcome.deadLetterId
-      const again = await body<{ id: string; outcome: { status: string; deadLetterId?: string; error?: { code: string } } }>(await post(`/admin/dead-letters/${id}/replay`))
+      const again = await body<{ id: string; outcome: { status: string; deadLetterId?: string; error?: { code: string } } }>(
+        await post(`/admin/dead-letters/${id}/replay`),
+      )
       expect(again.id).toBe(id)
       expect(again.outcome.status).toBe('dead')
       expect(again.outcome.error?.code).toBe('SLUICE_ERR_FUNCTION_THREW')
@@ -344,7 +351,11 @@ functions:
       await expectError(await fetch(`${t.url}${p}`, { headers: { authorization: 'Bearer wrong-key-wrong-key' } }), 401, 'SLUICE_ERR_HTTP_UNAUTHORIZED')
       await expectError(await fetch(`${t.url}${p}`, { headers: { authorization: ADMIN_KEY } }), 401, 'SLUICE_ERR_HTTP_UNAUTHORIZED')
     }
-    const inv = await fetch(`${t.url}/admin/functions/ak-hello/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"events":[{}]}' })
+    const inv = await fetch(`${t.url}/admin/functions/ak-hello/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"events":[{}]}',
+    })
     await expectError(inv, 401, 'SLUICE_ERR_HTTP_UNAUTHORIZED')
     expect(t.gw.function('ak-hello')?.counts.invocations).toBe(0)
   })

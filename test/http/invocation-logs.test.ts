@@ -182,10 +182,14 @@ export default async (events: any[], ctx: any) => {
 
   it('does not dead-letter a stream event whose logs escape past the result limit', async () => {
     await publish(SYSTEM_BROKER, topic, [{ n: 1 }])
-    const f = await waitFor(async () => {
-      const info = (await (await get('/admin/functions/lg-control-stream')).json()) as FunctionInfo & { recent: InvocationRecord[] }
-      return info.counts.eventsDone + info.counts.eventsDead > 0 && info
-    }, 20_000, 'the event to finish')
+    const f = await waitFor(
+      async () => {
+        const info = (await (await get('/admin/functions/lg-control-stream')).json()) as FunctionInfo & { recent: InvocationRecord[] }
+        return info.counts.eventsDone + info.counts.eventsDead > 0 && info
+      },
+      20_000,
+      'the event to finish',
+    )
     expect(f.counts).toMatchObject({ eventsDone: 1, eventsDead: 0, failures: 0 })
     expect(f.recent[0]).toMatchObject({ kind: 'batch', ok: true })
     const letters = (await (await get('/admin/dead-letters?function=lg-control-stream')).json()) as { items: unknown[] }
@@ -197,7 +201,10 @@ export default async (events: any[], ctx: any) => {
       const r = await invoke('lg-callable')
       expect(r.ok, run).toBe(true)
       expect(r.value).toEqual({ callable: 'function', frozen: true })
-      expect(r.logs.map((l) => [l.level, l.msg]), run).toEqual([
+      expect(
+        r.logs.map((l) => [l.level, l.msg]),
+        run,
+      ).toEqual([
         ['info', 'called as a function 42'],
         ['info', 'info'],
         ['warn', 'warn'],

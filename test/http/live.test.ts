@@ -138,7 +138,11 @@ functions:
     const [outcome] = await t.gw.router.deliver('lv-dead', [event({ tag: 'live' })])
     if (outcome?.status !== 'dead') throw new Error(`expected a dead letter, got ${outcome?.status}`)
     const d = await r.next<LiveActivity>('activity', (x) => x.dead.some((l) => l.deadLetterId === outcome.deadLetterId))
-    expect(d.dead.find((l) => l.deadLetterId === outcome.deadLetterId)).toMatchObject({ function: 'lv-dead', attempts: 2, error: { code: 'SLUICE_ERR_FUNCTION_THREW' } })
+    expect(d.dead.find((l) => l.deadLetterId === outcome.deadLetterId)).toMatchObject({
+      function: 'lv-dead',
+      attempts: 2,
+      error: { code: 'SLUICE_ERR_FUNCTION_THREW' },
+    })
     const snap = await r.next<LiveSnapshot>('snapshot', (s) => (s.functions.find((f) => f.name === 'lv-dead')?.eventsDead ?? 0) >= 1)
     const dead = snap.functions.find((f) => f.name === 'lv-dead')
     expect(dead?.failures).toBeGreaterThanOrEqual(2)

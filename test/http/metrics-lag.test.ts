@@ -101,7 +101,7 @@ functions:
     for (const [name, type] of Object.entries(expected)) expect(types.get(name), name).toBe(type)
   })
 
-  it('gives the dashboard feed each function\'s total lag', async () => {
+  it("gives the dashboard feed each function's total lag", async () => {
     const r = await openSse(`${gw.url}/admin/events`)
     try {
       const snap = await r.next<LiveSnapshot>('snapshot')

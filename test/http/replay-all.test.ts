@@ -31,14 +31,24 @@ interface BulkResult {
 let seq = 0
 function event(n: number): TriggerEvent {
   seq++
-  return { id: `replay-all-${process.pid}-${seq}`, source: 'test://replay-all', time: new Date().toISOString(), body: { n }, meta: { partition: 0, offset: seq } }
+  return {
+    id: `replay-all-${process.pid}-${seq}`,
+    source: 'test://replay-all',
+    time: new Date().toISOString(),
+    body: { n },
+    meta: { partition: 0, offset: seq },
+  }
 }
 
 describe('POST /admin/dead-letters/replay', () => {
   const project = projectDir({})
   let t: TestGateway
   const replayAll = async (filter: unknown, status = 200) => {
-    const res = await fetch(`${t.url}/admin/dead-letters/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(filter) })
+    const res = await fetch(`${t.url}/admin/dead-letters/replay`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(filter),
+    })
     expect(res.status).toBe(status)
     return (await res.json()) as BulkResult
   }
@@ -56,7 +66,11 @@ describe('POST /admin/dead-letters/replay', () => {
 
   it('refuses unknown keys and out-of-range limits with 400', async () => {
     for (const bad of [{ limit: 0 }, { limit: 1001 }, { fn: 'ra-orders' }, { function: '' }, [1]]) {
-      const res = await fetch(`${t.url}/admin/dead-letters/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bad) })
+      const res = await fetch(`${t.url}/admin/dead-letters/replay`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(bad),
+      })
       expect(res.status, JSON.stringify(bad)).toBe(400)
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('SLUICE_ERR_HTTP_BAD_REQUEST')
     }
@@ -92,7 +106,12 @@ describe('POST /admin/dead-letters/replay', () => {
     const first = await replayAll({ function: 'ra-orders', limit: 2 })
     expect(first.matched).toBe(2)
     expect(first.done).toBe(2)
-    expect(first.results.map((x) => x.id).sort()).toEqual(stored.slice(0, 2).map((d) => d.id).sort())
+    expect(first.results.map((x) => x.id).sort()).toEqual(
+      stored
+        .slice(0, 2)
+        .map((d) => d.id)
+        .sort(),
+    )
     expect((await letters('ra-orders')).map((d) => d.id)).toEqual([stored[2]?.id])
 
     const rest = await replayAll({ function: 'ra-orders' })

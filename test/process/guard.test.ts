@@ -29,7 +29,11 @@ describe('process guard', () => {
     const { code, lines } = await runChild('rejection')
     expect(code).toBe(1)
     const fatal = lines.find((l) => l.level === 'error')
-    expect(fatal).toMatchObject({ component: 'process', origin: 'unhandledRejection', err: { code: 'SLUICE_ERR_INTERNAL', name: 'RangeError', message: 'Maximum call stack size exceeded' } })
+    expect(fatal).toMatchObject({
+      component: 'process',
+      origin: 'unhandledRejection',
+      err: { code: 'SLUICE_ERR_INTERNAL', name: 'RangeError', message: 'Maximum call stack size exceeded' },
+    })
     expect(String((fatal?.err as { stack?: string }).stack)).toMatch(/guard-child\.ts/)
     expect(lines.map((l) => l.step).filter(Boolean)).toEqual(['ready', 'drain started', 'acked'])
   })
@@ -37,7 +41,11 @@ describe('process guard', () => {
   it('an uncaught exception drains the same way', async () => {
     const { code, lines } = await runChild('exception')
     expect(code).toBe(1)
-    expect(lines.find((l) => l.level === 'error')).toMatchObject({ component: 'process', origin: 'uncaughtException', err: { code: 'SLUICE_ERR_INTERNAL', name: 'TypeError' } })
+    expect(lines.find((l) => l.level === 'error')).toMatchObject({
+      component: 'process',
+      origin: 'uncaughtException',
+      err: { code: 'SLUICE_ERR_INTERNAL', name: 'TypeError' },
+    })
     expect(lines.map((l) => l.step).filter(Boolean)).toEqual(['ready', 'drain started', 'acked'])
   })
 

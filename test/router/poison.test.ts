@@ -65,22 +65,25 @@ async function letterOf(g: TestGateway, o: Outcome | undefined) {
 }
 
 describe('router: hostile events', () => {
-  it.each(['array', 'object'] as const)('dead-letters an event whose body is %s nesting 5,000 deep, keeping it as JSON text, and the rest flows', async (kind) => {
-    const g = await gateway()
-    const events = [ev({ n: 1 }, 'k'), ev(nested(5000, kind), 'k'), ev({ n: 3 }, 'k')]
-    const outcomes = await g.gw.router.deliver('fn', events)
-    expect(outcomes.map((o) => o.status)).toEqual(['done', 'dead', 'done'])
-    const dl = await letterOf(g, outcomes[1])
-    expect(dl.error.code).toBe('SLUICE_ERR_EVENT_TOO_DEEP')
-    expect(dl.error.message).toMatch(/nest/)
-    expect(dl.event.id).toBe(events[1]?.id)
-    // The payload survives as text; the meta says so.
-    const text = kind === 'array' ? `${'['.repeat(5000)}0${']'.repeat(5000)}` : `${'{"a":'.repeat(5000)}0${'}'.repeat(5000)}`
-    expect(dl.event.body).toBe(text)
-    expect(dl.event.meta.bodyEncoding).toBe('json-text')
-    expect(seenIds(g).sort()).toEqual([events[0]?.id, events[2]?.id].sort())
-    expect(g.gw.function('fn')?.counts).toMatchObject({ eventsDone: 2, eventsDead: 1 })
-  })
+  it.each(['array', 'object'] as const)(
+    'dead-letters an event whose body is %s nesting 5,000 deep, keeping it as JSON text, and the rest flows',
+    async (kind) => {
+      const g = await gateway()
+      const events = [ev({ n: 1 }, 'k'), ev(nested(5000, kind), 'k'), ev({ n: 3 }, 'k')]
+      const outcomes = await g.gw.router.deliver('fn', events)
+      expect(outcomes.map((o) => o.status)).toEqual(['done', 'dead', 'done'])
+      const dl = await letterOf(g, outcomes[1])
+      expect(dl.error.code).toBe('SLUICE_ERR_EVENT_TOO_DEEP')
+      expect(dl.error.message).toMatch(/nest/)
+      expect(dl.event.id).toBe(events[1]?.id)
+      // The payload survives as text; the meta says so.
+      const text = kind === 'array' ? `${'['.repeat(5000)}0${']'.repeat(5000)}` : `${'{"a":'.repeat(5000)}0${'}'.repeat(5000)}`
+      expect(dl.event.body).toBe(text)
+      expect(dl.event.meta.bodyEncoding).toBe('json-text')
+      expect(seenIds(g).sort()).toEqual([events[0]?.id, events[2]?.id].sort())
+      expect(g.gw.function('fn')?.counts).toMatchObject({ eventsDone: 2, eventsDead: 1 })
+    },
+  )
 
   it('dead-letters an event that nests just past the depth limit but passes one inside it', async () => {
     const g = await gateway()
@@ -101,7 +104,11 @@ describe('router: hostile events', () => {
 
   it('dead-letters a source-rejected event at once with its own code, raw body and no function run', async () => {
     const g = await gateway()
-    const rejected: TriggerEvent = { ...ev('[[[[ raw text'), meta: { encoding: 'text' }, rejected: { code: 'SLUICE_ERR_EVENT_TOO_DEEP', message: 'the payload nests 9000 levels; the limit is 512', retriable: false } }
+    const rejected: TriggerEvent = {
+      ...ev('[[[[ raw text'),
+      meta: { encoding: 'text' },
+      rejected: { code: 'SLUICE_ERR_EVENT_TOO_DEEP', message: 'the payload nests 9000 levels; the limit is 512', retriable: false },
+    }
     const outcomes = await g.gw.router.deliver('fn', [rejected])
     const dl = await letterOf(g, outcomes[0])
     expect(dl.error).toMatchObject({ code: 'SLUICE_ERR_EVENT_TOO_DEEP', message: 'the payload nests 9000 levels; the limit is 512' })
@@ -162,7 +169,7 @@ describe('router: hostile results', () => {
     expect(plain.error.code).toBe('SLUICE_ERR_FUNCTION_EVENT_FAILED')
   })
 
-  it('counts a synchronous invocation\'s events in eventsDone and eventsDead', async () => {
+  it("counts a synchronous invocation's events in eventsDone and eventsDead", async () => {
     const g = await gateway()
     await g.gw.router.invoke('fn', [ev({ n: 1 }), ev({ n: 2 })])
     expect(g.gw.function('fn')?.counts).toMatchObject({ events: 2, eventsDone: 2, eventsDead: 0 })

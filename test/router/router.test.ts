@@ -25,7 +25,10 @@ afterEach(async () => {
 })
 
 async function gateway(fnYaml: string): Promise<TestGateway> {
-  t = await startGateway({ yaml: `functions:\n  rec:\n    code: functions/rec.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n${fnYaml}`, files: { 'functions/rec.js': RECORDER } })
+  t = await startGateway({
+    yaml: `functions:\n  rec:\n    code: functions/rec.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n${fnYaml}`,
+    files: { 'functions/rec.js': RECORDER },
+  })
   return t
 }
 
@@ -54,7 +57,12 @@ describe('router', () => {
     expect(outcomes.every((o) => o.status === 'done')).toBe(true)
     const seen = batches(g)
     expect(Math.max(...seen.map((b) => b.length))).toBeLessThanOrEqual(10)
-    expect(seen.flat().map((x) => x[0]).sort()).toEqual(events.map((e) => e.id).sort())
+    expect(
+      seen
+        .flat()
+        .map((x) => x[0])
+        .sort(),
+    ).toEqual(events.map((e) => e.id).sort())
   })
 
   it('waits up to maxWaitMs to fill a batch', async () => {
@@ -75,13 +83,19 @@ describe('router', () => {
     await Promise.all([track('slow', g.gw.router.deliver('rec', slow)), track('fast', g.gw.router.deliver('rec', fast))])
     // The fast key did not wait for the slow one.
     expect(done).toEqual(['fast', 'slow'])
-    const order = (key: string) => batches(g).flat().filter((x) => x[2] === key).map((x) => x[0])
+    const order = (key: string) =>
+      batches(g)
+        .flat()
+        .filter((x) => x[2] === key)
+        .map((x) => x[0])
     expect(order('slow')).toEqual(slow.map((e) => e.id))
     expect(order('fast')).toEqual(fast.map((e) => e.id))
   })
 
   it('retries only the events a batch reports as failed, keeping their key in order', async () => {
-    const g = await gateway('    batch: { maxSize: 10, maxWaitMs: 20 }\n    retry: { maxAttempts: 5, backoff: fixed, initialDelayMs: 50 }\n    scale: { max: 1 }')
+    const g = await gateway(
+      '    batch: { maxSize: 10, maxWaitMs: 20 }\n    retry: { maxAttempts: 5, backoff: fixed, initialDelayMs: 50 }\n    scale: { max: 1 }',
+    )
     const events = [ev({}, 'a'), ev({ failUntilAttempt: 3 }, 'a'), ev({}, 'b')]
     const outcomes = await g.gw.router.deliver('rec', events)
     expect(outcomes.map((o) => o.status)).toEqual(['done', 'done', 'done'])
@@ -93,12 +107,16 @@ describe('router', () => {
   })
 
   it('a failing key holds back its own later events, not other keys', async () => {
-    const g = await gateway('    batch: { maxSize: 1, maxWaitMs: 0 }\n    retry: { maxAttempts: 3, backoff: fixed, initialDelayMs: 200 }\n    scale: { max: 2 }')
+    const g = await gateway(
+      '    batch: { maxSize: 1, maxWaitMs: 0 }\n    retry: { maxAttempts: 3, backoff: fixed, initialDelayMs: 200 }\n    scale: { max: 2 }',
+    )
     const bad = ev({ failUntilAttempt: 2 }, 'k')
     const after = ev({}, 'k')
     const other = ev({}, 'other')
     await Promise.all([g.gw.router.deliver('rec', [bad, after]), g.gw.router.deliver('rec', [other])])
-    const ids = batches(g).flat().map((x) => `${x[0]}#${x[1]}`)
+    const ids = batches(g)
+      .flat()
+      .map((x) => `${x[0]}#${x[1]}`)
     // The later event of key k ran only after the retry of the failed one succeeded.
     expect(ids.indexOf(`${after.id}#1`)).toBeGreaterThan(ids.indexOf(`${bad.id}#2`))
     // The other key did not wait for the retry.
@@ -112,7 +130,12 @@ describe('router', () => {
     expect(outcome?.status).toBe('dead')
     if (outcome?.status !== 'dead') return
     expect(outcome.error.code).toBe('SLUICE_ERR_FUNCTION_THREW')
-    expect(batches(g).flat().filter((x) => x[0] === bad.id).map((x) => x[1])).toEqual([1, 2, 3])
+    expect(
+      batches(g)
+        .flat()
+        .filter((x) => x[0] === bad.id)
+        .map((x) => x[1]),
+    ).toEqual([1, 2, 3])
     const dl = await g.gw.store.getDeadLetter(outcome.deadLetterId)
     expect(dl).toMatchObject({ function: 'rec', attempts: 3, event: { id: bad.id, body: { station: 'st-007' }, source: 'test://router', meta: bad.meta } })
     expect(dl?.error.message).toMatch(/batch failed on/)
@@ -123,7 +146,7 @@ describe('router', () => {
     expect(await g.gw.store.countDeadLetters('rec')).toBe(1)
   })
 
-  it('runs a key\'s later events once its failed event is dead-lettered, with nothing else arriving', async () => {
+  it("runs a key's later events once its failed event is dead-lettered, with nothing else arriving", async () => {
     const g = await gateway('    batch: { maxSize: 1, maxWaitMs: 0 }\n    retry: { maxAttempts: 2, backoff: fixed, initialDelayMs: 10 }')
     const bad = ev({ throwAll: true }, 'k')
     const after = [ev({}, 'k'), ev({}, 'k')]
@@ -144,7 +167,10 @@ describe('router', () => {
     const flow = g.gw.router.flow('rec')
     const changes: boolean[] = []
     flow.onChange((p) => changes.push(p))
-    const all = g.gw.router.deliver('rec', Array.from({ length: 40 }, () => ev({ sleepMs: 5 })))
+    const all = g.gw.router.deliver(
+      'rec',
+      Array.from({ length: 40 }, () => ev({ sleepMs: 5 })),
+    )
     expect(flow.paused).toBe(true)
     await flow.wait()
     expect(flow.paused).toBe(false)

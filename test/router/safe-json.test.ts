@@ -40,7 +40,13 @@ describe('serialize', () => {
     cyclic.self = cyclic
     expect(serialize(cyclic)).toMatchObject({ ok: false, reason: expect.stringMatching(/cyclic/) })
     expect(serialize({ n: 1n })).toMatchObject({ ok: false, reason: expect.stringMatching(/BigInt/) })
-    expect(serialize({ get boom() { throw new Error('getter') } })).toEqual({ ok: false, reason: 'getter' })
+    expect(
+      serialize({
+        get boom() {
+          throw new Error('getter')
+        },
+      }),
+    ).toEqual({ ok: false, reason: 'getter' })
     const shared = { x: 1 }
     expect(serialize([shared, shared])).toEqual({ ok: true, text: '[{"x":1},{"x":1}]', truncated: false })
     expect(preview(cyclic, 100)).toMatch(/^\[not JSON data: /)
@@ -75,7 +81,11 @@ describe('decodePayload', () => {
 
   it('refuses JSON nested deeper than the limit before parsing it, keeping its text (also text that only starts like it)', () => {
     const deep = `${'['.repeat(EVENT_LIMITS.maxDepth + 1)}${']'.repeat(EVENT_LIMITS.maxDepth + 1)}`
-    expect(decodeText(deep)).toEqual({ body: deep, base64: false, rejected: { code: 'SLUICE_ERR_EVENT_TOO_DEEP', message: expect.stringMatching(/512/), retriable: false } })
+    expect(decodeText(deep)).toEqual({
+      body: deep,
+      base64: false,
+      rejected: { code: 'SLUICE_ERR_EVENT_TOO_DEEP', message: expect.stringMatching(/512/), retriable: false },
+    })
     const atLimit = `${'['.repeat(EVENT_LIMITS.maxDepth)}${']'.repeat(EVENT_LIMITS.maxDepth)}`
     expect(decodeText(atLimit).rejected).toBeUndefined()
     const notJson = `${'['.repeat(5000)} nope`

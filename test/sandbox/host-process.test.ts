@@ -85,14 +85,18 @@ functions:
     for (const h of hosts) {
       expect(h.up).toBe(true)
       const environ = readFileSync(`/proc/${h.pid}/environ`, 'utf8')
-      const names = environ.split('\0').filter(Boolean).map((kv) => kv.slice(0, kv.indexOf('=')))
+      const names = environ
+        .split('\0')
+        .filter(Boolean)
+        .map((kv) => kv.slice(0, kv.indexOf('=')))
       expect(environ).not.toContain(ADMIN_KEY)
       expect(environ).not.toContain(SECRET)
       expect(names).not.toContain('SLUICE_ADMIN_KEY')
       expect(names).not.toContain('SLUICE_TEST_SECRET')
       expect(names).toContain('TZ')
       // NODE_CHANNEL_*: set by child_process.fork for the IPC channel.
-      for (const n of names) expect(n).toMatch(/^(PATH|HOME|TZ|LANG|LANGUAGE|LC_[A-Z_]+|TMPDIR|TMP|TEMP|NODE_ICU_DATA|NODE_V8_COVERAGE|NODE_OPTIONS|NODE_CHANNEL_[A-Z_]+)$/)
+      for (const n of names)
+        expect(n).toMatch(/^(PATH|HOME|TZ|LANG|LANGUAGE|LC_[A-Z_]+|TMPDIR|TMP|TEMP|NODE_ICU_DATA|NODE_V8_COVERAGE|NODE_OPTIONS|NODE_CHANNEL_[A-Z_]+)$/)
     }
     // The gateway itself still sees its environment (the admin key guards the call above).
     expect(readFileSync(`/proc/${child.pid}/environ`, 'utf8')).toContain(ADMIN_KEY)

@@ -82,10 +82,14 @@ functions:
 
   it('maps the stack in the dead letter of a stream event', async () => {
     await publish(SYSTEM_BROKER, topic, [{ id: 'o-1', status: 'lost' }])
-    const letter = await waitFor(async () => {
-      const res = await fetch(`${t.url}/admin/dead-letters?function=sm-stream`)
-      return ((await res.json()) as { items: DeadLetter[] }).items[0]
-    }, 20_000, 'the dead letter')
+    const letter = await waitFor(
+      async () => {
+        const res = await fetch(`${t.url}/admin/dead-letters?function=sm-stream`)
+        return ((await res.json()) as { items: DeadLetter[] }).items[0]
+      },
+      20_000,
+      'the dead letter',
+    )
     expectMapped(letter.error)
   })
 })

@@ -107,24 +107,57 @@ describe('event meta matches the function types', () => {
       retain: true,
       dup: true,
       messageId: 42,
-      properties: { userProperties: { a: 'b', c: ['d', 'e'] }, contentType: 'application/octet-stream', responseTopic: 'replies/7', correlationData: Buffer.from([0xff]), payloadFormatIndicator: false, messageExpiryInterval: 60 },
+      properties: {
+        userProperties: { a: 'b', c: ['d', 'e'] },
+        contentType: 'application/octet-stream',
+        responseTopic: 'replies/7',
+        correlationData: Buffer.from([0xff]),
+        payloadFormatIndicator: false,
+        messageExpiryInterval: 60,
+      },
     } as unknown as IPublishPacket
     const e = mqttEvent(packet, 'id-1', 'devices')
-    expect(conforms(e.meta, MQTT)).toEqual(Object.keys(MQTT).filter((k) => !k.startsWith('body')).sort())
+    expect(conforms(e.meta, MQTT)).toEqual(
+      Object.keys(MQTT)
+        .filter((k) => !k.startsWith('body'))
+        .sort(),
+    )
   })
 
   it('AMQP, with every message property', () => {
     const msg = {
       content: Buffer.from([0xff, 0x00]),
       fields: { exchange: 'orders', routingKey: 'orders.created', redelivered: true, deliveryTag: 9, consumerTag: 'c' },
-      properties: { headers: { 'x-n': 1, 'x-b': Buffer.from('t') }, messageId: 'm1', correlationId: 'c1', contentType: 'application/octet-stream', contentEncoding: 'identity', replyTo: 'q', type: 'created', appId: 'shop', priority: 3, timestamp: 1700000000 },
+      properties: {
+        headers: { 'x-n': 1, 'x-b': Buffer.from('t') },
+        messageId: 'm1',
+        correlationId: 'c1',
+        contentType: 'application/octet-stream',
+        contentEncoding: 'identity',
+        replyTo: 'q',
+        type: 'created',
+        appId: 'shop',
+        priority: 3,
+        timestamp: 1700000000,
+      },
     } as unknown as Message
     const e = amqpEvent(msg, { id: 'm1', source: 'amqp://queue/orders', queue: 'orders', attempt: 1, deliveries: 2 })
-    expect(conforms(e.meta, AMQP)).toEqual(Object.keys(AMQP).filter((k) => !k.startsWith('body')).sort())
+    expect(conforms(e.meta, AMQP)).toEqual(
+      Object.keys(AMQP)
+        .filter((k) => !k.startsWith('body'))
+        .sort(),
+    )
   })
 
   it('Kafka, with a key, headers and a value that is not UTF-8', () => {
-    const m = { key: Buffer.from('st-1'), value: Buffer.from([0xff]), timestamp: '1700000000000', offset: '17', attributes: 0, headers: { trace: Buffer.from('t1'), multi: [Buffer.from('a'), 'b'] } } as unknown as KafkaMessage
+    const m = {
+      key: Buffer.from('st-1'),
+      value: Buffer.from([0xff]),
+      timestamp: '1700000000000',
+      offset: '17',
+      attributes: 0,
+      headers: { trace: Buffer.from('t1'), multi: [Buffer.from('a'), 'b'] },
+    } as unknown as KafkaMessage
     const e = kafkaEvent(m, partitionInfo('telemetry', 3, 'stream', false))
     expect(conforms(e.meta, KAFKA)).toEqual(Object.keys(KAFKA).sort())
     expect(e.meta).toMatchObject({ partition: 3, offset: 17, key: 'st-1', headers: { trace: 't1', multi: ['a', 'b'] } })
@@ -145,7 +178,11 @@ describe('event meta matches the function types', () => {
       getRawAmqpMessage: () => ({ bodyType: 'data' }),
     } as unknown as ReceivedEventData
     const e = eventHubsEvent(data, { connection: 'hub', eventHub: 'telemetry', consumerGroup: '$Default', partitionId: '0' })
-    expect(conforms(e.meta, EVENT_HUBS)).toEqual(Object.keys(EVENT_HUBS).filter((k) => !k.startsWith('bodyT') && k !== 'bodyBytes').sort())
+    expect(conforms(e.meta, EVENT_HUBS)).toEqual(
+      Object.keys(EVENT_HUBS)
+        .filter((k) => !k.startsWith('bodyT') && k !== 'bodyBytes')
+        .sort(),
+    )
   })
 
   it('timer: the tick body is the connector type', () => {

@@ -63,7 +63,8 @@ export function storeContract(name: string, target: () => Promise<StoreTarget>):
     it('lists dead letters oldest first, by function and code, paged with after and limit; counts and deletes', async () => {
       const { s } = await fresh()
       const ids: string[] = []
-      for (let i = 0; i < 5; i++) ids.push(await s.putDeadLetter(letter(i % 2 ? 'b' : 'a', `e${i}`, i === 4 ? 'SLUICE_ERR_FUNCTION_TIMEOUT' : 'SLUICE_ERR_FUNCTION_THREW')))
+      for (let i = 0; i < 5; i++)
+        ids.push(await s.putDeadLetter(letter(i % 2 ? 'b' : 'a', `e${i}`, i === 4 ? 'SLUICE_ERR_FUNCTION_TIMEOUT' : 'SLUICE_ERR_FUNCTION_THREW')))
       expect((await s.listDeadLetters()).map((d) => d.id)).toEqual(ids)
       expect((await s.listDeadLetters({ function: 'a' })).map((d) => d.event.id)).toEqual(['e0', 'e2', 'e4'])
       expect((await s.listDeadLetters({ code: 'SLUICE_ERR_FUNCTION_TIMEOUT' })).map((d) => d.event.id)).toEqual(['e4'])
@@ -185,10 +186,14 @@ export function storeContract(name: string, target: () => Promise<StoreTarget>):
       const b = await another()
       const first = await s.acquireLease('tick:x', 'gw-a', 150)
       const lease = (first as { lease: Lease }).lease
-      const taken = await waitFor(async () => {
-        const r = await b.acquireLease('tick:x', 'gw-b', 60_000)
-        return r.acquired && r.lease
-      }, 10_000, 'the lease to expire')
+      const taken = await waitFor(
+        async () => {
+          const r = await b.acquireLease('tick:x', 'gw-b', 60_000)
+          return r.acquired && r.lease
+        },
+        10_000,
+        'the lease to expire',
+      )
       expect(taken.attempt).toBe(2)
       expect(taken.token).not.toBe(lease.token)
       expect(await s.renewLease(lease, 60_000)).toBe(false)
@@ -196,10 +201,14 @@ export function storeContract(name: string, target: () => Promise<StoreTarget>):
       expect(await s.acquireLease('tick:x', 'gw-a', 60_000)).toMatchObject({ acquired: false, owner: 'gw-b' })
       // And again: a third holder after the second one's lease runs out.
       expect(await b.renewLease(taken, 150)).toBe(true)
-      const third = await waitFor(async () => {
-        const r = await s.acquireLease('tick:x', 'gw-c', 60_000)
-        return r.acquired && r.lease
-      }, 10_000, 'the second lease to expire')
+      const third = await waitFor(
+        async () => {
+          const r = await s.acquireLease('tick:x', 'gw-c', 60_000)
+          return r.acquired && r.lease
+        },
+        10_000,
+        'the second lease to expire',
+      )
       expect(third.attempt).toBe(3)
     })
 
@@ -211,10 +220,14 @@ export function storeContract(name: string, target: () => Promise<StoreTarget>):
       expect(await b.acquireLease('tick:f', 'gw-b', 60_000)).toMatchObject({ acquired: false, finished: true })
       expect(await s.renewLease(lease, 60_000)).toBe(false)
       expect(await s.releaseLease(lease)).toBe(false)
-      const again = await waitFor(async () => {
-        const r = await b.acquireLease('tick:f', 'gw-b', 60_000)
-        return r.acquired && r.lease
-      }, 10_000, 'the retention to pass')
+      const again = await waitFor(
+        async () => {
+          const r = await b.acquireLease('tick:f', 'gw-b', 60_000)
+          return r.acquired && r.lease
+        },
+        10_000,
+        'the retention to pass',
+      )
       expect(again.attempt).toBe(1)
     })
 

@@ -57,7 +57,18 @@ export async function startPgCluster(opts: { password?: string } = {}): Promise<
     port,
     url: `postgres://postgres${opts.password !== undefined ? `:${encodeURIComponent(opts.password)}` : ''}@127.0.0.1:${port}/postgres`,
     start: async () => {
-      await asPostgres(pgCtl, ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '60', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start'])
+      await asPostgres(pgCtl, [
+        '-D',
+        data,
+        '-l',
+        join(dir, 'log'),
+        '-w',
+        '-t',
+        '60',
+        '-o',
+        `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+        'start',
+      ])
     },
     stop: async () => {
       await asPostgres(pgCtl, ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop'])

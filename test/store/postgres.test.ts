@@ -67,7 +67,10 @@ describe('PostgreSQL store migrations', () => {
 
   it('rolls a failed migration back whole: nothing of it, nor its record, remains', async () => {
     const schema = tempSchema()
-    const bad = [...POSTGRES_MIGRATIONS, { version: POSTGRES_MIGRATIONS.length + 1, name: 'broken', sql: 'CREATE TABLE half_done (x int); SELECT no_such_function()' }]
+    const bad = [
+      ...POSTGRES_MIGRATIONS,
+      { version: POSTGRES_MIGRATIONS.length + 1, name: 'broken', sql: 'CREATE TABLE half_done (x int); SELECT no_such_function()' },
+    ]
     const e = await rejection(PostgresStore.open({ url: PG_URL, schema, log: memoryLog(), migrations: bad }))
     expect(e.code).toBe('SLUICE_ERR_STORE_MIGRATION')
     expect(e.message).toMatch(/migration \d+ \(broken\)/)

@@ -28,7 +28,13 @@ export function App() {
   }, [])
 
   const fnMatch = /^\/functions\/([^/]+)$/.exec(path)
-  const page = fnMatch ? <FunctionPage key={fnMatch[1]} name={decodeURIComponent(fnMatch[1] ?? '')} /> : path === '/dead-letters' ? <DeadLetters /> : <Overview />
+  const page = fnMatch ? (
+    <FunctionPage key={fnMatch[1]} name={decodeURIComponent(fnMatch[1] ?? '')} />
+  ) : path === '/dead-letters' ? (
+    <DeadLetters />
+  ) : (
+    <Overview />
+  )
   const status = state.snapshot?.status
 
   return (
@@ -55,7 +61,7 @@ export function App() {
           {state.status === 'live' ? '● live' : state.status}
         </span>
         {adminKey() !== null && (
-          <button class="link" onClick={() => setAdminKey(null)}>
+          <button type="button" class="link" onClick={() => setAdminKey(null)}>
             forget key
           </button>
         )}
@@ -82,7 +88,14 @@ function KeyPrompt(props: { onDone: () => void }) {
         <p>
           This gateway needs its admin key (<code>admin.key</code> in its config). It is kept in this browser tab only.
         </p>
-        <input type="password" autocomplete="current-password" value={value} onInput={(e) => setValue((e.target as HTMLInputElement).value)} data-testid="key-input" autofocus />
+        <input
+          type="password"
+          autocomplete="current-password"
+          value={value}
+          onInput={(e) => setValue((e.target as HTMLInputElement).value)}
+          data-testid="key-input"
+          autofocus
+        />
         <button type="submit" data-testid="key-submit">
           Use key
         </button>

@@ -31,7 +31,10 @@ export function Chart(props: { title: string; testid: string; times: number[]; s
       legend: { show: true, live: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(props.integer ? 4 : 1, Math.ceil(max * 1.1))] } },
-      axes: [{ stroke: '#64748b', grid: { stroke: '#e2e8f0' } }, { stroke: '#64748b', grid: { stroke: '#e2e8f0' }, size: 44, ...(props.integer ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] } : {}) }],
+      axes: [
+        { stroke: '#64748b', grid: { stroke: '#e2e8f0' } },
+        { stroke: '#64748b', grid: { stroke: '#e2e8f0' }, size: 44, ...(props.integer ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] } : {}) },
+      ],
       series: [{}, ...props.series.map((s, i) => ({ label: s.label, stroke: color(i), width: 2, points: { show: false } }))],
     }
     const u = new uPlot(opts, data(props.times, props.series), el)

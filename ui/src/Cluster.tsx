@@ -51,7 +51,10 @@ export function ClusterPanel() {
   return (
     <section data-testid="cluster-panel">
       <h2>
-        Cluster <span class="muted">({live} live{data ? `, store ${data.store}` : ''})</span>
+        Cluster{' '}
+        <span class="muted">
+          ({live} live{data ? `, store ${data.store}` : ''})
+        </span>
       </h2>
       {error && <p class="error">{error}</p>}
       {data?.error && <p class="error">registry unavailable: {data.error}</p>}

@@ -52,10 +52,16 @@ export function DeadLetters() {
     setBusy(true)
     setMessage({ text: `Replaying ${items.length} letters…` })
     try {
-      const r = await api<BulkResult>('/admin/dead-letters/replay', { method: 'POST', body: { ...(fn ? { function: fn } : {}), ...(code ? { code } : {}), limit: 1000 } })
+      const r = await api<BulkResult>('/admin/dead-letters/replay', {
+        method: 'POST',
+        body: { ...(fn ? { function: fn } : {}), ...(code ? { code } : {}), limit: 1000 },
+      })
       const again = r.results.filter((x) => x.outcome?.status === 'dead').length
       const errors = r.results.filter((x) => x.error).length
-      setMessage({ text: `Replayed ${r.matched}: ${r.done} done, ${again} failed again${errors > 0 ? `, ${errors} could not be replayed` : ''}`, bad: r.done < r.matched })
+      setMessage({
+        text: `Replayed ${r.matched}: ${r.done} done, ${again} failed again${errors > 0 ? `, ${errors} could not be replayed` : ''}`,
+        bad: r.done < r.matched,
+      })
     } catch (e) {
       setMessage({ text: errorText(e), bad: true })
     } finally {
@@ -81,13 +87,14 @@ export function DeadLetters() {
             </select>
           </label>
           <label>
-            Error code <input value={code} placeholder="SLUICE_ERR_…" onChange={(e) => setCode((e.target as HTMLInputElement).value.trim())} data-testid="filter-code" />
+            Error code{' '}
+            <input value={code} placeholder="SLUICE_ERR_…" onChange={(e) => setCode((e.target as HTMLInputElement).value.trim())} data-testid="filter-code" />
           </label>
           <span class="spacer" />
           <span class="muted" data-testid="dead-count" data-value={items.length}>
             {items.length === 500 ? '500+' : items.length} matching
           </span>
-          <button class="primary" disabled={busy || items.length === 0} onClick={() => void replayAll()} data-testid="replay-all">
+          <button type="button" class="primary" disabled={busy || items.length === 0} onClick={() => void replayAll()} data-testid="replay-all">
             Replay all matching
           </button>
         </div>
@@ -127,10 +134,10 @@ export function DeadLetters() {
                     </td>
                     <td class="mono">{position(d)}</td>
                     <td class="actions">
-                      <button class="link" onClick={() => setOpen(open === d.id ? undefined : d.id)}>
+                      <button type="button" class="link" onClick={() => setOpen(open === d.id ? undefined : d.id)}>
                         event
                       </button>
-                      <button disabled={busy} onClick={() => void replay(d.id)} data-testid="replay-one">
+                      <button type="button" disabled={busy} onClick={() => void replay(d.id)} data-testid="replay-one">
                         Replay
                       </button>
                     </td>

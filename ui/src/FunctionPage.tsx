@@ -34,12 +34,21 @@ export function FunctionPage({ name }: { name: string }) {
         </div>
       )}
       <section class="stats">
-        <Stat label="Instances" value={live ? `${live.instances}` : '–'} sub={live ? `${live.busy} busy · scale ${f?.scale.min ?? '?'}–${f?.scale.max ?? '?'}` : ''} testid="stat-instances" />
+        <Stat
+          label="Instances"
+          value={live ? `${live.instances}` : '–'}
+          sub={live ? `${live.busy} busy · scale ${f?.scale.min ?? '?'}–${f?.scale.max ?? '?'}` : ''}
+          testid="stat-instances"
+        />
         <Stat label="Events/s" value={live ? rate(live.eventsPerSec) : '–'} />
         <Stat label="Error rate" value={live ? percent(live.errorRate) : '–'} />
         <Stat label="p50 / p99" value={`${ms(live?.p50)} / ${ms(live?.p99)}`} />
         <Stat label="Backlog" value={live ? String(live.backlog) : '–'} sub={live?.lag !== undefined ? `source lag ${live.lag}` : ''} />
-        <Stat label="Invocations" value={live ? String(live.invocations) : '–'} sub={live ? `${live.failures} failed · ${live.retries} retries · ${live.eventsDead} dead` : ''} />
+        <Stat
+          label="Invocations"
+          value={live ? String(live.invocations) : '–'}
+          sub={live ? `${live.failures} failed · ${live.retries} retries · ${live.eventsDead} dead` : ''}
+        />
       </section>
       <section class="charts">
         <Chart
@@ -145,7 +154,9 @@ function Recent({ fn, items }: { fn: string; items: InvocationRecord[] }) {
                 <td class="num">{r.size}</td>
                 <td class="num">{ms(r.durationMs)}</td>
                 <td>
-                  <span class={`badge ${r.ok ? (r.failed > 0 ? 'warn' : 'ok') : 'bad'}`}>{r.ok ? (r.failed > 0 ? `${r.failed} failed` : 'ok') : (r.error?.code ?? 'error')}</span>
+                  <span class={`badge ${r.ok ? (r.failed > 0 ? 'warn' : 'ok') : 'bad'}`}>
+                    {r.ok ? (r.failed > 0 ? `${r.failed} failed` : 'ok') : (r.error?.code ?? 'error')}
+                  </span>
                   {r.coldStart && <span class="muted"> cold</span>}
                 </td>
                 <td class="muted">{lineCount(r.logLines ?? r.logs.length)} ▾</td>
@@ -164,7 +175,7 @@ function Recent({ fn, items }: { fn: string; items: InvocationRecord[] }) {
         </tbody>
       </table>
       {items.length > shown.length && (
-        <button class="link" onClick={() => setAll(true)}>
+        <button type="button" class="link" onClick={() => setAll(true)}>
           show all {items.length}
         </button>
       )}

@@ -97,15 +97,16 @@ export function TestRun(props: { fn: string; onRan?: () => void }) {
         </p>
       )}
       <div class="row">
-        <button class="primary" disabled={running || parseError !== undefined} onClick={() => void run()} data-testid="run-button">
+        <button type="button" class="primary" disabled={running || parseError !== undefined} onClick={() => void run()} data-testid="run-button">
           {running ? 'Running…' : 'Run'}
         </button>
-        <button disabled={parseError !== undefined} onClick={() => setText(json(JSON.parse(text)))}>
+        <button type="button" disabled={parseError !== undefined} onClick={() => setText(json(JSON.parse(text)))}>
           Format
         </button>
         <span class="spacer" />
         <input placeholder="sample name" value={sampleName} onInput={(e) => setSampleName((e.target as HTMLInputElement).value)} data-testid="sample-name" />
         <button
+          type="button"
           disabled={!sampleName || parseError !== undefined}
           onClick={() => {
             save([{ name: sampleName, text }, ...samples.filter((s) => s.name !== sampleName)])
@@ -120,10 +121,10 @@ export function TestRun(props: { fn: string; onRan?: () => void }) {
         <ul class="samples" data-testid="samples">
           {samples.map((s) => (
             <li key={s.name}>
-              <button class="link" onClick={() => setText(s.text)} data-testid={`sample-load-${s.name}`}>
+              <button type="button" class="link" onClick={() => setText(s.text)} data-testid={`sample-load-${s.name}`}>
                 {s.name}
               </button>
-              <button class="link muted" title="delete sample" onClick={() => save(samples.filter((x) => x.name !== s.name))}>
+              <button type="button" class="link muted" title="delete sample" onClick={() => save(samples.filter((x) => x.name !== s.name))}>
                 ×
               </button>
             </li>

@@ -15,7 +15,7 @@ export function percent(n: number): string {
 
 export function time(iso: string | number): string {
   const d = new Date(iso)
-  return d.toLocaleTimeString(undefined, { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0')
+  return `${d.toLocaleTimeString(undefined, { hour12: false })}.${String(d.getMilliseconds()).padStart(3, '0')}`
 }
 
 export function dateTime(iso: string): string {

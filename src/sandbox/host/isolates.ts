@@ -130,7 +130,13 @@ export class Isolates {
    * Runs one batch. Enforces the wall deadline (also across awaits: the isolate is disposed when
    * it passes) and the CPU limit. `lost` tells the caller the instance is gone.
    */
-  async run(instance: Instance, events: string, invocationId: string, timeoutMs: number, cpuTimeMs: number): Promise<{ envelope?: string; error?: ErrorInfo; lost: boolean; cpuMs: number }> {
+  async run(
+    instance: Instance,
+    events: string,
+    invocationId: string,
+    timeoutMs: number,
+    cpuTimeMs: number,
+  ): Promise<{ envelope?: string; error?: ErrorInfo; lost: boolean; cpuMs: number }> {
     const { isolate } = instance
     const cpuStart = isolate.cpuTime
     let stopped: ErrorInfo | undefined
@@ -139,14 +145,20 @@ export class Isolates {
       stopped = why
       if (!isolate.isDisposed) isolate.dispose()
     }
-    const wall = setTimeout(() => stop(info('SLUICE_ERR_FUNCTION_TIMEOUT', `function ${instance.spec.fn} passed its ${timeoutMs} ms deadline`, true)), timeoutMs)
+    const wall = setTimeout(
+      () => stop(info('SLUICE_ERR_FUNCTION_TIMEOUT', `function ${instance.spec.fn} passed its ${timeoutMs} ms deadline`, true)),
+      timeoutMs,
+    )
     const cpuWatch =
       cpuTimeMs < timeoutMs
         ? setInterval(
             () => {
               if (isolate.isDisposed) return
               const used = Number(isolate.cpuTime - cpuStart) / 1e6
-              if (used > cpuTimeMs) stop(info('SLUICE_ERR_FUNCTION_CPU_LIMIT', `function ${instance.spec.fn} used ${Math.round(used)} ms of CPU; the limit is ${cpuTimeMs} ms`, true))
+              if (used > cpuTimeMs)
+                stop(
+                  info('SLUICE_ERR_FUNCTION_CPU_LIMIT', `function ${instance.spec.fn} used ${Math.round(used)} ms of CPU; the limit is ${cpuTimeMs} ms`, true),
+                )
             },
             Math.max(5, Math.min(50, cpuTimeMs / 4)),
           )
@@ -170,7 +182,11 @@ export class Isolates {
       return { error, lost: true, cpuMs }
     }
     if (typeof envelope !== 'string') {
-      return { error: info('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${instance.spec.fn}: the sandbox returned no result envelope`, false), lost: false, cpuMs }
+      return {
+        error: info('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${instance.spec.fn}: the sandbox returned no result envelope`, false),
+        lost: false,
+        cpuMs,
+      }
     }
     return { envelope, lost: false, cpuMs }
   }
@@ -193,4 +209,3 @@ function classify(e: unknown, spec: InstanceSpec, timeoutMs: number): ErrorInfo 
   if (/timed out/i.test(message)) return info('SLUICE_ERR_FUNCTION_TIMEOUT', `function ${spec.fn} passed its ${timeoutMs} ms deadline`, true)
   return info('SLUICE_ERR_FUNCTION_CRASHED', `function ${spec.fn}: the isolate failed: ${message}`, true)
 }
-

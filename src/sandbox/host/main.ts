@@ -34,7 +34,8 @@ const instances = new Map<number, Promise<Instance | ErrorInfo>>()
 function startError(e: unknown, fn: string): ErrorInfo {
   const message = e instanceof Error ? e.message : String(e)
   if (/default export is not a function/.test(message)) return { code: 'SLUICE_ERR_FUNCTION_EXPORT', message: `function ${fn}: ${message}`, retriable: false }
-  if (/memory limit/i.test(message)) return { code: 'SLUICE_ERR_FUNCTION_MEMORY_LIMIT', message: `function ${fn}: module code ran out of memory`, retriable: true }
+  if (/memory limit/i.test(message))
+    return { code: 'SLUICE_ERR_FUNCTION_MEMORY_LIMIT', message: `function ${fn}: module code ran out of memory`, retriable: true }
   if (/timed out/i.test(message)) return { code: 'SLUICE_ERR_FUNCTION_TIMEOUT', message: `function ${fn}: module code passed its deadline`, retriable: true }
   return { code: 'SLUICE_ERR_SANDBOX_INSTANCE_START', message: `function ${fn}: module code threw: ${message}`, retriable: true }
 }
@@ -65,7 +66,11 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
     }
     case 'run': {
       const t0 = performance.now()
-      const instance = (await instances.get(m.inst)) ?? { code: 'SLUICE_ERR_SANDBOX_INSTANCE_START', message: `instance ${m.inst} is not running`, retriable: true }
+      const instance = (await instances.get(m.inst)) ?? {
+        code: 'SLUICE_ERR_SANDBOX_INSTANCE_START',
+        message: `instance ${m.inst} is not running`,
+        retriable: true,
+      }
       if (!('isolate' in instance)) {
         instances.delete(m.inst)
         send({ t: 'result', id: m.id, inst: m.inst, error: instance, lost: true, cpuMs: 0, ms: 0 })

@@ -82,7 +82,11 @@ export class Client {
   }
 
   /** Publishes JSON bodies to a queue (default exchange) or exchange, resolving once all are confirmed. */
-  async publish(bodies: unknown[], to: { queue: string } | { exchange: string; routingKey: string }, props: (i: number) => Record<string, unknown> = () => ({})): Promise<void> {
+  async publish(
+    bodies: unknown[],
+    to: { queue: string } | { exchange: string; routingKey: string },
+    props: (i: number) => Record<string, unknown> = () => ({}),
+  ): Promise<void> {
     const [exchange, key] = 'queue' in to ? ['', to.queue] : [to.exchange, to.routingKey]
     bodies.forEach((b, i) => this.ch.publish(exchange, key, Buffer.from(JSON.stringify(b)), { persistent: true, contentType: 'application/json', ...props(i) }))
     await this.ch.waitForConfirms()
@@ -94,7 +98,11 @@ export class Client {
     for (;;) {
       const m = await this.ch.get(queue, { noAck: true })
       if (!m) return out
-      out.push({ body: JSON.parse(m.content.toString()) as unknown, headers: (m.properties.headers ?? {}) as Record<string, unknown>, props: m.properties as unknown as Record<string, unknown> })
+      out.push({
+        body: JSON.parse(m.content.toString()) as unknown,
+        headers: (m.properties.headers ?? {}) as Record<string, unknown>,
+        props: m.properties as unknown as Record<string, unknown>,
+      })
     }
   }
 
@@ -241,7 +249,15 @@ export class DedicatedBroker {
     await until(async () => !(await canConnect(this.url)), 30_000, `RabbitMQ node ${this.node} to stop`)
     // The same node name can start again only once the old VM left epmd.
     const short = this.node.split('@')[0] as string
-    await until(async () => !(await run('epmd', ['-names']).then((r) => r.stdout.includes(`name ${short} at`), () => false)), 30_000, `${this.node} to leave epmd`)
+    await until(
+      async () =>
+        !(await run('epmd', ['-names']).then(
+          (r) => r.stdout.includes(`name ${short} at`),
+          () => false,
+        )),
+      30_000,
+      `${this.node} to leave epmd`,
+    )
   }
 
   async destroy(): Promise<void> {

@@ -26,8 +26,15 @@ describe('amqp options', () => {
         '    outputs:\n      alerts: { amqp: { connection: queue, routingKey: alerts, mandatory: true } }\n',
       ),
     )
-    expect(c.functions.telemetry?.trigger.options).toMatchObject({ declare: { type: 'quorum', durable: true, autoDelete: false, arguments: { 'x-max-length': 1000 } }, exchange: { name: 'stations', type: 'topic', durable: true } })
-    expect(c.functions.telemetry?.outputs.alerts).toMatchObject({ kind: 'amqp', connection: 'queue', options: { connection: 'queue', routingKey: 'alerts', mandatory: true } })
+    expect(c.functions.telemetry?.trigger.options).toMatchObject({
+      declare: { type: 'quorum', durable: true, autoDelete: false, arguments: { 'x-max-length': 1000 } },
+      exchange: { name: 'stations', type: 'topic', durable: true },
+    })
+    expect(c.functions.telemetry?.outputs.alerts).toMatchObject({
+      kind: 'amqp',
+      connection: 'queue',
+      options: { connection: 'queue', routingKey: 'alerts', mandatory: true },
+    })
   })
 
   it('rejects a misspelled key', async () => {
@@ -36,7 +43,9 @@ describe('amqp options', () => {
   })
 
   it('checks what the schema cannot express', async () => {
-    const list = await issues(config('queue: amq.telemetry, declare: { type: quorum, durable: false }, bindings: [{ routingKey: x }], deadLetterRoutingKey: dead'))
+    const list = await issues(
+      config('queue: amq.telemetry, declare: { type: quorum, durable: false }, bindings: [{ routingKey: x }], deadLetterRoutingKey: dead'),
+    )
     expect(list.map((i) => `${i.path} ${i.code}`).sort()).toEqual([
       'functions.telemetry.trigger.amqp.bindings[0].exchange SLUICE_ERR_CONFIG_REQUIRED',
       'functions.telemetry.trigger.amqp.deadLetterRoutingKey SLUICE_ERR_CONFIG_TYPE',

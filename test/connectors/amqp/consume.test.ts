@@ -178,10 +178,19 @@ describe('amqp trigger', () => {
     })
     expect((await c.ch.checkQueue(queue)).consumerCount).toBe(1)
     // Events from elsewhere (as a replay would add) fill the backlog: the flow pauses.
-    const injected = Array.from({ length: 12 }, (_, i) => ({ id: `inj-${i}`, source: 'test://flow', time: new Date().toISOString(), body: { n: 1000 + i, spinMs: 400 }, meta: {} }))
+    const injected = Array.from({ length: 12 }, (_, i) => ({
+      id: `inj-${i}`,
+      source: 'test://flow',
+      time: new Date().toISOString(),
+      body: { n: 1000 + i, spinMs: 400 },
+      meta: {},
+    }))
     const done = t.gw.router.deliver('rec', injected)
     await waitFor(async () => (await c.ch.checkQueue(queue)).consumerCount === 0, 20_000, 'consumer cancelled')
-    await c.publish(Array.from({ length: 20 }, (_, n) => ({ n })), { queue })
+    await c.publish(
+      Array.from({ length: 20 }, (_, n) => ({ n })),
+      { queue },
+    )
     expect((await c.ch.checkQueue(queue)).messageCount).toBe(20)
     await done
     await waitFor(async () => (await c.ch.checkQueue(queue)).consumerCount === 1, 20_000, 'consumer back')

@@ -114,7 +114,11 @@ describe('amqp trigger across gateway crashes', () => {
     ])
     const letters = await deadLetters(dir)
     expect(letters).toHaveLength(1)
-    expect(letters[0]).toMatchObject({ attempts: 2, error: { code: 'SLUICE_ERR_EVENT_REDELIVERY_LIMIT' }, event: { id: `${queue}-1`, body: { n: 1, spinMs: 6000 } } })
+    expect(letters[0]).toMatchObject({
+      attempts: 2,
+      error: { code: 'SLUICE_ERR_EVENT_REDELIVERY_LIMIT' },
+      event: { id: `${queue}-1`, body: { n: 1, spinMs: 6000 } },
+    })
     // Settled messages leave no delivery-count rows behind (deleted, not overwritten with null).
     const store = new SqliteStore(join(dir, 'state.db'))
     try {

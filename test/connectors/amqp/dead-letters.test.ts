@@ -18,11 +18,19 @@ describe('amqp poison messages', () => {
     const t = await amqpGateway({ trigger: `queue: ${queue}`, fn: '    retry: { maxAttempts: 3, backoff: fixed, initialDelayMs: 50 }\n' })
     await c.publish([{ n: 1 }, { n: 2, failAlways: true }, { n: 3 }, { n: 4 }], { queue }, (i) => ({ messageId: `m${i + 1}` }))
     await waitFor(() => t.gw.function('rec')?.counts.eventsDead === 1 && t.gw.function('rec')?.counts.eventsDone === 3, 20_000, 'three done, one dead')
-    expect(seen(t).filter((s) => s.n === 2).map((s) => s.attempt)).toEqual([1, 2, 3])
+    expect(
+      seen(t)
+        .filter((s) => s.n === 2)
+        .map((s) => s.attempt),
+    ).toEqual([1, 2, 3])
     expect([...numbers(t)].sort()).toEqual([1, 2, 3, 4])
     const items = await t.gw.listDeadLetters({ function: 'rec' })
     expect(items).toHaveLength(1)
-    expect(items[0]).toMatchObject({ attempts: 3, error: { code: 'SLUICE_ERR_FUNCTION_EVENT_FAILED' }, event: { id: 'm2', source: `amqp://${t.connection}/${queue}`, body: { n: 2, failAlways: true } } })
+    expect(items[0]).toMatchObject({
+      attempts: 3,
+      error: { code: 'SLUICE_ERR_FUNCTION_EVENT_FAILED' },
+      event: { id: 'm2', source: `amqp://${t.connection}/${queue}`, body: { n: 2, failAlways: true } },
+    })
     await waitFor(() => settled(queue), 20_000, 'acked')
   })
 
@@ -32,7 +40,10 @@ describe('amqp poison messages', () => {
     const parking = await tempQueue('amqp-dlx-parking')
     const c = await client()
     await c.ch.bindQueue(parking, dlx, '')
-    const t = await amqpGateway({ trigger: `queue: ${queue}, deadLetterExchange: ${dlx}`, fn: '    retry: { maxAttempts: 2, backoff: fixed, initialDelayMs: 20 }\n' })
+    const t = await amqpGateway({
+      trigger: `queue: ${queue}, deadLetterExchange: ${dlx}`,
+      fn: '    retry: { maxAttempts: 2, backoff: fixed, initialDelayMs: 20 }\n',
+    })
     await c.publish([{ n: 7, failAlways: true }], { queue }, () => ({ messageId: 'poison-7', headers: { origin: 'station-7' } }))
     await waitFor(async () => (await queueCounts(parking))?.ready === 1, 20_000, 'the dead-letter exchange copy')
     const [parked] = await c.drain(parking)
@@ -65,7 +76,11 @@ describe('amqp poison messages', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-amqp-stop-'))
     onCleanup(() => rmSync(dir, { recursive: true, force: true }))
     const c = await client()
-    const opts = { trigger: `queue: ${queue}`, dir, fn: '    retry: { maxAttempts: 2, backoff: fixed, initialDelayMs: 50 }\n    scale: { max: 1 }\n    batch: { maxSize: 1, maxWaitMs: 0 }\n    timeoutMs: 10000\n' }
+    const opts = {
+      trigger: `queue: ${queue}`,
+      dir,
+      fn: '    retry: { maxAttempts: 2, backoff: fixed, initialDelayMs: 50 }\n    scale: { max: 1 }\n    batch: { maxSize: 1, maxWaitMs: 0 }\n    timeoutMs: 10000\n',
+    }
     // Message 1 keeps the only instance busy; 2..4 wait in the router and are given back on stop.
     await c.publish([{ n: 1, spinMs: 1500 }, { n: 2 }, { n: 3, failAttempts: 1 }, { n: 4 }], { queue }, (i) => ({ messageId: `${queue}-${i + 1}` }))
     const t1 = await amqpGateway(opts)

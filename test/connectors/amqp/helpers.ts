@@ -117,7 +117,10 @@ functions:
   rec:
     code: functions/rec.js
     trigger: { amqp: { connection: ${connection}, ${o.trigger} } }
-${o.fn?.includes('batch:') ? '' : '    batch: { maxSize: 50, maxWaitMs: 10 }\n'}${o.fn ?? '    retry: { maxAttempts: 3, backoff: fixed, initialDelayMs: 50 }\n'}`.replaceAll('$CONN', connection),
+${o.fn?.includes('batch:') ? '' : '    batch: { maxSize: 50, maxWaitMs: 10 }\n'}${o.fn ?? '    retry: { maxAttempts: 3, backoff: fixed, initialDelayMs: 50 }\n'}`.replaceAll(
+      '$CONN',
+      connection,
+    ),
     files: { 'functions/rec.js': RECORDER },
   })
   onCleanup(() => t.stop())

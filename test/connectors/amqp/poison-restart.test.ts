@@ -16,7 +16,11 @@ describe('amqp: a poison message queued across a kill -9', () => {
     const queue = await tempQueue('amqp-poison-restart')
     const c = await Client.open()
     cleanup(() => c.close())
-    const gp = poisonProject(`  q: { kind: amqp, url: "${RABBIT_URL}", reconnect: { initialDelayMs: 100, maxDelayMs: 1000 } }`, `{ amqp: { connection: q, queue: ${queue} } }`, cleanup)
+    const gp = poisonProject(
+      `  q: { kind: amqp, url: "${RABBIT_URL}", reconnect: { initialDelayMs: 100, maxDelayMs: 1000 } }`,
+      `{ amqp: { connection: q, queue: ${queue} } }`,
+      cleanup,
+    )
     await gp.start()
     await gp.kill()
     c.ch.sendToQueue(queue, Buffer.from(DEEP_ARRAY), { persistent: true, contentType: 'application/json' })

@@ -85,7 +85,11 @@ describe('amqp connection loss', () => {
     expect(refused?.code).toBe('SLUICE_ERR_CONNECTOR_START')
     expect(refused?.message).toMatch(/ACCESS.REFUSED/)
     // Port 1 on loopback: nothing listens there.
-    const unreachable = await amqpGateway({ trigger: `queue: ${queue}`, url: 'amqp://guest:guest@127.0.0.1:1', connection: 'connectTimeoutMs: 1500, required: true' }).then(
+    const unreachable = await amqpGateway({
+      trigger: `queue: ${queue}`,
+      url: 'amqp://guest:guest@127.0.0.1:1',
+      connection: 'connectTimeoutMs: 1500, required: true',
+    }).then(
       () => undefined,
       (e: unknown) => e as { code?: string; message: string },
     )

@@ -58,14 +58,20 @@ describe('amqp across a broker restart', () => {
     const t = await amqpGateway({
       url: broker.url,
       trigger: `queue: ${input}`,
-      fn: '    retry: { maxAttempts: 50, backoff: fixed, initialDelayMs: 200 }\n    outputs:\n      out: { amqp: { connection: $CONN, routingKey: ' + alerts + ' } }\n',
+      fn:
+        '    retry: { maxAttempts: 50, backoff: fixed, initialDelayMs: 200 }\n    outputs:\n      out: { amqp: { connection: $CONN, routingKey: ' +
+        alerts +
+        ' } }\n',
     })
     await c.publish([{ n: 1, output: { a: 1 } }], { queue: input })
     await waitFor(async () => (await c.ch.checkQueue(alerts)).messageCount === 1, 20_000, 'first output')
     await broker.restart()
     c = await admin()
     await waitFor(() => t.gw.health().connections.every((x) => x.up), 30_000, 'trigger back')
-    await c.publish(Array.from({ length: 10 }, (_, i) => ({ n: 10 + i, output: { a: 10 + i } })), { queue: input })
+    await c.publish(
+      Array.from({ length: 10 }, (_, i) => ({ n: 10 + i, output: { a: 10 + i } })),
+      { queue: input },
+    )
     await waitFor(async () => (await c.ch.checkQueue(alerts)).messageCount >= 11, 30_000, 'all outputs')
     const bodies = (await c.drain(alerts)).map((m) => m.body as { a: number })
     expect(new Set(bodies.map((b) => b.a))).toEqual(new Set([1, ...Array.from({ length: 10 }, (_, i) => 10 + i)]))

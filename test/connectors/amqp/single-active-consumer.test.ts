@@ -58,7 +58,10 @@ async function start(config: string): Promise<ChildGateway> {
 /** The queue's consumers as the broker lists them: how many, and how many are active. */
 async function consumers(queue: string): Promise<{ total: number; active: number }> {
   const out = await rabbitmqctl(['list_consumers', '-q', '-s', 'queue_name', 'active'])
-  const rows = out.split('\n').map((l) => l.split('\t')).filter((r) => r[0] === queue)
+  const rows = out
+    .split('\n')
+    .map((l) => l.split('\t'))
+    .filter((r) => r[0] === queue)
   return { total: rows.length, active: rows.filter((r) => r[1] === 'true').length }
 }
 

@@ -8,7 +8,8 @@ import { declareTopology } from '../../../connectors/amqp/topology.js'
 import { unique } from './broker.js'
 import { client, onCleanup } from './helpers.js'
 
-const trigger = (queue: string, extra: Partial<AmqpTriggerOptions> = {}): AmqpTriggerOptions => ({ connection: 'orders_broker', queue, prefetch: 10, ...extra }) as AmqpTriggerOptions
+const trigger = (queue: string, extra: Partial<AmqpTriggerOptions> = {}): AmqpTriggerOptions =>
+  ({ connection: 'orders_broker', queue, prefetch: 10, ...extra }) as AmqpTriggerOptions
 
 describe('amqp topology', () => {
   it('names the queue, the connection and declare: when the queue does not exist', async () => {

@@ -35,12 +35,24 @@ beforeAll(async () => {
   await server.start()
   azuriteDir = mkdtempSync(join(tmpdir(), 'sluice-azurite-'))
   const port = await freePort()
-  azurite = spawn(resolve('node_modules/.bin/azurite-blob'), ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', azuriteDir, '--silent', '--skipApiVersionCheck', '--disableTelemetry'], {
-    stdio: 'ignore',
-  })
+  azurite = spawn(
+    resolve('node_modules/.bin/azurite-blob'),
+    ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', azuriteDir, '--silent', '--skipApiVersionCheck', '--disableTelemetry'],
+    {
+      stdio: 'ignore',
+    },
+  )
   storage = `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${KEY};BlobEndpoint=http://127.0.0.1:${port}/${ACCOUNT};`
   const probe = new ContainerClient(storage, 'probe')
-  await waitFor(() => probe.exists().then(() => true, () => false), 60_000, 'azurite up')
+  await waitFor(
+    () =>
+      probe.exists().then(
+        () => true,
+        () => false,
+      ),
+    60_000,
+    'azurite up',
+  )
 })
 
 afterAll(async () => {
@@ -77,8 +89,18 @@ describe('Event Hubs trigger with the blob checkpoint store (Azurite)', () => {
     onTestFinished(async () => {
       await running?.gw.stop()
     })
-    await publish(server, hub, Array.from({ length: 5 }, (_, n) => ({ n })), { partitionId: '0' })
-    await publish(server, hub, Array.from({ length: 3 }, (_, n) => ({ n })), { partitionId: '1' })
+    await publish(
+      server,
+      hub,
+      Array.from({ length: 5 }, (_, n) => ({ n })),
+      { partitionId: '0' },
+    )
+    await publish(
+      server,
+      hub,
+      Array.from({ length: 3 }, (_, n) => ({ n })),
+      { partitionId: '1' },
+    )
     await waitFor(() => seen(t1).length === 8, 30_000, 'eight events')
     const checkpointOf = async (pid: string) => {
       for (const [name, meta] of await blobs(container)) if (name.endsWith(`/checkpoint/${pid}`)) return Number(meta.sequencenumber)
@@ -122,7 +144,9 @@ describe('Event Hubs trigger with the blob checkpoint store (Azurite)', () => {
     await waitFor(() => seen(b).includes(`${moved}-0`) && seen(a).includes(`${kept}-0`), 30_000, 'each reads its own partition')
     expect(seen(a)).not.toContain(`${moved}-0`)
     expect(seen(b)).not.toContain(`${kept}-0`)
-    const owners = new Map([...(await blobs(container))].filter(([n]) => n.includes('/ownership/')).map(([n, m]) => [n.slice(n.lastIndexOf('/') + 1), m.ownerid]))
+    const owners = new Map(
+      [...(await blobs(container))].filter(([n]) => n.includes('/ownership/')).map(([n, m]) => [n.slice(n.lastIndexOf('/') + 1), m.ownerid]),
+    )
     expect(owners.get(moved)).toBe(b.logs.find('partition claimed')[0]?.ownerId)
     expect(owners.get(kept)).toBe(a.logs.find('partition claimed')[0]?.ownerId)
   })
@@ -133,7 +157,10 @@ describe('Event Hubs trigger with the blob checkpoint store (Azurite)', () => {
     const bad = storage.replace(/BlobEndpoint=http:\/\/127\.0\.0\.1:\d+/, `BlobEndpoint=http://127.0.0.1:${await freePort()}`)
     const y = eventHubsYaml(server, hub, `checkpointStore: { blob: { connectionString: "${bad}", container: nowhere } }`)
     // required: true keeps the fail-fast start (otherwise the gateway starts with the trigger down, retrying).
-    const err = await startGateway({ yaml: `connections:\n${y.connectionsYaml.replace(/ }$/, ', required: true }')}\nfunctions:\n  fn:\n    code: functions/fn.js\n    trigger: ${y.triggerYaml}\n`, files: { 'functions/fn.js': FN } }).then(
+    const err = await startGateway({
+      yaml: `connections:\n${y.connectionsYaml.replace(/ }$/, ', required: true }')}\nfunctions:\n  fn:\n    code: functions/fn.js\n    trigger: ${y.triggerYaml}\n`,
+      files: { 'functions/fn.js': FN },
+    }).then(
       async (t) => {
         await t.stop()
         return undefined

@@ -14,7 +14,10 @@ const CG = '$Default'
 
 function stores(...owners: string[]): SluiceCheckpointStore[] {
   const db = new SqliteStore(':memory:')
-  const state = { list: (prefix: string) => db.listVersioned('eventhubs:fn', prefix), compareAndSet: (k: string, v: unknown, ver: string | undefined) => db.compareAndSet('eventhubs:fn', k, v, ver) }
+  const state = {
+    list: (prefix: string) => db.listVersioned('eventhubs:fn', prefix),
+    compareAndSet: (k: string, v: unknown, ver: string | undefined) => db.compareAndSet('eventhubs:fn', k, v, ver),
+  }
   return owners.map((o) => new SluiceCheckpointStore(state, o))
 }
 
@@ -27,7 +30,14 @@ const request = (ownerId: string, partitionId: string, etag?: string): Partition
   ...(etag !== undefined ? { etag } : {}),
 })
 
-const cp = (partitionId: string, sequenceNumber: number) => ({ fullyQualifiedNamespace: NS, eventHubName: HUB, consumerGroup: CG, partitionId, sequenceNumber, offset: String(sequenceNumber * 100) })
+const cp = (partitionId: string, sequenceNumber: number) => ({
+  fullyQualifiedNamespace: NS,
+  eventHubName: HUB,
+  consumerGroup: CG,
+  partitionId,
+  sequenceNumber,
+  offset: String(sequenceNumber * 100),
+})
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
   try {

@@ -44,7 +44,8 @@ interface Seen {
   attempt: number
 }
 
-const seen = (t: TestGateway): Seen[] => t.logs.lines.filter((l) => l.source === 'function' && String(l.msg).startsWith('{')).map((l) => JSON.parse(String(l.msg)) as Seen)
+const seen = (t: TestGateway): Seen[] =>
+  t.logs.lines.filter((l) => l.source === 'function' && String(l.msg).startsWith('{')).map((l) => JSON.parse(String(l.msg)) as Seen)
 
 async function gateway(hub: string, opts: { trigger?: string; extra?: string; connections?: string; batch?: string } = {}): Promise<TestGateway> {
   const y = eventHubsYaml(server, hub, opts.trigger)
@@ -82,7 +83,9 @@ describe('Event Hubs trigger', () => {
     await publish(server, hub, [{ n: 1 }, { n: 2 }], { partitionId: '0' })
     await publish(server, hub, ['plain text', { n: 4 }], { partitionId: '1' })
     const p = new EventHubProducerClient(server.connectionString(), hub)
-    await p.sendBatch([{ body: { n: 5 }, properties: { station: 'st-7', at: new Date('2026-01-02T03:04:05Z') }, contentType: 'application/json' }], { partitionKey: 'st-7' })
+    await p.sendBatch([{ body: { n: 5 }, properties: { station: 'st-7', at: new Date('2026-01-02T03:04:05Z') }, contentType: 'application/json' }], {
+      partitionKey: 'st-7',
+    })
     // Bytes that are not text, and an AMQP value body holding a timestamp and binary.
     await p.sendBatch([{ body: Buffer.from([0xff, 0xfe, 0x00]) }], { partitionId: '1' })
     await p.sendBatch([{ bodyType: 'value', body: { n: 7, at: new Date('2026-01-02T03:04:05Z'), raw: Buffer.from('hi') } }], { partitionId: '1' })
@@ -97,12 +100,20 @@ describe('Event Hubs trigger', () => {
     expect(Date.parse(first.time)).toBe(Date.parse(first.meta.enqueuedTimeUtc as string))
     expect(byBody.get('"plain text"')?.id).toBe('1-0')
     const keyed = byBody.get('{"n":5}') as Seen
-    expect(keyed.meta).toMatchObject({ partitionKey: 'st-7', properties: { station: 'st-7', at: Date.parse('2026-01-02T03:04:05Z') }, contentType: 'application/json' })
+    expect(keyed.meta).toMatchObject({
+      partitionKey: 'st-7',
+      properties: { station: 'st-7', at: Date.parse('2026-01-02T03:04:05Z') },
+      contentType: 'application/json',
+    })
     expect(byBody.get('"//4A"')?.meta.bodyEncoding).toBe('base64')
     expect(seen(t).find((x) => typeof x.body === 'object' && x.body.n === 7)?.body).toEqual({ n: 7, at: '2026-01-02T03:04:05.000Z', raw: 'aGk=' })
     const last = new Map<string, number>()
     for (const s of seen(t)) last.set(String(s.meta.partitionId), Math.max(last.get(String(s.meta.partitionId)) ?? -1, Number(s.meta.sequenceNumber)))
-    await waitFor(async () => JSON.stringify(await checkpoints(t)) === JSON.stringify(Object.fromEntries([...last].sort())), 20_000, 'checkpoints at the last events')
+    await waitFor(
+      async () => JSON.stringify(await checkpoints(t)) === JSON.stringify(Object.fromEntries([...last].sort())),
+      20_000,
+      'checkpoints at the last events',
+    )
     expect(await checkpoints(t)).toEqual(Object.fromEntries([...last].sort()))
   })
 
@@ -119,7 +130,10 @@ describe('Event Hubs trigger', () => {
     expect(letters[0]?.attempts).toBe(3)
     expect(letters[0]?.error.code).toBe('SLUICE_ERR_FUNCTION_THREW')
     expect(letters[0]?.event.meta).toMatchObject({ partitionId: '0', sequenceNumber: 1 })
-    const attemptsOf = (n: number) => seen(t).filter((s) => typeof s.body === 'object' && s.body.n === n).map((s) => s.attempt)
+    const attemptsOf = (n: number) =>
+      seen(t)
+        .filter((s) => typeof s.body === 'object' && s.body.n === n)
+        .map((s) => s.attempt)
     expect(Math.max(...attemptsOf(1))).toBe(3)
     // Events of the partition after the failing one ran once it was dead-lettered, in order.
     expect(attemptsOf(2).length).toBeGreaterThanOrEqual(1)
@@ -139,7 +153,10 @@ describe('Event Hubs trigger', () => {
     await publish(server, hub, [{ n: 0 }])
     await waitFor(async () => (await checkpoints(t))['0'] === 0, 30_000, 'first checkpoint')
     server.hold(out)
-    await publish(server, hub, [{ n: 1, out: 'a' }, { n: 2, out: 'b' }])
+    await publish(server, hub, [
+      { n: 1, out: 'a' },
+      { n: 2, out: 'b' },
+    ])
     // The function ran and its output reached the hub, but the hub has not confirmed it yet.
     await waitFor(() => server.heldCount(out) > 0, 30_000, 'output held at the hub')
     expect(server.bodies(out)[0]).toEqual({ from: '0-1', out: 'a' })
@@ -217,7 +234,7 @@ describe('Event Hubs trigger', () => {
     expect(seen(second).map((e) => e.id)).toEqual(['0-3', '0-4'])
   })
 
-  it('stops reading from the hub while the function\'s backlog is full', async () => {
+  it("stops reading from the hub while the function's backlog is full", async () => {
     const hub = uid()
     server.createHub(hub, 1)
     const t = await gateway(hub, {
@@ -225,7 +242,11 @@ describe('Event Hubs trigger', () => {
       extra: '    maxBacklog: 20\n    scale: { max: 1 }\n',
     })
     const total = 400
-    await publish(server, hub, Array.from({ length: total }, (_, n) => ({ n })))
+    await publish(
+      server,
+      hub,
+      Array.from({ length: total }, (_, n) => ({ n })),
+    )
     const receiver = server.consumers.ofPartition(server.hubs.get(hub)?.partitions[0] as never)[0]
     expect(receiver).toBeDefined()
     // Events the server sent but the gateway has not finished: bounded by the backlog limit, one
@@ -254,10 +275,13 @@ describe('Event Hubs configuration and errors', () => {
       startGateway({
         dir: p.dir,
         yaml: `connections:\n  hub: { kind: eventhubs, connectionString: "${cs}", eventHub: ${hub} }\nfunctions:\n  fn:\n    code: functions/fn.js\n    trigger: { eventhubs: { connection: hub } }\n`,
-      }).then(async (t) => {
-        await t.stop()
-        throw new Error('the gateway started')
-      }, (e: unknown) => e)
+      }).then(
+        async (t) => {
+          await t.stop()
+          throw new Error('the gateway started')
+        },
+        (e: unknown) => e,
+      )
     const hub = uid()
     server.createHub(hub, 1)
     const wrongKey = await start(server.connectionString().replace('SharedAccessKey=v', 'SharedAccessKey=wrong'), hub)
@@ -284,14 +308,11 @@ ${trigger}`
       )
       return issuesOf(err).map((i) => i.path)
     }
-    expect(await paths('        maxBatchSize: 0\n        checkpointStore: { blob: { connectionString: x, container: Not_Valid } }\n        consumergroup: typo\n')).toEqual([
-      'functions.fn.trigger.eventhubs.maxBatchSize',
-      'functions.fn.trigger.eventhubs.checkpointStore',
-      'functions.fn.trigger.eventhubs.consumergroup',
-    ])
-    expect(await paths('        startPosition: { enqueuedOn: "2026-13-45Tnope" }\n        loadBalancing: { updateIntervalMs: 5000, ownershipExpirationMs: 5000 }\n')).toEqual([
-      'functions.fn.trigger.eventhubs.startPosition.enqueuedOn',
-      'functions.fn.trigger.eventhubs.loadBalancing.ownershipExpirationMs',
-    ])
+    expect(
+      await paths('        maxBatchSize: 0\n        checkpointStore: { blob: { connectionString: x, container: Not_Valid } }\n        consumergroup: typo\n'),
+    ).toEqual(['functions.fn.trigger.eventhubs.maxBatchSize', 'functions.fn.trigger.eventhubs.checkpointStore', 'functions.fn.trigger.eventhubs.consumergroup'])
+    expect(
+      await paths('        startPosition: { enqueuedOn: "2026-13-45Tnope" }\n        loadBalancing: { updateIntervalMs: 5000, ownershipExpirationMs: 5000 }\n'),
+    ).toEqual(['functions.fn.trigger.eventhubs.startPosition.enqueuedOn', 'functions.fn.trigger.eventhubs.loadBalancing.ownershipExpirationMs'])
   })
 })

@@ -61,7 +61,10 @@ const count = (ids: string[], id: string) => ids.filter((x) => x === id).length
 
 /** `sluice start` in a child process (TypeScript sources through tsx), JSON logs collected. */
 function startChild(configFile: string): { child: ChildProcess; lines: Array<Record<string, unknown>>; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve('src/cli/bin.ts'), 'start', '--config', configFile], { cwd: resolve('.'), stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve('src/cli/bin.ts'), 'start', '--config', configFile], {
+    cwd: resolve('.'),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   const lines: Array<Record<string, unknown>> = []
   let rest = ''
   child.stdout?.on('data', (chunk: Buffer) => {
@@ -106,24 +109,55 @@ describe('Event Hubs faults', () => {
     onTestFinished(() => p.cleanup())
     const configFile = join(p.dir, 'gateway.yaml')
     const storeFile = join(p.dir, 'state.db')
-    writeFileSync(configFile, `http: { port: 0, host: 127.0.0.1 }\nworkers: { hosts: 1, prewarm: 1 }\nstore: { path: ${storeFile} }\n${configYaml(hub, out, p.dir, true)}`)
+    writeFileSync(
+      configFile,
+      `http: { port: 0, host: 127.0.0.1 }\nworkers: { hosts: 1, prewarm: 1 }\nstore: { path: ${storeFile} }\n${configYaml(hub, out, p.dir, true)}`,
+    )
     const ids = (from: number, to: number, partition: string) => Array.from({ length: to - from }, (_, i) => `${partition}-${from + i}`)
 
     const first = startChild(configFile)
     await waitFor(() => first.lines.some((l) => l.msg === 'gateway up'), 60_000, 'first gateway up')
-    await publish(server, hub, Array.from({ length: 10 }, (_, n) => ({ n })), { partitionId: '0' })
-    await publish(server, hub, Array.from({ length: 10 }, (_, n) => ({ n })), { partitionId: '1' })
-    await waitFor(async () => {
-      const r = await rows(storeFile)
-      return r['0']?.checkpoint?.sequenceNumber === 9 && r['1']?.checkpoint?.sequenceNumber === 9
-    }, 60_000, 'the first 20 events checkpointed')
+    await publish(
+      server,
+      hub,
+      Array.from({ length: 10 }, (_, n) => ({ n })),
+      { partitionId: '0' },
+    )
+    await publish(
+      server,
+      hub,
+      Array.from({ length: 10 }, (_, n) => ({ n })),
+      { partitionId: '1' },
+    )
+    await waitFor(
+      async () => {
+        const r = await rows(storeFile)
+        return r['0']?.checkpoint?.sequenceNumber === 9 && r['1']?.checkpoint?.sequenceNumber === 9
+      },
+      60_000,
+      'the first 20 events checkpointed',
+    )
 
     // The functions run and write their outputs, but the output hub does not confirm them: the
     // invocations succeeded, and their input is not checkpointed yet.
     server.hold(out)
-    await publish(server, hub, Array.from({ length: 10 }, (_, n) => ({ n: 10 + n })), { partitionId: '0' })
-    await publish(server, hub, Array.from({ length: 10 }, (_, n) => ({ n: 10 + n })), { partitionId: '1' })
-    await waitFor(() => outputIds(out).some((id) => id.startsWith('0-1')) && outputIds(out).some((id) => id.startsWith('1-1')), 60_000, 'outputs of both partitions written')
+    await publish(
+      server,
+      hub,
+      Array.from({ length: 10 }, (_, n) => ({ n: 10 + n })),
+      { partitionId: '0' },
+    )
+    await publish(
+      server,
+      hub,
+      Array.from({ length: 10 }, (_, n) => ({ n: 10 + n })),
+      { partitionId: '1' },
+    )
+    await waitFor(
+      () => outputIds(out).some((id) => id.startsWith('0-1')) && outputIds(out).some((id) => id.startsWith('1-1')),
+      60_000,
+      'outputs of both partitions written',
+    )
     const ranBeforeKill = outputIds(out).filter((id) => Number(id.split('-')[1]) >= 10)
     first.child.kill('SIGKILL')
     await first.exited
@@ -136,10 +170,14 @@ describe('Event Hubs faults', () => {
     const second = startChild(configFile)
     const all = [...ids(0, 20, '0'), ...ids(0, 20, '1')]
     await waitFor(() => all.every((id) => outputIds(out).includes(id)), 90_000, 'every event processed')
-    await waitFor(async () => {
-      const r = await rows(storeFile)
-      return r['0']?.checkpoint?.sequenceNumber === 19 && r['1']?.checkpoint?.sequenceNumber === 19
-    }, 60_000, 'everything checkpointed')
+    await waitFor(
+      async () => {
+        const r = await rows(storeFile)
+        return r['0']?.checkpoint?.sequenceNumber === 19 && r['1']?.checkpoint?.sequenceNumber === 19
+      },
+      60_000,
+      'everything checkpointed',
+    )
     second.child.kill('SIGTERM')
     expect(await second.exited).toBe(0)
 
@@ -163,10 +201,14 @@ describe('Event Hubs faults', () => {
     const seenBy = (g: TestGateway) => g.logs.lines.filter((l) => l.source === 'function').map((l) => String(l.msg).slice(5))
     await publish(server, hub, [{ n: 0 }], { partitionId: '0' })
     await publish(server, hub, [{ n: 0 }], { partitionId: '1' })
-    await waitFor(async () => {
-      const r = await rows(join(dir, 'state.db'))
-      return r['0']?.checkpoint?.sequenceNumber === 0 && r['1']?.checkpoint?.sequenceNumber === 0
-    }, 30_000, 'first checkpoints')
+    await waitFor(
+      async () => {
+        const r = await rows(join(dir, 'state.db'))
+        return r['0']?.checkpoint?.sequenceNumber === 0 && r['1']?.checkpoint?.sequenceNumber === 0
+      },
+      30_000,
+      'first checkpoints',
+    )
 
     // A batch of partition 0 is in flight (its output unconfirmed) when the partition is stolen.
     server.hold(out)
@@ -175,7 +217,11 @@ describe('Event Hubs faults', () => {
     const thief = new EventHubConsumerClient('$Default', server.connectionString(), hub)
     onTestFinished(() => thief.close())
     const stolen: ReceivedEventData[] = []
-    const sub = thief.subscribe('0', { processEvents: async (ev) => void stolen.push(...ev), processError: async () => undefined }, { startPosition: earliestEventPosition, ownerLevel: 1, maxWaitTimeInSeconds: 0.2 })
+    const sub = thief.subscribe(
+      '0',
+      { processEvents: async (ev) => void stolen.push(...ev), processError: async () => undefined },
+      { startPosition: earliestEventPosition, ownerLevel: 1, maxWaitTimeInSeconds: 0.2 },
+    )
     onTestFinished(() => sub.close())
     await waitFor(() => t.logs.find(/partition ownership lost/).some((l) => l.partitionId === '0'), 30_000, 'the gateway notices the loss')
     server.release(out)
@@ -250,10 +296,14 @@ describe('Event Hubs faults', () => {
     await publish(server, hub, [{ n: 1 }], { partitionId: moved })
     await publish(server, hub, [{ n: 1 }], { partitionId: kept })
     await waitFor(() => seenBy(b).includes(`${moved}-1`) && seenBy(a).includes(`${kept}-1`), 30_000, 'each gateway reads its partition')
-    await waitFor(async () => {
-      const r = await rows(join(dir, 'state.db'))
-      return r[moved]?.checkpoint?.sequenceNumber === 1 && r[kept]?.checkpoint?.sequenceNumber === 1
-    }, 30_000, 'both partitions checkpointed by their owners')
+    await waitFor(
+      async () => {
+        const r = await rows(join(dir, 'state.db'))
+        return r[moved]?.checkpoint?.sequenceNumber === 1 && r[kept]?.checkpoint?.sequenceNumber === 1
+      },
+      30_000,
+      'both partitions checkpointed by their owners',
+    )
     expect(seenBy(a)).not.toContain(`${moved}-1`)
     expect(seenBy(b)).not.toContain(`${kept}-1`)
     expect(claimed(a)).toHaveLength(2)

@@ -27,7 +27,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c()
 })
 
-const fnYaml = (topic: string, extra = '') => `functions:\n  f:\n    code: functions/f.js\n    trigger: { kafka: { connection: stream, topic: ${topic}, groupId: g-${topic}, ${FAST_GROUP} } }\n${extra}`
+const fnYaml = (topic: string, extra = '') =>
+  `functions:\n  f:\n    code: functions/f.js\n    trigger: { kafka: { connection: stream, topic: ${topic}, groupId: g-${topic}, ${FAST_GROUP} } }\n${extra}`
 
 async function gateway(yaml: string, code = 'export default async function () {}'): Promise<TestGateway> {
   const t = await startGateway({ yaml, files: { 'functions/f.js': code } })
@@ -57,7 +58,8 @@ describe('kafka trigger availability', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
     const port = (server.address() as AddressInfo).port
     await new Promise((r) => server.close(r))
-    const conn = (extra: string) => `connections:\n  stream: { kind: kafka, brokers: ["127.0.0.1:${port}"], connectionTimeoutMs: 200, startTimeoutMs: 2000${extra} }\n${fnYaml('nowhere')}`
+    const conn = (extra: string) =>
+      `connections:\n  stream: { kind: kafka, brokers: ["127.0.0.1:${port}"], connectionTimeoutMs: 200, startTimeoutMs: 2000${extra} }\n${fnYaml('nowhere')}`
     const t = await gateway(conn(''))
     const health = t.gw.health().connections.find((c) => c.function === 'f')
     expect(health?.up).toBe(false)
@@ -100,7 +102,11 @@ describe('kafka trigger availability', () => {
     const writer = (async () => {
       while (writing) {
         try {
-          await produce(p, topic, Array.from({ length: 10 }, () => ({ n: n++, sleepMs: 2 })))
+          await produce(
+            p,
+            topic,
+            Array.from({ length: 10 }, () => ({ n: n++, sleepMs: 2 })),
+          )
         } catch {
           // broker down
         }
@@ -116,10 +122,14 @@ describe('kafka trigger availability', () => {
     const committedAtKill = await broker.committed(group, topic)
     await broker.kill()
     const killedAt = Date.now()
-    const down = await waitFor(() => {
-      const c = t.gw.health().connections.find((x) => x.function === 'f')
-      return c && !c.up && c
-    }, OUTAGE_MS, 'health down')
+    const down = await waitFor(
+      () => {
+        const c = t.gw.health().connections.find((x) => x.function === 'f')
+        return c && !c.up && c
+      },
+      OUTAGE_MS,
+      'health down',
+    )
     expect(down.up).toBe(false)
     // The outage itself: the broker stays away for 30 s.
     await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (Date.now() - killedAt))))
@@ -131,10 +141,14 @@ describe('kafka trigger availability', () => {
     await writer
 
     const all = await producedIds(broker, topic)
-    await waitFor(() => {
-      const done = processed()
-      return all.every((id) => done.has(id))
-    }, 120_000, 'every message the broker has, processed')
+    await waitFor(
+      () => {
+        const done = processed()
+        return all.every((id) => done.has(id))
+      },
+      120_000,
+      'every message the broker has, processed',
+    )
     expect(await t.gw.listDeadLetters({})).toEqual([])
     // Resumed from the committed offsets: nothing run after the kill lies below a partition's commit at the kill.
     const entries = readLedger({ gw: ledger })
@@ -143,10 +157,14 @@ describe('kafka trigger availability', () => {
     const commitLog = await CommitLog.open(broker)
     cleanups.push(() => commitLog.close())
     await waitFor(async () => (await broker.committed(group, topic)).reduce((a, c) => a + Math.max(0, c), 0) === all.length, 30_000, 'the last commits')
-    const commits = await waitFor(() => {
-      const cs = commitLog.commits(group, topic)
-      return cs.reduce((a, c) => Math.max(a, c.offset), 0) > 0 && cs
-    }, 30_000, 'the commits in __consumer_offsets')
+    const commits = await waitFor(
+      () => {
+        const cs = commitLog.commits(group, topic)
+        return cs.reduce((a, c) => Math.max(a, c.offset), 0) > 0 && cs
+      },
+      30_000,
+      'the commits in __consumer_offsets',
+    )
     expect(commitViolations(commits, entries)).toEqual([])
   }, 400_000)
 })

@@ -30,8 +30,39 @@ export function makeCerts(): TestCerts {
   ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=sluice test CA')
   writeFileSync(f('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
   ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=localhost')
-  ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('server.ext'))
-  ssl('pkcs12', '-export', '-in', f('server.pem'), '-inkey', f('server.key'), '-certfile', f('ca.pem'), '-name', 'kafka', '-out', f('server.p12'), '-passout', `pass:${keystorePassword}`)
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.pem'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    f('server.pem'),
+    '-days',
+    '2',
+    '-extfile',
+    f('server.ext'),
+  )
+  ssl(
+    'pkcs12',
+    '-export',
+    '-in',
+    f('server.pem'),
+    '-inkey',
+    f('server.key'),
+    '-certfile',
+    f('ca.pem'),
+    '-name',
+    'kafka',
+    '-out',
+    f('server.p12'),
+    '-passout',
+    `pass:${keystorePassword}`,
+  )
   ssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-aes256', '-pass', `pass:${clientKeyPassphrase}`, '-out', f('client.key'))
   ssl('req', '-new', '-key', f('client.key'), '-passin', `pass:${clientKeyPassphrase}`, '-out', f('client.csr'), '-subj', '/CN=sluice-gateway')
   ssl('x509', '-req', '-in', f('client.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('client.pem'), '-days', '2')

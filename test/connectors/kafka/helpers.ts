@@ -17,7 +17,12 @@ export async function producerFor(broker: KafkaBroker): Promise<Producer> {
 }
 
 /** Produces one JSON message per body, resolving once the broker acknowledged all of them (acks -1). */
-export async function produce(p: Producer, topic: string, bodies: Array<Record<string, unknown>>, key?: (b: Record<string, unknown>, i: number) => string | null): Promise<void> {
+export async function produce(
+  p: Producer,
+  topic: string,
+  bodies: Array<Record<string, unknown>>,
+  key?: (b: Record<string, unknown>, i: number) => string | null,
+): Promise<void> {
   await p.send({ topic, acks: -1, messages: bodies.map((b, i) => ({ key: key ? key(b, i) : null, value: JSON.stringify(b) })) })
 }
 
@@ -62,7 +67,16 @@ export class TopicTail {
       eachMessage: async ({ partition, message: m }) => {
         const headers: Record<string, string> = {}
         for (const [k, v] of Object.entries(m.headers ?? {})) headers[k] = String(v)
-        tail.records.push({ partition, offset: Number(m.offset), key: m.key?.toString() ?? null, value: m.value?.toString() ?? null, timestamp: Number(m.timestamp), headers, keyBytes: m.key, valueBytes: m.value })
+        tail.records.push({
+          partition,
+          offset: Number(m.offset),
+          key: m.key?.toString() ?? null,
+          value: m.value?.toString() ?? null,
+          timestamp: Number(m.timestamp),
+          headers,
+          keyBytes: m.key,
+          valueBytes: m.value,
+        })
       },
     })
     await ready

@@ -44,7 +44,9 @@ describe('kafka hostile payloads', () => {
     await broker.createTopic(topic, 1, { 'max.message.bytes': String(16 * 1024 * 1024), 'segment.bytes': String(32 * 1024 * 1024) })
     const t = await startGateway({
       yaml: `connections:\n${connectionYaml('stream', broker)}\nfunctions:\n  f:\n    code: functions/f.js\n    trigger: { kafka: { connection: stream, topic: ${topic}, groupId: ${group}, ${FAST_GROUP}, maxBytesPerPartition: 1048576 } }\n    retry: { maxAttempts: 2, backoff: fixed, initialDelayMs: 20 }\n`,
-      files: { 'functions/f.js': `export default async function (events, ctx) { for (const e of events) ctx.log.info('ev ' + e.id + ' ' + (({}).polluted === true)) }` },
+      files: {
+        'functions/f.js': `export default async function (events, ctx) { for (const e of events) ctx.log.info('ev ' + e.id + ' ' + (({}).polluted === true)) }`,
+      },
     })
     cleanups.push(() => t.stop())
     const p = await producerFor(broker)

@@ -79,10 +79,16 @@ describe('kafka trigger', () => {
         { key: 'gone', value: null },
       ],
     })
-    const events = await waitFor(() => {
-      const evs = t.logs.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('ev ')).map((l) => JSON.parse((l.msg as string).slice(3)) as Record<string, any>)
-      return evs.length === 4 && evs
-    }, 30_000, 'four events')
+    const events = await waitFor(
+      () => {
+        const evs = t.logs.lines
+          .filter((l) => typeof l.msg === 'string' && l.msg.startsWith('ev '))
+          .map((l) => JSON.parse((l.msg as string).slice(3)) as Record<string, any>)
+        return evs.length === 4 && evs
+      },
+      30_000,
+      'four events',
+    )
     expect(events[0]).toMatchObject({
       id: `${topic}-0-0`,
       source: `kafka://stream/${topic}`,
@@ -106,25 +112,41 @@ describe('kafka trigger', () => {
     await broker.createTopic(topic, 1)
     await createLedgerTopic(broker, ledgerTopic)
     const ledger = await tail(ledgerTopic)
-    const t = await gateway(fnYaml(topic, ledgerTopic, 'orderBy: key', '    batch: { maxSize: 1, maxWaitMs: 0 }\n    scale: { max: 4 }\n    timeoutMs: 30000\n'), LEDGER_FUNCTION)
+    const t = await gateway(
+      fnYaml(topic, ledgerTopic, 'orderBy: key', '    batch: { maxSize: 1, maxWaitMs: 0 }\n    scale: { max: 4 }\n    timeoutMs: 30000\n'),
+      LEDGER_FUNCTION,
+    )
     const p = await producer()
     // One produce request: one record batch, so one kafkajs batch. Offset 3 is slow.
-    await produce(p, topic, Array.from({ length: 10 }, (_, n) => (n === 3 ? { n, sleepMs: 4000 } : { n })), (_b, i) => `k${i}`)
+    await produce(
+      p,
+      topic,
+      Array.from({ length: 10 }, (_, n) => (n === 3 ? { n, sleepMs: 4000 } : { n })),
+      (_b, i) => `k${i}`,
+    )
     const processed = () => new Set(readLedger({ a: ledger }).map((e) => e.offset))
     await waitFor(() => [0, 1, 2, 4, 5, 6, 7, 8, 9].every((o) => processed().has(o)), 30_000, 'every fast event')
-    const seen = await waitFor(async () => {
-      const c = await committed(group, topic)
-      const slowDone = processed().has(3)
-      return (c === 3 || slowDone) && { committed: c, slowDone }
-    }, 30_000, 'the commit to reach the slow event')
+    const seen = await waitFor(
+      async () => {
+        const c = await committed(group, topic)
+        const slowDone = processed().has(3)
+        return (c === 3 || slowDone) && { committed: c, slowDone }
+      },
+      30_000,
+      'the commit to reach the slow event',
+    )
     expect(seen).toEqual({ committed: 3, slowDone: false })
     // While it runs, the lag is counted from the held commit.
     expect((await t.gw.metrics()).body).toContain(`sluice_source_lag{function="f",kind="kafka",connection="stream",source="${topic}/0"} 7`)
     await waitFor(async () => (await committed(group, topic)) === 10, 30_000, 'the commit past the slow event')
-    const commits = await waitFor(() => {
-      const c = commitLog.commits(group, topic)
-      return c.some((x) => x.offset === 10) && c
-    }, 20_000, 'the commits in __consumer_offsets')
+    const commits = await waitFor(
+      () => {
+        const c = commitLog.commits(group, topic)
+        return c.some((x) => x.offset === 10) && c
+      },
+      20_000,
+      'the commits in __consumer_offsets',
+    )
     expect(commits.some((c) => c.offset === 3)).toBe(true)
     expect(commitViolations(commits, readLedger({ a: ledger }))).toEqual([])
   })
@@ -149,10 +171,14 @@ describe('kafka trigger', () => {
     )
     const admin = await broker.admin()
     const describe = async () => (await admin.describeGroups([group])).groups[0]
-    const before = await waitFor(async () => {
-      const g = await describe()
-      return g?.state === 'Stable' && g
-    }, 30_000, 'the group stable')
+    const before = await waitFor(
+      async () => {
+        const g = await describe()
+        return g?.state === 'Stable' && g
+      },
+      30_000,
+      'the group stable',
+    )
     const p = await producer()
     // One event busy for three session timeouts: only heartbeats sent meanwhile keep the member.
     await produce(p, topic, [{ n: 0, sleepMs: 6000 }, { n: 1 }])
@@ -183,14 +209,25 @@ describe('kafka trigger', () => {
     await broker.createTopic(topic, 2)
     await createLedgerTopic(broker, ledgerTopic)
     const ledger = await tail(ledgerTopic)
-    const t = await gateway(fnYaml(topic, ledgerTopic, '', '    maxBacklog: 20\n    batch: { maxSize: 5, maxWaitMs: 1 }\n    scale: { max: 1 }\n'), LEDGER_FUNCTION)
+    const t = await gateway(
+      fnYaml(topic, ledgerTopic, '', '    maxBacklog: 20\n    batch: { maxSize: 5, maxWaitMs: 1 }\n    scale: { max: 1 }\n'),
+      LEDGER_FUNCTION,
+    )
     const p = await producer()
-    await produce(p, topic, Array.from({ length: 400 }, (_, n) => ({ n, sleepMs: 1 })))
+    await produce(
+      p,
+      topic,
+      Array.from({ length: 400 }, (_, n) => ({ n, sleepMs: 1 })),
+    )
     let maxBacklog = 0
-    await waitFor(() => {
-      maxBacklog = Math.max(maxBacklog, t.gw.function('f')?.backlog ?? 0)
-      return new Set(readLedger({ a: ledger }).map((e) => e.id)).size === 400
-    }, 90_000, 'all 400 events')
+    await waitFor(
+      () => {
+        maxBacklog = Math.max(maxBacklog, t.gw.function('f')?.backlog ?? 0)
+        return new Set(readLedger({ a: ledger }).map((e) => e.id)).size === 400
+      },
+      90_000,
+      'all 400 events',
+    )
     expect(maxBacklog).toBeLessThanOrEqual(20)
     expect(t.logs.find(/^Pausing fetching/).length).toBeGreaterThan(0)
     expect(t.logs.find(/^Resuming fetching/).length).toBeGreaterThan(0)
@@ -211,7 +248,11 @@ describe('kafka output', () => {
       `export default async function (events, ctx) { for (const e of events) { ctx.output('alerts', { scooter: { id: 's' + (e.body.n % 4) }, n: e.body.n }); if (e.body.n === 0) ctx.output('alerts', 'as text') } }`,
     )
     const p = await producer()
-    await produce(p, topic, Array.from({ length: 40 }, (_, n) => ({ n })))
+    await produce(
+      p,
+      topic,
+      Array.from({ length: 40 }, (_, n) => ({ n })),
+    )
     await waitFor(() => outputs.records.length === 41, 30_000, '41 output messages')
     const records = outputs.records
     expect(records.find((r) => r.value === 'as text')?.key).toBeNull()
@@ -222,10 +263,14 @@ describe('kafka output', () => {
     await waitFor(async () => (await broker.committed(group, topic)).reduce((a, b) => a + Math.max(0, b), 0) === 40, 20_000, 'inputs committed')
     // Every commit came after the outputs of the events below it.
     const outTimeByN = new Map(keyed.map((r) => [r.v.n, r.timestamp]))
-    const commits = await waitFor(() => {
-      const c = commitLog.commits(group, topic)
-      return c.reduce((a, x) => a + x.offset, 0) >= 40 && inputs.records.length === 40 && c
-    }, 20_000, 'the commits in __consumer_offsets')
+    const commits = await waitFor(
+      () => {
+        const c = commitLog.commits(group, topic)
+        return c.reduce((a, x) => a + x.offset, 0) >= 40 && inputs.records.length === 40 && c
+      },
+      20_000,
+      'the commits in __consumer_offsets',
+    )
     const ins = inputs.records.map((r) => ({ partition: r.partition, offset: r.offset, n: (JSON.parse(r.value ?? '{}') as { n: number }).n }))
     for (const c of commits) {
       for (const i of ins.filter((i) => i.partition === c.partition && i.offset < c.offset)) expect(outTimeByN.get(i.n)).toBeLessThanOrEqual(c.time)

@@ -63,12 +63,20 @@ functions:
 
     const p: Producer = await producerFor(broker)
     cleanups.push(() => p.disconnect())
-    await produce(p, topic, Array.from({ length: 1000 }, (_, n) => ({ n, sleepMs: 1 })))
+    await produce(
+      p,
+      topic,
+      Array.from({ length: 1000 }, (_, n) => ({ n, sleepMs: 1 })),
+    )
     let producing = true
     let n = 1000
     const writer = (async () => {
       while (producing && n < 6000) {
-        await produce(p, topic, Array.from({ length: 20 }, () => ({ n: n++, sleepMs: 1 })))
+        await produce(
+          p,
+          topic,
+          Array.from({ length: 20 }, () => ({ n: n++, sleepMs: 1 })),
+        )
         await new Promise((r) => setTimeout(r, 100))
       }
     })()
@@ -92,19 +100,27 @@ functions:
     await writer
     await gp.start(120_000)
     const all = await producedIds(broker, topic)
-    await waitFor(() => {
-      const done = new Set(readLedger({ gw: ledger }).map((e) => e.id))
-      return all.every((id) => done.has(id))
-    }, 120_000, 'every produced message processed')
+    await waitFor(
+      () => {
+        const done = new Set(readLedger({ gw: ledger }).map((e) => e.id))
+        return all.every((id) => done.has(id))
+      },
+      120_000,
+      'every produced message processed',
+    )
     await waitFor(async () => (await committed()) === all.length, 30_000, 'the last commits')
     expect(await gp.stop()).toBe(0)
 
     // Each kill left work behind: messages not yet committed.
     for (const k of atKill) expect(k.committed).toBeLessThan(k.produced)
-    const commits = await waitFor(() => {
-      const c = commitLog.commits(group, topic)
-      return c.filter((x) => x.offset > 0).length >= KILLS && c
-    }, 20_000, 'the commits in __consumer_offsets')
+    const commits = await waitFor(
+      () => {
+        const c = commitLog.commits(group, topic)
+        return c.filter((x) => x.offset > 0).length >= KILLS && c
+      },
+      20_000,
+      'the commits in __consumer_offsets',
+    )
     expect(commitViolations(commits, readLedger({ gw: ledger }))).toEqual([])
     // Sanity: the ledger holds nothing but ids of the topic.
     const known = new Set(all)

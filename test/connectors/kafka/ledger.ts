@@ -127,7 +127,10 @@ export function commitViolations(commits: CommitRecord[], ledger: LedgerEntry[])
       latestBelow.set(c.partition, prefix)
     }
     const latest = prefix[c.offset] ?? Infinity
-    if (latest > c.time) out.push(`commit of ${c.topic}/${c.partition} at ${c.offset} (t=${c.time}) passed an offset ${latest === Infinity ? 'never processed' : `processed only at ${latest}`}`)
+    if (latest > c.time)
+      out.push(
+        `commit of ${c.topic}/${c.partition} at ${c.offset} (t=${c.time}) passed an offset ${latest === Infinity ? 'never processed' : `processed only at ${latest}`}`,
+      )
   }
   return out
 }
@@ -149,7 +152,8 @@ export function ownershipViolations(ledger: LedgerEntry[]): string[] {
     const latestEnd = new Map<string, { t1: number; id: string }>()
     for (const e of entries) {
       for (const [other, last] of latestEnd) {
-        if (other !== e.instance && last.t1 > e.t0) out.push(`partition ${partition}: ${e.id} started on ${e.instance} at ${e.t0} while ${other} ran ${last.id} until ${last.t1}`)
+        if (other !== e.instance && last.t1 > e.t0)
+          out.push(`partition ${partition}: ${e.id} started on ${e.instance} at ${e.t0} while ${other} ran ${last.id} until ${last.t1}`)
       }
       const mine = latestEnd.get(e.instance)
       if (!mine || e.t1 > mine.t1) latestEnd.set(e.instance, { t1: e.t1, id: e.id })

@@ -41,14 +41,19 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + Math.max(0, b), 0)
 
 const RECORDER = `export default async function (events, ctx) { for (const e of events) ctx.log.info('ev ' + JSON.stringify({ id: e.id, time: e.time, timestamp: e.meta.timestamp, n: e.body && e.body.n })) }`
 const seen = (t: TestGateway) =>
-  t.logs.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('ev ')).map((l) => JSON.parse((l.msg as string).slice(3)) as { id: string; time: string; timestamp: unknown; n?: number })
+  t.logs.lines
+    .filter((l) => typeof l.msg === 'string' && l.msg.startsWith('ev '))
+    .map((l) => JSON.parse((l.msg as string).slice(3)) as { id: string; time: string; timestamp: unknown; n?: number })
 
 describe('kafka offsets', () => {
   it('delivers a record with a nanosecond timestamp and dead-letters a record no function may get; commits move past both', async () => {
     const topic = uid('badrec')
     // Kafka 4 refuses timestamps far in the future by default (message.timestamp.after.max.ms).
     await broker.createTopic(topic, 1, { 'message.timestamp.after.max.ms': '9223372036854775807' })
-    const t = await gateway(`functions:\n  f:\n    code: functions/f.js\n    trigger: { kafka: { connection: stream, topic: ${topic}, ${FAST_GROUP} } }\n`, RECORDER)
+    const t = await gateway(
+      `functions:\n  f:\n    code: functions/f.js\n    trigger: { kafka: { connection: stream, topic: ${topic}, ${FAST_GROUP} } }\n`,
+      RECORDER,
+    )
     const p = await producer()
     const deep = '['.repeat(600) + ']'.repeat(600)
     await p.send({
@@ -79,11 +84,19 @@ describe('kafka offsets', () => {
     // Nothing was consumed, yet every partition has its start committed: the end at assignment.
     await waitFor(async () => JSON.stringify(await broker.committed(group, topic)) === JSON.stringify(before), 30_000, 'the start positions committed')
     await first.stop()
-    await produce(p, topic, Array.from({ length: 6 }, (_, n) => ({ n })))
+    await produce(
+      p,
+      topic,
+      Array.from({ length: 6 }, (_, n) => ({ n })),
+    )
     const second = await gateway(yaml, RECORDER)
     await waitFor(() => seen(second).length === 6, 30_000, 'the six messages produced while the gateway was down')
     expect(seen(first)).toEqual([])
-    expect(seen(second).map((e) => e.n).sort()).toEqual([0, 1, 2, 3, 4, 5])
+    expect(
+      seen(second)
+        .map((e) => e.n)
+        .sort(),
+    ).toEqual([0, 1, 2, 3, 4, 5])
     await waitFor(async () => sum(await broker.committed(group, topic)) === 9, 20_000, 'commits at the ends')
   })
 
@@ -95,7 +108,10 @@ describe('kafka offsets', () => {
     await produce(p, topic, [{ n: 0 }, { n: 1 }, { n: 2 }])
     // A commit beyond the end (as after the topic was deleted and created again).
     await (await broker.admin()).setOffsets({ groupId: group, topic, partitions: [{ partition: 0, offset: '1000' }] })
-    const t = await gateway(`functions:\n  f:\n    code: functions/f.js\n    trigger: { kafka: { connection: stream, topic: ${topic}, groupId: ${group}, ${FAST_GROUP} } }\n`, RECORDER)
+    const t = await gateway(
+      `functions:\n  f:\n    code: functions/f.js\n    trigger: { kafka: { connection: stream, topic: ${topic}, groupId: ${group}, ${FAST_GROUP} } }\n`,
+      RECORDER,
+    )
     await waitFor(() => seen(t).length === 3, 30_000, 'the retained messages')
     await waitFor(async () => (await broker.committed(group, topic))[0] === 3, 20_000, 'the commit at the end')
   })
@@ -120,7 +136,11 @@ describe('kafka offsets', () => {
     let producing = true
     const writer = (async () => {
       while (producing) {
-        await produce(p, topic, Array.from({ length: 10 }, () => ({ n: n++, sleepMs: 1 })))
+        await produce(
+          p,
+          topic,
+          Array.from({ length: 10 }, () => ({ n: n++, sleepMs: 1 })),
+        )
         await new Promise((r) => setTimeout(r, 20))
       }
     })()

@@ -74,7 +74,11 @@ functions:
     let n = 0
     const writer = (async () => {
       while (n < TOTAL) {
-        await produce(p, topic, Array.from({ length: CHUNK }, () => ({ n: n++ })))
+        await produce(
+          p,
+          topic,
+          Array.from({ length: CHUNK }, () => ({ n: n++ })),
+        )
         await new Promise((r) => setTimeout(r, 25))
       }
     })()
@@ -91,20 +95,28 @@ functions:
 
     const all = await producedIds(broker, topic)
     expect(all).toHaveLength(TOTAL)
-    await waitFor(() => {
-      const done = new Set(readLedger(tails).map((e) => e.id))
-      return all.every((id) => done.has(id))
-    }, 180_000, 'every produced message processed')
+    await waitFor(
+      () => {
+        const done = new Set(readLedger(tails).map((e) => e.id))
+        return all.every((id) => done.has(id))
+      },
+      180_000,
+      'every produced message processed',
+    )
     await waitFor(async () => (await broker.committed(group, topic)).reduce((a, o) => a + Math.max(0, o), 0) === TOTAL, 60_000, 'the last commits')
 
     const ledger = readLedger(tails)
     for (const name of names) expect(processed(name), `gateway ${name}`).toBeGreaterThan(0)
     expect(ownershipViolations(ledger)).toEqual([])
-    const commits = await waitFor(() => {
-      const cs = commitLog.commits(group, topic)
-      const last = new Map(cs.map((x) => [x.partition, x.offset]))
-      return [...last.values()].reduce((a, o) => a + o, 0) === TOTAL && cs
-    }, 30_000, 'the last commits in __consumer_offsets')
+    const commits = await waitFor(
+      () => {
+        const cs = commitLog.commits(group, topic)
+        const last = new Map(cs.map((x) => [x.partition, x.offset]))
+        return [...last.values()].reduce((a, o) => a + o, 0) === TOTAL && cs
+      },
+      30_000,
+      'the last commits in __consumer_offsets',
+    )
     expect(commitViolations(commits, ledger)).toEqual([])
   }, 480_000)
 })

@@ -47,34 +47,51 @@ async function consumesThrough(conn: string, env: Record<string, string>): Promi
   })
   cleanups.push(() => t.stop())
   await produce(producer, topic, [{ n: 42 }])
-  expect(t.gw.health().connections.every((c) => c.up), JSON.stringify(t.gw.health().connections)).toBe(true)
+  expect(
+    t.gw.health().connections.every((c) => c.up),
+    JSON.stringify(t.gw.health().connections),
+  ).toBe(true)
   await waitFor(() => t.logs.find(/^got 42$/).length === 1, 30_000, 'the message through the secured listener')
 }
 
 describe('kafka security', () => {
   it('SASL/PLAIN', async () => {
-    await consumesThrough(`brokers: ["${broker.listeners.sasl}"], sasl: { mechanism: plain, username: alice, password: "\${PASSWORD}" }`, { PASSWORD: USERS.alice })
-  })
-
-  it('SASL/SCRAM-SHA-512', async () => {
-    await consumesThrough(`brokers: ["${broker.listeners.sasl}"], sasl: { mechanism: scram-sha-512, username: alice, password: "\${PASSWORD}" }`, { PASSWORD: USERS.alice })
-  })
-
-  it('TLS with a client certificate (ca, cert, key with passphrase, servername)', async () => {
-    await consumesThrough(`brokers: ["${broker.listeners.ssl}"], ssl: { ca: "\${CA}", cert: "\${CERT}", key: "\${KEY}", passphrase: "\${KEY_PASS}", servername: localhost }`, {
-      CA: certs.caPem,
-      CERT: certs.clientCert,
-      KEY: certs.clientKey,
-      KEY_PASS: certs.clientKeyPassphrase,
+    await consumesThrough(`brokers: ["${broker.listeners.sasl}"], sasl: { mechanism: plain, username: alice, password: "\${PASSWORD}" }`, {
+      PASSWORD: USERS.alice,
     })
   })
 
+  it('SASL/SCRAM-SHA-512', async () => {
+    await consumesThrough(`brokers: ["${broker.listeners.sasl}"], sasl: { mechanism: scram-sha-512, username: alice, password: "\${PASSWORD}" }`, {
+      PASSWORD: USERS.alice,
+    })
+  })
+
+  it('TLS with a client certificate (ca, cert, key with passphrase, servername)', async () => {
+    await consumesThrough(
+      `brokers: ["${broker.listeners.ssl}"], ssl: { ca: "\${CA}", cert: "\${CERT}", key: "\${KEY}", passphrase: "\${KEY_PASS}", servername: localhost }`,
+      {
+        CA: certs.caPem,
+        CERT: certs.clientCert,
+        KEY: certs.clientKey,
+        KEY_PASS: certs.clientKeyPassphrase,
+      },
+    )
+  })
+
   it('SASL/SCRAM-SHA-256 over TLS (ssl: { ca })', async () => {
-    await consumesThrough(`brokers: ["${broker.listeners.saslSsl}"], ssl: { ca: "\${CA}" }, sasl: { mechanism: scram-sha-256, username: alice, password: "\${PASSWORD}" }`, { CA: certs.caPem, PASSWORD: USERS.alice })
+    await consumesThrough(
+      `brokers: ["${broker.listeners.saslSsl}"], ssl: { ca: "\${CA}" }, sasl: { mechanism: scram-sha-256, username: alice, password: "\${PASSWORD}" }`,
+      { CA: certs.caPem, PASSWORD: USERS.alice },
+    )
   })
 
   it('fails the start at once with SLUICE_ERR_CONNECTOR_KAFKA_UNAUTHORIZED on a wrong password, without a retry storm', async () => {
-    const failures = () => broker.log().split('\n').filter((l) => l.includes('Failed authentication')).length
+    const failures = () =>
+      broker
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('Failed authentication')).length
     const before = failures()
     for (const mechanism of ['plain', 'scram-sha-512']) {
       const err = await startGateway({

@@ -55,7 +55,8 @@ describe('kafka transactions', () => {
     const [end] = await broker.ends(topic)
     // Every record plus one marker per transaction.
     expect(end).toBe(TRANSACTIONS * (PER_TRANSACTION + 1))
-    const seen = () => t.logs.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('ev ')).map((l) => (JSON.parse((l.msg as string).slice(3)) as { n: number }).n)
+    const seen = () =>
+      t.logs.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('ev ')).map((l) => (JSON.parse((l.msg as string).slice(3)) as { n: number }).n)
     await waitFor(() => seen().length >= committed.length, 30_000, 'the committed records')
     await waitFor(async () => (await broker.committed(group, topic))[0] === end, 30_000, 'the commit at the end, past the last (abort) marker')
     expect(seen().sort((a, b) => a - b)).toEqual(committed)

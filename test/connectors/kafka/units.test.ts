@@ -88,7 +88,8 @@ describe('kafka message values', () => {
 
 describe('kafka events', () => {
   const info = partitionInfo('t', 2, 'stream', false)
-  const msg = (m: Partial<KafkaMessage>): KafkaMessage => ({ key: null, value: Buffer.from('{"a":1}'), timestamp: '1700000000000', attributes: 0, offset: '7', headers: {}, ...m }) as KafkaMessage
+  const msg = (m: Partial<KafkaMessage>): KafkaMessage =>
+    ({ key: null, value: Buffer.from('{"a":1}'), timestamp: '1700000000000', attributes: 0, offset: '7', headers: {}, ...m }) as KafkaMessage
 
   it('keeps a timestamp that is no valid date raw in meta instead of throwing', () => {
     const e = toEvent(msg({ timestamp: '1700000000000000000' }), info)
@@ -100,7 +101,11 @@ describe('kafka events', () => {
 
   it('turns a record it cannot build into a rejected event with the raw bytes (base64 when not UTF-8)', () => {
     const hostile = msg({ value: Buffer.from([0xff, 0x00, 0xfe]) })
-    Object.defineProperty(hostile, 'headers', { get: () => { throw new Error('broken headers') } })
+    Object.defineProperty(hostile, 'headers', {
+      get: () => {
+        throw new Error('broken headers')
+      },
+    })
     const e = toEvent(hostile, info)
     expect(e).toMatchObject({ id: 't-2-7', body: Buffer.from([0xff, 0x00, 0xfe]).toString('base64'), meta: { encoding: 'base64', offset: 7 } })
     expect(e.rejected).toMatchObject({ code: 'SLUICE_ERR_CONNECTOR_KAFKA_RECORD', retriable: false })
@@ -142,7 +147,13 @@ describe('kafka configuration', () => {
   it('fills defaults for the connection and the trigger', async () => {
     const l = await load(`${conn}functions:\n  f:\n    code: f.js\n    trigger: { kafka: { connection: k, topic: telemetry } }\n`)
     expect(l.config.connections.k?.options).toMatchObject({ brokers: ['127.0.0.1:9092'], clientId: 'sluice', connectionTimeoutMs: 3000, startTimeoutMs: 60000 })
-    expect(l.config.functions.f?.trigger.options).toMatchObject({ topic: 'telemetry', fromBeginning: true, orderBy: 'partition', sessionTimeoutMs: 30000, maxInFlightPerPartition: 200 })
+    expect(l.config.functions.f?.trigger.options).toMatchObject({
+      topic: 'telemetry',
+      fromBeginning: true,
+      orderBy: 'partition',
+      sessionTimeoutMs: 30000,
+      maxInFlightPerPartition: 200,
+    })
   })
 
   it('reports every problem at once, with positions and codes', async () => {

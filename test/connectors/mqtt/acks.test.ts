@@ -97,16 +97,28 @@ describe.each([4, 5] as const)('mqtt PUBACKs, protocol version %i', (protocolVer
 
 describe('mqtt poison messages', () => {
   it('gets exactly maxAttempts attempts, is dead-lettered, acked, and the stream flows on; replay runs it again', async () => {
-    const { tap, t, base, logAt } = await setup({ protocolVersion: 5, retry: '{ maxAttempts: 3, backoff: fixed, initialDelayMs: 50 }', batch: '{ maxSize: 1, maxWaitMs: 0 }' })
+    const { tap, t, base, logAt } = await setup({
+      protocolVersion: 5,
+      retry: '{ maxAttempts: 3, backoff: fixed, initialDelayMs: 50 }',
+      batch: '{ maxSize: 1, maxWaitMs: 0 }',
+    })
     // One topic (one key): the poison holds back the messages after it until it is dead-lettered.
     const first = Array.from({ length: 10 }, (_, n) => (n === 1 ? { n, throw: true } : { n }))
     await publish(broker.url, `${base}/k`, first)
     await waitFor(() => acks(tap, logAt).length === 10, 30_000, 'first 10 PUBACKs')
-    await publish(broker.url, `${base}/k`, Array.from({ length: 10 }, (_, i) => ({ n: 10 + i })))
+    await publish(
+      broker.url,
+      `${base}/k`,
+      Array.from({ length: 10 }, (_, i) => ({ n: 10 + i })),
+    )
     await waitFor(() => acks(tap, logAt).length === 20, 30_000, 'all 20 PUBACKs')
 
     expect(acks(tap, logAt).map((a) => a.n)).toEqual(Array.from({ length: 20 }, (_, n) => n))
-    expect(seen(t).filter((s) => s.n === 1).map((s) => s.attempt)).toEqual([1, 2, 3])
+    expect(
+      seen(t)
+        .filter((s) => s.n === 1)
+        .map((s) => s.attempt),
+    ).toEqual([1, 2, 3])
     for (let n = 0; n < 20; n++) if (n !== 1) expect(seen(t).filter((s) => s.n === n)).toHaveLength(1)
     const letters = await t.gw.listDeadLetters({ function: 'rec' })
     expect(letters).toHaveLength(1)
@@ -124,14 +136,18 @@ describe('mqtt poison messages', () => {
     const body = (await res.json()) as { outcome: { status: string; deadLetterId?: string } }
     // Still poison: three more attempts, and a new letter replaces the old one.
     expect(body.outcome.status).toBe('dead')
-    expect(seen(t).filter((s) => s.n === 1).map((s) => s.attempt)).toEqual([1, 2, 3, 1, 2, 3])
+    expect(
+      seen(t)
+        .filter((s) => s.n === 1)
+        .map((s) => s.attempt),
+    ).toEqual([1, 2, 3, 1, 2, 3])
     const after = await t.gw.listDeadLetters({ function: 'rec' })
     expect(after.map((l) => l.id)).toEqual([body.outcome.deadLetterId])
   })
 })
 
 describe('mqtt PUBACKs across a reconnect', () => {
-  it('never sends an earlier connection\'s PUBACK on a new one, and does not run redelivered messages again', async () => {
+  it("never sends an earlier connection's PUBACK on a new one, and does not run redelivered messages again", async () => {
     const { tap, t, base, logAt } = await setup({ protocolVersion: 5, retry: '{ maxAttempts: 10, backoff: fixed, initialDelayMs: 200 }' })
     const bodies = Array.from({ length: 10 }, (_, n) => (n === 0 ? { n, failAttempts: 1000 } : { n }))
     await publish(broker.url, (i) => `${base}/k${i}`, bodies)
@@ -157,7 +173,7 @@ describe('mqtt PUBACKs across a reconnect', () => {
 })
 
 describe('mqtt back-pressure', () => {
-  it('stops reading while the function\'s backlog is full, and loses nothing', async () => {
+  it("stops reading while the function's backlog is full, and loses nothing", async () => {
     const tap = await tapped()
     const connection = uid('c')
     const topic = `bp/${uid()}`
@@ -176,7 +192,11 @@ describe('mqtt back-pressure', () => {
     const watch = setInterval(() => (peak = Math.max(peak, t.gw.function('rec')?.backlog ?? 0)), 5)
     onTestFinished(() => clearInterval(watch))
     // The broker may send all 300 at once (max_inflight_messages 1000).
-    await publish(broker.url, topic, Array.from({ length: 300 }, (_, n) => ({ n })))
+    await publish(
+      broker.url,
+      topic,
+      Array.from({ length: 300 }, (_, n) => ({ n })),
+    )
     await waitFor(() => t.gw.function('rec')?.counts.eventsDone === 300, 60_000, 'all 300 done')
     clearInterval(watch)
     expect(new Set(seen(t).map((s) => s.n)).size).toBe(300)

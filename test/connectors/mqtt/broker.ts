@@ -68,7 +68,13 @@ export async function startMosquitto(opts: { persistence?: boolean; settings?: s
   let proc: ChildProcess | undefined
   let stderr = ''
   const writeConf = () => {
-    const conf = [readFileSync(CONF, 'utf8'), `listener ${port} 127.0.0.1`, `persistence_location ${dir}/`, opts.persistence === false ? 'persistence false' : '', opts.settings ?? ''].join('\n')
+    const conf = [
+      readFileSync(CONF, 'utf8'),
+      `listener ${port} 127.0.0.1`,
+      `persistence_location ${dir}/`,
+      opts.persistence === false ? 'persistence false' : '',
+      opts.settings ?? '',
+    ].join('\n')
     writeFileSync(join(dir, 'mosquitto.conf'), `${conf}\n`)
   }
   const running = () => proc !== undefined && proc.exitCode === null && proc.signalCode === null

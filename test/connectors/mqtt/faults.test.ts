@@ -113,10 +113,14 @@ async function drain(s: { gp: GatewayProcess; pub: StreamPublisher; ledger: Ledg
     300_000,
     250,
   )
-  await waitFor(async () => {
-    const f = await admin<FunctionInfo>(gp.url, `/admin/functions/${FN}`)
-    return f.backlog === 0 && f.inflight === 0
-  }, LONG, 'the function idle')
+  await waitFor(
+    async () => {
+      const f = await admin<FunctionInfo>(gp.url, `/admin/functions/${FN}`)
+      return f.backlog === 0 && f.inflight === 0
+    },
+    LONG,
+    'the function idle',
+  )
   dead = await deadLetterIds(gp.url, FN)
   // SIGTERM drains and exits 0; a gateway that hangs is killed by the cleanup.
   const exit = await Promise.race([gp.stop(), new Promise((r) => setTimeout(() => r('no exit'), LONG))])
@@ -215,19 +219,27 @@ describe('mqtt trigger faults, checked against a ledger', () => {
     // A kill between two batches of that host hits nothing: kill again until one ran (at most 5).
     while (crashedRuns(gp) === 0 && kills.length < 5) {
       await progress(ledger, ledger.size, `before host kill ${kills.length + 1}`)
-      const victim = await waitFor(async () => {
-        const f = await admin<FunctionInfo>(gp.url, `/admin/functions/${FN}`)
-        if (f.inflight === 0) return undefined
-        const { hosts } = await admin<{ hosts: HostInfo[] }>(gp.url, '/admin/hosts')
-        return hosts.find((h) => h.up && h.instances > 0 && h.pid !== undefined)
-      }, LONG, 'a worker host with instances while batches run')
+      const victim = await waitFor(
+        async () => {
+          const f = await admin<FunctionInfo>(gp.url, `/admin/functions/${FN}`)
+          if (f.inflight === 0) return undefined
+          const { hosts } = await admin<{ hosts: HostInfo[] }>(gp.url, '/admin/hosts')
+          return hosts.find((h) => h.up && h.instances > 0 && h.pid !== undefined)
+        },
+        LONG,
+        'a worker host with instances while batches run',
+      )
       const pid = victim.pid as number
       process.kill(pid, 'SIGKILL')
       kills.push({ host: victim.id, pid, publisherDone: pub.done })
-      const back = await waitFor(async () => {
-        const { hosts } = await admin<{ hosts: HostInfo[] }>(gp.url, '/admin/hosts')
-        return hosts.find((h) => h.id === victim.id && h.up && h.pid !== undefined && h.pid !== pid && h.restarts > victim.restarts)
-      }, LONG, `worker host ${victim.id} back`)
+      const back = await waitFor(
+        async () => {
+          const { hosts } = await admin<{ hosts: HostInfo[] }>(gp.url, '/admin/hosts')
+          return hosts.find((h) => h.id === victim.id && h.up && h.pid !== undefined && h.pid !== pid && h.restarts > victim.restarts)
+        },
+        LONG,
+        `worker host ${victim.id} back`,
+      )
       expect(back.restarts).toBeGreaterThan(0)
     }
     const crashed = crashedRuns(gp)

@@ -26,7 +26,9 @@ export async function publish(
   const client = await connectAsync(url, { protocolVersion, reconnectPeriod: 0, clientId: uid('pub') })
   try {
     await Promise.all(
-      bodies.map((b, i) => client.publishAsync(typeof topic === 'string' ? topic : topic(i), typeof b === 'string' ? b : JSON.stringify(b), { qos: 1, ...pub })),
+      bodies.map((b, i) =>
+        client.publishAsync(typeof topic === 'string' ? topic : topic(i), typeof b === 'string' ? b : JSON.stringify(b), { qos: 1, ...pub }),
+      ),
     )
   } finally {
     await client.endAsync()
@@ -101,7 +103,15 @@ export const numbers = (t: TestGateway, fn = 'rec'): Set<number | undefined> => 
  * one function `rec` running RECORDER with `trigger`, `batch` and `retry` (flow YAML) and `extra`
  * function lines (indented four spaces). Stopped when the test ends.
  */
-export async function recGateway(opts: { connections: string; trigger: string; batch?: string; retry?: string; extra?: string; dir?: string; fn?: string }): Promise<TestGateway> {
+export async function recGateway(opts: {
+  connections: string
+  trigger: string
+  batch?: string
+  retry?: string
+  extra?: string
+  dir?: string
+  fn?: string
+}): Promise<TestGateway> {
   const fn = opts.fn ?? 'rec'
   const batch = opts.batch ?? '{ maxSize: 50, maxWaitMs: 20 }'
   const retry = opts.retry ?? '{ maxAttempts: 5, backoff: fixed, initialDelayMs: 50 }'

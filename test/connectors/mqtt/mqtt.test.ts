@@ -17,7 +17,8 @@ import { dropSession, numbers, publish, RECORDER, recGateway, seen, SYSTEM_BROKE
 /** A gateway on the system broker with functions `a` and `b` (RECORDER) on two filters. */
 async function twoFilters(protocolVersion: 4 | 5, a: string, b: string): Promise<TestGateway> {
   const c = uid('c')
-  const fn = (name: string, topic: string) => `  ${name}:\n    code: functions/rec.js\n    trigger: { mqtt: { connection: ${c}, topic: "${topic}", qos: 1 } }\n    batch: { maxSize: 20, maxWaitMs: 10 }\n`
+  const fn = (name: string, topic: string) =>
+    `  ${name}:\n    code: functions/rec.js\n    trigger: { mqtt: { connection: ${c}, topic: "${topic}", qos: 1 } }\n    batch: { maxSize: 20, maxWaitMs: 10 }\n`
   const t = await startGateway({
     yaml: `connections:\n  ${c}: { kind: mqtt, url: "${SYSTEM_BROKER}", protocolVersion: ${protocolVersion} }\nfunctions:\n${fn('a', a)}${fn('b', b)}`,
     files: { 'functions/rec.js': RECORDER },
@@ -33,7 +34,10 @@ async function twoFilters(protocolVersion: 4 | 5, a: string, b: string): Promise
 async function onSystemBroker(opts: { trigger: (connection: string) => string; connection?: string; protocolVersion?: 4 | 5 }): Promise<TestGateway> {
   const c = uid('c')
   const pv = opts.protocolVersion ?? 5
-  const t = await recGateway({ connections: `  ${c}: { kind: mqtt, url: "${SYSTEM_BROKER}", protocolVersion: ${pv}${opts.connection ?? ''} }`, trigger: opts.trigger(c) })
+  const t = await recGateway({
+    connections: `  ${c}: { kind: mqtt, url: "${SYSTEM_BROKER}", protocolVersion: ${pv}${opts.connection ?? ''} }`,
+    trigger: opts.trigger(c),
+  })
   onTestFinished(() => dropSession(SYSTEM_BROKER, `sluice-${c}-rec`, pv))
   return t
 }
@@ -43,7 +47,12 @@ describe.each([4, 5] as const)('mqtt trigger, protocol version %i', (protocolVer
     const base = `flt/${uid()}`
     const t = await twoFilters(protocolVersion, `${base}/+/telemetry`, `${base}/#`)
     const topics = [`${base}/s1/telemetry`, `${base}/s2/telemetry`, `${base}/s1/status`, `${base}/s1/x/telemetry`, base]
-    await publish(SYSTEM_BROKER, (i) => topics[i] as string, topics.map((_, n) => ({ n })), { protocolVersion })
+    await publish(
+      SYSTEM_BROKER,
+      (i) => topics[i] as string,
+      topics.map((_, n) => ({ n })),
+      { protocolVersion },
+    )
     // `base/#` also matches `base` itself (MQTT 3.1.1 §4.7.1.2).
     await waitFor(() => numbers(t, 'b').size === 5 && numbers(t, 'a').size === 2, 30_000, 'all matches')
     expect([...numbers(t, 'a')].sort()).toEqual([0, 1])
@@ -91,7 +100,12 @@ describe('mqtt trigger, MQTT 5 properties', () => {
     const topic = `props/${uid()}`
     const t = await onSystemBroker({ trigger: (c) => `{ mqtt: { connection: ${c}, topic: "${topic}" } }` })
     await publish(SYSTEM_BROKER, topic, [{ n: 1 }], {
-      properties: { userProperties: { station: 'st-7', tag: ['a', 'b'] }, contentType: 'application/json', correlationData: Buffer.from('req-1'), responseTopic: 'replies/7' },
+      properties: {
+        userProperties: { station: 'st-7', tag: ['a', 'b'] },
+        contentType: 'application/json',
+        correlationData: Buffer.from('req-1'),
+        responseTopic: 'replies/7',
+      },
     })
     await waitFor(() => seen(t).length === 1, 30_000, 'the message')
     expect(seen(t)[0]?.meta).toMatchObject({
@@ -171,7 +185,7 @@ describe('mqtt embedded broker', () => {
   for (const e of events) ctx.output('out', { echo: e.body.n })
   ctx.log.info('seen ' + JSON.stringify(events.map((e) => ({ n: e.body.n, id: e.id, meta: e.meta }))))
 }`
-    const fn2 = 'export default async function (events, ctx) { ctx.log.info(\'seen \' + JSON.stringify(events.map((e) => ({ n: e.body.echo })))) }'
+    const fn2 = "export default async function (events, ctx) { ctx.log.info('seen ' + JSON.stringify(events.map((e) => ({ n: e.body.echo })))) }"
     const before = embeddedBrokerCount()
     const t = await startGateway({
       yaml: `connections:\n  local: { kind: mqtt, url: embedded, port: ${port} }\nfunctions:\n  rec:\n    code: functions/rec.js\n    trigger: { mqtt: { connection: local, topic: "in/+" } }\n    outputs:\n      out: { mqtt: { connection: local, topic: "echo/all" } }\n  echo:\n    code: functions/echo.js\n    trigger: { mqtt: { connection: local, topic: "echo/#" } }\n`,
@@ -183,7 +197,12 @@ describe('mqtt embedded broker', () => {
     })
     // Two triggers and an output, one broker.
     expect(embeddedBrokerCount()).toBe(before + 1)
-    await publish(`mqtt://127.0.0.1:${port}`, (i) => `in/${i % 3}`, Array.from({ length: 20 }, (_, n) => ({ n })), { protocolVersion: 4 })
+    await publish(
+      `mqtt://127.0.0.1:${port}`,
+      (i) => `in/${i % 3}`,
+      Array.from({ length: 20 }, (_, n) => ({ n })),
+      { protocolVersion: 4 },
+    )
     await waitFor(() => numbers(t, 'echo').size === 20, 30_000, 'the echoes')
     expect([...numbers(t, 'echo')].sort((x, y) => (x ?? 0) - (y ?? 0))).toEqual(Array.from({ length: 20 }, (_, n) => n))
     expect(seen(t, 'rec')[0]?.meta).toMatchObject({ qos: 1, topic: 'in/0' })

@@ -31,7 +31,8 @@ async function gateway(yaml: string, files: Record<string, string>): Promise<Tes
   return t
 }
 
-const inputAcks = (tap: Tap) => ackedPublishes(tap.packets).map(({ ack, publish: p }) => ({ seq: ack.seq, n: (JSON.parse(p?.payload ?? 'null') as { n: number }).n }))
+const inputAcks = (tap: Tap) =>
+  ackedPublishes(tap.packets).map(({ ack, publish: p }) => ({ seq: ack.seq, n: (JSON.parse(p?.payload ?? 'null') as { n: number }).n }))
 
 describe('mqtt output binding', () => {
   it('publishes each value as JSON, confirmed before the input is acked, with one client per connection', async () => {
@@ -51,7 +52,11 @@ describe('mqtt output binding', () => {
       { 'functions/fan.js': fn },
     )
     onTestFinished(() => dropSession(SYSTEM_BROKER, `sluice-${cin}-fan`))
-    await publish(SYSTEM_BROKER, `${base}/in`, Array.from({ length: 10 }, (_, n) => ({ n })))
+    await publish(
+      SYSTEM_BROKER,
+      `${base}/in`,
+      Array.from({ length: 10 }, (_, n) => ({ n })),
+    )
     await waitFor(() => got.length === 20 && inputAcks(inTap).length === 10, 30_000, 'outputs and input PUBACKs')
 
     for (const kind of ['alert', 'command']) {
@@ -62,7 +67,8 @@ describe('mqtt output binding', () => {
     expect(new Set(outTap.packets.map((p) => p.conn))).toEqual(new Set([1]))
     // Each input's PUBACK came after the broker's PUBACKs of both of its outputs.
     const outPublish = outTap.packets.filter((p) => p.dir === 'toBroker' && p.cmd === 'publish')
-    const confirmed = (p: TapPacket) => outTap.packets.find((a) => a.dir === 'toClient' && a.cmd === 'puback' && a.messageId === p.messageId && a.seq > p.seq)?.seq
+    const confirmed = (p: TapPacket) =>
+      outTap.packets.find((a) => a.dir === 'toClient' && a.cmd === 'puback' && a.messageId === p.messageId && a.seq > p.seq)?.seq
     for (const ack of inputAcks(inTap)) {
       const mine = outPublish.filter((p) => (JSON.parse(p.payload ?? 'null') as { n: number }).n === ack.n)
       expect(mine).toHaveLength(2)

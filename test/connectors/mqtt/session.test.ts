@@ -36,13 +36,20 @@ describe.each([4, 5] as const)('mqtt persistent session, protocol version %i', (
     await waitFor(() => numbers(t1).has(0), 30_000, 'the first message')
     await t1.stop()
     // Nobody is connected: the broker queues these in the session of sluice-<connection>-rec.
-    await publish(broker.url, (i) => topic.replace('+', `s${i % 4}`), Array.from({ length: 40 }, (_, i) => ({ n: i + 1 })), { protocolVersion })
+    await publish(
+      broker.url,
+      (i) => topic.replace('+', `s${i % 4}`),
+      Array.from({ length: 40 }, (_, i) => ({ n: i + 1 })),
+      { protocolVersion },
+    )
     const t2 = await recGateway(opts)
     await waitFor(() => numbers(t2).size === 40, 30_000, 'the queued messages')
     expect([...numbers(t2)].sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual(Array.from({ length: 40 }, (_, i) => i + 1))
     // Per topic, in publish order.
     for (let s = 0; s < 4; s++) {
-      const ns = seen(t2).filter((e) => e.meta.topic === topic.replace('+', `s${s}`)).map((e) => e.n ?? 0)
+      const ns = seen(t2)
+        .filter((e) => e.meta.topic === topic.replace('+', `s${s}`))
+        .map((e) => e.n ?? 0)
       expect(ns).toEqual([...ns].sort((a, b) => a - b))
     }
   })
@@ -56,7 +63,11 @@ describe('mqtt shared subscription', () => {
     const start = (clientId: string) =>
       recGateway({ connections: conn(c), trigger: `{ mqtt: { connection: ${c}, topic: "${topic}", share: ${group}, clientId: ${clientId}, qos: 1 } }` })
     const [a, b] = await Promise.all([start(uid('ga')), start(uid('gb'))])
-    await publish(broker.url, topic, Array.from({ length: 200 }, (_, n) => ({ n })))
+    await publish(
+      broker.url,
+      topic,
+      Array.from({ length: 200 }, (_, n) => ({ n })),
+    )
     const all = () => new Set([...numbers(a), ...numbers(b)])
     await waitFor(() => all().size === 200, 30_000, 'all 200 messages')
     expect(numbers(a).size).toBeGreaterThan(0)

@@ -10,7 +10,24 @@
  */
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 
-const TYPES = ['reserved', 'connect', 'connack', 'publish', 'puback', 'pubrec', 'pubrel', 'pubcomp', 'subscribe', 'suback', 'unsubscribe', 'unsuback', 'pingreq', 'pingresp', 'disconnect', 'auth']
+const TYPES = [
+  'reserved',
+  'connect',
+  'connack',
+  'publish',
+  'puback',
+  'pubrec',
+  'pubrel',
+  'pubcomp',
+  'subscribe',
+  'suback',
+  'unsubscribe',
+  'unsuback',
+  'pingreq',
+  'pingresp',
+  'disconnect',
+  'auth',
+]
 
 /** Shared by every tap in the process, so packets seen by two taps can be ordered. */
 let seq = 0
@@ -93,7 +110,8 @@ function decode(frame: { type: number; flags: number; body: Buffer }, v5: boolea
     }
     return { cmd, topic, qos, dup: (frame.flags & 8) !== 0, payload: b.subarray(pos).toString(), ...(messageId === undefined ? {} : { messageId }) }
   }
-  if (cmd === 'puback' || cmd === 'pubrec' || cmd === 'pubrel' || cmd === 'pubcomp' || cmd === 'suback' || cmd === 'subscribe') return { cmd, messageId: b.readUInt16BE(0) }
+  if (cmd === 'puback' || cmd === 'pubrec' || cmd === 'pubrel' || cmd === 'pubcomp' || cmd === 'suback' || cmd === 'subscribe')
+    return { cmd, messageId: b.readUInt16BE(0) }
   return { cmd }
 }
 
