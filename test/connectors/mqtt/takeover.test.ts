@@ -1,8 +1,8 @@
 /**
  * MQTT session takeover, checked against a ledger (see ledger.ts): three gateway processes share
  * one PostgreSQL store (a database of the test's own) and one $share group on a private
- * Mosquitto, each with its own persistent session. One is killed with SIGKILL and not restarted;
- * then 10,000 QoS 1 messages are published at about 1,000/s. The broker keeps routing a third of
+ * Mosquitto, each with its own persistent session (default heartbeat 2 s, expiry 10 s). One is
+ * killed with SIGKILL and not restarted; then 10,000 QoS 1 messages are published at about 1,000/s. The broker keeps routing a third of
  * them to the dead member's session; once its heartbeat expires, a live instance takes the
  * session over, runs what was queued through the function and ends the session.
  *
@@ -40,7 +40,7 @@ function gatewayYaml(o: { id: string; store: string; broker: string; base: strin
   return `http: { port: 0, host: 127.0.0.1 }
 workers: { hosts: 1, prewarm: 1 }
 store: { kind: postgres, url: "${o.store}", pool: { max: 4 } }
-instance: { id: ${o.id}, heartbeatMs: 500, expiryMs: 3000 }
+instance: { id: ${o.id} }
 connections:
   bus: { kind: mqtt, url: "${o.broker}", reconnect: { initialDelayMs: 100, maxDelayMs: 1000 } }
 functions:
@@ -90,6 +90,7 @@ describe('mqtt session takeover across gateway instances', () => {
     cleanup(() => pub.close())
     pub.start()
     await pub.finish()
+    const publishedAt = Date.now()
     expect(pub.confirmed.size).toBe(IDS)
 
     // Every confirmed id in the ledger or dead-lettered (dead letters are in the shared store).
@@ -106,6 +107,7 @@ describe('mqtt session takeover across gateway instances', () => {
       throw new Error(`${e.message}: ${missing.length} of ${pub.confirmed.size} confirmed ids missing (first: ${missing.slice(0, 10).join(', ')})`)
     })
     expect(missing).toEqual([])
+    const processedAt = Date.now()
 
     // The dead member's share went through its session: the takeover ran it and ended it.
     const taken = ledger.records.filter((r) => r.ev.startsWith(`${deadClientId}-`))
@@ -117,7 +119,7 @@ describe('mqtt session takeover across gateway instances', () => {
     expect(dead?.takenOver?.messages).toBeGreaterThan(0)
     expect(ids.slice(0, 2)).toContain(dead?.takenOver?.by)
     // The measured numbers, for connectors/mqtt/README.md.
-    console.info('takeover ledger', JSON.stringify({ confirmed: pub.confirmed.size, processed: ledger.size, extraRuns: ledger.extraRuns(), drainedByTakeover: dead?.takenOver?.messages, ranFromDeadSession: taken.length }))
+    console.info('takeover ledger', JSON.stringify({ confirmed: pub.confirmed.size, processed: ledger.size, extraRuns: ledger.extraRuns(), drainedByTakeover: dead?.takenOver?.messages, ranFromDeadSession: taken.length, allProcessedMsAfterLastPublish: processedAt - publishedAt }))
 
     // Started again, the instance gets a fresh session and takes its share of new messages.
     await c.start(120_000)
