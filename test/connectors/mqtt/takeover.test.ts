@@ -81,7 +81,11 @@ describe('mqtt session takeover across gateway instances', () => {
     const [a, , c] = gps as [GatewayProcess, GatewayProcess, GatewayProcess]
     const deadId = ids[2] as string
     const deadClientId = `sluice-bus-${FN}-${deadId}`
-    await waitFor(async () => (await admin<ClusterView>(a.url, '/admin/instances')).instances.filter((i) => i.status === 'live').length === 3, 30_000, 'three live instances')
+    await waitFor(
+      async () => (await admin<ClusterView>(a.url, '/admin/instances')).instances.filter((i) => i.status === 'live').length === 3,
+      30_000,
+      'three live instances',
+    )
     const before = await admin<ClusterView>(a.url, '/admin/instances')
     expect(before.instances.find((i) => i.id === deadId)?.sessions).toEqual([deadClientId])
 
@@ -119,11 +123,25 @@ describe('mqtt session takeover across gateway instances', () => {
     expect(dead?.takenOver?.messages).toBeGreaterThan(0)
     expect(ids.slice(0, 2)).toContain(dead?.takenOver?.by)
     // The measured numbers, for connectors/mqtt/README.md.
-    console.info('takeover ledger', JSON.stringify({ confirmed: pub.confirmed.size, processed: ledger.size, extraRuns: ledger.extraRuns(), drainedByTakeover: dead?.takenOver?.messages, ranFromDeadSession: taken.length, allProcessedMsAfterLastPublish: processedAt - publishedAt }))
+    console.info(
+      'takeover ledger',
+      JSON.stringify({
+        confirmed: pub.confirmed.size,
+        processed: ledger.size,
+        extraRuns: ledger.extraRuns(),
+        drainedByTakeover: dead?.takenOver?.messages,
+        ranFromDeadSession: taken.length,
+        allProcessedMsAfterLastPublish: processedAt - publishedAt,
+      }),
+    )
 
     // Started again, the instance gets a fresh session and takes its share of new messages.
     await c.start(120_000)
-    await waitFor(async () => (await admin<ClusterView>(c.url, '/admin/instances')).instances.filter((i) => i.status === 'live').length === 3, 30_000, 'three live again')
+    await waitFor(
+      async () => (await admin<ClusterView>(c.url, '/admin/instances')).instances.filter((i) => i.status === 'live').length === 3,
+      30_000,
+      'three live again',
+    )
     const more = new StreamPublisher({ url: broker.url, topicOf: (id) => `${base}/k${id % TOPICS}`, min: IDS + 600, max: IDS + 600, tick: 20, pauseMs: 20 })
     more.published = IDS
     cleanup(() => more.close())
@@ -159,26 +177,50 @@ functions:
       // The dead member: a persistent session in the group, cut off without DISCONNECT.
       const ghostClientId = uid('ghost')
       const filter = `$share/${group}/${base}/+`
-      const ghost = await connectAsync(broker.url, { clientId: ghostClientId, clean: false, protocolVersion, reconnectPeriod: 0, ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 3600 } } : {}) })
+      const ghost = await connectAsync(broker.url, {
+        clientId: ghostClientId,
+        clean: false,
+        protocolVersion,
+        reconnectPeriod: 0,
+        ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 3600 } } : {}),
+      })
       await ghost.subscribeAsync(filter, { qos: 1 })
       ghost.stream.destroy()
       ghost.end(true)
       await waitFor(() => t.gw.health().status === 'up', 30_000, 'gateway up')
 
       const N = 200
-      await publish(broker.url, (i) => `${base}/k${i % 4}`, Array.from({ length: N }, (_, n) => ({ n })), { protocolVersion })
-      const seen = () => new Set(t.logs.lines.filter((l) => l.source === 'function' && String(l.msg).startsWith('seen ')).map((l) => Number(String(l.msg).slice(5))))
+      await publish(
+        broker.url,
+        (i) => `${base}/k${i % 4}`,
+        Array.from({ length: N }, (_, n) => ({ n })),
+        { protocolVersion },
+      )
+      const seen = () =>
+        new Set(t.logs.lines.filter((l) => l.source === 'function' && String(l.msg).startsWith('seen ')).map((l) => Number(String(l.msg).slice(5))))
       // Round robin gave the dead member its share: it waits in its session.
       await waitFor(() => seen().size > 0, 30_000, 'the live member works')
       expect(seen().size).toBeLessThan(N)
 
       const ghostId = `ghost-${uid()}`
       await t.gw.store.heartbeatInstance(ghostId, 'gone', {
-        version: '0.1.0', host: 'elsewhere', pid: 1, startedAt: new Date().toISOString(), state: 'up', connections: [], backlog: 0, inflight: 0, unshared: [],
+        version: '0.1.0',
+        host: 'elsewhere',
+        pid: 1,
+        startedAt: new Date().toISOString(),
+        state: 'up',
+        connections: [],
+        backlog: 0,
+        inflight: 0,
+        unshared: [],
         sessions: [{ clientId: ghostClientId, filter, shared: true, function: 'rec', kind: 'mqtt', connection: 'bus' }],
       })
       await waitFor(() => seen().size === N, 60_000, 'every message processed')
-      const row = await waitFor(async () => (await admin<ClusterView>(t.url, '/admin/instances')).instances.find((i) => i.id === ghostId && i.takenOver), 30_000, 'the takeover recorded')
+      const row = await waitFor(
+        async () => (await admin<ClusterView>(t.url, '/admin/instances')).instances.find((i) => i.id === ghostId && i.takenOver),
+        30_000,
+        'the takeover recorded',
+      )
       expect(row.takenOver?.messages).toBeGreaterThan(0)
       expect(row.sessions).toEqual([])
       expect(t.logs.find('session of a dead instance drained and ended').map((l) => l.clientId)).toEqual([ghostClientId])
