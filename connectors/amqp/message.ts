@@ -4,7 +4,8 @@ import { decodePayload, type DecodedPayload, type TriggerEvent } from '../../src
 /**
  * The body a function sees: parsed JSON when the message holds JSON (whatever its content type
  * says, unless it is text/*), else the UTF-8 text, else (bytes that are not UTF-8) base64 with
- * meta.encoding: base64. A payload past the event limits comes back `rejected` (see decodePayload).
+ * meta.encoding: base64. JSON-looking text comes back unparsed in `raw` (the isolate parses it);
+ * a payload past the event limits comes back `rejected` (see decodePayload).
  */
 export function bodyOf(msg: Message): DecodedPayload {
   const type: unknown = msg.properties.contentType
