@@ -35,10 +35,15 @@ function sessions(units: ReadonlyMap<string, FunctionUnit>): RecordedSession[] {
   return out
 }
 
-/** A drainer that takes a session over only for a function configured here with the same trigger and connection. */
+/**
+ * A drainer that takes a session over only for a function configured here with the same trigger
+ * and connection, and only a shared one: without `share` every live instance receives every
+ * message itself, so draining a dead one's copy would only run them twice.
+ */
 function drainer(w: ClusterWiring): SessionDrainer {
   const { parts } = w
   return (s) => {
+    if (!s.shared) return undefined
     const unit = w.units.get(s.function)
     const fn = unit?.config
     const def = parts.defs.get(s.kind)
