@@ -39,15 +39,24 @@ export async function runStart(configPath: string, opts: { watch?: boolean } = {
   }
   process.on('SIGTERM', () => onSignal('SIGTERM'))
   process.on('SIGINT', () => onSignal('SIGINT'))
-  const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger })
+  // SIGHUP reloads (its default action would end the process); one during the start reloads once up.
+  let onHup: () => void = () => {
+    onHup = () => undefined
+    logger.info({ signal: 'SIGHUP' }, 'reload asked during start: reloading once the gateway is up')
+    void started.then((g) => g.reload()).catch(() => undefined)
+  }
+  process.on('SIGHUP', () => onHup())
+  const started = Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger })
+  started.catch(() => undefined)
+  const gw = await started
   installProcessGuard({ log: logger, drain: () => gw.stop() })
   // Without --watch an edit changes nothing until a reload: say so when it happens.
   const watcher = opts.watch ? watchAndReload(gw, logger) : watchSources(loaded.config, logger, { compiled: loaded.compiled })
   // The reload logs what it applied or why it refused; it never rejects.
-  process.on('SIGHUP', () => {
+  onHup = () => {
     logger.info({ signal: 'SIGHUP' }, 'reloading the configuration and function code')
     void gw.reload()
-  })
+  }
   return new Promise<number>((resolve) => {
     let stopping = false
     const stop = (signal: string) => {
