@@ -48,7 +48,17 @@ interface Window {
 }
 
 function body(k: number): Buffer {
-  return Buffer.from(JSON.stringify({ station: `st-${String(k % 200).padStart(3, '0')}`, seq: k, battery: k % 100, speed: (k % 25) + 0.5, lat: 52.3676, lon: 4.9041, status: 'parked' }))
+  return Buffer.from(
+    JSON.stringify({
+      station: `st-${String(k % 200).padStart(3, '0')}`,
+      seq: k,
+      battery: k % 100,
+      speed: (k % 25) + 0.5,
+      lat: 52.3676,
+      lon: 4.9041,
+      status: 'parked',
+    }),
+  )
 }
 
 async function prefill(model: ChannelModel, queue: string): Promise<void> {
@@ -150,7 +160,11 @@ functions:
     scale: { min: 1, max: 4 }
 `,
     )
-    this.child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', config], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } })
+    this.child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', config], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    })
     this.child.stdout?.on('data', (d: Buffer) => {
       const lines = (this.buf + d.toString()).split('\n')
       this.buf = lines.pop() ?? ''
@@ -252,8 +266,11 @@ try {
       const w = config === 'bare' ? await bare(model, queue) : await cluster(dir, queue, config)
       await emptied(model, queue)
       results.get(config)?.push(w)
-      const head = 'before' in w ? `  (${w.before} done before the last instance consumed; ${fmt(TOTAL / (w.invocations ?? 1), 1)} events per function run)` : ''
-      process.stderr.write(`round ${round} ${String(config).padEnd(4)} ${fmt(w.n / (w.ms / 1000), 0).padStart(7)} msg/s  ${fmt(w.cpuUs / w.n, 1)} us CPU/msg  ${w.n} in window${head}\n`)
+      const head =
+        'before' in w ? `  (${w.before} done before the last instance consumed; ${fmt(TOTAL / (w.invocations ?? 1), 1)} events per function run)` : ''
+      process.stderr.write(
+        `round ${round} ${String(config).padEnd(4)} ${fmt(w.n / (w.ms / 1000), 0).padStart(7)} msg/s  ${fmt(w.cpuUs / w.n, 1)} us CPU/msg  ${w.n} in window${head}\n`,
+      )
     }
   }
 } finally {
@@ -269,7 +286,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const rate = (c: (typeof CONFIGS)[number]) => median((results.get(c) ?? []).map((w) => w.n / (w.ms / 1000)))
 const cpu = (c: (typeof CONFIGS)[number]) => median((results.get(c) ?? []).map((w) => w.cpuUs / w.n))
 console.log(`\none AMQP queue, ${TOTAL} messages per drain, prefetch ${PREFETCH}, ${ROUNDS} rounds (medians)`)
-const perRun = (c: (typeof CONFIGS)[number]) => (c === 'bare' ? '' : fmt(median((results.get(c) ?? []).map((w) => TOTAL / (w.invocations ?? 1))), 1).padStart(8))
+const perRun = (c: (typeof CONFIGS)[number]) =>
+  c === 'bare' ? '' : fmt(median((results.get(c) ?? []).map((w) => TOTAL / (w.invocations ?? 1))), 1).padStart(8)
 console.log('consumer          msg/s   vs bare  vs 1 inst   CPU us/msg  vs bare  vs 1 inst  events/run')
 for (const c of CONFIGS) {
   const name = c === 'bare' ? 'bare amqplib' : `${c} instance${c > 1 ? 's' : ''}`

@@ -32,7 +32,17 @@ type Kind = 'parsed' | 'raw'
 
 function payload(i: number): Buffer {
   const station = `st-${String(i % 200).padStart(3, '0')}`
-  const body = { station, scooter: `sc-${String(i % 5000).padStart(5, '0')}`, battery: i % 100, speed: (i % 25) + 0.5, lat: 52.370216, lon: 4.895168, ts: '2026-11-27T10:00:00.000Z', seq: i, pad: '' }
+  const body = {
+    station,
+    scooter: `sc-${String(i % 5000).padStart(5, '0')}`,
+    battery: i % 100,
+    speed: (i % 25) + 0.5,
+    lat: 52.370216,
+    lon: 4.895168,
+    ts: '2026-11-27T10:00:00.000Z',
+    seq: i,
+    pad: '',
+  }
   body.pad = 'x'.repeat(Math.max(0, 200 - JSON.stringify(body).length))
   return Buffer.from(JSON.stringify(body))
 }
@@ -42,7 +52,14 @@ const payloads = Array.from({ length: TOTAL }, (_, i) => payload(i))
 function event(kind: Kind, i: number): TriggerEvent {
   const topic = `bench/stations/st-${String(i % 200).padStart(3, '0')}/telemetry`
   const d = decodePayload(payloads[i] as Buffer, { raw: kind === 'raw' })
-  const e: TriggerEvent = { id: `h-${i}`, source: `mqtt://devices/${topic}`, key: topic, time: '2026-11-27T10:00:00.000Z', body: d.body, meta: { topic, qos: 1, retain: false, dup: false, packetId: i % 65535 } }
+  const e: TriggerEvent = {
+    id: `h-${i}`,
+    source: `mqtt://devices/${topic}`,
+    key: topic,
+    time: '2026-11-27T10:00:00.000Z',
+    body: d.body,
+    meta: { topic, qos: 1, retain: false, dup: false, packetId: i % 65535 },
+  }
   if (d.raw !== undefined) e.rawBody = d.raw
   return e
 }
@@ -109,4 +126,12 @@ for (const kind of KINDS) {
   console.log(`| ${kind} | ${fmt(median(rs.map((x) => x.rate)), 0)} | ${fmt(median(rs.map((x) => x.cpu)), 1)} + ${fmt(median(rs.map((x) => x.hostCpu)), 1)} |`)
 }
 const med = (k: 'parsed' | 'raw', f: (x: Round) => number) => median(results[k].map(f))
-if (KINDS.length === 2) recordSummary({ source: 'hand-over, raw bodies (no broker)', ratio: med('raw', (x) => x.rate) / med('parsed', (x) => x.rate), baseline: 'the same events parsed in the gateway', cpuGateway: med('raw', (x) => x.cpu), cpuHosts: med('raw', (x) => x.hostCpu), cpuBaseline: med('parsed', (x) => x.cpu) })
+if (KINDS.length === 2)
+  recordSummary({
+    source: 'hand-over, raw bodies (no broker)',
+    ratio: med('raw', (x) => x.rate) / med('parsed', (x) => x.rate),
+    baseline: 'the same events parsed in the gateway',
+    cpuGateway: med('raw', (x) => x.cpu),
+    cpuHosts: med('raw', (x) => x.hostCpu),
+    cpuBaseline: med('parsed', (x) => x.cpu),
+  })
