@@ -29,7 +29,7 @@ functions:
   'functions/hello.ts': `export default async (events: Array<{ body: unknown; meta: { params?: { name?: string } } }>, ctx: { log: { info(...a: unknown[]): void } }) => {
   ctx.log.info('hello called')
   ctx.log.warn('hello warned')
-  return { greeting: 'hello ' + (events[0]?.meta.params?.name ?? 'cli'), body: events[0]?.body }
+  return { greeting: 'hello ' + (events[0]?.meta.params?.name || 'cli'), body: events[0]?.body }
 }`,
   'functions/slow.ts': `export default async () => { const end = Date.now() + 700; while (Date.now() < end) {} return { slow: true } }`,
   'functions/broken.ts': `export default async () => { throw new Error('kaputt') }`,
