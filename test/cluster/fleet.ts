@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import type { Producer } from 'kafkajs'
 import { Client, RABBIT_URL, unique } from '../connectors/amqp/broker.js'
 import { produce, producerFor } from '../connectors/kafka/helpers.js'
+import { dropSession } from '../connectors/mqtt/helpers.js'
 import { deadLetterIds, StreamPublisher } from '../connectors/mqtt/ledger.js'
 import { GatewayProcess } from '../helpers/gateway-process.js'
 import { waitFor } from '../helpers/gateway.js'
@@ -132,6 +133,8 @@ export function fleet(n: FleetNames, broker: KafkaBroker, names: string[], clean
     mkdirSync(join(dir, 'functions', name), { recursive: true })
     writeFileSync(join(dir, `gateway-${name}.yaml`), config(n, broker, name, `${n.share}-${name}`))
     const i = new Instance(name, dir)
+    // After the kill (steps run in reverse): the persistent session would stay on the broker.
+    cleanup(() => dropSession(MQTT_URL, `${n.share}-${name}-mqtt`))
     cleanup(() => i.process.kill())
     return i
   })
