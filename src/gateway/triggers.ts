@@ -13,7 +13,7 @@ import { timerSkipChannel } from '../channels.js'
 import { SluiceError, toInfo, type ErrorInfo } from '../errors.js'
 import { asLogger } from '../log.js'
 import { backoffDelay, reportsSkips, type Connector, type ConnectorContext, type Logger } from '../sdk/index.js'
-import { connectorState } from '../store/connector-state.js'
+import { connectorState, leaseOwner } from '../store/connector-state.js'
 import type { GatewayParts } from './assembly.js'
 import type { FunctionRoutes } from './function-routes.js'
 import type { FunctionUnit } from './function-unit.js'
@@ -166,7 +166,7 @@ function connectorContext(parts: GatewayParts, binding: TriggerBinding, connecto
     deliver: (events) => router.deliver(fnName, events),
     invoke: (events, o) => router.invoke(fnName, events, o),
     flow: router.flow(fnName),
-    state: connectorState(store, scope),
+    state: connectorState(store, scope, leaseOwner(parts.instance.id)),
     // Only the current connector reports: a failed attempt's late callbacks are ignored. While
     // the start is retried, a down report keeps saying why the last attempt failed.
     setHealth: (up, detail) => {

@@ -9,6 +9,14 @@ import type { Store } from './store.js'
  */
 export const PROCESS_OWNER = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
 
+/** This incarnation of the process: a restart (even with the same pid, as in a container) gets a new one. */
+const INCARNATION = `${process.pid}:${randomBytes(3).toString('hex')}`
+
+/** The lease owner id of this process in a cluster: the instance id, then this incarnation. */
+export function leaseOwner(instanceId: string): string {
+  return `${instanceId}:${INCARNATION}`
+}
+
 /**
  * A connector's view of the store: values, leases and compare-and-set rows under `scope` (the
  * gateway uses `<trigger kind>:<function>`), leases recorded with `owner` as their holder.
