@@ -1,0 +1,237 @@
+/**
+ * Per-partition batch handling of the Kafka trigger: kafkajs's eachBatch, the in-flight window,
+ * the drain before a rejoin, and pausing partitions at kafkajs.
+ *
+ * Contract of `PartitionBatches.handle` (eachBatch): each message of an owned partition is
+ * delivered to the router on its own; at most maxInFlightPerPartition of the batch are in flight
+ * (the next waits until half of them finished) and none is handed out while the router's flow is
+ * paused. It returns once every event of the batch has an outcome, heartbeating every
+ * heartbeatIntervalMs meanwhile, so kafkajs fetches again only then. Outcomes done and dead
+ * advance the partition's commit point (offsets.ts), aborted holds it. Batches of a replaced
+ * consumer, of partitions not owned, or arriving while the assignment is unknown, a rebalance runs
+ * or the trigger stops, hand out nothing. On REBALANCE_IN_PROGRESS it sets `revoking`, waits for
+ * every open event (up to REBALANCE_DRAIN_SHARE of rebalanceTimeoutMs), flushes commits and
+ * rethrows so kafkajs rejoins. `revoking` is cleared by the owner when the new assignment arrives.
+ */
+import type { Consumer, EachBatchPayload } from 'kafkajs'
+import type { ConnectorContext, Outcome } from '../../src/sdk/index.js'
+import { isRebalanceError, kafkaError, type KafkaErrorContext } from './client.js'
+import type { Committer } from './commits.js'
+import { toEvent, type PartitionInfo } from './message.js'
+import { Pending, type PartitionOffsets } from './offsets.js'
+import type { KafkaTriggerOptions } from './options.js'
+
+/** Share of rebalanceTimeoutMs spent finishing in-flight events before rejoining. */
+const REBALANCE_DRAIN_SHARE = 0.8
+
+/** A partition this consumer owns in the current generation. */
+export interface Owned {
+  topic: string
+  partition: number
+  offsets: PartitionOffsets
+  info: PartitionInfo
+  /** Paused until its start position is committed (a partition the group never committed). */
+  awaitingStart: boolean
+}
+
+/** The key of a partition in the owned map and in logs: `<topic>/<partition>`. */
+export const partKey = (topic: string, partition: number) => `${topic}/${partition}`
+
+/** Resolves true when `p` settles within `ms`, false when the time runs out first. */
+export function within(p: Promise<void>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms)
+    void p.then(() => {
+      clearTimeout(t)
+      resolve(true)
+    })
+  })
+}
+
+/** What the batch handler reads from the connector that owns it (read at each use: it changes). */
+export interface BatchHost {
+  trigger: Pick<KafkaTriggerOptions, 'heartbeatIntervalMs' | 'maxInFlightPerPartition' | 'rebalanceTimeoutMs'>
+  groupId: string
+  context: KafkaErrorContext
+  commits: Committer
+  ctx: () => ConnectorContext | undefined
+  /** The partition owned now under `key` (partKey), if any. */
+  owned: (key: string) => Owned | undefined
+  /** True when `consumer` is the connector's current consumer. */
+  isCurrent: (consumer: Consumer) => boolean
+  /** True while the assignment is unknown (before the first join, during a rejoin). */
+  joining: () => boolean
+  stopping: () => boolean
+}
+
+export class PartitionBatches {
+  /** True from a detected rebalance until the new assignment: no new events are handed out. */
+  revoking = false
+  /** Every event handed to the router whose outcome has not resolved. */
+  readonly open = new Pending()
+
+  constructor(private readonly h: BatchHost) {}
+
+  /** kafkajs's eachBatch for `consumer` (see the header for the contract). */
+  async handle(consumer: Consumer, p: EachBatchPayload): Promise<void> {
+    const h = this.h
+    if (!h.isCurrent(consumer)) return
+    // This payload's commit goes straight to the consumer group it belongs to: one attempt with
+    // the generation current at the call. consumer.commitOffsets would retry, and a retry after
+    // a rebalance carries the new generation for a partition that may have moved.
+    h.commits.commitFn = p.commitOffsetsIfNecessary
+    const { batch } = p
+    const key = partKey(batch.topic, batch.partition)
+    const owned = h.owned(key)
+    const ctx = h.ctx()
+    // Fetched before a rebalance took the partition away, or while one runs: not ours to start.
+    if (!ctx || !owned || h.joining() || this.revoking || h.stopping()) return
+    const po = owned.offsets
+    po.highWatermark = Number(batch.highWatermark)
+    const work = new Pending()
+    const window = h.trigger.maxInFlightPerPartition
+    try {
+      let all = true
+      for (const m of batch.messages) {
+        // Back-pressure: the function's backlog is full, or this partition has its share in flight.
+        while (ctx.flow.paused && !h.stopping()) await this.heartbeatWhile(p, ctx.flow.wait())
+        if (work.count >= window) await this.heartbeatWhile(p, work.below(window >> 1))
+        if (h.stopping() || this.revoking || h.owned(key) !== owned) {
+          all = false
+          break
+        }
+        const offset = Number(m.offset)
+        if (offset < po.next) continue
+        // Built before it is recorded: toEvent never throws (an unbuildable record comes back
+        // rejected and is dead-lettered), so every recorded offset gets an outcome.
+        const event = toEvent(m, owned.info)
+        po.delivered(offset)
+        this.track(key, owned, offset, ctx.deliver([event]), work)
+      }
+      if (all) {
+        po.advance(Number(batch.lastOffset()) + 1)
+        p.resolveOffset(batch.lastOffset())
+      }
+      h.commits.schedule()
+      await this.heartbeatWhile(p, work.done())
+      // The batch is through: commit now rather than at the next interval.
+      void h.commits.commit()
+    } catch (e) {
+      if (!isRebalanceError(e, 'REBALANCE_IN_PROGRESS')) throw e
+      await this.finishBeforeRejoin(p)
+      throw e
+    }
+  }
+
+  /**
+   * Waits for `until`, sending a heartbeat every heartbeatIntervalMs. Throws the coordinator's
+   * rebalance answers; a heartbeat lost to connection trouble is retried at the next interval
+   * (kafkajs reconnects on the next request), so the batch keeps waiting for its events.
+   */
+  private async heartbeatWhile(p: EachBatchPayload, until: Promise<void>): Promise<void> {
+    while (!(await within(until, this.h.trigger.heartbeatIntervalMs))) {
+      try {
+        await p.heartbeat()
+      } catch (e) {
+        if (isRebalanceError(e)) throw e
+        this.h
+          .ctx()
+          ?.log.debug(
+            { group: this.h.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_CONNECTION', this.h.context).toJSON() },
+            'kafka heartbeat failed; trying again',
+          )
+      }
+    }
+  }
+
+  /**
+   * The group is rebalancing and every partition goes back (eager protocol). Hands out nothing
+   * more, lets every in-flight event finish (heartbeats keep the session while the coordinator
+   * waits up to rebalanceTimeoutMs), commits, and returns so kafkajs rejoins.
+   */
+  private async finishBeforeRejoin(p: EachBatchPayload): Promise<void> {
+    const h = this.h
+    if (!this.revoking)
+      h.ctx()?.log.info({ group: h.groupId, inFlight: this.open.count }, 'kafka group rebalancing: finishing in-flight events before rejoining')
+    this.revoking = true
+    const deadline = Date.now() + h.trigger.rebalanceTimeoutMs * REBALANCE_DRAIN_SHARE
+    for (;;) {
+      const left = deadline - Date.now()
+      if (left <= 0) {
+        h.ctx()?.log.warn(
+          { group: h.groupId, inFlight: this.open.count },
+          "kafka rebalance: events still running at the deadline; their partitions' next owners may run them again",
+        )
+        break
+      }
+      if (await within(this.open.done(), Math.min(left, h.trigger.heartbeatIntervalMs))) break
+      try {
+        await p.heartbeat()
+      } catch (e) {
+        if (!isRebalanceError(e, 'REBALANCE_IN_PROGRESS')) break // dropped from the group: too late to finish
+      }
+    }
+    await h.commits.flush()
+  }
+
+  /** Follows one event's outcome: done and dead advance the partition, aborted holds it. */
+  private track(key: string, owned: Owned, offset: number, outcome: Promise<Outcome[]>, work: Pending): void {
+    const h = this.h
+    this.open.add()
+    work.add()
+    outcome
+      .then(
+        ([o]) => {
+          if (!o || o.status === 'aborted' || h.owned(key) !== owned) return
+          owned.offsets.finish(offset)
+          h.commits.schedule()
+        },
+        (e: unknown) => {
+          // deliver never rejects by contract; if it did, the offset stays unfinished (held).
+          h.ctx()?.log.error(
+            { group: h.groupId, offset, partition: key, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', h.context).toJSON() },
+            "kafka event has no outcome; its partition's commit stays before it",
+          )
+        },
+      )
+      .finally(() => {
+        work.settle()
+        this.open.settle()
+      })
+  }
+}
+
+/**
+ * The partitions this connector paused at kafkajs. `set` pauses or resumes one partition of the
+ * current consumer (a no-op when it already is so, or before run(): nothing is fetched yet then);
+ * `apply` pauses every partition when `pause`, else resumes all but those awaiting their start
+ * position; `clear` forgets everything (the consumer is gone).
+ */
+export class PartitionPauses {
+  private readonly paused = new Set<string>()
+
+  constructor(private readonly consumer: () => Consumer | undefined) {}
+
+  apply(parts: Iterable<Owned>, pause: boolean): void {
+    for (const owned of parts) this.set(owned, pause || owned.awaitingStart)
+  }
+
+  set(owned: Owned, pause: boolean): void {
+    const key = partKey(owned.topic, owned.partition)
+    const consumer = this.consumer()
+    if (pause === this.paused.has(key) || !consumer) return
+    const tp = [{ topic: owned.topic, partitions: [owned.partition] }]
+    try {
+      if (pause) consumer.pause(tp)
+      else consumer.resume(tp)
+    } catch {
+      return // before run(): nothing is fetched yet anyway
+    }
+    if (pause) this.paused.add(key)
+    else this.paused.delete(key)
+  }
+
+  clear(): void {
+    this.paused.clear()
+  }
+}
