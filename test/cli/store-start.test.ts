@@ -5,15 +5,11 @@
  * never the password.
  */
 import { spawn } from 'node:child_process'
-import { createRequire } from 'node:module'
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { beforeAll, afterAll, describe, expect, it, onTestFinished } from 'vitest'
 import { projectDir } from '../helpers/gateway.js'
 import { startPgCluster, type PgCluster } from '../store/pg-cluster.js'
+import { sluiceArgs } from '../helpers/sluice-bin.js'
 
-const BIN = resolve('src/cli/bin.ts')
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
 const PASSWORD = 'Right-s3cret-pw'
 const WRONG = 'Wrong-s3cret-pw'
 
@@ -31,7 +27,7 @@ functions:
     'functions/hello.js': 'export default async () => ({ ok: true })\n',
   })
   onTestFinished(() => p.cleanup())
-  const child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', 'gateway.yaml'], {
+  const child = spawn(process.execPath, [...sluiceArgs(), 'start', '--config', 'gateway.yaml'], {
     cwd: p.dir,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_OPTIONS: '' },

@@ -1,15 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createRequire } from 'node:module'
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { waitFor } from './gateway.js'
-
-const BIN = resolve('src/cli/bin.ts')
-// Resolved from here: a gateway folder outside the repository (a temp dir) has no node_modules.
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
+import { sluiceArgs } from './sluice-bin.js'
 
 /**
- * A gateway in its own process (`sluice start` from the TypeScript sources), for fault tests
+ * A gateway in its own process (`sluice start`, see sluice-bin.ts), for fault tests
  * that kill it with SIGKILL. `start()` resolves when it logs "gateway up"; `kill()` sends
  * SIGKILL and waits for the exit; `stop()` sends SIGTERM and resolves with the exit code.
  */
@@ -28,7 +22,7 @@ export class GatewayProcess {
   ) {}
 
   async start(timeoutMs = 60_000): Promise<void> {
-    const child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', this.config, ...this.args], {
+    const child = spawn(process.execPath, [...sluiceArgs(), 'start', '--config', this.config, ...this.args], {
       cwd: this.dir,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODE_OPTIONS: '' },

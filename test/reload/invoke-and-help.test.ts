@@ -4,18 +4,14 @@
  * of --watch and SIGHUP.
  */
 import { spawnSync } from 'node:child_process'
-import { createRequire } from 'node:module'
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { invokeMeta } from '../../src/cli/invoke-meta.js'
 import type { FunctionConfig } from '../../src/config/schema.js'
 import { projectDir } from '../helpers/gateway.js'
+import { sluiceArgs } from '../helpers/sluice-bin.js'
 
-const BIN = resolve('src/cli/bin.ts')
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
 const sluice = (args: string[], cwd: string) =>
-  spawnSync(process.execPath, ['--import', TSX, BIN, ...args], { cwd, encoding: 'utf8', timeout: 90_000, env: { ...process.env, NODE_OPTIONS: '' } })
+  spawnSync(process.execPath, [...sluiceArgs(), ...args], { cwd, encoding: 'utf8', timeout: 90_000, env: { ...process.env, NODE_OPTIONS: '' } })
 
 const fn = (kind: string, options: Record<string, unknown>, connection?: string): FunctionConfig =>
   ({ name: 'f', trigger: { kind, options, ...(connection ? { connection } : {}) } }) as unknown as FunctionConfig

@@ -6,16 +6,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { HostInfo } from '../../src/sandbox/pool.js'
 import type { InvocationResult } from '../../src/sdk/index.js'
 import { projectDir, waitFor } from '../helpers/gateway.js'
+import { sluiceArgs } from '../helpers/sluice-bin.js'
 
-const BIN = resolve('src/cli/bin.ts')
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
 const ADMIN_KEY = `host-env-admin-key-${process.pid}-abcdef0123`
 const SECRET = `host-env-secret-${process.pid}-9876543210`
 
@@ -55,7 +51,7 @@ functions:
 
   beforeAll(async () => {
     // Its own process group (detached), as a shell runs a foreground job.
-    child = spawn(process.execPath, ['--import', TSX, BIN, 'start', '--config', 'gateway.yaml'], {
+    child = spawn(process.execPath, [...sluiceArgs(), 'start', '--config', 'gateway.yaml'], {
       cwd: project.dir,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { waitFor } from '../../helpers/gateway.js'
+import { sluiceArgs } from '../../helpers/sluice-bin.js'
 
 const ROOT = resolve(import.meta.dirname, '../../..')
 
@@ -30,7 +31,7 @@ export class ChildGateway {
 
   /** Starts `sluice start --config <config>` (run in the repository root so tsx resolves; paths in the config are absolute). */
   static async start(config: string): Promise<ChildGateway> {
-    const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'src/cli/bin.ts'), 'start', '--config', config], {
+    const child = spawn(process.execPath, [...sluiceArgs(), 'start', '--config', config], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODE_OPTIONS: '' },

@@ -14,6 +14,7 @@ import { SqliteStore } from '../../../src/store/sqlite.js'
 import { projectDir, startGateway, waitFor, type TestGateway } from '../../helpers/gateway.js'
 import { EventHubsTestServer } from '../../eventhubs/server.js'
 import { publish, uid } from './helpers.js'
+import { sluiceArgs } from '../../helpers/sluice-bin.js'
 
 const server = new EventHubsTestServer()
 beforeAll(() => server.start())
@@ -61,7 +62,7 @@ const count = (ids: string[], id: string) => ids.filter((x) => x === id).length
 
 /** `sluice start` in a child process (TypeScript sources through tsx), JSON logs collected. */
 function startChild(configFile: string): { child: ChildProcess; lines: Array<Record<string, unknown>>; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve('src/cli/bin.ts'), 'start', '--config', configFile], {
+  const child = spawn(process.execPath, [...sluiceArgs(), 'start', '--config', configFile], {
     cwd: resolve('.'),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
