@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Consumer, Producer } from 'kafkajs'
-import type { KafkaBroker } from '../../helpers/kafka-broker.js'
+import { afterAll, afterEach, beforeAll } from 'vitest'
+import { KafkaBroker } from '../../helpers/kafka-broker.js'
 
 export const uid = (prefix = 't') => `${prefix}-${randomBytes(5).toString('hex')}`
 
@@ -91,4 +92,24 @@ export class TopicTail {
   close(): Promise<void> {
     return this.consumer.disconnect()
   }
+}
+
+/**
+ * One real Kafka broker for the whole test file (started before its first test, closed after its
+ * last) handed to `use`, and a list of cleanups run after each test, newest first.
+ */
+export function brokerPerFile(use: (broker: KafkaBroker) => void): Array<() => Promise<unknown> | unknown> {
+  let broker: KafkaBroker | undefined
+  const cleanups: Array<() => Promise<unknown> | unknown> = []
+  beforeAll(async () => {
+    broker = await KafkaBroker.start()
+    use(broker)
+  }, 180_000)
+  afterAll(async () => {
+    await broker?.close()
+  })
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c()
+  })
+  return cleanups
 }

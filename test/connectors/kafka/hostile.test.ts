@@ -4,22 +4,14 @@
  * surrogates. The gateway stays up, each record ends processed or dead-lettered exactly once,
  * the commit moves past all of them, and a normal message after them still flows.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { startGateway, waitFor } from '../../helpers/gateway.js'
-import { KafkaBroker } from '../../helpers/kafka-broker.js'
-import { connectionYaml, FAST_GROUP, producerFor, uid } from './helpers.js'
+import type { KafkaBroker } from '../../helpers/kafka-broker.js'
+import { brokerPerFile, connectionYaml, FAST_GROUP, producerFor, uid } from './helpers.js'
 
 let broker: KafkaBroker
-const cleanups: Array<() => Promise<unknown> | unknown> = []
-
-beforeAll(async () => {
-  broker = await KafkaBroker.start()
-}, 180_000)
-afterAll(async () => {
-  await broker?.close()
-})
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c()
+const cleanups = brokerPerFile((b) => {
+  broker = b
 })
 
 const HUGE = 7 * 1024 * 1024

@@ -6,23 +6,15 @@
  * an out-of-range committed offset does.
  */
 import type { Producer } from 'kafkajs'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { startGateway, waitFor, type TestGateway } from '../../helpers/gateway.js'
-import { KafkaBroker } from '../../helpers/kafka-broker.js'
-import { connectionYaml, FAST_GROUP, produce, producerFor, TopicTail, uid } from './helpers.js'
+import type { KafkaBroker } from '../../helpers/kafka-broker.js'
+import { brokerPerFile, connectionYaml, FAST_GROUP, produce, producerFor, TopicTail, uid } from './helpers.js'
 import { createLedgerTopic, LEDGER_FUNCTION, readLedger } from './ledger.js'
 
 let broker: KafkaBroker
-const cleanups: Array<() => Promise<unknown> | unknown> = []
-
-beforeAll(async () => {
-  broker = await KafkaBroker.start()
-}, 180_000)
-afterAll(async () => {
-  await broker?.close()
-})
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c()
+const cleanups = brokerPerFile((b) => {
+  broker = b
 })
 
 async function producer(): Promise<Producer> {

@@ -5,22 +5,14 @@
  * lag move past the transaction markers, also when a fetch holds nothing but an abort marker.
  */
 import type { Producer } from 'kafkajs'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { startGateway, waitFor } from '../../helpers/gateway.js'
-import { KafkaBroker } from '../../helpers/kafka-broker.js'
-import { connectionYaml, FAST_GROUP, uid } from './helpers.js'
+import type { KafkaBroker } from '../../helpers/kafka-broker.js'
+import { brokerPerFile, connectionYaml, FAST_GROUP, uid } from './helpers.js'
 
 let broker: KafkaBroker
-const cleanups: Array<() => Promise<unknown> | unknown> = []
-
-beforeAll(async () => {
-  broker = await KafkaBroker.start()
-}, 180_000)
-afterAll(async () => {
-  await broker?.close()
-})
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c()
+const cleanups = brokerPerFile((b) => {
+  broker = b
 })
 
 const TRANSACTIONS = 10
