@@ -129,11 +129,12 @@ describe('Event Hubs trigger with the blob checkpoint store (Azurite)', () => {
     server.createHub(hub, 2)
     const y = eventHubsYaml(server, hub, `checkpointStore: { blob: { connectionString: "${storage}", container: ${container} } }`)
     const yaml = `connections:\n${y.connectionsYaml}\nfunctions:\n  fn:\n    code: functions/fn.js\n    trigger: ${y.triggerYaml}\n`
-    const a = await startGateway({ yaml, files: { 'functions/fn.js': FN } })
+    // Two instances: each its own instance id, hence its own Event Hubs owner id.
+    const a = await startGateway({ yaml: `instance: { id: first-${uid('i')} }\n${yaml}`, files: { 'functions/fn.js': FN } })
     onTestFinished(() => a.stop())
     const claimed = (g: TestGateway) => g.logs.find('partition claimed').map((l) => String(l.partitionId))
     await waitFor(() => claimed(a).length === 2, 30_000, 'the first gateway owns both partitions')
-    const b = await startGateway({ yaml, files: { 'functions/fn.js': FN } })
+    const b = await startGateway({ yaml: `instance: { id: second-${uid('i')} }\n${yaml}`, files: { 'functions/fn.js': FN } })
     onTestFinished(() => b.stop())
     await waitFor(() => claimed(b).length === 1, 30_000, 'the second gateway takes one')
     const moved = claimed(b)[0] as string
