@@ -22,15 +22,19 @@ const FN = `export default async function (events) {
   for (const e of events) console.log('seen ' + e.id)
 }`
 
-async function owners(file: string): Promise<Record<string, string>> {
+async function rows(file: string): Promise<Record<string, PartitionRow>> {
   const store = new SqliteStore(file)
   try {
-    const out: Record<string, string> = {}
-    for (const r of await store.listVersioned('eventhubs:fn', 'eh/')) out[r.key.slice(r.key.lastIndexOf('/') + 1)] = (r.value as PartitionRow).ownerId
+    const out: Record<string, PartitionRow> = {}
+    for (const r of await store.listVersioned('eventhubs:fn', 'eh/')) out[r.key.slice(r.key.lastIndexOf('/') + 1)] = r.value as PartitionRow
     return out
   } finally {
     await store.close()
   }
+}
+
+async function owners(file: string): Promise<Record<string, string>> {
+  return Object.fromEntries(Object.entries(await rows(file)).map(([p, r]) => [p, r.ownerId]))
 }
 
 const seen = (gp: GatewayProcess) => gp.lines.filter((l) => l.source === 'function' && String(l.msg).startsWith('seen ')).map((l) => String(l.msg).slice(5))
@@ -70,6 +74,9 @@ functions:
     )
     await publish(server, hub, [{ n: 0 }], { partitionId: '0' })
     await waitFor(() => seen(first).includes('0-0'), 60_000, 'the first event')
+    // Checkpoints follow at checkpointIntervalMs: wait for the one past 0-0, so what the restart
+    // reads again is only what was enqueued while it was down.
+    await waitFor(async () => ((await rows(storeFile))['0']?.checkpoint?.sequenceNumber ?? -1) >= 0, 60_000, 'the checkpoint past the first event')
 
     // Killed: its claims stay in the store, unexpired for an hour.
     await first.kill()

@@ -184,7 +184,7 @@ functions:
 
   it('validates a connection and fills its defaults', async () => {
     const { config } = await parse(withQueue('  q: { kind: queue, url: "amqp://x" }', 'q'), {}, { connectors: defs })
-    expect(config.connections.q).toEqual({ name: 'q', kind: 'queue', options: { url: 'amqp://x', prefetch: 10 } })
+    expect(config.connections.q).toEqual({ name: 'q', kind: 'queue', required: false, options: { url: 'amqp://x', prefetch: 10 } })
     expect(config.functions.telemetry?.trigger).toEqual({ kind: 'queue', connection: 'q', options: { connection: 'q', queue: 'telemetry', mode: 'ack' } })
   })
 
