@@ -84,7 +84,8 @@ describe('dashboard function page', () => {
     expect(cells[2]).toBe('2')
     expect(cells[4]).toContain('ok')
     await row.click()
-    expect(await page.locator('tr.detail .logs li').allTextContents()).toHaveLength(4)
+    // The row shows a preview at once and the invocation's full logs once they are fetched.
+    await expect.poll(() => page.locator('tr.detail .logs li').allTextContents(), { timeout: WAIT_MS }).toHaveLength(4)
   })
 
   it('shows a failing run with its error code, message and the logs up to the failure', async () => {
