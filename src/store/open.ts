@@ -26,7 +26,7 @@ export async function openStore(config: Pick<GatewayConfig, 'store' | 'root'>, l
         log: log.child({ component: 'store' }),
       })
     default:
-      throw new SluiceError('SLUICE_ERR_STORE_UNAVAILABLE', `store kind ${String((s as { kind: unknown }).kind)} is not available in this build`, {
+      throw new SluiceError('SLUICE_ERR_STORE_UNAVAILABLE', `unknown store kind ${String((s as { kind: unknown }).kind)}: use sqlite or postgres`, {
         context: { path: 'store.kind' },
       })
   }
