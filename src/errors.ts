@@ -258,7 +258,12 @@ export const ERRORS = {
 
   // Store
   SLUICE_ERR_STORE_OPEN: spec(false, 500, 'The state store cannot be opened.', 'Check store.path (the folder must be writable) or the store URL.'),
-  SLUICE_ERR_STORE_UNAVAILABLE: spec(false, 400, 'The configured store kind is unknown.', 'Use store.kind: sqlite (one instance) or postgres (several instances).'),
+  SLUICE_ERR_STORE_UNAVAILABLE: spec(
+    false,
+    400,
+    'The configured store kind is unknown.',
+    'Use store.kind: sqlite (one instance) or postgres (several instances).',
+  ),
   SLUICE_ERR_STORE_URL: spec(
     false,
     400,
