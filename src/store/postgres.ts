@@ -8,7 +8,9 @@ import { isConnectionError, parseStoreUrl, redactUrl, startError } from './pg-er
 import { PgHealth } from './pg-health.js'
 import {
   replayLeaseKey,
+  toDeadLetter,
   type DeadLetter,
+  type DeadLetterRow,
   type HeartbeatResult,
   type InstanceRow,
   type DeadLetterQuery,
@@ -31,29 +33,6 @@ export interface PostgresStoreOptions {
 }
 
 export const SCHEMA_PATTERN = '^[a-z_][a-z0-9_]{0,62}$'
-
-interface DeadLetterRow {
-  id: string
-  function: string
-  event: string
-  error: string
-  attempts: number
-  first_attempt_at: Date
-  failed_at: Date
-  replay_owner: string | null
-  replay_attempt: number | null
-}
-
-const toDeadLetter = (r: DeadLetterRow): DeadLetter => ({
-  id: r.id,
-  function: r.function,
-  event: JSON.parse(r.event) as DeadLetter['event'],
-  error: JSON.parse(r.error) as DeadLetter['error'],
-  attempts: r.attempts,
-  firstAttemptAt: r.first_attempt_at.toISOString(),
-  failedAt: r.failed_at.toISOString(),
-  ...(r.replay_owner !== null ? { replay: { owner: r.replay_owner, attempt: r.replay_attempt ?? 1 } } : {}),
-})
 
 const LETTERS = `SELECT d.*, l.owner AS replay_owner, l.attempt AS replay_attempt FROM dead_letters d
   LEFT JOIN leases l ON l.key = '${replayLeaseKey('')}' || d.id AND l.state = 'held' AND l.expires_at > now()`

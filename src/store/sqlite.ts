@@ -6,7 +6,9 @@ import { SluiceError } from '../errors.js'
 import type { VersionedRow } from '../sdk/index.js'
 import {
   replayLeaseKey,
+  toDeadLetter,
   type DeadLetter,
+  type DeadLetterRow,
   type HeartbeatResult,
   type InstanceRow,
   type DeadLetterQuery,
@@ -70,29 +72,6 @@ CREATE TABLE IF NOT EXISTS instances (
   heartbeat_at INTEGER NOT NULL
 );
 `
-
-interface DeadLetterRow {
-  id: string
-  replay_owner: string | null
-  replay_attempt: number | null
-  function: string
-  event: string
-  error: string
-  attempts: number
-  first_attempt_at: string
-  failed_at: string
-}
-
-const toDeadLetter = (r: DeadLetterRow): DeadLetter => ({
-  id: r.id,
-  function: r.function,
-  event: JSON.parse(r.event) as DeadLetter['event'],
-  error: JSON.parse(r.error) as DeadLetter['error'],
-  attempts: r.attempts,
-  firstAttemptAt: r.first_attempt_at,
-  failedAt: r.failed_at,
-  ...(r.replay_owner !== null ? { replay: { owner: r.replay_owner, attempt: r.replay_attempt ?? 1 } } : {}),
-})
 
 interface LeaseRow {
   owner: string

@@ -18,6 +18,36 @@ export interface DeadLetter {
 /** The lease a replay of dead letter `id` holds, so one letter replays once across instances. */
 export const replayLeaseKey = (id: string): string => `dead-letter-replay:${id}`
 
+/**
+ * A dead-letter row as both stores read it, joined with its replay lease (`replay_owner` is null
+ * when no replay runs). Times are ISO text (SQLite) or Date (PostgreSQL).
+ */
+export interface DeadLetterRow {
+  id: string
+  function: string
+  event: string
+  error: string
+  attempts: number
+  first_attempt_at: string | Date
+  failed_at: string | Date
+  replay_owner: string | null
+  replay_attempt: number | null
+}
+
+const iso = (t: string | Date): string => (typeof t === 'string' ? t : t.toISOString())
+
+/** A dead-letter row as the API shows it. */
+export const toDeadLetter = (r: DeadLetterRow): DeadLetter => ({
+  id: r.id,
+  function: r.function,
+  event: JSON.parse(r.event) as DeadLetter['event'],
+  error: JSON.parse(r.error) as DeadLetter['error'],
+  attempts: r.attempts,
+  firstAttemptAt: iso(r.first_attempt_at),
+  failedAt: iso(r.failed_at),
+  ...(r.replay_owner !== null ? { replay: { owner: r.replay_owner, attempt: r.replay_attempt ?? 1 } } : {}),
+})
+
 export interface DeadLetterQuery {
   function?: string
   /** Only letters whose error code is this. */
