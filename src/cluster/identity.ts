@@ -11,6 +11,8 @@ import { SluiceError } from '../errors.js'
 
 export interface InstanceSettings {
   id: string
+  /** Where the id came from: instance.id, SLUICE_INSTANCE_ID, or the host name (neither is set). */
+  source: 'config' | 'env' | 'host'
   heartbeatMs: number
   expiryMs: number
 }
@@ -52,7 +54,8 @@ export function resolveInstance(config: Pick<GatewayConfig, 'instance'>, env: No
       },
     )
   }
-  return { id: c.id ?? (fromEnv ? fromEnv : hostname()), heartbeatMs, expiryMs }
+  if (c.id !== undefined) return { id: c.id, source: 'config', heartbeatMs, expiryMs }
+  return fromEnv ? { id: fromEnv, source: 'env', heartbeatMs, expiryMs } : { id: hostname(), source: 'host', heartbeatMs, expiryMs }
 }
 
 /** The version of this sluice build (package.json), or 'unknown'. */

@@ -1,18 +1,21 @@
 /**
- * This gateway instance in the cluster registry: it registers in the store, heartbeats every
- * instance.heartbeatMs with its report (connections, backlog, in-flight, broker sessions), lists
- * the instances sharing the store (GET /admin/instances), warns about set-ups that several live
- * instances break, and hands dead instances to the takeover coordinator.
+ * This gateway instance in the cluster registry: it claims its instance id at start (waiting out
+ * the heartbeat of a predecessor with the same id, refusing to start when that one is live: see
+ * claim.ts), heartbeats every instance.heartbeatMs with its report (connections, backlog,
+ * in-flight, broker sessions), lists the instances sharing the store (GET /admin/instances), warns
+ * about set-ups that several live instances break, and hands dead instances to the takeover
+ * coordinator.
  *
- * Two live processes with one instance id: each heartbeat finds the row written by the other, so
- * the second heartbeat onwards logs SLUICE_ERR_INSTANCE_DUPLICATE_ID (once a minute) and both keep
- * running: stopping one could take down the healthy instance, and a restart after kill -9 looks
- * the same at the first heartbeat (the predecessor's fresh row), so only a repeat is reported.
+ * Two live processes with one id despite the start check (one was cut off from the store for
+ * longer than instance.expiryMs while the other started): each heartbeat finds the row written by
+ * the other, so from the second such heartbeat in a row both log SLUICE_ERR_INSTANCE_DUPLICATE_ID
+ * (once a minute) and keep running: stopping one could take down the healthy instance.
  */
 import { hostname } from 'node:os'
 import { toInfo } from '../errors.js'
 import type { Logger } from '../sdk/index.js'
 import type { InstanceRow, Store } from '../store/store.js'
+import { waitForInstanceId } from './claim.js'
 import { sluiceVersion, type InstanceSettings } from './identity.js'
 import type { TakeoverCoordinator } from './takeover.js'
 import type { ClusterView, ClusterWarning, InstanceReport, InstanceView } from './types.js'
@@ -42,6 +45,13 @@ export class ClusterMember {
   private readonly startedAt = new Date().toISOString()
   private timer: NodeJS.Timeout | undefined
   private beats = 0
+  /** Consecutive heartbeats that found another process's fresh row. */
+  private foreign = 0
+  /** Set by claim(): heartbeats run; start() adds the registry view, warnings and takeovers. */
+  private claimed = false
+  private running = false
+  /** The start was refused: the row belongs to the live holder, so stop() must not write it. */
+  private refused = false
   private stopped = false
   private stopPromise: Promise<void> | undefined
   private beating: Promise<void> | undefined
@@ -56,9 +66,61 @@ export class ClusterMember {
     return this.d.settings.id
   }
 
-  /** Writes the first heartbeat and starts the timer. A store that is down is logged, not thrown. */
+  /**
+   * Claims the instance id before anything consumes: waits out the heartbeat of another process
+   * that held it (see claim.ts), then writes this incarnation's first heartbeat (state starting) and
+   * keeps beating, so a second process started meanwhile sees a live holder. Throws
+   * SLUICE_ERR_INSTANCE_DUPLICATE_ID when the holder is live. A store that is down is logged.
+   */
+  async claim(): Promise<void> {
+    if (this.claimed) return
+    const { store, settings, incarnation, log } = this.d
+    const deps = { store, settings, incarnation, log, stopped: () => this.stopped }
+    try {
+      let { waitedOut } = await waitForInstanceId(deps)
+      for (;;) {
+        if (this.stopped) return
+        let prev: { incarnation: string; ageMs: number } | undefined
+        try {
+          prev = (await store.heartbeatInstance(settings.id, incarnation, this.doc())).previous
+          this.beats++
+        } catch (e) {
+          this.heartbeatFailed(e)
+          break
+        }
+        if (!prev || prev.incarnation === incarnation || prev.incarnation === waitedOut || prev.ageMs >= settings.expiryMs) break
+        // Another process wrote the row between our check and this write (both started at once):
+        // wait for its next beat as for any holder.
+        log.info(
+          { other: { incarnation: prev.incarnation }, otherHeartbeatMsAgo: prev.ageMs },
+          'another process registered this instance id at the same moment; checking whether it is live',
+        )
+        ;({ waitedOut } = await waitForInstanceId(deps, { incarnation: prev.incarnation, ageMs: prev.ageMs }))
+      }
+    } catch (e) {
+      this.refused = true
+      throw e
+    }
+    this.claimed = true
+    this.schedule()
+  }
+
+  /**
+   * Registers the running gateway: claims the id first when claim() was not called, then beats
+   * at once (its report lists the triggers' sessions) and from now on also reads the registry,
+   * warns and takes dead instances' sessions over.
+   */
   async start(): Promise<void> {
-    await this.beat()
+    await this.claim()
+    if (this.stopped) return
+    this.running = true
+    // The claim's timer: a beat in flight reschedules when it ends, so clear again after it.
+    clearTimeout(this.timer)
+    await this.beating
+    clearTimeout(this.timer)
+    this.beating = this.beat()
+    await this.beating
+    this.beating = undefined
     this.schedule()
   }
 
@@ -87,31 +149,32 @@ export class ClusterMember {
   }
 
   private async beat(): Promise<void> {
-    const { store, settings, log } = this.d
+    const { store, settings } = this.d
     try {
       const r = await store.heartbeatInstance(settings.id, this.d.incarnation, this.doc())
-      const prev = r.previous
-      if (prev && prev.incarnation !== this.d.incarnation && prev.ageMs < settings.expiryMs) {
-        if (this.beats === 0) {
-          log.info(
-            { instance: settings.id, lastHeartbeatMsAgo: prev.ageMs },
-            'instance id was in use by another process moments ago: a restart after a crash, or a second instance with this id (then the next heartbeats report it)',
-          )
-        } else this.duplicate(prev.ageMs)
-      }
       this.beats++
+      const prev = r.previous
+      // One foreign row is what a process that lost a start race leaves before it backs off.
+      if (prev && prev.incarnation !== this.d.incarnation && prev.ageMs < settings.expiryMs) {
+        if (++this.foreign >= 2) this.duplicate(prev.ageMs)
+      } else this.foreign = 0
+      if (!this.running) return
       const rows = await store.listInstances(FORGET_MS)
       this.warn(rows)
       this.d.takeover?.consider(rows)
     } catch (e) {
-      if (Date.now() - this.lastFailureLog < LOG_EVERY_MS) return
-      this.lastFailureLog = Date.now()
-      const err = toInfo(e, 'SLUICE_ERR_STORE_DOWN')
-      log.warn(
-        { instance: settings.id, err: { code: err.code, message: err.message } },
-        'cluster heartbeat failed; other instances may count this one as dead until it succeeds again',
-      )
+      this.heartbeatFailed(e)
     }
+  }
+
+  private heartbeatFailed(e: unknown): void {
+    if (Date.now() - this.lastFailureLog < LOG_EVERY_MS) return
+    this.lastFailureLog = Date.now()
+    const err = toInfo(e, 'SLUICE_ERR_STORE_DOWN')
+    this.d.log.warn(
+      { instance: this.d.settings.id, err: { code: err.code, message: err.message } },
+      'cluster heartbeat failed; other instances may count this one as dead until it succeeds again',
+    )
   }
 
   private duplicate(ageMs: number): void {
@@ -197,8 +260,10 @@ export class ClusterMember {
       clearTimeout(this.timer)
       await this.d.takeover?.stop()
       await this.beating
-      // A gateway whose start failed before it registered leaves no row behind.
-      if (this.beats > 0) await this.d.store.heartbeatInstance(this.d.settings.id, this.d.incarnation, this.doc('stopped')).catch(() => undefined)
+      // A gateway whose start failed before it registered leaves no row behind, and one refused
+      // for a duplicate id leaves the live holder's row alone.
+      if (this.beats > 0 && !this.refused)
+        await this.d.store.heartbeatInstance(this.d.settings.id, this.d.incarnation, this.doc('stopped')).catch(() => undefined)
     })()
     return this.stopPromise
   }

@@ -50,6 +50,8 @@ export async function startSequence(t: LifecycleTarget): Promise<void> {
   if (admin.protection === 'disabled') log.warn(fields, admin.message)
   else log.info(fields, admin.message)
 
+  // Before anything consumes: waits out a predecessor with this instance id, refuses a live one.
+  await t.cluster.claim()
   await parts.pool.start()
   parts.scheduler.start()
 

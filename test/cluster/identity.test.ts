@@ -16,11 +16,12 @@ describe('instance identity', () => {
   it('takes instance.id, else SLUICE_INSTANCE_ID, else the host name, with the default heartbeat', () => {
     expect(resolveInstance({ instance: { id: 'cfg-1', heartbeatMs: 2000, expiryMs: 10000 } }, { SLUICE_INSTANCE_ID: 'env-1' })).toEqual({
       id: 'cfg-1',
+      source: 'config',
       heartbeatMs: 2000,
       expiryMs: 10000,
     })
-    expect(resolveInstance({}, { SLUICE_INSTANCE_ID: ' sluice-2 ' })).toEqual({ id: 'sluice-2', heartbeatMs: 2000, expiryMs: 10000 })
-    expect(resolveInstance({}, {}).id).toBe(hostname())
+    expect(resolveInstance({}, { SLUICE_INSTANCE_ID: ' sluice-2 ' })).toEqual({ id: 'sluice-2', source: 'env', heartbeatMs: 2000, expiryMs: 10000 })
+    expect(resolveInstance({}, {})).toMatchObject({ id: hostname(), source: 'host' })
     expect(resolveInstance({}, { SLUICE_INSTANCE_ID: '' }).id).toBe(hostname())
   })
 
