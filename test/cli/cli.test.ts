@@ -3,6 +3,7 @@ import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } f
 import { join, resolve } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { projectDir, waitFor } from '../helpers/gateway.js'
+import { collectJsonLines } from '../helpers/gateway-process.js'
 
 /** The CLI as users run it: `node bin/sluice.js` against the build in dist/ (npm test builds first). */
 const BIN = resolve('bin/sluice.js')
@@ -155,13 +156,7 @@ describe('sluice CLI', () => {
     const child = spawn(process.execPath, [BIN, 'start', '--config', 'gateway.yaml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
     children.push(child)
     const lines: Array<Record<string, unknown>> = []
-    let buf = ''
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString()
-      const parts = buf.split('\n')
-      buf = parts.pop() ?? ''
-      for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>)
-    })
+    collectJsonLines(child.stdout, lines)
     const up = await waitFor(() => lines.find((l) => l.msg === 'gateway up'), 30_000, 'gateway up')
     const url = up.url as string
     const res = await fetch(`${url}/api/hello/ada`)
@@ -194,13 +189,7 @@ describe('sluice CLI', () => {
     const child = spawn(process.execPath, [BIN, 'start', '--config', 'gateway.yaml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
     children.push(child)
     const lines: Array<Record<string, unknown>> = []
-    let buf = ''
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString()
-      const parts = buf.split('\n')
-      buf = parts.pop() ?? ''
-      for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>)
-    })
+    collectJsonLines(child.stdout, lines)
     await waitFor(() => lines.find((l) => l.msg === 'gateway up'), 30_000, 'gateway up')
     // Saved the way editors do: a new file renamed over the old one.
     writeFileSync(join(dir, 'functions/.hello.ts.tmp'), `${readFileSync(join(dir, 'functions/hello.ts'), 'utf8')}\n// edited\n`)

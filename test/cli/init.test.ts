@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path'
 import { connectAsync } from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
 import { waitFor } from '../helpers/gateway.js'
+import { collectJsonLines } from '../helpers/gateway-process.js'
 
 const REPO = resolve('.')
 const BIN = join(REPO, 'bin/sluice.js')
@@ -64,12 +65,7 @@ class LinkedGateway {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODE_OPTIONS: '' },
     })
-    let buf = ''
-    this.child.stdout?.on('data', (d: Buffer) => {
-      const parts = (buf + d.toString()).split('\n')
-      buf = parts.pop() ?? ''
-      for (const p of parts) if (p.trim()) this.lines.push(JSON.parse(p) as Record<string, unknown>)
-    })
+    collectJsonLines(this.child.stdout, this.lines)
     this.child.stderr?.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)))
     cleanups.push(() => {
       if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')

@@ -1,6 +1,28 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import type { Readable } from 'node:stream'
 import { waitFor } from './gateway.js'
 import { sluiceArgs } from './sluice-bin.js'
+
+/**
+ * Pushes every JSON log line a process writes on `stream` into `lines` (a line that is not JSON
+ * as `{ msg: line }`), across chunk boundaries.
+ */
+export function collectJsonLines(stream: Readable | null | undefined, lines: Array<Record<string, unknown>>): void {
+  let buf = ''
+  stream?.on('data', (d: Buffer) => {
+    buf += d.toString()
+    const parts = buf.split('\n')
+    buf = parts.pop() ?? ''
+    for (const p of parts) {
+      if (!p.trim()) continue
+      try {
+        lines.push(JSON.parse(p) as Record<string, unknown>)
+      } catch {
+        lines.push({ msg: p })
+      }
+    }
+  })
+}
 
 /**
  * A gateway in its own process (`sluice start`, see sluice-bin.ts), for fault tests
@@ -10,7 +32,6 @@ import { sluiceArgs } from './sluice-bin.js'
 export class GatewayProcess {
   child: ChildProcess | undefined
   readonly lines: Array<Record<string, unknown>> = []
-  private buf = ''
   url = ''
   starts = 0
 
@@ -32,19 +53,7 @@ export class GatewayProcess {
     const mark = this.lines.length
     let stderr = ''
     child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)))
-    child.stdout?.on('data', (d: Buffer) => {
-      this.buf += d.toString()
-      const parts = this.buf.split('\n')
-      this.buf = parts.pop() ?? ''
-      for (const p of parts) {
-        if (!p.trim()) continue
-        try {
-          this.lines.push(JSON.parse(p) as Record<string, unknown>)
-        } catch {
-          this.lines.push({ msg: p })
-        }
-      }
-    })
+    collectJsonLines(child.stdout, this.lines)
     const up = await waitFor(
       () => {
         if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode} during start: ${stderr}`)
