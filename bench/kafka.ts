@@ -8,17 +8,26 @@
  * partition's committed offset reached its end. Cases alternate within a round. CPU is this
  * process's (process.cpuUsage) plus, for the gateway, its worker hosts' (from /proc).
  *
- *   node --no-node-snapshot --import tsx bench/kafka.ts [messages] [partitions] [rounds]
+ *   node --no-node-snapshot --import tsx bench/kafka.ts [messages] [partitions] [rounds] [parse,gateway,commit]
+ *
+ * The fourth argument picks the cases run each round (e.g. `gateway` alone for profiling).
+ * SLUICE_BENCH_PROFILE=<dir> writes a CPU profile of this process for each gateway drain (group
+ * join to the last commit; worker hosts: SLUICE_HOST_CPU_PROF). SLUICE_BENCH_KAFKA_OTHER=<file>
+ * adds the case `other`: the gateway with the kafka connector exported (`kafkaConnector`) by that
+ * file instead, e.g. a checkout of an earlier version, for before/after rounds in one run.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Writable } from 'node:stream'
 import type { Admin, Kafka } from 'kafkajs'
 import { CONNECTORS } from '../src/config/connectors.js'
 import { parseConfig } from '../src/config/load.js'
 import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
+import type { ConnectorDefinition } from '../src/sdk/index.js'
 import { KafkaBroker } from '../test/helpers/kafka-broker.js'
 import { fmt, TELEMETRY_FN } from './common.js'
 import { recordSummary } from './summary.js'
@@ -27,6 +36,12 @@ const TOTAL = Number(process.argv[2] ?? 100_000)
 const PARTITIONS = Number(process.argv[3] ?? 8)
 const ROUNDS = Number(process.argv[4] ?? 3)
 const TOPIC = 'telemetry'
+type Case = 'parse' | 'gateway' | 'other' | 'commit'
+const OTHER = process.env.SLUICE_BENCH_KAFKA_OTHER
+const CASES = (process.argv[5] ?? (OTHER ? 'parse,gateway,other,commit' : 'parse,gateway,commit')).split(',') as Case[]
+const PROFILE_DIR = process.env.SLUICE_BENCH_PROFILE
+/** The kafka connector of SLUICE_BENCH_KAFKA_OTHER, for the case `other`. */
+const otherKafka = OTHER ? ((await import(pathToFileURL(resolve(OTHER)).href)) as { kafkaConnector: ConnectorDefinition }).kafkaConnector : undefined
 
 interface Result {
   rate: number
@@ -125,8 +140,11 @@ async function bare(kafka: Kafka, admin: Admin, parse: boolean): Promise<Result>
   return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL }
 }
 
-/** The gateway with a kafka trigger on the same topic; the clock starts at its group join. */
-async function gateway(address: string, admin: Admin): Promise<Result> {
+/**
+ * The gateway with a kafka trigger on the same topic; the clock starts at its group join.
+ * `kafka`: another kafka connector definition than the gateway's own.
+ */
+async function gateway(address: string, admin: Admin, kafka?: ConnectorDefinition): Promise<Result> {
   const group = `gateway-${++round}`
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-kafka-'))
   writeFileSync(join(dir, 'fn.js'), TELEMETRY_FN)
@@ -144,19 +162,27 @@ functions:
   let cpu0 = 0
   let hostPids: number[] = []
   const hostCpu = () => hostPids.reduce((a, pid) => a + processCpuUs(pid), 0)
+  const inspector = PROFILE_DIR ? new Session() : undefined
+  if (inspector) {
+    inspector.connect()
+    await inspector.post('Profiler.enable')
+  }
   const logs = new Writable({
     write(chunk: Buffer, _enc, cb) {
       const s = chunk.toString()
       if (!joined && s.includes('kafka partitions assigned')) {
         joined = performance.now()
         cpu0 = ownCpuUs() + hostCpu()
+        // The profile covers the drain only (not the gateway's start).
+        if (inspector) void inspector.post('Profiler.start')
       }
       if (s.includes('"level":"error"') || s.includes('"level":"warn"')) process.stderr.write(s)
       cb()
     },
   })
   const loaded = await parseConfig(yaml, join(dir, 'gateway.yaml'), { connectors: CONNECTORS, root: dir, env: {} })
-  const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger: createLogger('info', logs as never) })
+  const connectors = kafka ? CONNECTORS.map((d) => (d.kind === 'kafka' ? kafka : d)) : CONNECTORS
+  const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, connectors, logger: createLogger('info', logs as never) })
   hostPids = gw.hosts().map((h) => h.pid)
   if (joined) cpu0 = ownCpuUs() + hostCpu() // joined before the hosts were known: count from now
   let processedAt = 0
@@ -167,8 +193,14 @@ functions:
   const end = await committedAll(admin, group, () => processedAt > 0)
   const cpu1 = ownCpuUs() + hostCpu()
   clearInterval(watch)
+  if (inspector && PROFILE_DIR) {
+    const { profile } = await inspector.post('Profiler.stop')
+    writeFileSync(join(PROFILE_DIR, `${group}.cpuprofile`), JSON.stringify(profile))
+    inspector.disconnect()
+  }
   const done = gw.function('consume')?.counts.eventsDone ?? 0
   await gw.stop()
+  rmSync(dir, { recursive: true, force: true })
   if (done < TOTAL) throw new Error(`only ${done} of ${TOTAL} events were done`)
   return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL }
 }
@@ -186,35 +218,41 @@ try {
   // Warm-up: the first reads pay for JIT and the broker's first serves.
   await bare(kafka, admin, true)
   await gateway(broker.address, admin)
-  const runs = { commit: [] as Result[], parse: [] as Result[], gateway: [] as Result[] }
-  for (let i = 0; i < ROUNDS; i++) {
-    runs.parse.push(await bare(kafka, admin, true))
-    runs.gateway.push(await gateway(broker.address, admin))
-    runs.commit.push(await bare(kafka, admin, false))
-    const line = (k: keyof typeof runs) => `${k} ${fmt(runs[k][i]?.rate ?? 0, 0)}/s ${fmt(runs[k][i]?.cpuUs ?? 0, 1)} us/msg`
-    process.stderr.write(`round ${i + 1}: ${line('parse')}, ${line('gateway')}, ${line('commit')}\n`)
+  const runs: Record<Case, Result[]> = { parse: [], gateway: [], other: [], commit: [] }
+  const run = (c: Case): Promise<Result> => {
+    if (c === 'parse' || c === 'commit') return bare(kafka, admin, c === 'parse')
+    return gateway(broker.address, admin, c === 'other' ? otherKafka : undefined)
   }
-  const rate = (k: keyof typeof runs) => median(runs[k].map((r) => r.rate))
-  const cpu = (k: keyof typeof runs) => median(runs[k].map((r) => r.cpuUs))
-  const base = rate('parse')
-  const baseCpu = cpu('parse')
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const c of CASES) runs[c].push(await run(c))
+    const line = (k: Case) => `${k} ${fmt(runs[k][i]?.rate ?? 0, 0)}/s ${fmt(runs[k][i]?.cpuUs ?? 0, 1)} us/msg`
+    process.stderr.write(`round ${i + 1}: ${CASES.map(line).join(', ')}\n`)
+  }
+  const rate = (k: Case) => median(runs[k].map((r) => r.rate))
+  const cpu = (k: Case) => median(runs[k].map((r) => r.cpuUs))
+  const base = runs.parse.length > 0 ? rate('parse') : Number.NaN
+  const baseCpu = runs.parse.length > 0 ? cpu('parse') : Number.NaN
   console.log(`\nkafka 4 (real broker), ${TOTAL} messages, ${PARTITIONS} partitions, median of ${ROUNDS} rounds (join -> last commit)`)
   console.log('                                              msgs/s   rate   CPU us/msg   CPU')
-  const row = (label: string, k: keyof typeof runs) =>
+  const row = (label: string, k: Case) => {
+    if (runs[k].length === 0) return
     console.log(
       `${label.padEnd(44)}${fmt(rate(k), 0).padStart(8)}  ${fmt(rate(k) / base).padStart(5)}x  ${fmt(cpu(k), 1).padStart(10)}  ${fmt(cpu(k) / baseCpu).padStart(5)}x`,
     )
+  }
   row('bare kafkajs eachBatch, JSON.parse + commit', 'parse')
   row('gateway (kafka trigger -> function)', 'gateway')
+  row('gateway, SLUICE_BENCH_KAFKA_OTHER connector', 'other')
   row('bare kafkajs eachBatch, commit only', 'commit')
-  recordSummary({
-    source: 'Kafka',
-    ratio: rate('gateway') / base,
-    baseline: 'bare kafkajs eachBatch, JSON.parse + commit',
-    cpuGateway: cpu('gateway'),
-    cpuBaseline: baseCpu,
-    note: 'CPU: process + worker hosts together',
-  })
+  if (runs.gateway.length > 0 && runs.parse.length > 0)
+    recordSummary({
+      source: 'Kafka',
+      ratio: rate('gateway') / base,
+      baseline: 'bare kafkajs eachBatch, JSON.parse + commit',
+      cpuGateway: cpu('gateway'),
+      cpuBaseline: baseCpu,
+      note: 'CPU: process + worker hosts together',
+    })
 } finally {
   await broker.close()
 }
