@@ -8,8 +8,13 @@
  *
  *   node --no-node-snapshot --import tsx bench/http.ts [seconds=5] [connections=10,100] [rounds=2]
  *   SLUICE_BENCH_NODE_RED=0 leaves Node-RED out.
+ *   SLUICE_BENCH_PROFILE=<dir> writes a CPU profile of this process (the gateway; not the worker
+ *   hosts: SLUICE_HOST_CPU_PROF=<dir> profiles those) for each sluice load round.
  */
 import { fork } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
+import { join } from 'node:path'
 import { Agent, get } from 'node:http'
 import Fastify from 'fastify'
 import { benchGateway, fmt } from './common.js'
@@ -81,6 +86,14 @@ async function sequential(url: string, n: number): Promise<{ p50: number; p99: n
   return { p50: xs[Math.floor(n / 2)] as number, p99: xs[Math.floor(n * 0.99)] as number }
 }
 
+// SLUICE_BENCH_PROFILE=<dir>: a CPU profile of this process during each sluice load round.
+const profileDir = process.env.SLUICE_BENCH_PROFILE
+const inspector = profileDir ? new Session() : undefined
+if (inspector) {
+  inspector.connect()
+  await inspector.post('Profiler.enable')
+}
+
 const seq = new Map<Server, { p50: number; p99: number }>()
 for (const s of servers) seq.set(s.name, await sequential(s.url, 3000))
 
@@ -94,9 +107,15 @@ for (const conn of CONNECTIONS) {
     for (const s of servers) {
       const c0 = s.cpu()
       const h0 = s.name === 'sluice' ? cpuOf(hostPids) : 0
+      const profiled = inspector !== undefined && s.name === 'sluice'
+      if (profiled) await inspector.post('Profiler.start')
       const l = await load(s.url, conn)
       const cpu = s.cpu() - c0
       const host = s.name === 'sluice' ? cpuOf(hostPids) - h0 : 0
+      if (profiled && profileDir) {
+        const { profile } = await inspector.post('Profiler.stop')
+        writeFileSync(join(profileDir, `http-${conn}-${r + 1}.cpuprofile`), JSON.stringify(profile))
+      }
       const m: Measured = { ...l, cpuUs: (cpu - host) / Math.max(1, l.total), hostCpuUs: host / Math.max(1, l.total) }
       const key = `${s.name}@${conn}`
       results.set(key, [...(results.get(key) ?? []), m])
@@ -106,6 +125,7 @@ for (const conn of CONNECTIONS) {
     }
   }
 }
+inspector?.disconnect()
 await gw.stop()
 await bare.close()
 await nodeRed?.stop()

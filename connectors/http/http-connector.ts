@@ -62,6 +62,18 @@ export function toReply(value: unknown, fn: string, invocationId: string): HttpR
   return { status, headers, body }
 }
 
+let isoMs = Number.NaN
+let iso = ''
+/** `new Date().toISOString()`, formatted once per millisecond (requests arrive several per ms). */
+function isoNow(): string {
+  const now = Date.now()
+  if (now !== isoMs) {
+    isoMs = now
+    iso = new Date(now).toISOString()
+  }
+  return iso
+}
+
 function failure(r: InvocationResult, fn: string): SluiceError {
   const code = r.error?.code ?? 'SLUICE_ERR_FUNCTION_THREW'
   const message = code === 'SLUICE_ERR_FUNCTION_TIMEOUT' ? `function ${fn} timed out` : `function ${fn} failed (${code}); the invocation id leads to its logs`
@@ -75,11 +87,16 @@ function failure(r: InvocationResult, fn: string): SluiceError {
  */
 export class HttpConnector implements Connector {
   private stopped = false
+  /** The name of the route's last {*name} wildcard, if it has one. */
+  private readonly wildcard: string | undefined
 
-  constructor(private readonly spec: TriggerSpec<HttpTriggerOptions, never>) {}
+  constructor(private readonly spec: TriggerSpec<HttpTriggerOptions, never>) {
+    this.wildcard = /\{\*([A-Za-z0-9_]*)\}$/.exec(spec.trigger.route)?.[1]
+  }
 
   async start(ctx: ConnectorContext): Promise<void> {
     const { functionName, trigger } = this.spec
+    const source = `http://${functionName}`
     if (!ctx.http) throw new SluiceError('SLUICE_ERR_CONNECTOR_START', 'the HTTP connector needs the gateway HTTP server')
     ctx.http.route({
       methods: trigger.methods,
@@ -88,13 +105,14 @@ export class HttpConnector implements Connector {
       handle: async (req: HttpRequestInfo, signal: AbortSignal) => {
         if (this.stopped) throw new SluiceError('SLUICE_ERR_HTTP_SHUTTING_DOWN', 'the gateway is shutting down')
         const headers: Record<string, string | string[] | undefined> = {}
-        for (const [k, v] of Object.entries(req.headers)) if (!HIDDEN_HEADERS.has(k)) headers[k] = v
+        const all = req.headers
+        for (const k of Object.keys(all)) if (!HIDDEN_HEADERS.has(k)) headers[k] = all[k]
         const r = await ctx.invoke(
           [
             {
               id: req.requestId,
-              source: `http://${functionName}`,
-              time: new Date().toISOString(),
+              source,
+              time: isoNow(),
               body: req.body ?? null,
               meta: { method: req.method, path: req.path, url: req.url, params: this.params(req.params), query: req.query, headers, ip: req.ip },
             },
@@ -110,7 +128,7 @@ export class HttpConnector implements Connector {
 
   /** fastify names a catch-all `*`; the function sees the name from the route, `{*path}`. */
   private params(p: Record<string, string>): Record<string, string> {
-    const name = /\{\*([A-Za-z0-9_]*)\}$/.exec(this.spec.trigger.route)?.[1]
+    const name = this.wildcard
     if (!name || !('*' in p)) return p
     const { '*': rest, ...others } = p
     return { ...others, [name]: rest as string }

@@ -5,6 +5,7 @@
  * It uses find-my-way, fastify's own router, so paths, parameters and trailing slashes match
  * exactly as a fastify route would.
  */
+import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import FindMyWay, { type HTTPMethod } from 'find-my-way'
 import { SluiceError } from '../errors.js'
@@ -24,6 +25,30 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as 
 const DEFAULT_REPLY_HEADERS: Readonly<Record<string, string>> = {
   'x-content-type-options': 'nosniff',
   'content-security-policy': 'sandbox',
+}
+
+/**
+ * A signal that aborts when the client goes away: its connection closes. One per connection, not
+ * per request (an AbortController costs microseconds): a request on a connection that closed
+ * before its reply was written has nobody left to answer, and the signal is only listened to
+ * while a request waits for an instance, so a later close aborts nothing that finished. (Not
+ * the request's 'close': since Node 16 an IncomingMessage emits 'close' as soon as its body has
+ * been read, which aborted every queued request with a body.)
+ */
+const gone = new WeakMap<Socket, AbortSignal>()
+const CLIENT_GONE = () => new SluiceError('SLUICE_ERR_HTTP_TIMEOUT', 'the client went away')
+
+function clientGone(socket: Socket | null): AbortSignal {
+  if (socket === null) return AbortSignal.abort(CLIENT_GONE())
+  let signal = gone.get(socket)
+  if (signal === undefined) {
+    const abort = new AbortController()
+    signal = abort.signal
+    gone.set(socket, signal)
+    if (socket.destroyed) abort.abort(CLIENT_GONE())
+    else socket.once('close', () => abort.abort(CLIENT_GONE()))
+  }
+  return signal
 }
 
 interface Entry {
@@ -91,11 +116,13 @@ export class FunctionRoutes {
   }
 
   private async dispatch(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const path = request.url.split('?')[0] ?? request.url
+    const url = request.url
+    const q = url.indexOf('?')
+    const path = q < 0 ? url : url.slice(0, q)
     if (this.closing) return sendError(reply, request, new SluiceError('SLUICE_ERR_HTTP_SHUTTING_DOWN', 'the gateway is shutting down'))
-    const found = this.table.find(request.method as HTTPMethod, request.url)
+    const found = this.table.find(request.method as HTTPMethod, url)
     if (!found) {
-      const allow = this.allowed(request.url)
+      const allow = this.allowed(url)
       if (allow.length === 0) {
         return reply.code(404).send(errorBody('SLUICE_ERR_HTTP_NOT_FOUND', `no route for ${request.method} ${path}`, request.id))
       }
@@ -105,16 +132,10 @@ export class FunctionRoutes {
     const { fn, def } = found.store as Entry
     try {
       if (def.auth === 'function') await this.authorize(fn, request)
-      const abort = new AbortController()
-      // The response's 'close', not the request's: since Node 16 an IncomingMessage emits 'close'
-      // as soon as its body has been read, which aborted every queued request with a body.
-      reply.raw.once('close', () => {
-        if (!reply.raw.writableFinished) abort.abort(new SluiceError('SLUICE_ERR_HTTP_TIMEOUT', 'the client went away'))
-      })
       const out = await def.handle(
         {
           method: request.method,
-          url: request.url,
+          url,
           path,
           params: { ...found.params } as Record<string, string>,
           query: request.query as Record<string, string | string[]>,
@@ -123,10 +144,13 @@ export class FunctionRoutes {
           ip: request.ip,
           requestId: request.id,
         },
-        abort.signal,
+        clientGone(reply.raw.socket),
       )
-      void reply.code(out.status).headers({ ...DEFAULT_REPLY_HEADERS, ...out.headers })
-      if (typeof out.body === 'string' && !out.headers['content-type']) void reply.type('text/plain; charset=utf-8')
+      void reply.code(out.status)
+      const headers = out.headers
+      for (const k in DEFAULT_REPLY_HEADERS) if (headers[k] === undefined) void reply.header(k, DEFAULT_REPLY_HEADERS[k] as string)
+      for (const k in headers) void reply.header(k, headers[k] as string)
+      if (typeof out.body === 'string' && !headers['content-type']) void reply.type('text/plain; charset=utf-8')
       return reply.send(out.body)
     } catch (e) {
       return sendError(reply, request, e)

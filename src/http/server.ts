@@ -120,8 +120,10 @@ export function createHttpServer(config: GatewayConfig['http'], log: Pino): Fast
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send(errorBody('SLUICE_ERR_HTTP_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`, request.id)),
   )
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook, not an async one: fastify then skips a promise per request.
+  app.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id)
+    done()
   })
   return app
 }

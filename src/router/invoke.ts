@@ -34,7 +34,7 @@ export async function invoke(h: RouterHost, l: FnLane, fn: string, events: Trigg
   const parts: Array<{ json: string; rawAt: number; attempts: number }> = []
   for (let i = 0; i < events.length; i++) {
     const e = events[i] as TriggerEvent
-    const checked = checkEvent(e !== null && typeof e === 'object' ? { ...e, attempt: undefined, id: e.id || `${i}` } : e)
+    const checked = checkEvent(asChecked(e, i))
     if (checked.error)
       throw new SluiceError(checked.error.code, events.length === 1 ? checked.error.message : `event ${i}: ${checked.error.message}`, {
         context: { function: fn },
@@ -92,6 +92,16 @@ export async function invoke(h: RouterHost, l: FnLane, fn: string, events: Trigg
     l.flow.update(l.backlog)
     if (l.backlog === 0) for (const f of l.idle.splice(0)) f()
   }
+}
+
+/**
+ * The event checkEvent sees: without `attempt`, with its index as id when it has none. A plain
+ * object that already is so (an HTTP request's event) goes as it is, without a copy.
+ */
+function asChecked(e: TriggerEvent, i: number): TriggerEvent {
+  if (e === null || typeof e !== 'object') return e
+  if (e.attempt === undefined && typeof e.id === 'string' && e.id !== '' && Object.getPrototypeOf(e) === Object.prototype) return e
+  return { ...e, attempt: undefined, id: e.id || `${i}` }
 }
 
 /** How many of `events` a result's `{ failed }` list names. */

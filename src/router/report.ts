@@ -18,17 +18,41 @@ export type InvocationReport = Omit<InvocationMessage, 'gateway' | 'function'> &
 
 export function report(h: RouterHost, l: FnLane, r: InvocationReport): void {
   guard(h, l, 'reporting an invocation', () => {
-    const { logs, value, ...msg } = r
-    const record: InvocationRecord = { ...msg, time: new Date().toISOString(), logs }
-    if (record.error === undefined) delete record.error
-    if (r.ok) record.result = preview(value, PREVIEW_CHARS)
+    const { invocationId, kind, size, ok, failed, durationMs, waitMs, coldStart, error, logs } = r
+    const time = isoNow()
+    // Built field by field (no spread, no delete): this runs once per invocation.
+    const record: InvocationRecord & { waitMs: number } =
+      error === undefined
+        ? { invocationId, kind, size, ok, failed, durationMs, waitMs, coldStart, time, logs }
+        : { invocationId, kind, size, ok, failed, durationMs, waitMs, coldStart, error, time, logs }
+    if (ok) record.result = preview(r.value, PREVIEW_CHARS)
     l.stats.record(record)
-    if (invocationChannel.hasSubscribers) invocationChannel.publish({ gateway: h.opts.gateway, function: l.fn.name, ...msg })
+    if (invocationChannel.hasSubscribers) {
+      const gateway = h.opts.gateway
+      const fn = l.fn.name
+      invocationChannel.publish(
+        error === undefined
+          ? { gateway, function: fn, invocationId, kind, size, ok, failed, durationMs, waitMs, coldStart }
+          : { gateway, function: fn, invocationId, kind, size, ok, failed, durationMs, waitMs, coldStart, error },
+      )
+    }
     const log = h.opts.log
-    for (const line of logs) log[line.level]({ function: l.fn.name, invocationId: r.invocationId, source: 'function' }, line.msg)
-    if (r.coldStart) log.info({ function: l.fn.name, invocationId: r.invocationId, ms: round(r.durationMs) }, 'cold start')
-    if (r.error) log.warn({ function: l.fn.name, invocationId: r.invocationId, size: r.size, err: r.error }, 'invocation failed')
+    for (const line of logs) log[line.level]({ function: l.fn.name, invocationId, source: 'function' }, line.msg)
+    if (coldStart) log.info({ function: l.fn.name, invocationId, ms: round(durationMs) }, 'cold start')
+    if (error) log.warn({ function: l.fn.name, invocationId, size, err: error }, 'invocation failed')
   })
+}
+
+let isoMs = Number.NaN
+let iso = ''
+/** `new Date().toISOString()`, formatted once per millisecond. */
+function isoNow(): string {
+  const now = Date.now()
+  if (now !== isoMs) {
+    isoMs = now
+    iso = new Date(now).toISOString()
+  }
+  return iso
 }
 
 const round = (n: number) => Math.round(n * 100) / 100
