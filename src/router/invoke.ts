@@ -64,7 +64,7 @@ export async function invoke(h: RouterHost, l: FnLane, fn: string, events: Trigg
         retriable: false,
       }
     }
-    if (!error) error = await publishOutputs(l.fn, r.payload.outputs)
+    if (!error && r.payload.outputs.length > 0) error = await publishOutputs(l.fn, r.payload.outputs)
     const durationMs = performance.now() - t0
     const failed = error ? events.length : failedCount(r.payload.value, events)
     report(h, l, {

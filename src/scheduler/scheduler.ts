@@ -71,6 +71,45 @@ export interface Lease {
   isCurrent(): boolean
 }
 
+interface LeaseOwner {
+  run(inst: Inst, spec: FunctionSpec, eventsJson: string, invocationId: string): Promise<RunResult>
+  release(inst: Inst): void
+  isCurrent(inst: Inst): boolean
+}
+
+class InstanceLease implements Lease {
+  readonly fn: string
+  readonly hostId: number
+  /** The spec when the lease was granted: its deadlines apply to the run. */
+  private readonly spec: FunctionSpec
+  private released = false
+
+  constructor(
+    private readonly owner: LeaseOwner,
+    private readonly inst: Inst,
+    readonly coldStart: boolean,
+    readonly waitMs: number,
+  ) {
+    this.spec = inst.fn.spec
+    this.fn = this.spec.name
+    this.hostId = inst.handle.hostId
+  }
+
+  run(eventsJson: string, invocationId: string): Promise<RunResult> {
+    return this.owner.run(this.inst, this.spec, eventsJson, invocationId)
+  }
+
+  release(): void {
+    if (this.released) return
+    this.released = true
+    this.owner.release(this.inst)
+  }
+
+  isCurrent(): boolean {
+    return this.owner.isCurrent(this.inst)
+  }
+}
+
 export interface FunctionStats {
   instances: number
   busy: number
@@ -210,25 +249,18 @@ export class Scheduler {
     inst.busy = true
     const coldStart = inst.fresh
     inst.fresh = false
-    let released = false
-    const spec = inst.fn.spec
-    return {
-      fn: spec.name,
-      coldStart,
-      hostId: inst.handle.hostId,
-      waitMs: performance.now() - since,
-      run: async (eventsJson, invocationId) => {
-        const r = await this.pool.run(inst.handle, eventsJson, invocationId, spec.timeoutMs, spec.cpuTimeMs)
-        if (r.lost) this.remove(inst, 'lost')
-        return r
-      },
-      release: () => {
-        if (released) return
-        released = true
-        this.onRelease(inst)
-      },
-      isCurrent: () => !inst.fn.removed && !this.stale(inst),
-    }
+    return new InstanceLease(this.leases, inst, coldStart, performance.now() - since)
+  }
+
+  /** What a lease calls back (one object for all of them: a lease allocates no closures). */
+  private readonly leases: LeaseOwner = {
+    run: async (inst, spec, eventsJson, invocationId) => {
+      const r = await this.pool.run(inst.handle, eventsJson, invocationId, spec.timeoutMs, spec.cpuTimeMs)
+      if (r.lost) this.remove(inst, 'lost')
+      return r
+    },
+    release: (inst) => this.onRelease(inst),
+    isCurrent: (inst) => !inst.fn.removed && !this.stale(inst),
   }
 
   private onRelease(inst: Inst): void {
