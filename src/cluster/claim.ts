@@ -79,8 +79,8 @@ async function readRow(d: ClaimDeps): Promise<InstanceRow | undefined> {
 }
 
 /** True when `row` is a holding by another process that may still be alive. */
-function heldBy(row: InstanceRow | undefined, d: ClaimDeps): row is InstanceRow {
-  if (!row || row.incarnation === d.incarnation) return false
+function heldBy(row: InstanceRow, d: ClaimDeps): boolean {
+  if (row.incarnation === d.incarnation) return false
   return (row.doc as Partial<InstanceReport>).state !== 'stopped' && row.ageMs < d.settings.expiryMs
 }
 
@@ -125,7 +125,9 @@ export async function waitForInstanceId(d: ClaimDeps, raced?: Holder): Promise<W
       )
       return {}
     }
-    if (!heldBy(row, d)) return {}
+    // A stopped or expired holding is free; its incarnation's row is what our first write replaces.
+    if (!row) return {}
+    if (!heldBy(row, d)) return row.incarnation !== d.incarnation ? { waitedOut: row.incarnation } : {}
     holder = holderOf(row)
   }
   const started = Date.now()
@@ -133,9 +135,11 @@ export async function waitForInstanceId(d: ClaimDeps, raced?: Holder): Promise<W
   const stoppingUntil = started + STOPPING_WAIT_MS
   log.warn(
     { ...fields(holder), waitMs: deadline - started, expiryMs: settings.expiryMs },
-    holder.state === 'stopping'
-      ? `instance id ${settings.id} is held by a process that is stopping: waiting until it has stopped`
-      : `instance id ${settings.id} is held by another process that heartbeat ${holder.ageMs} ms ago: waiting up to ${deadline - started} ms for its heartbeat to expire (a restart after a crash starts then; a live process with this id keeps beating and this start is refused)`,
+    raced
+      ? `instance id ${settings.id} was registered by another process at the same moment as this one: waiting up to ${deadline - started} ms for its next heartbeat (none: it is gone and this one starts; one: this start is refused)`
+      : holder.state === 'stopping'
+        ? `instance id ${settings.id} is held by a process that is stopping: waiting until it has stopped`
+        : `instance id ${settings.id} is held by another process that heartbeat ${holder.ageMs} ms ago: waiting up to ${deadline - started} ms for its heartbeat to expire (a restart after a crash starts then; a live process with this id keeps beating and this start is refused)`,
   )
   let lastFailure = 0
   for (;;) {

@@ -91,10 +91,6 @@ export class ClusterMember {
         if (!prev || prev.incarnation === incarnation || prev.incarnation === waitedOut || prev.ageMs >= settings.expiryMs) break
         // Another process wrote the row between our check and this write (both started at once):
         // wait for its next beat as for any holder.
-        log.info(
-          { other: { incarnation: prev.incarnation }, otherHeartbeatMsAgo: prev.ageMs },
-          'another process registered this instance id at the same moment; checking whether it is live',
-        )
         ;({ waitedOut } = await waitForInstanceId(deps, { incarnation: prev.incarnation, ageMs: prev.ageMs }))
       }
     } catch (e) {

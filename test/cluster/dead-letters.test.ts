@@ -3,6 +3,7 @@
  * a letter written by one is listed by the other, and the same letter replayed on both at the same
  * moment runs once (the replay lease), on the instance that won; the other answers 409.
  */
+import { randomBytes } from 'node:crypto'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import type { ErrorCode } from '../../src/errors.js'
 import { startGateway, waitFor, type TestGateway } from '../helpers/gateway.js'
@@ -19,7 +20,8 @@ const SLOW_RECORDER = `export default async function (events: any[]) {
 async function gateway(schema: string): Promise<TestGateway> {
   const t = await startGateway({
     store: `{ kind: postgres, url: "${PG_URL}", schema: ${schema} }`,
-    yaml: `functions:\n  work:\n    code: functions/work.ts\n    trigger: { http: { route: work, auth: anonymous } }\n`,
+    // Each its own instance id: two under one id (the host name) would refuse to start.
+    yaml: `instance: { id: dl-${randomBytes(4).toString('hex')} }\nfunctions:\n  work:\n    code: functions/work.ts\n    trigger: { http: { route: work, auth: anonymous } }\n`,
     files: { 'functions/work.ts': SLOW_RECORDER },
   })
   onTestFinished(() => t.stop())

@@ -3,7 +3,8 @@
  * server, a fresh schema per test): GET /admin/instances on either lists both, live, with their
  * report; a stopped one is marked stopped and a silent one expired; the start warnings (MQTT
  * trigger without share on two live instances, per-key order over a $share group) are logged with
- * their codes and listed; a duplicate instance id is reported; /livez answers without a key.
+ * their codes and listed; a second instance under a live one's id refuses to start, and another
+ * process beating under a running instance's id is reported; /livez answers without a key.
  */
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it, onTestFinished } from 'vitest'
@@ -112,20 +113,53 @@ describe('cluster registry on PostgreSQL', () => {
     await waitFor(async () => (await view(a)).instances.find((i) => i.id === ghost)?.status === 'expired', 10_000, 'ghost expired')
   }, 90_000)
 
-  it('reports two live instances with one id and keeps both running', async () => {
+  it('refuses to start a second instance under the id of a live one', async () => {
     const schema = tempSchema()
     const topic = `sluice-test/cluster/${uid()}`
     const id = `dup-${uid()}`
     const a = await gateway({ schema, id, topic })
-    const b = await gateway({ schema, id, topic: `${topic}/b` })
-    const dup = (t: TestGateway) => t.logs.lines.some((l) => l.level === 'error' && l.code === 'SLUICE_ERR_INSTANCE_DUPLICATE_ID')
-    await waitFor(() => dup(a) && dup(b), 10_000, 'duplicate id reported by both')
-    expect((await view(a)).warnings.map((w) => w.code)).toContain('SLUICE_ERR_INSTANCE_DUPLICATE_ID')
-    // Both keep running (their MQTT sessions under one client id take turns: documented).
-    for (const t of [a, b]) {
-      expect((await fetch(`${t.url}/livez`)).status).toBe(200)
-      expect(['up', 'degraded']).toContain(t.gw.health().status)
+    const err = await gateway({ schema, id, topic: `${topic}/b` }).then(
+      () => undefined,
+      (e: unknown) => e as { code?: string; message?: string },
+    )
+    expect(err?.code).toBe('SLUICE_ERR_INSTANCE_DUPLICATE_ID')
+    expect(err?.message).toMatch(/instance\.id.*SLUICE_INSTANCE_ID/)
+    // The live one runs on, its row untouched by the refused start.
+    expect((await fetch(`${a.url}/livez`)).status).toBe(200)
+    const v = await view(a)
+    expect(v.instances.filter((i) => i.id === id)).toMatchObject([{ self: true, status: 'live', state: 'up' }])
+    expect(v.warnings).toEqual([])
+  }, 60_000)
+
+  it('reports another process beating under its id while it runs, and keeps running', async () => {
+    const schema = tempSchema()
+    const id = `dup-${uid()}`
+    const a = await gateway({ schema, id, topic: `sluice-test/cluster/${uid()}` })
+    // Another process with this id (as after a store outage longer than the expiry) keeps writing.
+    const other = {
+      version: '0.0.1',
+      host: 'h',
+      pid: 1,
+      startedAt: new Date().toISOString(),
+      state: 'up',
+      connections: [],
+      backlog: 0,
+      inflight: 0,
+      sessions: [],
+      unshared: [],
     }
+    const dup = () => a.logs.lines.some((l) => l.level === 'error' && l.code === 'SLUICE_ERR_INSTANCE_DUPLICATE_ID')
+    await waitFor(
+      async () => {
+        await a.gw.store.heartbeatInstance(id, 'other-process', other)
+        return dup()
+      },
+      10_000,
+      'duplicate id reported',
+    )
+    expect((await view(a)).warnings.map((w) => w.code)).toContain('SLUICE_ERR_INSTANCE_DUPLICATE_ID')
+    expect((await fetch(`${a.url}/livez`)).status).toBe(200)
+    expect(['up', 'degraded']).toContain(a.gw.health().status)
   }, 60_000)
 
   it('answers /livez without a key while the admin API needs one', async () => {

@@ -5,6 +5,7 @@
  * shutdown is released at once and runs on another gateway. Each function logs what it ran; the
  * ledger is read from every gateway's logs.
  */
+import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
@@ -31,8 +32,10 @@ const tickFn = (opts: { spinMs?: number; throws?: boolean } = {}) => `export def
 
 const storeYaml = (schema: string) => `{ kind: postgres, url: "${PG_URL}", schema: ${schema}, pool: { max: 4 } }`
 
+/** Each gateway its own instance id: two under one id (the host name) would refuse to start. */
 const fnYaml = (schedule: string, extra: string[] = []) =>
   `${[
+    `instance: { id: tick-${randomBytes(4).toString('hex')} }`,
     `functions:`,
     `  tick:`,
     `    code: functions/tick.ts`,
