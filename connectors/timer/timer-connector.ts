@@ -1,12 +1,17 @@
 import { createTask, parse as parseCron, type ScheduledTask } from 'node-cron'
 import type { Connector, ConnectorContext, Lease, Outcome, SkipReporter, TriggerSpec } from '../../src/sdk/index.js'
 import type { TimerTriggerOptions } from './options.js'
-import { keepRenewed, settleLease, watchLease } from './tick-lease.js'
+import { FINISHED_RETAIN_MS, keepRenewed, settleLease, watchLease } from './tick-lease.js'
 
 /** What is persisted per timer function (Azure's "schedule status"). */
 export interface ScheduleStatus {
   /** Scheduled time of the last tick that ran. */
   last?: string
+  /**
+   * Scheduled time of the latest tick an instance took the lease of. Later than `last` at start:
+   * that tick may have died with its instance, so the starting instance watches its lease.
+   */
+  claimed?: string
   /** The next tick, as known when the gateway last ran: a past value at start means missed ticks. */
   next?: string
   lastUpdated?: string
@@ -108,6 +113,7 @@ export class TimerConnector implements Connector, SkipReporter {
     const missed = previousNext !== undefined && Date.parse(previousNext) < Date.now() - MISSED_GRACE_MS
     await this.task.start()
     ctx.setHealth(true)
+    this.watchUnfinishedClaim(ctx)
     if (missed && t.catchUp === 'latest') {
       // The status is saved when the catch-up run ends: a crash before then catches up again.
       const at = latestMissedTick(this.task, t.schedule, new Date(previousNext), new Date())
@@ -117,6 +123,22 @@ export class TimerConnector implements Connector, SkipReporter {
     }
     await this.saveStatus()
     if (t.runOnStartup) this.tick(new Date())
+  }
+
+  /**
+   * A tick claimed by some instance and not recorded as run may have died with that instance
+   * (kill -9, lost pod) before any other instance was up to watch it: watch its lease like a
+   * tick this instance fired. If it ran, the lease says finished and nothing happens; if its
+   * holder still runs it, this waits; if the holder died, the tick runs here once its lease
+   * expires (isPastDue, attempt counted on).
+   */
+  private watchUnfinishedClaim(ctx: ConnectorContext): void {
+    const { claimed, last } = this.status
+    if (!claimed || (last !== undefined && last >= claimed)) return
+    const at = new Date(claimed)
+    if (Number.isNaN(at.getTime()) || Date.now() - at.getTime() > FINISHED_RETAIN_MS) return
+    ctx.log.info({ scheduledAt: claimed }, 'timer tick claimed before this start has no recorded run; watching its lease')
+    this.watch(ctx, `tick:${at.toISOString()}`, at, 0, false)
   }
 
   /** The next scheduled tick, or undefined when stopped. */
@@ -218,6 +240,12 @@ export class TimerConnector implements Connector, SkipReporter {
       },
     }
     const renewal = keepRenewed(ctx.state, lease, this.leaseMs, ctx.log)
+    if (!this.status.claimed || at > this.status.claimed) {
+      this.status.claimed = at
+      // `next` stays as it is until the run ends: a stored `next` in the past at start is what
+      // tells the next start that this tick never ran (catchUp: latest).
+      void this.saveStatus({ keepNext: true })
+    }
     let outcome: Outcome | undefined
     try {
       ;[outcome] = await ctx.deliver([
@@ -250,7 +278,7 @@ export class TimerConnector implements Connector, SkipReporter {
   }
 
   /** Merges this instance's view into the stored status (other instances write it too). */
-  private saveStatus(): Promise<void> {
+  private saveStatus(opts: { keepNext?: boolean } = {}): Promise<void> {
     this.saving = this.saving.then(async () => {
       // getNextRuns works on a destroyed task too: a run that finishes while stop() waits for it
       // must still record the tick after it, or the next start takes `last` for a missed tick.
@@ -263,8 +291,9 @@ export class TimerConnector implements Connector, SkipReporter {
           merged.last = this.status.last
           if (this.status.lastOutcome) merged.lastOutcome = this.status.lastOutcome
         }
+        if (this.status.claimed && (!stored.claimed || this.status.claimed > stored.claimed)) merged.claimed = this.status.claimed
         if (add > 0 || stored.skipped !== undefined) merged.skipped = (stored.skipped ?? 0) + add
-        if (next) merged.next = next.toISOString()
+        if (next && !opts.keepNext) merged.next = next.toISOString()
         merged.lastUpdated = new Date().toISOString()
         await this.ctx?.state.set('status', merged)
         this.pendingSkips -= add
