@@ -316,8 +316,8 @@ export const ERRORS = {
   SLUICE_ERR_INSTANCE_DUPLICATE_ID: spec(
     false,
     409,
-    "Two live gateway instances use the same instance id: each overwrites the other's registry row, and they take MQTT sessions and Event Hubs partitions from each other.",
-    'Give every instance its own id (instance.id, the SLUICE_INSTANCE_ID variable, or distinct host names); in Kubernetes run a StatefulSet, whose pod names are unique.',
+    "Another live gateway process uses this instance id: a gateway that finds it heartbeating in the store at start refuses to start (nothing consumed); two that run under one id anyway (one was cut off from the store meanwhile) overwrite each other's registry row and take MQTT sessions, Event Hubs partitions and timer leases from each other.",
+    'Give every instance its own id (instance.id, the SLUICE_INSTANCE_ID variable, or distinct host names); in Kubernetes run a StatefulSet, whose pod names are unique. A restart after a crash is not refused: it starts once the old process stops heartbeating (instance.expiryMs).',
   ),
   SLUICE_ERR_CLUSTER_TAKEOVER_FAILED: spec(
     true,
