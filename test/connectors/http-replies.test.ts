@@ -3,6 +3,7 @@
  * timeouts answer, back-pressure (429) and a graceful stop with a request in flight. Real
  * gateway, real worker hosts, real HTTP.
  */
+import { Agent, request } from 'node:http'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { startGateway, waitFor, type TestGateway } from '../helpers/gateway.js'
 
@@ -321,6 +322,62 @@ describe('HTTP trigger: back-pressure', () => {
     const third = await fetch(`${url}/api/gone?ms=1&n=3`, body)
     expect(await third.json()).toEqual({ done: '3' })
     expect(gw.function('bp-gone')?.counts.invocations).toBe(2)
+  })
+
+  it('runs queued requests that reuse a keep-alive connection, and drops only those of a client that went away', async () => {
+    t = await startGateway({
+      yaml: `functions:
+  bp-keep:
+    code: functions/slow.ts
+    scale: { max: 1 }
+    trigger: { http: { route: keep, methods: [GET], auth: anonymous } }
+`,
+      files: { 'functions/slow.ts': SLOW },
+    })
+    const { url, gw } = t
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    const sockets = new Set<unknown>()
+    const get = (query: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${url}/api/keep?${query}`, { agent }, (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (c: string) => (body += c))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        })
+        req.on('socket', (s) => sockets.add(s))
+        req.on('error', reject)
+        req.end()
+      })
+    try {
+      // One connection, several requests, each queued behind another client's slow request.
+      for (let n = 1; n <= 3; n++) {
+        const blocker = fetch(`${url}/api/keep?ms=300&n=b${n}`)
+        await waitFor(() => gw.scheduler.stats('bp-keep').busy === 1, 10_000, 'the blocking request to run')
+        const queued = get(`ms=1&n=${n}`)
+        await waitFor(() => gw.scheduler.stats('bp-keep').waiting === 1, 10_000, 'the request to queue')
+        expect(await queued).toEqual({ status: 200, body: JSON.stringify({ done: String(n) }) })
+        expect((await blocker).status).toBe(200)
+      }
+      expect(sockets.size).toBe(1)
+      // A client going away drops its queued request; the keep-alive connection's next one runs.
+      const blocker = fetch(`${url}/api/keep?ms=800&n=b`)
+      await waitFor(() => gw.scheduler.stats('bp-keep').busy === 1, 10_000, 'the blocking request to run')
+      const ac = new AbortController()
+      const gone = fetch(`${url}/api/keep?ms=1&n=gone`, { signal: ac.signal }).catch((e: unknown) => e)
+      const kept = get('ms=1&n=kept')
+      await waitFor(() => gw.scheduler.stats('bp-keep').waiting === 2, 10_000, 'both requests to queue')
+      ac.abort()
+      expect(await gone).toBeInstanceOf(Error)
+      await waitFor(() => gw.scheduler.stats('bp-keep').waiting === 1, 10_000, 'the abandoned request to be dropped')
+      expect(await kept).toEqual({ status: 200, body: JSON.stringify({ done: 'kept' }) })
+      expect((await blocker).status).toBe(200)
+      expect(sockets.size).toBe(1)
+      // 4 blockers and 4 requests on the keep-alive connection; the abandoned one never ran.
+      expect(gw.function('bp-keep')?.counts.invocations).toBe(8)
+    } finally {
+      agent.destroy()
+    }
   })
 })
 
