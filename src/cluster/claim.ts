@@ -9,7 +9,6 @@
  * SLUICE_ERR_INSTANCE_DUPLICATE_ID. A predecessor that is stopping (SIGTERM, draining) is waited for
  * until it records itself stopped, for at most STOPPING_WAIT_MS.
  */
-import { hostname } from 'node:os'
 import { SluiceError, toInfo } from '../errors.js'
 import type { Logger } from '../sdk/index.js'
 import type { InstanceRow, Store } from '../store/store.js'
@@ -97,7 +96,7 @@ export function duplicateIdError(settings: InstanceSettings, h: Holder): SluiceE
     'SLUICE_ERR_INSTANCE_DUPLICATE_ID',
     `instance id ${settings.id}${from} is in use by another live gateway process${who ? ` (${who})` : ''} that kept heartbeating while this one waited: ` +
       `two processes with one id take each other's MQTT sessions, Event Hubs partitions and timer leases. ` +
-      `Give every gateway its own id: set instance.id in the configuration or the SLUICE_INSTANCE_ID environment variable (host ${hostname()}). Nothing was consumed`,
+      `Give every gateway its own id: set instance.id in the configuration or the SLUICE_INSTANCE_ID environment variable. Nothing was consumed`,
     { context: { path: 'instance.id', instance: settings.id, ...(h.host ? { otherHost: h.host } : {}), ...(h.pid !== undefined ? { otherPid: h.pid } : {}) } },
   )
 }
