@@ -3,7 +3,11 @@ import { LIMITS } from '../protocol.js'
 /**
  * The script every isolate runs before user code. It locks the global down and evaluates to
  * `install(factory, functionName, outputNames)`, which runs the user module and returns
- * `run(eventsJson, invocationId, deadline) -> Promise<string>` (a JSON envelope).
+ * `run(eventsJson, invocationId, deadline) -> [envelope]`, the invocation's JSON envelope in a
+ * one-element array. The host copies the array out after the isolate ran its microtasks (they
+ * run when the call returns), so an async function that settled by then has filled it in; one
+ * still pending leaves `[null]`, and `run(null)` then returns a promise of its envelope. (A
+ * settled array costs the host a few microseconds less per call than a promise result.)
  *
  * Nothing from the host is placed in the isolate: no References, no Callbacks. Logs and outputs
  * are buffered here and returned with the result, so user code has no channel to the host but
@@ -229,7 +233,14 @@ return function install(factory, functionName, outputNames) {
     return envelope(st, true, '"value":' + s + ',"outputs":[' + outs + ']');
   }
 
+  // The last run: its envelope (once settled) and who waits for it (see run(null)).
+  let last = { box: [null], waiter: null };
   return function run(eventsJson, invocationId, deadline) {
+    if (eventsJson === null) {
+      const cur = last;
+      if (cur.box[0] !== null) return PromiseResolve(cur.box[0]);
+      return new PromiseCtor((resolve) => { cur.waiter = resolve; });
+    }
     // Lines logged by module code (before the first run) count towards the first run.
     const st = { log: initState.closed ? newLogState() : initState, outputs: [], outBytes: 0, fatal: null, closed: false };
     if (!initState.closed) {
@@ -244,18 +255,24 @@ return function install(factory, functionName, outputNames) {
       log,
       output: (name, value) => output(st, name, value),
     });
+    const cur = { box: [null], waiter: null };
+    last = cur;
     let p;
     try {
       p = fn(parseBatch(eventsJson), ctx);
     } catch (e) {
-      return PromiseResolve(finish(st, false, e));
+      cur.box[0] = finish(st, false, e);
+      return cur.box;
     }
-    return new PromiseCtor((resolve) => {
-      ReflectApply(PromiseThen, PromiseResolve(p), [
-        (v) => resolve(finish(st, true, v)),
-        (e) => resolve(finish(st, false, e)),
-      ]);
-    });
+    const settle = (envelope) => {
+      cur.box[0] = envelope;
+      if (cur.waiter !== null) cur.waiter(envelope);
+    };
+    ReflectApply(PromiseThen, PromiseResolve(p), [
+      (v) => settle(finish(st, true, v)),
+      (e) => settle(finish(st, false, e)),
+    ]);
+    return cur.box;
   };
 };
 })()`

@@ -3,7 +3,11 @@ import type { ErrorCode, ErrorInfo } from '../../errors.js'
 import type { InstanceSpec } from '../protocol.js'
 import { BOOTSTRAP } from './bootstrap.js'
 
-type RunFn = (eventsJson: string, invocationId: string, deadline: number) => Promise<string>
+/**
+ * The bootstrap's run (see bootstrap.ts): the envelope in a one-element array, `[null]` while the
+ * invocation is pending; `run(null)` returns a promise of the pending envelope.
+ */
+type RunFn = (eventsJson: string | null, invocationId?: string, deadline?: number) => [string | null] | Promise<string | null>
 
 /** A blank isolate with the bootstrap run, waiting for a function (a "placeholder"). */
 interface Blank {
@@ -51,8 +55,8 @@ const SYNC_BUDGET_MS = 20
 /** How often the watchdog checks the wall deadline and CPU time of runs on the thread pool. */
 const WATCH_MS = 10
 
-const PENDING_MARK = Symbol('pending')
-const PENDING = Promise.resolve(PENDING_MARK)
+/** The envelope in the array run() returned (see RunFn); null while pending, undefined if malformed. */
+const envelopeOf = (box: unknown): unknown => (Array.isArray(box) ? box[0] : undefined)
 
 /** isolated-vm sets `cachedData` on the Script when asked to produce it (not in its typings). */
 const cacheOf = (s: ivm.Script) => (s as unknown as { cachedData?: ivm.ExternalCopy<ArrayBuffer> }).cachedData
@@ -180,10 +184,10 @@ export class Isolates {
       const budget = Math.min(SYNC_BUDGET_MS, timeoutMs, cpuTimeMs)
       const t0 = performance.now()
       const cpuStart = isolate.cpuTime
-      let p: Promise<unknown>
+      let box: unknown
       instance.busy = true
       try {
-        p = instance.run.applySync(undefined, [events, invocationId, Date.now() + timeoutMs], { timeout: budget, result: { promise: true } })
+        box = instance.run.applySync(undefined, [events, invocationId, Date.now() + timeoutMs], { timeout: budget, result: { copy: true } })
       } catch (e) {
         instance.busy = false
         const cpuMs = cpuSince(instance, cpuStart)
@@ -201,16 +205,10 @@ export class Isolates {
       }
       // Settled inside the call, unless it waits for something that never comes (an isolate has
       // nothing to wait on): then it is watched like a run on the thread pool.
-      let first: unknown
-      try {
-        first = await Promise.race([p, PENDING])
-      } catch (e) {
-        instance.busy = false
-        return this.failed(instance, e, timeoutMs, cpuSince(instance, cpuStart))
-      }
-      if (first === PENDING_MARK) return this.watched(instance, p, cpuStart, t0, timeoutMs, cpuTimeMs)
+      const envelope = envelopeOf(box)
+      if (envelope === null) return this.watched(instance, this.later(instance), cpuStart, t0, timeoutMs, cpuTimeMs)
       instance.busy = false
-      return this.settled(instance, first, cpuSince(instance, cpuStart))
+      return this.settled(instance, envelope, cpuSince(instance, cpuStart))
     }
     return this.pooled(instance, events, invocationId, timeoutMs, cpuTimeMs)
   }
@@ -221,14 +219,11 @@ export class Isolates {
     const cpuStart = isolate.cpuTime
     const t0 = performance.now()
     instance.busy = true
-    let p: Promise<unknown>
-    try {
-      p = instance.run.apply(undefined, [events, invocationId, Date.now() + timeoutMs], { timeout: timeoutMs, result: { promise: true } })
-    } catch (e) {
-      instance.busy = false
-      if (!isolate.isDisposed) isolate.dispose()
-      return { error: classify(e, instance.spec, timeoutMs), lost: true, cpuMs: 0 }
-    }
+    const p = (async () => {
+      const box = await instance.run.apply(undefined, [events, invocationId, Date.now() + timeoutMs], { timeout: timeoutMs, result: { copy: true } })
+      const envelope = envelopeOf(box)
+      return envelope === null ? this.later(instance) : envelope
+    })()
     const r = await this.watched(instance, p, cpuStart, t0, timeoutMs, cpuTimeMs)
     if (!r.lost && r.cpuMs < SYNC_BUDGET_MS / 4) instance.inline = true
     return r
@@ -257,6 +252,11 @@ export class Isolates {
     }
     if (thrown !== undefined) return this.failed(instance, thrown, timeoutMs, cpuMs)
     return this.settled(instance, value, cpuMs)
+  }
+
+  /** The envelope of the instance's pending run, once it settles. */
+  private later(instance: Instance): Promise<unknown> {
+    return instance.run.apply(undefined, [null], { result: { promise: true } }) as Promise<unknown>
   }
 
   /** A run that threw: the isolate is not trusted again. */
