@@ -9,9 +9,11 @@
  *
  *   node --no-node-snapshot --import tsx bench/amqp.ts [messages] [rounds]
  *   SLUICE_BENCH_AMQP_URL=amqp://guest:guest@127.0.0.1:5672 (default)
+ *   SLUICE_BENCH_PROFILE=<dir> writes a CPU profile of this process for each gateway drain.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { connect, type ChannelModel, type Message } from 'amqplib'
@@ -117,10 +119,16 @@ function processCpuUs(pid: number): number {
 class StartStamp extends Writable {
   at = 0
   cpu = process.cpuUsage()
+  constructor(private readonly inspector?: Session) {
+    super()
+  }
   override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    if (process.env.SLUICE_BENCH_TRACE && chunk.includes('amqp consumer stopped')) process.stderr.write(chunk)
     if (this.at === 0 && chunk.includes('amqp consumer started')) {
       this.at = performance.now()
       this.cpu = process.cpuUsage()
+      // The profile covers the drain only (not the start).
+      if (this.inspector) void this.inspector.post('Profiler.start')
     }
     cb()
   }
@@ -140,7 +148,14 @@ functions:
     scale: { min: 1, max: 4 }
 `
   const loaded = await parseConfig(yaml, join(dir, 'gateway.yaml'), { connectors: CONNECTORS, root: dir, env: {} })
-  const stamp = new StartStamp()
+  // SLUICE_BENCH_PROFILE=<dir>: a CPU profile of this process while the gateway drains.
+  const profileDir = process.env.SLUICE_BENCH_PROFILE
+  const inspector = profileDir ? new Session() : undefined
+  if (inspector) {
+    inspector.connect()
+    await inspector.post('Profiler.enable')
+  }
+  const stamp = new StartStamp(inspector)
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger: createLogger('info', stamp) })
   const hostPids = gw.hosts().map((h) => h.pid)
   const hostCpu0 = hostPids.reduce((a, pid) => a + processCpuUs(pid), 0)
@@ -149,6 +164,11 @@ functions:
   const t1 = performance.now()
   const cpu = process.cpuUsage(stamp.cpu)
   const hostCpu = hostPids.reduce((a, pid) => a + processCpuUs(pid), 0) - hostCpu0
+  if (inspector && profileDir) {
+    const { profile } = await inspector.post('Profiler.stop')
+    writeFileSync(join(profileDir, `drain-${queue}.cpuprofile`), JSON.stringify(profile))
+    inspector.disconnect()
+  }
   const info = gw.function('telemetry')
   await gw.stop()
   if (info?.counts.eventsDone !== TOTAL || info.counts.eventsDead !== 0) throw new Error(`gateway: ${JSON.stringify(info?.counts)}`)

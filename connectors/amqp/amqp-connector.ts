@@ -304,7 +304,7 @@ export class AmqpConnector implements Connector {
       this.log?.error({ err: describe(e) }, 'amqp redelivery handling failed; reconnecting')
       for (const w of this.waiting.splice(0)) {
         w.link.model.close().catch(() => undefined)
-        if (--this.pending === 0) for (const f of this.idle.splice(0)) f()
+        this.settled()
       }
     } finally {
       this.draining = false
@@ -312,12 +312,12 @@ export class AmqpConnector implements Connector {
   }
 
   /** Hands one message to the router; resolves once its outcome is settled (or given back). */
-  private dispatch(link: Link, msg: ConsumeMessage, counted: Counted): Promise<void> {
+  private dispatch(link: Link, msg: ConsumeMessage, counted: Counted): Promise<unknown> {
     const tag = msg.fields.deliveryTag
     if (link.closed) {
       // Its channel went away before it ran: the broker requeues it.
       this.track(this.counter?.returned(msg, counted))
-      if (--this.pending === 0) for (const f of this.idle.splice(0)) f()
+      this.settled()
       return Promise.resolve()
     }
     link.inflight.set(tag, { msg, counted })
@@ -336,10 +336,32 @@ export class AmqpConnector implements Connector {
         attempt: counted.attempt,
         deliveries: counted.deliveries,
       })
-      return ctx.deliver([event]).then((outcomes) => this.onOutcome(link, tag, outcomes[0] ?? ABORTED), fail)
+      return ctx.deliver([event]).then((outcomes) => this.settle(link, tag, counted, outcomes[0] ?? ABORTED), fail)
     } catch (e) {
       return fail(e)
     }
+  }
+
+  /**
+   * Settles one outcome. An ack that needs no store write and no dead-letter publish (a first
+   * delivery done, or dead without a dead-letter exchange) is recorded at once, without the
+   * promises of onOutcome: the common case, once per message.
+   */
+  private settle(link: Link, tag: number, counted: Counted, outcome: Outcome): Promise<void> | undefined {
+    if (counted.key !== undefined || !(outcome.status === 'done' || (outcome.status === 'dead' && !this.trigger.deadLetterExchange)))
+      return this.onOutcome(link, tag, outcome)
+    // A closed channel's messages are requeued by the broker (and were credited in onLinkDown).
+    if (link.inflight.delete(tag) && !link.closed) {
+      link.window.settle(tag, 'ack')
+      this.queueFlush(link)
+    }
+    this.settled()
+    return undefined
+  }
+
+  /** One delivery less in flight; wakes a stop waiting for none. */
+  private settled(): void {
+    if (--this.pending === 0) for (const f of this.idle.splice(0)) f()
   }
 
   private async onOutcome(link: Link, tag: number, outcome: Outcome): Promise<void> {
@@ -361,7 +383,7 @@ export class AmqpConnector implements Connector {
       this.log?.error({ tag, err: describe(e) }, 'cannot settle an amqp delivery; it stays unacked until the channel closes')
     } finally {
       link.inflight.delete(tag)
-      if (--this.pending === 0) for (const f of this.idle.splice(0)) f()
+      this.settled()
     }
   }
 

@@ -40,6 +40,9 @@ export interface EventParams {
   deliveries: number
 }
 
+/** Message properties copied to meta when present, in this order. */
+const OPTIONAL = ['messageId', 'correlationId', 'contentType', 'contentEncoding', 'replyTo', 'type', 'appId', 'priority'] as const
+
 /** One message as a TriggerEvent. key = the queue: messages of a queue run in order by default. */
 export function toEvent(msg: Message, p: EventParams): TriggerEvent {
   const props = msg.properties
@@ -52,17 +55,10 @@ export function toEvent(msg: Message, p: EventParams): TriggerEvent {
     deliveryCount: p.deliveries,
     headers: jsonValue(props.headers ?? {}),
   }
-  const optional: Record<string, unknown> = {
-    messageId: props.messageId,
-    correlationId: props.correlationId,
-    contentType: props.contentType,
-    contentEncoding: props.contentEncoding,
-    replyTo: props.replyTo,
-    type: props.type,
-    appId: props.appId,
-    priority: props.priority,
+  for (const k of OPTIONAL) {
+    const v: unknown = props[k]
+    if (v !== undefined && v !== null) meta[k] = jsonValue(v)
   }
-  for (const [k, v] of Object.entries(optional)) if (v !== undefined && v !== null) meta[k] = jsonValue(v)
   const ts: unknown = props.timestamp
   // AMQP timestamps are seconds; some producers send milliseconds.
   const time = typeof ts === 'number' && Number.isFinite(ts) && ts > 0 ? new Date(ts > 1e11 ? ts : ts * 1000).toISOString() : new Date().toISOString()
