@@ -18,8 +18,9 @@ const START_RETRY_MS = 500
 
 /**
  * Kafka trigger: a kafkajs consumer group with eachBatch, auto-commit and auto-resolve off.
- * Each message is delivered to the router on its own, so its outcome is known as soon as it is
- * durable; per partition the offset committed is the lowest one not yet done or dead-lettered
+ * The messages of a partition's batch go to the router in chunks (one outcome per event, per-key
+ * order kept by the router); per partition the offset committed is the lowest one not yet done or
+ * dead-lettered
  * (offsets.ts), at most every commitIntervalMs. eachBatch returns once every event of its batch
  * has an outcome, heartbeating while it waits, so kafkajs fetches again only then: work in flight
  * does not outlive the batch it came in. On a rebalance (eager: every partition goes back) the
@@ -73,6 +74,7 @@ export class KafkaConnector implements Connector, LagReporter {
     })
     this.batches = new PartitionBatches({
       trigger: spec.trigger,
+      maxBacklog: spec.maxBacklog,
       groupId: this.groupId,
       context: this.context,
       commits: this.commits,

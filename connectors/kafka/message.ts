@@ -7,6 +7,31 @@ function text(b: Buffer): string | undefined {
   return isUtf8(b) ? b.toString('utf8') : undefined
 }
 
+// The messages of one producer batch mostly share a timestamp (milliseconds): its ISO text is
+// formatted once, not once per message.
+let lastTs = ''
+let lastIso = ''
+/** The ISO time of a valid timestamp `ts` whose text is `raw`. */
+function isoOf(raw: string, ts: number): string {
+  if (raw !== lastTs) {
+    lastIso = new Date(ts).toISOString()
+    lastTs = raw
+  }
+  return lastIso
+}
+
+let lastNowMs = 0
+let lastNowIso = ''
+/** Now as ISO 8601, formatted once per millisecond. */
+function nowIso(): string {
+  const ms = Date.now()
+  if (ms !== lastNowMs) {
+    lastNowMs = ms
+    lastNowIso = new Date(ms).toISOString()
+  }
+  return lastNowIso
+}
+
 /**
  * A value as a function sees it: parsed JSON, else the UTF-8 string, else base64; null for a
  * tombstone. `rejected` is set for a value no function may get (too deep, too large).
@@ -31,12 +56,14 @@ export interface PartitionInfo {
   source: string
   /** `<topic>/<partition>`: the ordering key, and the prefix of per-message keys. */
   key: string
+  /** `<topic>-<partition>-`: the prefix of event ids. */
+  idPrefix: string
   /** orderBy: key: order per message key within the partition. */
   byKey: boolean
 }
 
 export function partitionInfo(topic: string, partition: number, connection: string, byKey: boolean): PartitionInfo {
-  return { topic, partition, source: `kafka://${connection}/${topic}`, key: `${topic}/${partition}`, byKey }
+  return { topic, partition, source: `kafka://${connection}/${topic}`, key: `${topic}/${partition}`, idPrefix: `${topic}-${partition}-`, byKey }
 }
 
 /** The largest time a JavaScript Date holds (ms since the epoch). */
@@ -49,9 +76,12 @@ const MAX_DATE_MS = 8.64e15
  *
  * Never throws. A timestamp that is no valid date (a producer writing nanoseconds: ~1.7e18)
  * keeps its raw value as a string in `meta.timestamp` and the event's `time` is the time of
- * reading. A value no function may get (too deep, too large), and a record that cannot be turned
- * into an event at all, come back with `rejected` set and the raw bytes as body (text, or base64
- * with `meta.encoding: base64`): the router dead-letters them and the offset moves on.
+ * reading. A JSON-looking value goes on unparsed as `rawBody` (the router checks its size and
+ * depth, the isolate parses it); other values are the body (text, base64 with
+ * `meta.encoding: base64`, null for a tombstone). A value no function may get (too large), and
+ * a record that cannot be turned into an event at all, come back with `rejected` set and the raw
+ * bytes as body (text, or base64 with `meta.encoding: base64`): the router dead-letters them and
+ * the offset moves on (so does a raw body nested too deep: the router refuses it).
  */
 export function toEvent(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
   try {
@@ -62,7 +92,8 @@ export function toEvent(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
 }
 
 function build(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
-  const { body, base64, rejected } = decodeValue(m.value)
+  // JSON-looking text goes on unparsed (rawBody): the router checks it, the isolate parses it.
+  const d = m.value === null ? undefined : decodePayload(m.value, { raw: true })
   const key = m.key === null ? null : (text(m.key) ?? m.key.toString('base64'))
   const ts = Number(m.timestamp)
   const validTime = Number.isFinite(ts) && ts > 0 && ts <= MAX_DATE_MS
@@ -76,16 +107,17 @@ function build(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
     key,
     headers,
   }
-  if (base64) meta.encoding = 'base64'
+  if (d?.base64) meta.encoding = 'base64'
   const event: TriggerEvent = {
-    id: `${p.topic}-${p.partition}-${m.offset}`,
+    id: p.idPrefix + m.offset,
     source: p.source,
     key: p.byKey && key !== null ? `${p.key}/${key}` : p.key,
-    time: new Date(validTime ? ts : Date.now()).toISOString(),
-    body,
+    time: validTime ? isoOf(m.timestamp, ts) : nowIso(),
+    body: d === undefined ? null : d.body,
     meta,
   }
-  if (rejected) event.rejected = rejected
+  if (d?.raw !== undefined) event.rawBody = d.raw
+  if (d?.rejected) event.rejected = d.rejected
   return event
 }
 
@@ -97,10 +129,10 @@ function unbuildable(m: KafkaMessage, p: PartitionInfo, e: unknown): TriggerEven
   if (raw !== null && asText === undefined) meta.encoding = 'base64'
   const reason = e instanceof Error ? e.message : String(e)
   return {
-    id: `${p.topic}-${p.partition}-${String(m.offset)}`,
+    id: `${p.idPrefix}${String(m.offset)}`,
     source: p.source,
     key: p.key,
-    time: new Date().toISOString(),
+    time: nowIso(),
     body: raw === null ? null : (asText ?? raw.toString('base64')),
     meta,
     rejected: {

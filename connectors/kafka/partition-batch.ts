@@ -2,10 +2,13 @@
  * Per-partition batch handling of the Kafka trigger: kafkajs's eachBatch, the in-flight window,
  * the drain before a rejoin, and pausing partitions at kafkajs.
  *
- * Contract of `PartitionBatches.handle` (eachBatch): each message of an owned partition is
- * delivered to the router on its own; at most maxInFlightPerPartition of the batch are in flight
- * (the next waits until half of them finished) and none is handed out while the router's flow is
- * paused. It returns once every event of the batch has an outcome, heartbeating every
+ * Contract of `PartitionBatches.handle` (eachBatch): the messages of an owned partition are
+ * delivered to the router in chunks (one deliver call each; the router keeps per-key order and
+ * answers one outcome per event; with orderBy: key a chunk is one key's run of consecutive
+ * messages, as keys run in parallel); at most maxInFlightPerPartition of the batch are in flight (the
+ * next chunk waits until half of them finished), none is handed out while the router's flow is
+ * paused, and a chunk never takes the function's backlog past maxBacklog. It returns once every
+ * event of the batch has an outcome, heartbeating every
  * heartbeatIntervalMs meanwhile, so kafkajs fetches again only then. Outcomes done and dead
  * advance the partition's commit point (offsets.ts), aborted holds it. Batches of a replaced
  * consumer, of partitions not owned, or arriving while the assignment is unknown, a rebalance runs
@@ -13,8 +16,8 @@
  * every open event (up to REBALANCE_DRAIN_SHARE of rebalanceTimeoutMs), flushes commits and
  * rethrows so kafkajs rejoins. `revoking` is cleared by the owner when the new assignment arrives.
  */
-import type { Consumer, EachBatchPayload } from 'kafkajs'
-import type { ConnectorContext, Outcome } from '../../src/sdk/index.js'
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs'
+import type { ConnectorContext, Outcome, TriggerEvent } from '../../src/sdk/index.js'
 import { isRebalanceError, kafkaError, type KafkaErrorContext } from './client.js'
 import type { Committer } from './commits.js'
 import { toEvent, type PartitionInfo } from './message.js'
@@ -37,6 +40,11 @@ export interface Owned {
 /** The key of a partition in the owned map and in logs: `<topic>/<partition>`. */
 export const partKey = (topic: string, partition: number) => `${topic}/${partition}`
 
+/** True when two message keys are the same bytes (or both absent). */
+function sameKey(a: Buffer | null, b: Buffer | null): boolean {
+  return a === null || b === null ? a === b : a.equals(b)
+}
+
 /** Resolves true when `p` settles within `ms`, false when the time runs out first. */
 export function within(p: Promise<void>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -51,6 +59,8 @@ export function within(p: Promise<void>, ms: number): Promise<boolean> {
 /** What the batch handler reads from the connector that owns it (read at each use: it changes). */
 export interface BatchHost {
   trigger: Pick<KafkaTriggerOptions, 'heartbeatIntervalMs' | 'maxInFlightPerPartition' | 'rebalanceTimeoutMs'>
+  /** The function's maxBacklog (TriggerSpec), when known: the events it takes before its flow pauses. */
+  maxBacklog?: number
   groupId: string
   context: KafkaErrorContext
   commits: Committer
@@ -67,7 +77,7 @@ export interface BatchHost {
 export class PartitionBatches {
   /** True from a detected rebalance until the new assignment: no new events are handed out. */
   revoking = false
-  /** Every event handed to the router whose outcome has not resolved. */
+  /** Every event handed to the router whose outcome (its chunk's) has not resolved. */
   readonly open = new Pending()
 
   constructor(private readonly h: BatchHost) {}
@@ -87,12 +97,19 @@ export class PartitionBatches {
     // Fetched before a rebalance took the partition away, or while one runs: not ours to start.
     if (!ctx || !owned || h.joining() || this.revoking || h.stopping()) return
     const po = owned.offsets
-    po.highWatermark = Number(batch.highWatermark)
     const work = new Pending()
     const window = h.trigger.maxInFlightPerPartition
+    // Events go to the router in chunks: up to a quarter of the window each, so the next chunk
+    // is handed out while earlier ones run.
+    const chunkMax = Math.max(1, window >> 2)
+    const maxBacklog = h.maxBacklog
+    const byKey = owned.info.byKey
+    po.highWatermark = Number(batch.highWatermark)
+    const messages = batch.messages
     try {
       let all = true
-      for (const m of batch.messages) {
+      let i = 0
+      while (i < messages.length) {
         // Back-pressure: the function's backlog is full, or this partition has its share in flight.
         while (ctx.flow.paused && !h.stopping()) await this.heartbeatWhile(p, ctx.flow.wait())
         if (work.count >= window) await this.heartbeatWhile(p, work.below(window >> 1))
@@ -100,13 +117,29 @@ export class PartitionBatches {
           all = false
           break
         }
-        const offset = Number(m.offset)
-        if (offset < po.next) continue
-        // Built before it is recorded: toEvent never throws (an unbuildable record comes back
-        // rejected and is dead-lettered), so every recorded offset gets an outcome.
-        const event = toEvent(m, owned.info)
-        po.delivered(offset)
-        this.track(key, owned, offset, ctx.deliver([event]), work)
+        // The chunk fits the window and what is left of the function's backlog (this trigger is
+        // its only source: every event in it is open here), so it never runs past maxBacklog.
+        let n = Math.min(chunkMax, window - work.count, messages.length - i)
+        if (maxBacklog !== undefined) n = Math.min(n, Math.max(1, maxBacklog - this.open.count))
+        const events: TriggerEvent[] = []
+        let seq = -1
+        let first: KafkaMessage | undefined
+        for (; i < messages.length && events.length < n; i++) {
+          const m = messages[i] as KafkaMessage
+          const offset = Number(m.offset)
+          if (offset < po.next) continue
+          // A chunk's outcomes come back together. With orderBy: key the keys of a partition run
+          // in parallel, so a chunk holds one key's run of messages: an event finished before a
+          // slow one of another key is committed while that one runs.
+          if (byKey && first !== undefined && !sameKey(first.key, m.key)) break
+          first ??= m
+          // Built before it is recorded: toEvent never throws (an unbuildable record comes back
+          // rejected and is dead-lettered), so every recorded offset gets an outcome.
+          events.push(toEvent(m, owned.info))
+          const s = po.delivered(offset)
+          if (seq < 0) seq = s
+        }
+        if (events.length > 0) this.track(key, owned, seq, events.length, ctx.deliver(events), work)
       }
       if (all) {
         po.advance(Number(batch.lastOffset()) + 1)
@@ -174,29 +207,31 @@ export class PartitionBatches {
     await h.commits.flush()
   }
 
-  /** Follows one event's outcome: done and dead advance the partition, aborted holds it. */
-  private track(key: string, owned: Owned, offset: number, outcome: Promise<Outcome[]>, work: Pending): void {
+  /**
+   * Follows the outcomes of a chunk of `n` events, recorded from sequence number `seq` on: done
+   * and dead advance the partition, aborted holds it.
+   */
+  private track(key: string, owned: Owned, seq: number, n: number, outcome: Promise<Outcome[]>, work: Pending): void {
     const h = this.h
-    this.open.add()
-    work.add()
+    this.open.add(n)
+    work.add(n)
     outcome
       .then(
-        ([o]) => {
-          if (!o || o.status === 'aborted' || h.owned(key) !== owned) return
-          owned.offsets.finish(offset)
-          h.commits.schedule()
+        (outcomes) => {
+          if (h.owned(key) !== owned) return
+          if (owned.offsets.finishAll(seq, outcomes.length > n ? outcomes.slice(0, n) : outcomes)) h.commits.schedule()
         },
         (e: unknown) => {
-          // deliver never rejects by contract; if it did, the offset stays unfinished (held).
+          // deliver never rejects by contract; if it did, the offsets stay unfinished (held).
           h.ctx()?.log.error(
-            { group: h.groupId, offset, partition: key, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', h.context).toJSON() },
-            "kafka event has no outcome; its partition's commit stays before it",
+            { group: h.groupId, events: n, partition: key, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', h.context).toJSON() },
+            "kafka events have no outcome; their partition's commit stays before them",
           )
         },
       )
       .finally(() => {
-        work.settle()
-        this.open.settle()
+        work.settle(n)
+        this.open.settle(n)
       })
   }
 }
