@@ -2,8 +2,8 @@
  * What one call into an isolate costs, by isolated-vm call style (the HTTP lead of issue 11):
  * the worker host calls `run` with `apply` (async: the call runs on isolated-vm's thread pool and
  * the result comes back on the next turn); `applySync` runs it on the host's own thread (for a
- * function whose result is ready synchronously), and with a promise result (what the worker host
- * does now: microtasks run before the call returns, so the promise is settled). `applySyncPromise` cannot be measured: isolated-vm
+ * function whose result is ready synchronously), with a promise result, and with an array the
+ * isolate's microtasks filled in before the copy out (what the worker host does since issue 11). `applySyncPromise` cannot be measured: isolated-vm
  * refuses it on Node's main thread ("This function may not be called from the default thread"). The function is the HTTP benchmark's one-line reply wrapped in the same
  * envelope shape. Sequential calls and 10 concurrent ones (as 10 HTTP connections would make);
  * CPU per call of this process and threads created per second (from /proc).
@@ -40,10 +40,12 @@ const context = isolate.createContextSync()
 const script = `
 const reply = (events) => ({ status: 200, body: { ok: true, n: 42 } });
 globalThis.runAsync = (json) => Promise.resolve(reply(JSON.parse(json))).then((v) => JSON.stringify({ ok: true, value: v, logs: [] }));
-globalThis.runSync = (json) => JSON.stringify({ ok: true, value: reply(JSON.parse(json)), logs: [] });`
+globalThis.runSync = (json) => JSON.stringify({ ok: true, value: reply(JSON.parse(json)), logs: [] });
+globalThis.runBox = (json) => { const box = [null]; Promise.resolve(reply(JSON.parse(json))).then((v) => { box[0] = JSON.stringify({ ok: true, value: v, logs: [] }) }); return box };`
 isolate.compileScriptSync(script).runSync(context)
 const runAsync = context.global.getSync('runAsync', { reference: true }) as ivm.Reference<(j: string) => Promise<string>>
 const runSync = context.global.getSync('runSync', { reference: true }) as ivm.Reference<(j: string) => string>
+const runBox = context.global.getSync('runBox', { reference: true }) as ivm.Reference<(j: string) => [string | null]>
 const EVENT = JSON.stringify([
   {
     attempt: 1,
@@ -55,13 +57,16 @@ const EVENT = JSON.stringify([
   },
 ])
 
-type Style = 'apply (async)' | 'applySync' | 'applySync, promise result'
+type Style = 'apply (async)' | 'applySync' | 'applySync, promise result' | 'applySync, array result'
 const call: Record<Style, () => Promise<unknown>> = {
   'apply (async)': () => runAsync.apply(undefined, [EVENT], { timeout: 1000, result: { promise: true } }),
   applySync: async () => runSync.applySync(undefined, [EVENT], { timeout: 1000 }),
-  // What the worker host does since issue 11: the async function runs on the host's thread and
-  // its microtasks run before the call returns, so the promise comes back settled.
+  // The async function on the host's thread: its microtasks run before the call returns, so the
+  // promise comes back settled, but the promise transfer costs a few microseconds.
   'applySync, promise result': () => runAsync.applySync(undefined, [EVENT], { timeout: 1000, result: { promise: true } }),
+  // What the worker host does since issue 11: the same async function, its envelope handed back
+  // in an array the microtasks filled in before the copy out (see src/sandbox/host/bootstrap.ts).
+  'applySync, array result': async () => (runBox.applySync(undefined, [EVENT], { timeout: 1000, result: { copy: true } }) as [string | null])[0],
 }
 
 async function measure(style: Style, concurrency: number): Promise<{ rate: number; cpu: number; threadsPerS: number }> {
@@ -78,7 +83,7 @@ async function measure(style: Style, concurrency: number): Promise<{ rate: numbe
   return { rate: CALLS / s, cpu: (selfCpu() - c0) / CALLS, threadsPerS: (forks() - f0) / s }
 }
 
-const styles: Style[] = ['apply (async)', 'applySync', 'applySync, promise result']
+const styles: Style[] = ['apply (async)', 'applySync', 'applySync, promise result', 'applySync, array result']
 for (const st of styles) await measure(st, 1) // warm-up
 console.log(`\nisolate calls, ${CALLS} per case, threads in this process at start: ${threads()}\n`)
 console.log('| call style | concurrency | calls/s | CPU us/call | threads created/s (whole machine) |')
@@ -93,10 +98,10 @@ for (const conc of [1, 10]) {
 }
 isolate.dispose()
 const a = rows['apply (async)@10']
-const p = rows['applySync, promise result@10']
+const p = rows['applySync, array result@10']
 if (a && p)
   recordSummary({
-    source: 'isolate call, applySync with promise result (10 concurrent)',
+    source: 'isolate call, applySync with array result (10 concurrent)',
     ratio: p.rate / a.rate,
     baseline: 'async apply',
     cpuHosts: p.cpu,
