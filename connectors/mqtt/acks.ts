@@ -70,14 +70,23 @@ export class AckQueue {
 
   /** Records a message's outcome and sends every PUBACK that is now due. */
   settle(m: InflightMessage, ack: boolean): void {
-    if (m.state !== State.Pending) return
+    if (this.record(m, ack)) this.flush()
+  }
+
+  /**
+   * Records a message's outcome without sending: for the outcomes of a group, followed by one
+   * `flush` (one write for all their PUBACKs). False when the outcome was known already.
+   */
+  record(m: InflightMessage, ack: boolean): boolean {
+    if (m.state !== State.Pending) return false
     m.state = ack ? State.Ack : State.Skip
     const f = m.follower
     if (f) f.queue.settle(f, ack)
-    this.flush()
+    return true
   }
 
-  private flush(): void {
+  /** Sends the PUBACKs of the answered head, in order. */
+  flush(): void {
     if (this.closed || !this.sender.canSend(this)) return
     const items = this.items
     const start = this.head
@@ -113,4 +122,46 @@ export class AckQueue {
   get size(): number {
     return this.items.length - this.head
   }
+}
+
+/**
+ * Records the outcomes of a group of messages (`ack[i]` for `msgs[i]`; undefined entries are
+ * QoS 0 messages) and sends the PUBACKs that are now due, one write per connection.
+ */
+export function settleAll(msgs: ReadonlyArray<InflightMessage | undefined>, ack: (i: number) => boolean): void {
+  let q: AckQueue | undefined
+  for (let i = 0; i < msgs.length; i++) {
+    const m = msgs[i]
+    if (m === undefined) continue
+    if (!m.queue.record(m, ack(i))) continue
+    if (q !== m.queue) {
+      q?.flush()
+      q = m.queue
+    }
+  }
+  q?.flush()
+}
+
+/**
+ * PUBACK packets for `messageIds`, in order, as one buffer (one socket write for a run of them).
+ * The bytes are the ones mqtt-packet 9 writes for `{ cmd: 'puback', messageId }`: MQTT 3.1.1
+ * `40 02 id`; MQTT 5 `40 04 id 00 00` (reason code success, no properties).
+ */
+export function pubackBytes(messageIds: readonly number[], protocolVersion: number | undefined): Buffer {
+  const v5 = protocolVersion === 5
+  const size = v5 ? 6 : 4
+  const buf = Buffer.allocUnsafe(size * messageIds.length)
+  let o = 0
+  for (const id of messageIds) {
+    buf[o] = 0x40
+    buf[o + 1] = size - 2
+    buf[o + 2] = (id >> 8) & 0xff
+    buf[o + 3] = id & 0xff
+    if (v5) {
+      buf[o + 4] = 0
+      buf[o + 5] = 0
+    }
+    o += size
+  }
+  return buf
 }

@@ -27,7 +27,7 @@ import {
   type TriggerEvent,
   type TriggerSpec,
 } from '../../src/sdk/index.js'
-import { AckQueue, type AckSender, type InflightMessage } from './acks.js'
+import { AckQueue, pubackBytes, settleAll, type AckSender, type InflightMessage } from './acks.js'
 import { displayUrl, mqttError, protocolVersionOf } from './connection.js'
 import { payloadOf, toEvent } from './message.js'
 import type { MqttConnectionOptions, MqttTriggerOptions } from './options.js'
@@ -35,10 +35,6 @@ import type { MqttConnectionOptions, MqttTriggerOptions } from './options.js'
 /** Longest wait for one step (connect, subscribe, a probe's return with its predecessors acked). */
 const STEP_TIMEOUT_MS = 60_000
 const DEFERRED = new Error('sluice: PUBACK deferred until the outcome is durable')
-
-interface PacketWriter {
-  _sendPacket(packet: { cmd: 'puback'; messageId: number }): void
-}
 
 /** Drains `session` (a dead instance's) and ends it. See ConnectorDefinition.takeOverSession. */
 export async function takeOverSession(
@@ -209,7 +205,7 @@ class SessionDrain implements AckSender {
     this.open += p.events.length
     const settle = (outcomes: Outcome[] | undefined) => {
       // Only durable outcomes are acknowledged: an aborted or refused event stays in the session.
-      p.msgs.forEach((m, i) => m.queue.settle(m, outcomes !== undefined && outcomes[i]?.status !== 'aborted'))
+      settleAll(p.msgs, (i) => outcomes !== undefined && outcomes[i]?.status !== 'aborted')
       this.open -= p.events.length
       this.wake()
     }
@@ -287,8 +283,8 @@ class SessionDrain implements AckSender {
   }
 
   send(_queue: AckQueue, messageIds: number[]): void {
-    const writer = this.client as unknown as PacketWriter
-    for (const messageId of messageIds) writer._sendPacket({ cmd: 'puback', messageId })
+    const c = this.client
+    if (c) c.stream.write(pubackBytes(messageIds, c.options.protocolVersion))
   }
 
   advanced(): void {
