@@ -40,6 +40,18 @@ export interface EventParams {
   deliveries: number
 }
 
+let lastMs = 0
+let lastIso = ''
+/** Now as ISO 8601, formatted once per millisecond (a backlog arrives many messages a millisecond). */
+function nowIso(): string {
+  const ms = Date.now()
+  if (ms !== lastMs) {
+    lastMs = ms
+    lastIso = new Date(ms).toISOString()
+  }
+  return lastIso
+}
+
 /** Message properties copied to meta when present, in this order. */
 const OPTIONAL = ['messageId', 'correlationId', 'contentType', 'contentEncoding', 'replyTo', 'type', 'appId', 'priority'] as const
 
@@ -61,7 +73,7 @@ export function toEvent(msg: Message, p: EventParams): TriggerEvent {
   }
   const ts: unknown = props.timestamp
   // AMQP timestamps are seconds; some producers send milliseconds.
-  const time = typeof ts === 'number' && Number.isFinite(ts) && ts > 0 ? new Date(ts > 1e11 ? ts : ts * 1000).toISOString() : new Date().toISOString()
+  const time = typeof ts === 'number' && Number.isFinite(ts) && ts > 0 ? new Date(ts > 1e11 ? ts : ts * 1000).toISOString() : nowIso()
   const { body, base64, rejected, truncatedFrom, raw } = bodyOf(msg)
   if (base64) meta.encoding = 'base64'
   if (truncatedFrom !== undefined) {
