@@ -48,8 +48,8 @@ export function checkEvent(event: TriggerEvent): Checked {
   if (json.length > EVENT_LIMITS.maxChars) {
     return { json, error: err('SLUICE_ERR_EVENT_TOO_LARGE', `the event is ${json.length} characters of JSON; the limit is ${EVENT_LIMITS.maxChars}`) }
   }
-  const depth = jsonDepth(json, MAX_EVENT_JSON_DEPTH)
-  if (depth > MAX_EVENT_JSON_DEPTH) {
+  // Stringify output is balanced: nesting past the limit takes more than twice as many characters.
+  if (json.length > 2 * MAX_EVENT_JSON_DEPTH && jsonDepth(json, MAX_EVENT_JSON_DEPTH) > MAX_EVENT_JSON_DEPTH) {
     return {
       json,
       error: err(
@@ -62,7 +62,13 @@ export function checkEvent(event: TriggerEvent): Checked {
   return { json }
 }
 
-export type Checked = { json: string; error?: undefined; rawAt?: number } | { json?: string; error: ErrorInfo; rawAt?: undefined }
+/**
+ * `tail`, with a raw body: `json` without its leading `{` (batchJson puts the event's members after
+ * `attempt` without copying the text to cut that brace off).
+ */
+export type Checked =
+  | { json: string; error?: undefined; rawAt?: number; tail?: string }
+  | { json?: string; error: ErrorInfo; rawAt?: undefined; tail?: undefined }
 
 /** A raw body as a value: parsed when it is JSON, else its text (what decodeText gives). */
 export function bodyOfRaw(raw: unknown): unknown {
@@ -95,12 +101,14 @@ function checkRaw(event: TriggerEvent): Checked | undefined {
   if (fit !== 'splice') return undefined
   const metaJson: unknown = JSON.stringify(meta)
   if (typeof metaJson !== 'string' || metaJson.charCodeAt(0) !== 123 /* { */) return undefined
-  const head = `{"id":${JSON.stringify(id)},"source":${JSON.stringify(source)}${key === undefined ? '' : `,"key":${JSON.stringify(key)}`},"time":${JSON.stringify(time)},"meta":${metaJson},"body":`
-  const json = `${head}${rawBody}}`
+  const members = `"id":${quote(id)},"source":${sourceJson.of(source)}${key === undefined ? '' : `,"key":${keyJson.of(key)}`},"time":${timeJson.of(time)},"meta":${metaJson},"body":`
+  const tail = `${members}${rawBody}}`
+  const json = `{${tail}`
   if (json.length > EVENT_LIMITS.maxChars) {
     return { json, error: err('SLUICE_ERR_EVENT_TOO_LARGE', `the event is ${json.length} characters of JSON; the limit is ${EVENT_LIMITS.maxChars}`) }
   }
-  if (jsonDepth(metaJson, EVENT_LIMITS.maxDepth) > EVENT_LIMITS.maxDepth) {
+  // Stringify output is balanced: nesting past the limit takes more than twice as many characters.
+  if (metaJson.length > 2 * EVENT_LIMITS.maxDepth && jsonDepth(metaJson, EVENT_LIMITS.maxDepth) > EVENT_LIMITS.maxDepth) {
     return {
       json,
       error: err(
@@ -109,8 +117,35 @@ function checkRaw(event: TriggerEvent): Checked | undefined {
       ),
     }
   }
-  return { json, rawAt: head.length }
+  return { json, rawAt: members.length + 1, tail }
 }
+
+/** Characters JSON.stringify escapes in a string: `"`, `\`, controls and (lone) surrogates. */
+const NEEDS_ESCAPE = /[\u0000-\u001f"\\\ud800-\udfff]/
+
+/** JSON.stringify(s) for a string; plain text (most ids, topics, times) without the serializer. */
+function quote(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`
+}
+
+/**
+ * The JSON of the string quoted last: events of a source arrive in runs with the same source,
+ * key and time (a backlog of one topic or queue, a time formatted once per millisecond).
+ */
+class LastQuoted {
+  private text: string | undefined
+  private json = ''
+  of(s: string): string {
+    if (s !== this.text) {
+      this.json = quote(s)
+      this.text = s
+    }
+    return this.json
+  }
+}
+const sourceJson = new LastQuoted()
+const keyJson = new LastQuoted()
+const timeJson = new LastQuoted()
 
 /**
  * The events a batch function reported as failed: `{ failed: [id, ...] }` or

@@ -18,6 +18,8 @@ export class Delivery {
 export class Item {
   /** JSON of the event without `attempt`, computed once on arrival. */
   json = ''
+  /** `json` without its leading `{` when admission kept it (a raw body; see BatchPart). */
+  tail: string | undefined = undefined
   /** Where a raw body (TriggerEvent.rawBody) starts in `json` (it runs to the closing brace); 0: none. */
   rawAt = 0
   /** Ordering key; undefined: no ordering (runs in parallel with everything). */
@@ -40,6 +42,39 @@ export class Item {
   ) {}
 }
 
+/** The queued items of one ordering key, and whether the key is in a batch or waits to be. */
+class KeyQueue {
+  /** Queued items from `head` on (a batch takes from the front without moving the rest). */
+  items: Item[] = []
+  head = 0
+  /** Its items are in flight or wait for a retry: none goes into a batch until `unlock`. */
+  locked = false
+  /** In the lane's ready queue. */
+  ready = false
+  constructor(readonly key: string) {}
+
+  get size(): number {
+    return this.items.length - this.head
+  }
+
+  unshift(item: Item): void {
+    if (this.head > 0) this.items[--this.head] = item
+    else this.items.unshift(item)
+  }
+
+  /** Drops the first `n` queued items. */
+  drop(n: number): void {
+    this.head += n
+    if (this.head === this.items.length) {
+      this.items = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+  }
+}
+
 /**
  * The queue of one function: per-key FIFOs where a key runs one batch at a time (so events of a
  * key are processed in order) while different keys run in parallel. A key is "locked" while its
@@ -47,10 +82,16 @@ export class Item {
  * holds back only itself.
  */
 export class Lane {
-  private readonly keyed = new Map<string, Item[]>()
-  private readonly locked = new Set<string>()
-  /** Keys with queued items that are not locked, oldest first (Set keeps insertion order). */
-  private readonly ready = new Set<string>()
+  /** Every key with queued items or locked. */
+  private readonly keyed = new Map<string, KeyQueue>()
+  /** The queue `push` used last (a source hands over runs of one key): no Map lookup for its key. */
+  private last: KeyQueue | undefined
+  /**
+   * Keys with queued items that are not locked, oldest first (from `readyHead`). Only `take`
+   * removes a key, from the front, so this is a plain FIFO.
+   */
+  private ready: KeyQueue[] = []
+  private readyHead = 0
   private free: Item[] = []
   private freeHead = 0
   /** Items that could go into a batch now. */
@@ -61,7 +102,8 @@ export class Lane {
   /** Adds an item; `front` puts a retried item back before newer ones of its key. */
   push(item: Item, front = false): void {
     if (this.readyCount === 0) this.readySince = performance.now()
-    if (item.key === undefined) {
+    const key = item.key
+    if (key === undefined) {
       if (front) {
         if (this.freeHead > 0) this.free[--this.freeHead] = item
         else this.free.unshift(item)
@@ -69,91 +111,108 @@ export class Lane {
       this.readyCount++
       return
     }
-    let q = this.keyed.get(item.key)
+    let q = this.last !== undefined && this.last.key === key ? this.last : this.keyed.get(key)
     if (!q) {
-      q = []
-      this.keyed.set(item.key, q)
+      q = new KeyQueue(key)
+      this.keyed.set(key, q)
     }
+    this.last = q
     if (front) q.unshift(item)
-    else q.push(item)
-    if (!this.locked.has(item.key)) {
-      this.ready.add(item.key)
+    else q.items.push(item)
+    if (!q.locked) {
+      if (!q.ready) {
+        q.ready = true
+        this.ready.push(q)
+      }
       this.readyCount++
     }
   }
 
-  private freeLength(): number {
-    return this.free.length - this.freeHead
-  }
-
-  private compactFree(): void {
+  private compact(): void {
     if (this.freeHead > 1024 && this.freeHead * 2 > this.free.length) {
       this.free = this.free.slice(this.freeHead)
       this.freeHead = 0
+    }
+    if (this.readyHead === this.ready.length) {
+      this.ready.length = 0
+      this.readyHead = 0
+    } else if (this.readyHead > 1024 && this.readyHead * 2 > this.ready.length) {
+      this.ready = this.ready.slice(this.readyHead)
+      this.readyHead = 0
     }
   }
 
   /**
    * Takes up to `maxSize` items (and about `maxBytes` of JSON) for one batch, oldest first. Every
-   * key that gives items is locked until `unlock(key)`.
+   * key that gives items is locked until `unlock(key)`; a key's items are side by side in the batch.
    */
   take(maxSize: number, maxBytes: number): Item[] {
     const batch: Item[] = []
     let bytes = 0
-    const fits = (it: Item) => batch.length === 0 || bytes + it.json.length <= maxBytes
     while (batch.length < maxSize && this.readyCount > 0) {
-      const freeItem = this.freeLength() > 0 ? this.free[this.freeHead] : undefined
-      const key = this.ready.values().next().value as string | undefined
-      const keyItem = key === undefined ? undefined : this.keyed.get(key)?.[0]
+      const freeItem = this.freeHead < this.free.length ? (this.free[this.freeHead] as Item) : undefined
+      const q = this.readyHead < this.ready.length ? (this.ready[this.readyHead] as KeyQueue) : undefined
+      const keyItem = q?.items[q.head]
       if (freeItem && (!keyItem || freeItem.enqueuedAt <= keyItem.enqueuedAt)) {
-        if (!fits(freeItem)) break
+        if (batch.length > 0 && bytes + freeItem.json.length > maxBytes) break
         this.freeHead++
         this.readyCount--
         batch.push(freeItem)
         bytes += freeItem.json.length
         continue
       }
-      if (key === undefined || !keyItem) break
-      const q = this.keyed.get(key) as Item[]
-      if (!fits(keyItem)) break
-      this.ready.delete(key)
-      this.locked.add(key)
-      this.readyCount -= q.length
-      let n = 0
-      while (n < q.length && batch.length < maxSize) {
-        const it = q[n] as Item
-        if (!fits(it)) break
+      if (!q || !keyItem) break
+      if (batch.length > 0 && bytes + keyItem.json.length > maxBytes) break
+      this.readyHead++
+      q.ready = false
+      q.locked = true
+      const items = q.items
+      this.readyCount -= q.size
+      let i = q.head
+      while (i < items.length && batch.length < maxSize) {
+        const it = items[i] as Item
+        if (batch.length > 0 && bytes + it.json.length > maxBytes) break
         batch.push(it)
         bytes += it.json.length
-        n++
+        i++
       }
-      q.splice(0, n)
+      q.drop(i - q.head)
     }
-    this.compactFree()
+    this.compact()
     return batch
   }
 
   /** Lets a key's queued items into batches again. */
   unlock(key: string): void {
-    if (!this.locked.delete(key)) return
     const q = this.keyed.get(key)
-    if (!q || q.length === 0) {
+    if (!q?.locked) return
+    q.locked = false
+    if (q.size === 0) {
       this.keyed.delete(key)
+      if (this.last === q) this.last = undefined
       return
     }
     if (this.readyCount === 0) this.readySince = performance.now()
-    this.ready.add(key)
-    this.readyCount += q.length
+    q.ready = true
+    this.ready.push(q)
+    this.readyCount += q.size
   }
 
-  /** Removes and returns every queued item (in flight items are not queued). */
+  /** Removes and returns every queued item (in flight items are not queued; their keys stay locked). */
   drain(): Item[] {
     const out = this.free.slice(this.freeHead)
     this.free = []
     this.freeHead = 0
-    for (const q of this.keyed.values()) out.push(...q)
-    this.keyed.clear()
-    this.ready.clear()
+    for (const [key, q] of this.keyed) {
+      for (let i = q.head; i < q.items.length; i++) out.push(q.items[i] as Item)
+      q.items = []
+      q.head = 0
+      q.ready = false
+      if (!q.locked) this.keyed.delete(key)
+    }
+    this.last = undefined
+    this.ready = []
+    this.readyHead = 0
     this.readyCount = 0
     return out
   }

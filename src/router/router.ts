@@ -20,6 +20,15 @@ export type { RouterFunction, RouterOptions } from './lane-state.js'
 /** About the largest batch, in JSON characters (an event alone is at most EVENT_LIMITS.maxChars). */
 const MAX_BATCH_CHARS = LIMITS.resultBytes
 
+/** How many of a batch's items a function's `{ failed }` list names. */
+function failedIn(failedIds: Map<string, string | undefined>, items: Item[]): number {
+  if (failedIds.size === 0) return 0
+  const ids = new Set(items.map((it) => it.event.id))
+  let n = 0
+  for (const id of failedIds.keys()) if (ids.has(id)) n++
+  return n
+}
+
 /**
  * Batches events per function, runs them through the scheduler, retries with backoff, dead-letters
  * what exhausts its attempts, and resolves each event's outcome once that outcome is durable.
@@ -160,6 +169,7 @@ export class Router {
       const checked = checkEvent(event)
       item.json = checked.json ?? ''
       item.rawAt = checked.rawAt ?? 0
+      item.tail = checked.tail
       if (checked.error) {
         item.lastError = checked.error
         deadLetterSoon(this.host, l, item)
@@ -286,13 +296,12 @@ export class Router {
       failedIds = failedOf(r.payload.value)
     }
     const durationMs = performance.now() - t0
-    const ids = new Set(items.map((it) => it.event.id))
     report(this.host, l, {
       invocationId,
       kind: 'batch',
       size: items.length,
       ok: error === undefined,
-      failed: error ? items.length : failedIds ? [...failedIds.keys()].filter((id) => ids.has(id)).length : 0,
+      failed: error ? items.length : failedIds ? failedIn(failedIds, items) : 0,
       durationMs,
       waitMs: lease.waitMs,
       coldStart: lease.coldStart,

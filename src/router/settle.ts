@@ -23,7 +23,9 @@ const DEAD_LETTER_RETRY_MS = 1000
  * error, undefined when it succeeded.
  */
 export function settle(h: RouterHost, l: FnLane, items: Item[], errorOf: (it: Item) => ErrorInfo | undefined): void {
-  const byKey = new Map<string | undefined, Item[]>()
+  // Failed items by key; only made when an item failed.
+  let byKey: Map<string, Item[]> | undefined
+  let failed = false
   for (const it of items) it.handled = true
   for (const it of items) {
     const err = errorOf(it)
@@ -32,15 +34,28 @@ export function settle(h: RouterHost, l: FnLane, items: Item[], errorOf: (it: It
       continue
     }
     it.lastError = err
-    const group = it.key === undefined ? [] : (byKey.get(it.key) ?? [])
-    group.push(it)
-    if (it.key !== undefined) byKey.set(it.key, group)
-    else retryOrDead(h, l, [it], undefined)
+    failed = true
+    if (it.key === undefined) retryOrDead(h, l, [it], undefined)
+    else {
+      byKey ??= new Map()
+      const group = byKey.get(it.key)
+      if (group) group.push(it)
+      else byKey.set(it.key, [it])
+    }
+  }
+  if (!failed) {
+    // Lane.take puts a key's items side by side, and unlock ignores a key it already let go.
+    let last: string | undefined
+    for (const it of items) {
+      if (it.key !== undefined && it.key !== last) l.lane.unlock(it.key)
+      last = it.key
+    }
+    return
   }
   for (const key of new Set(items.map((it) => it.key))) {
     if (key === undefined) continue
-    const failed = byKey.get(key)
-    if (failed) retryOrDead(h, l, failed, key)
+    const group = byKey?.get(key)
+    if (group) retryOrDead(h, l, group, key)
     else l.lane.unlock(key)
   }
 }

@@ -43,14 +43,12 @@ export interface DecodedPayload {
 export function jsonDepth(text: string, limit = Number.POSITIVE_INFINITY): number {
   let depth = 0
   let max = 0
-  let inString = false
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 92 /* \ */) i++
-      else if (c === 34 /* " */) inString = false
-    } else if (c === 34) inString = true
-    else if (c === 91 /* [ */ || c === 123 /* { */) {
+    if (c === 34 /* " */) {
+      i = stringEnd(text, i)
+      if (i < 0) return max
+    } else if (c === 91 /* [ */ || c === 123 /* { */) {
       if (++depth > max) {
         max = depth
         if (max > limit) return max
@@ -58,6 +56,23 @@ export function jsonDepth(text: string, limit = Number.POSITIVE_INFINITY): numbe
     } else if (c === 93 /* ] */ || c === 125 /* } */) depth--
   }
   return max
+}
+
+/**
+ * Where the string that opens at `open` (a `"`) closes: the next `"` not escaped by an odd run of
+ * backslashes, or -1 when the text ends inside the string. indexOf skips the string's characters
+ * in native code: most of a JSON payload's text is inside strings (issue 11).
+ */
+function stringEnd(text: string, open: number): number {
+  let q = open
+  for (;;) {
+    q = text.indexOf('"', q + 1)
+    if (q < 0) return -1
+    let b = q - 1
+    // Stops at the opening quote at the latest.
+    while (text.charCodeAt(b) === 92 /* \ */) b--
+    if ((q - b) % 2 === 1) return q
+  }
 }
 
 /**
@@ -70,21 +85,19 @@ export function jsonDepth(text: string, limit = Number.POSITIVE_INFINITY): numbe
  */
 export function rawFit(text: string, limit: number): 'deep' | 'splice' | 'parse' {
   let depth = 0
-  let inString = false
   let ok = true
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 92 /* \ */) i++
-      else if (c === 34 /* " */) inString = false
-    } else if (c === 34) inString = true
-    else if (c === 91 /* [ */ || c === 123 /* { */) {
+    if (c === 34 /* " */) {
+      i = stringEnd(text, i)
+      if (i < 0) return 'parse'
+    } else if (c === 91 /* [ */ || c === 123 /* { */) {
       if (++depth > limit) return 'deep'
     } else if (c === 93 /* ] */ || c === 125 /* } */) {
       if (--depth < 0) ok = false
     } else if (depth === 0 && (c === 44 /* , */ || c === 58) /* : */) ok = false
   }
-  return ok && depth === 0 && !inString ? 'splice' : 'parse'
+  return ok && depth === 0 ? 'splice' : 'parse'
 }
 
 /** Whether text may be JSON, from its first non-space character (JSON.parse throws on the rest). */
