@@ -11,9 +11,13 @@
  * worker host, read from /proc), which a busy machine disturbs less than wall-clock rates.
  *
  *   node --no-node-snapshot --import tsx bench/eventhubs.ts [perPartition] [partitions] [rounds]
+ *
+ * SLUICE_BENCH_PROFILE=<dir> writes a CPU profile of this process for each measured gateway drain.
  */
 import { fork } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
+import { join } from 'node:path'
 import { EventHubConsumerClient, earliestEventPosition } from '@azure/event-hubs'
 import { benchGateway, fmt, TELEMETRY_FN } from './common.js'
 import { recordSummary } from './summary.js'
@@ -51,8 +55,11 @@ function pidCpuMs(pid: number | undefined): number {
 
 interface Round {
   rate: number
-  /** CPU microseconds per event on the consuming side. */
+  /** CPU microseconds per event on the consuming side (gateway: this process and its worker hosts). */
   cpuUsPerEvent: number
+  /** The gateway's share: this process, and its worker hosts. */
+  processUs?: number
+  hostUs?: number
 }
 
 let hubSeq = 0
@@ -99,7 +106,7 @@ async function bare(hub: string): Promise<Round> {
   return { rate, cpuUsPerEvent }
 }
 
-async function gateway(hub: string): Promise<Round & { invocations: number }> {
+async function gateway(hub: string, profile?: string): Promise<Round & { invocations: number }> {
   const gw = await benchGateway(
     `http: { port: 0, host: 127.0.0.1 }
 workers: { hosts: 1 }
@@ -116,21 +123,34 @@ functions:
     { 'fn.js': FN },
   )
   // Gateway.start resolves once the trigger subscribed: the clock starts here.
+  // SLUICE_BENCH_PROFILE=<dir>: a CPU profile of this process while the gateway drains.
+  const inspector = profile ? new Session() : undefined
+  if (inspector) {
+    inspector.connect()
+    await inspector.post('Profiler.enable')
+    await inspector.post('Profiler.start')
+  }
   const t0 = performance.now()
   const hostPids = gw.hosts().map((h) => h.pid)
-  const cpu = () => ownCpuMs() + hostPids.reduce((sum, pid) => sum + pidCpuMs(pid), 0)
-  const c0 = cpu()
-  for (;;) {
-    const info = gw.function('telemetry')
-    if ((info?.counts.eventsDone ?? 0) + (info?.counts.eventsDead ?? 0) >= TOTAL) break
-    await new Promise((r) => setTimeout(r, 2))
-  }
+  const hostCpu = () => hostPids.reduce((sum, pid) => sum + pidCpuMs(pid), 0)
+  const p0 = ownCpuMs()
+  const h0 = hostCpu()
+  // The router's counters (gw.function builds the whole admin view: too costly to poll every 2 ms).
+  const stats = gw.router.stats('telemetry').stats
+  while (stats.eventsDone + stats.eventsDead < TOTAL) await new Promise((r) => setTimeout(r, 2))
   const rate = TOTAL / ((performance.now() - t0) / 1000)
-  const cpuUsPerEvent = ((cpu() - c0) * 1000) / TOTAL
+  const processUs = ((ownCpuMs() - p0) * 1000) / TOTAL
+  const hostUs = ((hostCpu() - h0) * 1000) / TOTAL
+  const cpuUsPerEvent = processUs + hostUs
+  if (inspector && profile) {
+    const { profile: p } = await inspector.post('Profiler.stop')
+    writeFileSync(profile, JSON.stringify(p))
+    inspector.disconnect()
+  }
   const info = gw.function('telemetry')
   await gw.stop()
   if ((info?.counts.eventsDead ?? 0) > 0) throw new Error(`${info?.counts.eventsDead} events were dead-lettered`)
-  return { rate, cpuUsPerEvent, invocations: info?.counts.invocations ?? 0 }
+  return { rate, cpuUsPerEvent, processUs, hostUs, invocations: info?.counts.invocations ?? 0 }
 }
 
 const bares: Round[] = []
@@ -140,11 +160,12 @@ await bare(await filledHub())
 await gateway(await filledHub())
 for (let r = 0; r < ROUNDS; r++) {
   const b = await bare(await filledHub())
-  const g = await gateway(await filledHub())
+  const profileDir = process.env.SLUICE_BENCH_PROFILE
+  const g = await gateway(await filledHub(), profileDir ? join(profileDir, `eventhubs-${process.pid}-${r + 1}.cpuprofile`) : undefined)
   bares.push(b)
   gws.push(g)
   process.stderr.write(
-    `round ${r + 1}: bare ${fmt(b.rate, 0)}/s (${fmt(b.cpuUsPerEvent, 1)} us CPU/event), gateway ${fmt(g.rate, 0)}/s (${fmt(g.cpuUsPerEvent, 1)} us CPU/event, ${g.invocations} invocations): ${fmt(g.rate / b.rate)}x\n`,
+    `round ${r + 1}: bare ${fmt(b.rate, 0)}/s (${fmt(b.cpuUsPerEvent, 1)} us CPU/event), gateway ${fmt(g.rate, 0)}/s (${fmt(g.cpuUsPerEvent, 1)} = ${fmt(g.processUs ?? 0, 1)} process + ${fmt(g.hostUs ?? 0, 1)} host us CPU/event, ${g.invocations} invocations): ${fmt(g.rate / b.rate)}x\n`,
   )
 }
 serverProcess.disconnect()
@@ -157,14 +178,14 @@ console.log(
   `bare EventHubConsumerClient     ${fmt(median(bares.map((b) => b.rate)), 0).padStart(10)}   ${fmt(median(bares.map((b) => b.cpuUsPerEvent)), 1).padStart(12)}`,
 )
 console.log(
-  `gateway (trigger -> function)   ${fmt(median(gws.map((g) => g.rate)), 0).padStart(10)}   ${fmt(median(gws.map((g) => g.cpuUsPerEvent)), 1).padStart(12)}`,
+  `gateway (trigger -> function)   ${fmt(median(gws.map((g) => g.rate)), 0).padStart(10)}   ${fmt(median(gws.map((g) => g.cpuUsPerEvent)), 1).padStart(12)}   (${fmt(median(gws.map((g) => g.processUs ?? 0)), 1)} process + ${fmt(median(gws.map((g) => g.hostUs ?? 0)), 1)} worker host)`,
 )
 recordSummary({
   source: 'Event Hubs',
   ratio: median(ratios),
   baseline: 'bare EventHubConsumerClient',
-  cpuGateway: median(gws.map((g) => g.cpuUsPerEvent)),
+  cpuGateway: median(gws.map((g) => g.processUs ?? 0)),
+  cpuHosts: median(gws.map((g) => g.hostUs ?? 0)),
   cpuBaseline: median(bares.map((b) => b.cpuUsPerEvent)),
-  note: 'CPU: process + worker hosts together',
 })
 console.log(`ratio gateway / bare (median of per-round ratios): ${fmt(median(ratios))}x (rounds: ${ratios.map((r) => fmt(r)).join(', ')})`)

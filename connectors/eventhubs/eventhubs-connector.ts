@@ -14,10 +14,10 @@ import {
 } from '@azure/event-hubs'
 import { BlobCheckpointStore } from '@azure/eventhubs-checkpointstore-blob'
 import { ContainerClient } from '@azure/storage-blob'
-import { backoffDelay, SluiceError, type Connector, type ConnectorContext, type LagReporter, type TriggerSpec } from '../../src/sdk/index.js'
+import { backoffDelay, SluiceError, type Connector, type ConnectorContext, type LagReporter, type TriggerEvent, type TriggerSpec } from '../../src/sdk/index.js'
 import { SluiceCheckpointStore } from './checkpoint-store.js'
 import { eventHubsError } from './errors.js'
-import { toTriggerEvent } from './events.js'
+import { sourceOf, toTriggerEvent } from './events.js'
 import type { EventHubsConnectionOptions, EventHubsTriggerOptions } from './options.js'
 import { PartitionSession } from './partition.js'
 
@@ -317,7 +317,10 @@ export class EventHubsConnector implements Connector, LagReporter {
     if (ctx.flow.paused) await Promise.race([ctx.flow.wait(), session.stopped])
     if (!session.accepting || this.stopping) return
     const origin = { connection: this.connection, eventHub: pc.eventHubName, consumerGroup: pc.consumerGroup, partitionId: pc.partitionId }
-    session.track(ctx.deliver(events.map((e) => toTriggerEvent(e, origin))), last)
+    const source = sourceOf(origin)
+    const batch = new Array<TriggerEvent>(events.length)
+    for (let i = 0; i < events.length; i++) batch[i] = toTriggerEvent(events[i] as ReceivedEventData, origin, source)
+    session.track(ctx.deliver(batch), last)
   }
 
   private onError(err: Error, pc: PartitionContext): void {

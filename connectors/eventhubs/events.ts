@@ -31,13 +31,14 @@ const tooDeep = (what: string): ErrorInfo => ({
 
 /**
  * The body as a function gets it. The connector subscribes with skipParsingBodyAsJson, so a data
- * section arrives as bytes and decodePayload decides: parsed JSON, else UTF-8 text, else base64
- * (meta.bodyEncoding: base64); too deep or too large is `rejected` with the raw text. AMQP value
- * and sequence bodies are already decoded values, which may hold dates, bytes or big numbers.
+ * section arrives as bytes and decodePayload decides: JSON-looking UTF-8 text goes on unparsed
+ * (`raw`: the router checks it, the isolate parses it), else UTF-8 text, else base64
+ * (meta.bodyEncoding: base64); too large is `rejected` with the raw text. AMQP value and sequence
+ * bodies are already decoded values, which may hold dates, bytes or big numbers.
  */
 function bodyOf(e: ReceivedEventData): DecodedPayload {
   const body: unknown = e.body
-  if (body instanceof Uint8Array) return decodePayload(body)
+  if (body instanceof Uint8Array) return decodePayload(body, { raw: true })
   try {
     return { body: jsonSafe(body) ?? null, base64: false }
   } catch (err) {
@@ -53,12 +54,17 @@ export interface EventOrigin {
   partitionId: string
 }
 
+/** The events' `source`: eventhubs://<connection>/<hub>/<partition>. */
+export function sourceOf(o: EventOrigin): string {
+  return `eventhubs://${o.connection}/${o.eventHub}/${o.partitionId}`
+}
+
 /**
  * One received event as a TriggerEvent: id `<partition>-<sequenceNumber>` (unique in the hub),
  * key = partition id (events of a partition run in order), time = enqueued time.
  */
-export function toTriggerEvent(e: ReceivedEventData, o: EventOrigin): TriggerEvent {
-  const { body, base64, rejected, truncatedFrom } = bodyOf(e)
+export function toTriggerEvent(e: ReceivedEventData, o: EventOrigin, source = sourceOf(o)): TriggerEvent {
+  const { body, base64, rejected, truncatedFrom, raw } = bodyOf(e)
   const enqueued = e.enqueuedTimeUtc.toISOString()
   const meta: Record<string, unknown> = {
     eventHub: o.eventHub,
@@ -88,12 +94,13 @@ export function toTriggerEvent(e: ReceivedEventData, o: EventOrigin): TriggerEve
   }
   const event: TriggerEvent = {
     id: `${o.partitionId}-${e.sequenceNumber}`,
-    source: `eventhubs://${o.connection}/${o.eventHub}/${o.partitionId}`,
+    source,
     key: o.partitionId,
     time: enqueued,
     body,
     meta,
   }
+  if (raw !== undefined) event.rawBody = raw
   // The router dead-letters a rejected event at once; the checkpoint moves once the letter is durable.
   const refused = rejected ?? metaRejected
   if (refused) event.rejected = refused
