@@ -5,6 +5,7 @@
  * It uses find-my-way, fastify's own router, so paths, parameters and trailing slashes match
  * exactly as a fastify route would.
  */
+import { setMaxListeners } from 'node:events'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import FindMyWay, { type HTTPMethod } from 'find-my-way'
@@ -44,6 +45,8 @@ function clientGone(socket: Socket | null): AbortSignal {
   if (signal === undefined) {
     const abort = new AbortController()
     signal = abort.signal
+    // Every request of the connection waiting for an instance listens (pipelining): no warning.
+    setMaxListeners(0, signal)
     gone.set(socket, signal)
     if (socket.destroyed) abort.abort(CLIENT_GONE())
     else socket.once('close', () => abort.abort(CLIENT_GONE()))

@@ -71,6 +71,14 @@ export interface Lease {
   isCurrent(): boolean
 }
 
+/**
+ * Stops a waiter listening to its signal. A signal may outlive the request (the HTTP trigger's is
+ * one per connection): a listener left behind would pile up on it.
+ */
+function unlisten(w: Waiter): void {
+  if (w.signal && w.onAbort) w.signal.removeEventListener('abort', w.onAbort)
+}
+
 interface LeaseOwner {
   run(inst: Inst, spec: FunctionSpec, eventsJson: string, invocationId: string): Promise<RunResult>
   release(inst: Inst): void
@@ -176,8 +184,10 @@ export class Scheduler {
     if (!f) return
     this.fns.delete(name)
     f.removed = true
-    for (const w of f.waiters.splice(0))
+    for (const w of f.waiters.splice(0)) {
+      unlisten(w)
       w.reject(new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `function ${name} was removed`, { context: { function: name } }))
+    }
     for (const inst of [...f.idle]) this.remove(inst, 'stop')
     if (f.instances.size === 0) this.forgetIfUnused(f.spec.hash)
   }
@@ -287,7 +297,7 @@ export class Scheduler {
 
   private nextWaiter(f: FnState): Waiter | undefined {
     const w = f.waiters.shift()
-    if (w?.signal && w.onAbort) w.signal.removeEventListener('abort', w.onAbort)
+    if (w) unlisten(w)
     return w
   }
 
@@ -453,7 +463,10 @@ export class Scheduler {
     this.closed = true
     if (this.reaper) clearInterval(this.reaper)
     for (const f of this.fns.values()) {
-      for (const w of f.waiters.splice(0)) w.reject(new SluiceError('SLUICE_ERR_SANDBOX_CLOSED', 'the gateway is shutting down'))
+      for (const w of f.waiters.splice(0)) {
+        unlisten(w)
+        w.reject(new SluiceError('SLUICE_ERR_SANDBOX_CLOSED', 'the gateway is shutting down'))
+      }
     }
   }
 }
