@@ -47,6 +47,8 @@ interface Result {
   rate: number
   /** CPU microseconds per message (this process, plus worker hosts for the gateway). */
   cpuUs: number
+  /** Of cpuUs, the worker hosts' share (gateway cases; 0 for the bare consumers). */
+  hostUs: number
 }
 
 /** CPU time (us) a process has used so far, from /proc (Linux; 0 elsewhere). */
@@ -137,7 +139,7 @@ async function bare(kafka: Kafka, admin: Admin, parse: boolean): Promise<Result>
   await committedAll(admin, group, () => true) // the broker agrees
   await consumer.disconnect()
   if (parse && low === 0) throw new Error('the parsing baseline parsed nothing')
-  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL }
+  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL, hostUs: 0 }
 }
 
 /**
@@ -160,6 +162,7 @@ functions:
 `
   let joined = 0
   let cpu0 = 0
+  let host0 = 0
   let hostPids: number[] = []
   const hostCpu = () => hostPids.reduce((a, pid) => a + processCpuUs(pid), 0)
   const inspector = PROFILE_DIR ? new Session() : undefined
@@ -172,7 +175,8 @@ functions:
       const s = chunk.toString()
       if (!joined && s.includes('kafka partitions assigned')) {
         joined = performance.now()
-        cpu0 = ownCpuUs() + hostCpu()
+        host0 = hostCpu()
+        cpu0 = ownCpuUs() + host0
         // The profile covers the drain only (not the gateway's start).
         if (inspector) void inspector.post('Profiler.start')
       }
@@ -184,14 +188,19 @@ functions:
   const connectors = kafka ? CONNECTORS.map((d) => (d.kind === 'kafka' ? kafka : d)) : CONNECTORS
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, connectors, logger: createLogger('info', logs as never) })
   hostPids = gw.hosts().map((h) => h.pid)
-  if (joined) cpu0 = ownCpuUs() + hostCpu() // joined before the hosts were known: count from now
+  if (joined) {
+    // joined before the hosts were known: count from now
+    host0 = hostCpu()
+    cpu0 = ownCpuUs() + host0
+  }
   let processedAt = 0
   // router.stats is a field read (gw.function() computes percentiles: too costly to poll).
   const watch = setInterval(() => {
     if (!processedAt && gw.router.stats('consume').stats.eventsDone >= TOTAL) processedAt = performance.now()
   }, 5)
   const end = await committedAll(admin, group, () => processedAt > 0)
-  const cpu1 = ownCpuUs() + hostCpu()
+  const host1 = hostCpu()
+  const cpu1 = ownCpuUs() + host1
   clearInterval(watch)
   if (inspector && PROFILE_DIR) {
     const { profile } = await inspector.post('Profiler.stop')
@@ -202,7 +211,7 @@ functions:
   await gw.stop()
   rmSync(dir, { recursive: true, force: true })
   if (done < TOTAL) throw new Error(`only ${done} of ${TOTAL} events were done`)
-  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL }
+  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL, hostUs: (host1 - host0) / TOTAL }
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
@@ -225,7 +234,10 @@ try {
   }
   for (let i = 0; i < ROUNDS; i++) {
     for (const c of CASES) runs[c].push(await run(c))
-    const line = (k: Case) => `${k} ${fmt(runs[k][i]?.rate ?? 0, 0)}/s ${fmt(runs[k][i]?.cpuUs ?? 0, 1)} us/msg`
+    const line = (k: Case) => {
+      const r = runs[k][i]
+      return `${k} ${fmt(r?.rate ?? 0, 0)}/s ${fmt(r?.cpuUs ?? 0, 1)} us/msg${r?.hostUs ? ` (hosts ${fmt(r.hostUs, 1)})` : ''}`
+    }
     process.stderr.write(`round ${i + 1}: ${CASES.map(line).join(', ')}\n`)
   }
   const rate = (k: Case) => median(runs[k].map((r) => r.rate))
@@ -233,11 +245,12 @@ try {
   const base = runs.parse.length > 0 ? rate('parse') : Number.NaN
   const baseCpu = runs.parse.length > 0 ? cpu('parse') : Number.NaN
   console.log(`\nkafka 4 (real broker), ${TOTAL} messages, ${PARTITIONS} partitions, median of ${ROUNDS} rounds (join -> last commit)`)
-  console.log('                                              msgs/s   rate   CPU us/msg   CPU')
+  console.log('                                              msgs/s   rate   CPU us/msg   CPU   of it hosts')
   const row = (label: string, k: Case) => {
     if (runs[k].length === 0) return
+    const host = median(runs[k].map((r) => r.hostUs))
     console.log(
-      `${label.padEnd(44)}${fmt(rate(k), 0).padStart(8)}  ${fmt(rate(k) / base).padStart(5)}x  ${fmt(cpu(k), 1).padStart(10)}  ${fmt(cpu(k) / baseCpu).padStart(5)}x`,
+      `${label.padEnd(44)}${fmt(rate(k), 0).padStart(8)}  ${fmt(rate(k) / base).padStart(5)}x  ${fmt(cpu(k), 1).padStart(10)}  ${fmt(cpu(k) / baseCpu).padStart(5)}x${host ? fmt(host, 1).padStart(12) : ''}`,
     )
   }
   row('bare kafkajs eachBatch, JSON.parse + commit', 'parse')
