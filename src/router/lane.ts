@@ -8,6 +8,10 @@ export class Delivery {
   constructor(
     size: number,
     readonly resolve: (outcomes: Outcome[]) => void,
+    /** performance.now() when accepted: the events of one call arrived together. */
+    readonly enqueuedAt: number,
+    /** Date.now() when accepted. */
+    readonly firstAttemptAt: number,
   ) {
     this.outcomes = new Array<Outcome>(size)
     this.pending = size
@@ -35,11 +39,19 @@ export class Item {
     readonly delivery: Delivery,
     /** Position of the event in its delivery. */
     readonly index: number,
-    /** performance.now() when accepted (orders keys against unkeyed events). */
-    readonly enqueuedAt: number,
-    /** Date.now() when accepted (reported with dead letters). */
-    readonly firstAttemptAt: number,
   ) {}
+
+  // The times live on the delivery: a double field costs every item a boxed number to allocate
+  // and for the garbage collector to copy while the item is in flight (issue 11).
+  /** performance.now() when accepted (orders keys against unkeyed events). */
+  get enqueuedAt(): number {
+    return this.delivery.enqueuedAt
+  }
+
+  /** Date.now() when accepted (reported with dead letters). */
+  get firstAttemptAt(): number {
+    return this.delivery.firstAttemptAt
+  }
 }
 
 /** The queued items of one ordering key, and whether the key is in a batch or waits to be. */

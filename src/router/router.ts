@@ -152,11 +152,9 @@ export class Router {
     if (this.closing || l.closing) return Promise.resolve(events.map(() => ABORTED))
     if (events.length === 0) return Promise.resolve([])
     return new Promise<Outcome[]>((resolve) => {
-      const delivery = new Delivery(events.length, resolve)
       // One clock read per call, not per event: deliveries of one call arrived together.
-      const mono = performance.now()
-      const wall = Date.now()
-      for (let i = 0; i < events.length; i++) this.accept(l, new Item(events[i] as TriggerEvent, delivery, i, mono, wall))
+      const delivery = new Delivery(events.length, resolve, performance.now(), Date.now())
+      for (let i = 0; i < events.length; i++) this.accept(l, new Item(events[i] as TriggerEvent, delivery, i))
       guard(this.host, l, 'starting batches', () => this.onReady(l))
     })
   }
