@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -100,13 +100,36 @@ function hostEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   return out
 }
 
+/** The V8 stack limit a worker host asks for, in KiB, when the process stack allows it. */
+const HOST_STACK_KIB = 3800
+
+/**
+ * `--stack-size` for a worker host. A run first executes on the host's main thread (applySync,
+ * isolates.ts), whose V8 limit is Node's conservative 984 KiB: about 10k frames, where isolated-vm's
+ * pool threads give about 100k, so a function's recursion (or JSON.stringify of its deep result)
+ * would overflow or not depending on where it ran. The OS gives the main thread RLIMIT_STACK
+ * (8 MiB by default); ask V8 for at most half of it, so functions get ~40k frames either way.
+ */
+export function hostStackFlag(limits = '/proc/self/limits'): string[] {
+  let soft: number | undefined
+  try {
+    const m = /^Max stack size\s+(\S+)/m.exec(readFileSync(limits, 'utf8'))
+    soft = m?.[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m?.[1])
+  } catch {
+    return [] // not Linux: keep Node's default
+  }
+  if (soft === undefined || Number.isNaN(soft)) return []
+  const kib = Math.min(HOST_STACK_KIB, Math.floor(soft / 1024 / 2))
+  return kib > 984 ? [`--stack-size=${kib}`] : []
+}
+
 function hostEntry(): { file: string; execArgv: string[] } {
   const js = fileURLToPath(new URL('./host/main.js', import.meta.url))
-  if (existsSync(js)) return { file: js, execArgv: ['--no-node-snapshot'] }
+  if (existsSync(js)) return { file: js, execArgv: ['--no-node-snapshot', ...hostStackFlag()] }
   // Running from TypeScript sources (tests, tsx): the host needs the same loader, resolved from
   // here since the gateway may run in a folder without node_modules (a test's temp dir).
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href
-  return { file: fileURLToPath(new URL('./host/main.ts', import.meta.url)), execArgv: ['--no-node-snapshot', '--import', tsx] }
+  return { file: fileURLToPath(new URL('./host/main.ts', import.meta.url)), execArgv: ['--no-node-snapshot', ...hostStackFlag(), '--import', tsx] }
 }
 
 /**

@@ -20,6 +20,12 @@ const FILES: Record<string, string> = {
     return { n: events.length, spun: spins > 0 }
   }`,
   'functions/spin.js': `export default async () => { await null; for (;;) {} }`,
+  'functions/deep.js': `export default async () => {
+    const down = (n) => (n === 0 ? 0 : 1 + down(n - 1))
+    let v = 0
+    for (let i = 0; i < 8000; i++) v = [v]
+    return { depth: down(20000), chars: JSON.stringify(v).length }
+  }`,
 }
 
 const YAML = `functions:
@@ -34,6 +40,9 @@ const YAML = `functions:
     code: functions/spin.js
     trigger: { http: { route: spin, auth: anonymous } }
     timeoutMs: 1500
+  deep:
+    code: functions/deep.js
+    trigger: { http: { route: deep, auth: anonymous } }
 `
 
 describe('runs past the inline budget', () => {
@@ -55,6 +64,16 @@ describe('runs past the inline budget', () => {
     }
     const q = await invoke('quick')
     expect(q.value).toEqual({ n: 1 })
+  })
+
+  it('a run on the host thread has the stack of one on the pool: 20,000 frames, JSON.stringify 8,000 deep', async () => {
+    // Node's default V8 limit on the main thread (984 KiB) overflows at ~10k frames; worker hosts
+    // ask for more (pool.ts hostStackFlag), so a recursion does not fail only when it runs inline.
+    for (let i = 0; i < 2; i++) {
+      const r = await invoke('deep')
+      expect(r.error).toBeUndefined()
+      expect(r.value).toEqual({ depth: 20000, chars: 16001 })
+    }
   })
 
   it('other functions of the host are served while one spins until its deadline', async () => {
