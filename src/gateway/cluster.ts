@@ -58,7 +58,7 @@ function drainer(w: ClusterWiring): SessionDrainer {
           trigger: fn.trigger.kind,
           ...(fn.trigger.connection ? { connection: fn.trigger.connection } : {}),
         }),
-        deliver: (events) => parts.router.deliver(fn.name, events),
+        deliver: (events, onOutcome) => parts.router.deliver(fn.name, events, onOutcome),
         invoke: (events, o) => parts.router.invoke(fn.name, events, o),
         flow: parts.router.flow(fn.name),
         state: connectorState(parts.store, `${fn.trigger.kind}:${fn.name}`),

@@ -163,7 +163,7 @@ function connectorContext(parts: GatewayParts, binding: TriggerBinding, connecto
   return {
     signal: binding.abort.signal,
     log,
-    deliver: (events) => router.deliver(fnName, events),
+    deliver: (events, onOutcome) => router.deliver(fnName, events, onOutcome),
     invoke: (events, o) => router.invoke(fnName, events, o),
     flow: router.flow(fnName),
     state: connectorState(store, scope, leaseOwner(parts.instance.id)),

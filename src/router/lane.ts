@@ -1,20 +1,42 @@
 import type { ErrorInfo } from '../errors.js'
-import type { Outcome, TriggerEvent } from '../sdk/index.js'
+import type { Outcome, OutcomeListener, TriggerEvent } from '../sdk/index.js'
 
-/** The outcomes of one `deliver` call: resolved together when the last one is final. */
+/**
+ * The outcomes of one `deliver` call: resolved together when the last one is final. With an
+ * `onOutcome` listener, each outcome is also reported on its own as it is recorded.
+ */
 export class Delivery {
   readonly outcomes: Outcome[]
   pending: number
+  readonly resolve: (outcomes: Outcome[]) => void
   constructor(
     size: number,
-    readonly resolve: (outcomes: Outcome[]) => void,
+    resolve: (outcomes: Outcome[]) => void,
     /** performance.now() when accepted: the events of one call arrived together. */
     readonly enqueuedAt: number,
     /** Date.now() when accepted. */
     readonly firstAttemptAt: number,
+    /** Called once per event, before `resolve`; must not throw (the router guards it). */
+    onOutcome?: OutcomeListener,
   ) {
-    this.outcomes = new Array<Outcome>(size)
+    const outcomes = new Array<Outcome>(size)
     this.pending = size
+    if (!onOutcome) {
+      this.outcomes = outcomes
+      this.resolve = resolve
+      return
+    }
+    // finish() (lane-state.ts) records an outcome by writing outcomes[index], once per item, before
+    // it counts `pending` down: the proxy reports each write as it happens. The caller's promise
+    // gets the plain array.
+    this.outcomes = new Proxy(outcomes, {
+      set(target, prop, value: Outcome) {
+        ;(target as unknown as Record<string | symbol, unknown>)[prop] = value
+        if (typeof prop === 'string') onOutcome(Number(prop), value)
+        return true
+      },
+    })
+    this.resolve = () => resolve(outcomes)
   }
 }
 

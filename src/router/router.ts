@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { SluiceError, toInfo, type ErrorInfo } from '../errors.js'
-import type { Flow, InvocationResult, Outcome, TriggerEvent } from '../sdk/index.js'
+import type { Flow, InvocationResult, Outcome, OutcomeListener, TriggerEvent } from '../sdk/index.js'
 import type { Lease } from '../scheduler/scheduler.js'
 import { LIMITS } from '../sandbox/protocol.js'
 import { Delivery, Item, Lane } from './lane.js'
@@ -145,15 +145,21 @@ export class Router {
 
   /**
    * Accepts events for `fn` and resolves with one outcome per event once every outcome is
-   * durable. After close() begins, events are answered `aborted` (the source keeps them).
+   * durable; `onOutcome` (see ConnectorContext.deliver) hears each outcome as it becomes durable.
+   * After close() begins, events are answered `aborted` (the source keeps them).
    */
-  deliver(fn: string, events: TriggerEvent[]): Promise<Outcome[]> {
+  deliver(fn: string, events: TriggerEvent[], onOutcome?: OutcomeListener): Promise<Outcome[]> {
     const l = this.get(fn)
-    if (this.closing || l.closing) return Promise.resolve(events.map(() => ABORTED))
+    const report = onOutcome && ((i: number, o: Outcome) => guard(this.host, l, 'reporting an outcome to the connector', () => onOutcome(i, o)))
+    if (this.closing || l.closing) {
+      const outcomes = events.map(() => ABORTED)
+      if (report) for (let i = 0; i < outcomes.length; i++) report(i, ABORTED)
+      return Promise.resolve(outcomes)
+    }
     if (events.length === 0) return Promise.resolve([])
     return new Promise<Outcome[]>((resolve) => {
       // One clock read per call, not per event: deliveries of one call arrived together.
-      const delivery = new Delivery(events.length, resolve, performance.now(), Date.now())
+      const delivery = new Delivery(events.length, resolve, performance.now(), Date.now(), report)
       for (let i = 0; i < events.length; i++) this.accept(l, new Item(events[i] as TriggerEvent, delivery, i))
       guard(this.host, l, 'starting batches', () => this.onReady(l))
     })

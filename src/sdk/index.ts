@@ -63,6 +63,9 @@ export interface TriggerEvent {
  */
 export type Outcome = { status: 'done' } | { status: 'dead'; deadLetterId: string; error: ErrorInfo } | { status: 'aborted' }
 
+/** Receives one event's durable outcome; `index` is the event's position in its `deliver` call. */
+export type OutcomeListener = (index: number, outcome: Outcome) => void
+
 /** The result of a synchronous invocation (HTTP trigger, admin invoke). */
 export interface InvocationResult {
   invocationId: string
@@ -205,8 +208,14 @@ export interface ConnectorContext {
   /**
    * Hands events to the router. Resolves once per call, with one outcome per event in order,
    * when every outcome is durable. Never rejects for a single event's failure.
+   *
+   * `onOutcome`, when given, is called with each event's index (in `events`) and outcome as soon
+   * as that outcome is durable: exactly once per event, always before the promise resolves, and
+   * synchronously from inside the router (keep it short; a throw is logged and ignored). A
+   * connector that delivers many events per call acks each one from here, so one event waiting
+   * for a retry does not hold back the acks of the others.
    */
-  deliver(events: TriggerEvent[]): Promise<Outcome[]>
+  deliver(events: TriggerEvent[], onOutcome?: OutcomeListener): Promise<Outcome[]>
   /**
    * Runs the function once, synchronously, on exactly these events (no batching, no retry, no
    * dead letters): the HTTP trigger's path. Output bindings are confirmed before it resolves.

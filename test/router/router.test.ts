@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import type { TriggerEvent } from '../../src/sdk/index.js'
+import type { Outcome, TriggerEvent } from '../../src/sdk/index.js'
 import { startGateway, waitFor, type TestGateway } from '../helpers/gateway.js'
 
 /**
@@ -189,5 +189,45 @@ describe('router', () => {
     expect(outcomes.slice(1).every((o) => o.status === 'aborted' || o.status === 'done')).toBe(true)
     expect(outcomes.some((o) => o.status === 'aborted')).toBe(true)
     expect((await g.gw.router.deliver('rec', [ev()]))[0]?.status).toBe('aborted')
+  })
+  it('reports each outcome to onOutcome once, as it becomes durable, before the call resolves', async () => {
+    const g = await gateway(
+      '    batch: { maxSize: 1, maxWaitMs: 0 }\n    retry: { maxAttempts: 2, backoff: fixed, initialDelayMs: 800 }\n    scale: { max: 2 }',
+    )
+    const events = [ev({ failUntilAttempt: 2 }, 'a'), ev({}, 'b'), ev({ throwAll: true }, 'c')]
+    const heard: Array<[number, Outcome, boolean]> = []
+    let resolved = false
+    const p = g.gw.router.deliver('rec', events, (i, o) => heard.push([i, o, resolved]))
+    // The event without a retry is reported while the others still wait for theirs.
+    await waitFor(() => heard.length === 1, 5000, 'first outcome')
+    expect(heard[0]?.[0]).toBe(1)
+    expect(heard[0]?.[1].status).toBe('done')
+    const outcomes = await p.then((o) => {
+      resolved = true
+      return o
+    })
+    expect(outcomes.map((o) => o.status)).toEqual(['done', 'done', 'dead'])
+    expect(heard.map((h) => h[0]).sort()).toEqual([0, 1, 2])
+    for (const [i, o, after] of heard) {
+      expect(o).toBe(outcomes[i])
+      expect(after).toBe(false)
+    }
+    // A listener that throws is logged; the call still resolves, once per event.
+    let calls = 0
+    const both = await g.gw.router.deliver('rec', [ev(), ev()], () => {
+      calls++
+      throw new Error('listener bug')
+    })
+    expect(both.map((o) => o.status)).toEqual(['done', 'done'])
+    expect(calls).toBe(2)
+    // After close, every event is answered aborted, through the listener too.
+    await g.gw.router.close(5000)
+    const late: Array<[number, string]> = []
+    const aborted = await g.gw.router.deliver('rec', [ev(), ev()], (i, o) => late.push([i, o.status]))
+    expect(aborted.map((o) => o.status)).toEqual(['aborted', 'aborted'])
+    expect(late).toEqual([
+      [0, 'aborted'],
+      [1, 'aborted'],
+    ])
   })
 })
