@@ -1,6 +1,15 @@
 import { randomBytes } from 'node:crypto'
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib'
-import { backoffDelay, SluiceError, type Connector, type ConnectorContext, type Logger, type Outcome, type TriggerSpec } from '../../src/sdk/index.js'
+import {
+  backoffDelay,
+  SluiceError,
+  type Connector,
+  type ConnectorContext,
+  type Logger,
+  type Outcome,
+  type TriggerEvent,
+  type TriggerSpec,
+} from '../../src/sdk/index.js'
 import { AckWindow } from './acks.js'
 import { DeliveryCounter, type Counted } from './attempts.js'
 import { describe, errorInfo, openConnection, redact, sleep, toSluiceError } from './connection.js'
@@ -22,6 +31,8 @@ interface Link {
   flushQueued: boolean
   /** Deliveries waiting for their outcome. */
   inflight: Map<number, InFlight>
+  /** First deliveries of this tick, handed to the router together (see deliverGroup). */
+  group: InFlight[]
   dlx: Promise<ConfirmChannel> | undefined
   /** Resolves when the link closes. */
   down: Promise<void>
@@ -170,6 +181,7 @@ export class AmqpConnector implements Connector {
         closed: false,
         flushQueued: false,
         inflight: new Map(),
+        group: [],
         dlx: undefined,
         down,
         setDown,
@@ -272,8 +284,12 @@ export class AmqpConnector implements Connector {
     }
     this.pending++
     const quick = this.waiting.length === 0 ? this.counter?.quick(msg) : undefined
-    if (quick) this.dispatch(link, msg, quick)
-    else {
+    if (quick) {
+      // The messages of one socket read arrive in one tick: they go to the router in one call.
+      if (link.group.push({ msg, counted: quick }) === 1) queueMicrotask(() => this.deliverGroup(link))
+    } else {
+      // What came before goes to the router first: the queue's order is kept.
+      this.deliverGroup(link)
       this.waiting.push({ link, msg })
       if (!this.draining) void this.drainWaiting()
     }
@@ -311,7 +327,80 @@ export class AmqpConnector implements Connector {
     }
   }
 
-  /** Hands one message to the router; resolves once its outcome is settled (or given back). */
+  /**
+   * Hands the first deliveries of one tick to the router in one call. Each message is settled from
+   * the outcome listener as soon as its own outcome is durable, so a message waiting for its retry
+   * holds back no other message's ack (issue 11). Never throws (it runs as a microtask).
+   */
+  private deliverGroup(link: Link): void {
+    const group = link.group
+    if (group.length === 0) return
+    link.group = []
+    if (link.closed) {
+      // Its channel went away before they ran: the broker requeues them.
+      for (const g of group) {
+        this.track(this.counter?.returned(g.msg, g.counted))
+        this.settled()
+      }
+      return
+    }
+    for (const g of group) link.inflight.set(g.msg.fields.deliveryTag, g)
+    const ctx = this.ctx
+    if (this.abort.signal.aborted || !ctx) {
+      for (const g of group) void this.onOutcome(link, g.msg.fields.deliveryTag, ABORTED)
+      return
+    }
+    const sent: InFlight[] = []
+    const events: TriggerEvent[] = []
+    for (const g of group) {
+      try {
+        events.push(this.eventOf(link, g.msg, g.counted))
+        sent.push(g)
+      } catch (e) {
+        void this.giveBack(link, g.msg.fields.deliveryTag, e)
+      }
+    }
+    if (sent.length === 0) return
+    // The router reports each outcome once; `heard` also covers a context that only resolves.
+    const heard = new Uint8Array(sent.length)
+    const onOutcome = (i: number, outcome: Outcome): void => {
+      const g = sent[i]
+      if (!g || heard[i] === 1) return
+      heard[i] = 1
+      void this.settle(link, g.msg.fields.deliveryTag, g.counted, outcome)
+    }
+    const rest = (outcomes: Outcome[] | undefined, e?: unknown): void => {
+      if (e !== undefined) this.log?.error({ messages: sent.length, err: describe(e) }, 'cannot hand the messages to the router; they go back to the queue')
+      try {
+        for (let i = 0; i < sent.length; i++) if (heard[i] === 0) onOutcome(i, outcomes?.[i] ?? ABORTED)
+      } catch (err) {
+        this.log?.error({ err: describe(err) }, 'cannot settle amqp deliveries; they stay unacked until the channel closes')
+      }
+    }
+    try {
+      ctx.deliver(events, onOutcome).then(rest, (e: unknown) => rest(undefined, e))
+    } catch (e) {
+      rest(undefined, e)
+    }
+  }
+
+  private eventOf(link: Link, msg: ConsumeMessage, counted: Counted): TriggerEvent {
+    const messageId: unknown = msg.properties.messageId
+    return toEvent(msg, {
+      id: typeof messageId === 'string' && messageId !== '' ? messageId : `${this.trigger.queue}-${this.runId}.${link.gen}-${msg.fields.deliveryTag}`,
+      source: this.source,
+      queue: this.trigger.queue,
+      attempt: counted.attempt,
+      deliveries: counted.deliveries,
+    })
+  }
+
+  private giveBack(link: Link, tag: number, e: unknown): Promise<void> {
+    this.log?.error({ tag, err: describe(e) }, 'cannot hand the message to the router; it goes back to the queue')
+    return this.onOutcome(link, tag, ABORTED)
+  }
+
+  /** Hands one message (a redelivery) to the router; resolves once its outcome is settled (or given back). */
   private dispatch(link: Link, msg: ConsumeMessage, counted: Counted): Promise<unknown> {
     const tag = msg.fields.deliveryTag
     if (link.closed) {
@@ -323,20 +412,9 @@ export class AmqpConnector implements Connector {
     link.inflight.set(tag, { msg, counted })
     const ctx = this.ctx
     if (this.abort.signal.aborted || !ctx) return this.onOutcome(link, tag, ABORTED)
-    const fail = (e: unknown) => {
-      this.log?.error({ tag, err: describe(e) }, 'cannot hand the message to the router; it goes back to the queue')
-      return this.onOutcome(link, tag, ABORTED)
-    }
+    const fail = (e: unknown) => this.giveBack(link, tag, e)
     try {
-      const messageId: unknown = msg.properties.messageId
-      const event = toEvent(msg, {
-        id: typeof messageId === 'string' && messageId !== '' ? messageId : `${this.trigger.queue}-${this.runId}.${link.gen}-${tag}`,
-        source: this.source,
-        queue: this.trigger.queue,
-        attempt: counted.attempt,
-        deliveries: counted.deliveries,
-      })
-      return ctx.deliver([event]).then((outcomes) => this.settle(link, tag, counted, outcomes[0] ?? ABORTED), fail)
+      return ctx.deliver([this.eventOf(link, msg, counted)]).then((outcomes) => this.settle(link, tag, counted, outcomes[0] ?? ABORTED), fail)
     } catch (e) {
       return fail(e)
     }

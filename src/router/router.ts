@@ -150,7 +150,15 @@ export class Router {
    */
   deliver(fn: string, events: TriggerEvent[], onOutcome?: OutcomeListener): Promise<Outcome[]> {
     const l = this.get(fn)
-    const report = onOutcome && ((i: number, o: Outcome) => guard(this.host, l, 'reporting an outcome to the connector', () => onOutcome(i, o)))
+    const report =
+      onOutcome &&
+      ((i: number, o: Outcome) => {
+        try {
+          onOutcome(i, o)
+        } catch (e) {
+          internal(this.host, l, 'reporting an outcome to the connector', e)
+        }
+      })
     if (this.closing || l.closing) {
       const outcomes = events.map(() => ABORTED)
       if (report) for (let i = 0; i < outcomes.length; i++) report(i, ABORTED)
