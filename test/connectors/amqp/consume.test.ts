@@ -5,7 +5,8 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
+import { Router } from '../../../src/router/router.js'
 import { waitFor } from '../../helpers/gateway.js'
 import { queueCounts, unique } from './broker.js'
 import { amqpGateway, client, numbers, onCleanup, seen, tempExchange, tempQueue, settled } from './helpers.js'
@@ -147,6 +148,21 @@ describe('amqp trigger', () => {
     expect(twice).toEqual([])
     expect(covered.size).toBe(500)
     await waitFor(() => settled(queue), 20_000, 'queue empty')
+  })
+
+  it('hands the messages of one socket read to the router in one call, acking each from its own outcome', async () => {
+    const queue = await tempQueue('amqp-group')
+    const c = await client()
+    await c.publish(range(300), { queue })
+    const deliver = vi.spyOn(Router.prototype, 'deliver')
+    onCleanup(() => deliver.mockRestore())
+    const t = await amqpGateway({ trigger: `queue: ${queue}, prefetch: 200` })
+    await waitFor(() => numbers(t).size === 300, 60_000, '300 processed')
+    await waitFor(() => settled(queue), 20_000, 'queue empty')
+    const calls = deliver.mock.calls.filter(([fn]) => fn === 'rec')
+    expect(calls.reduce((n, [, events]) => n + events.length, 0)).toBe(300)
+    expect(calls.length).toBeLessThan(300)
+    expect(calls.every(([, , onOutcome]) => typeof onOutcome === 'function')).toBe(true)
   })
 
   it('settles out of order: a message waiting for its retry does not hold back the acks of others', async () => {
