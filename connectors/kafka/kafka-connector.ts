@@ -258,14 +258,21 @@ export class KafkaConnector implements Connector, LagReporter {
     this.starting?.resolve()
     void this.commits.commit()
     const fresh = [...next.values()].filter((o) => o.awaitingStart)
-    if (fresh.length > 0) void this.commitStarts(consumer, fresh)
+    if (fresh.length > 0) {
+      const started = this.commitStarts(consumer, fresh)
+      for (const o of fresh) o.started = started
+    }
   }
 
   /**
-   * Newly assigned partitions stay paused until this ran. For those the group never committed,
-   * the start position (first offset with fromBeginning, else the end) is committed at once, so
-   * a restart or the next owner starts there rather than at the end of the partition, which
-   * would skip what was produced meanwhile. kafkajs takes the committed value as its position.
+   * Settles the start positions of newly assigned partitions: for those the group never
+   * committed, the start position (first offset with fromBeginning, else the end) is committed at
+   * once, so a restart or the next owner starts there rather than at the end of the partition,
+   * which would skip what was produced meanwhile. kafkajs takes the committed value as its
+   * position. Until this ran, a batch of such a partition waits in PartitionBatches.handle (and is
+   * read again from the start when kafkajs read past it). The partitions are not paused meanwhile:
+   * with every partition paused, kafkajs sleeps maxWaitMs before it fetches again, which made every
+   * (re)assignment wait that long (1 s by default) before the first event. Never rejects.
    */
   private async commitStarts(consumer: Consumer, fresh: Owned[]): Promise<void> {
     const isCurrent = (o: Owned) => consumer === this.consumer && !this.stopping && this.parts.get(partKey(o.topic, o.partition)) === o
@@ -275,8 +282,14 @@ export class KafkaConnector implements Connector, LagReporter {
       try {
         const starts = await commitStartPositions(await this.adminClient(), consumer, this.groupId, this.spec.trigger.fromBeginning, pending)
         if (Object.keys(starts).length > 0) this.ctx?.log.info({ group: this.groupId, starts }, 'kafka start positions committed')
-        for (const o of pending) o.awaitingStart = false
-        this.applyPause()
+        for (const o of pending) {
+          o.awaitingStart = false
+          // kafkajs stepped over records without events before the start was known (onSkipped):
+          // its position may be past the committed start, so it reads again from there.
+          const at = starts[partKey(o.topic, o.partition)]
+          if (o.skippedEarly && at !== undefined && consumer === this.consumer) consumer.seek({ topic: o.topic, partition: o.partition, offset: String(at) })
+          o.skippedEarly = false
+        }
         return
       } catch (e) {
         if (!pending.some(isCurrent)) return
@@ -299,7 +312,11 @@ export class KafkaConnector implements Connector, LagReporter {
   /** kafkajs stepped over records that carry no event (see END_BATCH_PROCESS above). */
   private onSkipped(topic: string, partition: number, to: number, highWatermark: number): void {
     const owned = this.parts.get(partKey(topic, partition))
-    if (!owned || this.joining || this.batches.revoking || owned.awaitingStart || !Number.isFinite(to)) return
+    if (!owned || this.joining || this.batches.revoking || !Number.isFinite(to)) return
+    if (owned.awaitingStart) {
+      owned.skippedEarly = true
+      return
+    }
     if (Number.isFinite(highWatermark)) owned.offsets.highWatermark = highWatermark
     owned.offsets.advance(to)
     if (owned.offsets.due) this.commits.schedule()
@@ -361,6 +378,7 @@ export class KafkaConnector implements Connector, LagReporter {
 
   private async shutdown(force: boolean): Promise<void> {
     this.stopping = true
+    this.batches.stop()
     clearTimeout(this.restartTimer)
     this.offFlow?.()
     // Nothing new is fetched or handed out; kafkajs keeps heartbeating while in-flight events finish.
