@@ -1,14 +1,19 @@
 /**
  * The Kafka connector's pure parts: the commit point of a partition, message decoding, error
- * mapping, and the trigger's configuration checks (through the real config loader).
+ * mapping, the trigger's configuration checks (through the real config loader), and a batch's
+ * wait for its partition's start position (a stand-in consumer; the real broker's side is in
+ * offsets.test.ts).
  */
 import { describe, expect, it } from 'vitest'
 import { kafkaError, isRebalanceError } from '../../../connectors/kafka/client.js'
-import type { KafkaMessage } from 'kafkajs'
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs'
+import { Committer } from '../../../connectors/kafka/commits.js'
+import { PartitionBatches, type Owned } from '../../../connectors/kafka/partition-batch.js'
 import { decodeValue, partitionInfo, PartitionOffsets, toEvent } from '../../../connectors/kafka/index.js'
 import { Pending } from '../../../connectors/kafka/offsets.js'
 import { CONNECTORS } from '../../../src/config/connectors.js'
 import { parseConfig } from '../../../src/config/load.js'
+import type { ConnectorContext, TriggerEvent } from '../../../src/sdk/index.js'
 import { projectDir } from '../../helpers/gateway.js'
 
 describe('PartitionOffsets', () => {
@@ -206,5 +211,93 @@ describe('kafka configuration', () => {
     expect(msg).toContain('functions.f.trigger.kafka.heartbeatIntervalMs must be below sessionTimeoutMs')
     expect(msg).toContain('functions.g.trigger.kafka.topic needs topic: (or topics: [...]) [SLUICE_ERR_CONFIG_REQUIRED]')
     expect(msg).toMatch(/gateway\.yaml:\d+:\d+ functions\.h\.trigger\.kafka\.topic/)
+  })
+})
+
+describe('kafka batches of a partition whose start position is not settled', () => {
+  const info = partitionInfo('t', 0, 'stream', false)
+  const message = (offset: number): KafkaMessage =>
+    ({ offset: String(offset), key: null, value: Buffer.from('{"n":1}'), timestamp: '1700000000000', attributes: 0, headers: {} }) as KafkaMessage
+
+  /** A PartitionBatches on one owned partition, with a router that answers every event done. */
+  function setup() {
+    let markStarted!: () => void
+    const owned: Owned = { topic: 't', partition: 0, offsets: new PartitionOffsets(), info, awaitingStart: true }
+    owned.started = new Promise<void>((r) => (markStarted = r))
+    const delivered: number[] = []
+    const seeks: Array<{ topic: string; partition: number; offset: string }> = []
+    const consumer = { seek: (s: { topic: string; partition: number; offset: string }) => seeks.push(s) } as unknown as Consumer
+    const ctx = {
+      log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+      flow: { paused: false, wait: () => Promise.resolve(), onChange: () => () => undefined },
+      deliver: async (events: TriggerEvent[]) => {
+        for (const e of events) delivered.push(Number((e.meta as { offset: string }).offset))
+        return events.map(() => ({ status: 'done' as const }))
+      },
+    } as unknown as ConnectorContext
+    const batches = new PartitionBatches({
+      trigger: { heartbeatIntervalMs: 3000, maxInFlightPerPartition: 200, rebalanceTimeoutMs: 60000 },
+      groupId: 'g',
+      context: {},
+      commits: new Committer({
+        intervalMs: 1000,
+        groupId: 'g',
+        context: {},
+        log: () => undefined,
+        owned: () => [],
+        mayCommit: () => false,
+        stopping: () => false,
+      }),
+      ctx: () => ctx,
+      owned: (key) => (key === 't/0' ? owned : undefined),
+      isCurrent: (c) => c === consumer,
+      joining: () => false,
+      stopping: () => false,
+    })
+    const payload = (offsets: number[]) =>
+      ({
+        batch: { topic: 't', partition: 0, highWatermark: '100', messages: offsets.map(message), lastOffset: () => String(offsets.at(-1)) },
+        resolveOffset: () => undefined,
+        heartbeat: async () => undefined,
+        commitOffsetsIfNecessary: async () => undefined,
+      }) as unknown as EachBatchPayload
+    /** The connector committed `start` as the partition's start position. */
+    const start = (at: number) => {
+      owned.offsets.advance(at)
+      owned.awaitingStart = false
+      markStarted()
+    }
+    return { batches, consumer, payload, start, delivered, seeks }
+  }
+
+  it('waits for the start position, then hands out only what lies from it on', async () => {
+    const s = setup()
+    const handled = s.batches.handle(s.consumer, s.payload([3, 4, 5, 6]))
+    await new Promise((r) => setTimeout(r, 20))
+    expect(s.delivered).toEqual([]) // nothing before the start is known
+    s.start(5)
+    await handled
+    expect(s.delivered).toEqual([5, 6])
+    expect(s.seeks).toEqual([])
+  })
+
+  it('reads again from the start when kafkajs read from past it, handing out nothing of that batch', async () => {
+    const s = setup()
+    const handled = s.batches.handle(s.consumer, s.payload([8, 9]))
+    s.start(5)
+    await handled
+    expect(s.delivered).toEqual([])
+    expect(s.seeks).toEqual([{ topic: 't', partition: 0, offset: '5' }])
+    // kafkajs fetches again from 5: handed out as usual
+    await s.batches.handle(s.consumer, s.payload([5, 6, 7, 8, 9]))
+    expect(s.delivered).toEqual([5, 6, 7, 8, 9])
+  })
+
+  it('hands out nothing when the trigger stops while the start position is unknown', async () => {
+    const s = setup()
+    const handled = s.batches.handle(s.consumer, s.payload([0, 1]))
+    s.batches.stop()
+    await handled
+    expect(s.delivered).toEqual([])
   })
 })
