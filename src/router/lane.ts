@@ -32,7 +32,8 @@ export class Delivery {
     this.outcomes = new Proxy(outcomes, {
       set(target, prop, value: Outcome) {
         ;(target as unknown as Record<string | symbol, unknown>)[prop] = value
-        if (typeof prop === 'string') onOutcome(Number(prop), value)
+        const index = typeof prop === 'string' ? Number(prop) : Number.NaN
+        if (Number.isInteger(index)) onOutcome(index, value)
         return true
       },
     })
