@@ -259,7 +259,13 @@ export class KafkaConnector implements Connector, LagReporter {
     void this.commits.commit()
     const fresh = [...next.values()].filter((o) => o.awaitingStart)
     if (fresh.length > 0) {
-      const started = this.commitStarts(consumer, fresh)
+      // commitStarts never rejects; the catch keeps a bug from waiting batches and from the process.
+      const started = this.commitStarts(consumer, fresh).catch((e: unknown) =>
+        this.ctx?.log.error(
+          { group: this.groupId, err: kafkaError(e, 'SLUICE_ERR_CONNECTOR_KAFKA_COMMIT', this.context).toJSON() },
+          'kafka start positions failed',
+        ),
+      )
       for (const o of fresh) o.started = started
     }
   }
