@@ -350,29 +350,32 @@ export class AmqpConnector implements Connector {
       for (const g of group) void this.onOutcome(link, g.msg.fields.deliveryTag, ABORTED)
       return
     }
-    const sent: InFlight[] = []
     const events: TriggerEvent[] = []
+    const tags: number[] = []
+    // Cleared as each outcome is settled. The router keeps a finished delivery (and this
+    // listener) for a while, so the listener holds no message: their buffers die at their ack.
+    const counted: Array<Counted | undefined> = []
     for (const g of group) {
       try {
         events.push(this.eventOf(link, g.msg, g.counted))
-        sent.push(g)
+        tags.push(g.msg.fields.deliveryTag)
+        counted.push(g.counted)
       } catch (e) {
         void this.giveBack(link, g.msg.fields.deliveryTag, e)
       }
     }
-    if (sent.length === 0) return
-    // The router reports each outcome once; `heard` also covers a context that only resolves.
-    const heard = new Uint8Array(sent.length)
+    if (events.length === 0) return
+    // The router reports each outcome once; `rest` covers a context that only resolves.
     const onOutcome = (i: number, outcome: Outcome): void => {
-      const g = sent[i]
-      if (!g || heard[i] === 1) return
-      heard[i] = 1
-      void this.settle(link, g.msg.fields.deliveryTag, g.counted, outcome)
+      const c = counted[i]
+      if (c === undefined) return
+      counted[i] = undefined
+      void this.settle(link, tags[i] as number, c, outcome)
     }
     const rest = (outcomes: Outcome[] | undefined, e?: unknown): void => {
-      if (e !== undefined) this.log?.error({ messages: sent.length, err: describe(e) }, 'cannot hand the messages to the router; they go back to the queue')
+      if (e !== undefined) this.log?.error({ messages: tags.length, err: describe(e) }, 'cannot hand the messages to the router; they go back to the queue')
       try {
-        for (let i = 0; i < sent.length; i++) if (heard[i] === 0) onOutcome(i, outcomes?.[i] ?? ABORTED)
+        for (let i = 0; i < tags.length; i++) if (counted[i] !== undefined) onOutcome(i, outcomes?.[i] ?? ABORTED)
       } catch (err) {
         this.log?.error({ err: describe(err) }, 'cannot settle amqp deliveries; they stay unacked until the channel closes')
       }
