@@ -100,9 +100,7 @@ export function finish(l: FnLane, item: Item, o: Outcome): void {
   l.flow.update(l.backlog)
   if (o.status === 'done') l.stats.eventsDone++
   else if (o.status === 'dead') l.stats.eventsDead++
-  const d = item.delivery
-  d.outcomes[item.index] = o
-  if (--d.pending === 0) d.resolve(d.outcomes)
+  item.delivery.record(item.index, o)
   if (l.backlog === 0) for (const f of l.idle.splice(0)) f()
 }
 

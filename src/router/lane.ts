@@ -7,10 +7,8 @@ import type { Outcome, OutcomeListener, TriggerEvent } from '../sdk/index.js'
  */
 export class Delivery {
   readonly outcomes: Outcome[]
-  private left: number
-  /** Which outcomes the listener heard, and how many from the front it heard in a row. */
-  private readonly heard: boolean[] | undefined
-  private low = 0
+  /** Outcomes still to come. */
+  private pending: number
   constructor(
     size: number,
     readonly resolve: (outcomes: Outcome[]) => void,
@@ -22,37 +20,14 @@ export class Delivery {
     private readonly onOutcome?: OutcomeListener,
   ) {
     this.outcomes = new Array<Outcome>(size)
-    this.left = size
-    // (Not a Uint8Array: a typed array this size gets an off-heap buffer, which costs the GC more.)
-    this.heard = onOutcome ? new Array<boolean>(size).fill(false) : undefined
+    this.pending = size
   }
 
-  /** Outcomes still to come. */
-  get pending(): number {
-    return this.left
-  }
-
-  /**
-   * finish() (lane-state.ts) writes one outcome into `outcomes`, then counts this down: the
-   * listener hears the outcome written since the last count. (A Proxy on `outcomes` did the same
-   * but cost the garbage collector about twice as much per scavenge: bench/README.md.)
-   */
-  set pending(n: number) {
-    this.left = n
-    if (this.onOutcome) this.report(this.onOutcome, this.heard as boolean[])
-  }
-
-  private report(listener: OutcomeListener, heard: boolean[]): void {
-    const outcomes = this.outcomes
-    while (this.low < outcomes.length && heard[this.low] === true) this.low++
-    for (let i = this.low; i < outcomes.length; i++) {
-      const o = outcomes[i]
-      if (o !== undefined && heard[i] === false) {
-        heard[i] = true
-        listener(i, o)
-        return
-      }
-    }
+  /** Records event `index`'s final outcome (once per event: finish() sees to it). */
+  record(index: number, o: Outcome): void {
+    this.outcomes[index] = o
+    this.onOutcome?.(index, o)
+    if (--this.pending === 0) this.resolve(this.outcomes)
   }
 }
 
