@@ -1,5 +1,5 @@
 import type { Message } from 'amqplib'
-import { decodePayload, type DecodedPayload, type TriggerEvent } from '../../src/sdk/index.js'
+import { decodePayload, nowIso, type DecodedPayload, type TriggerEvent } from '../../src/sdk/index.js'
 
 /**
  * The body a function sees: parsed JSON when the message holds JSON (whatever its content type
@@ -38,18 +38,6 @@ export interface EventParams {
   queue: string
   attempt: number
   deliveries: number
-}
-
-let lastMs = 0
-let lastIso = ''
-/** Now as ISO 8601, formatted once per millisecond (a backlog arrives many messages a millisecond). */
-function nowIso(): string {
-  const ms = Date.now()
-  if (ms !== lastMs) {
-    lastMs = ms
-    lastIso = new Date(ms).toISOString()
-  }
-  return lastIso
 }
 
 /** Message properties copied to meta when present, in this order. */

@@ -1,4 +1,5 @@
 import {
+  nowIso,
   SluiceError,
   type Connector,
   type ConnectorContext,
@@ -62,18 +63,6 @@ export function toReply(value: unknown, fn: string, invocationId: string): HttpR
   return { status, headers, body }
 }
 
-let isoMs = Number.NaN
-let iso = ''
-/** `new Date().toISOString()`, formatted once per millisecond (requests arrive several per ms). */
-function isoNow(): string {
-  const now = Date.now()
-  if (now !== isoMs) {
-    isoMs = now
-    iso = new Date(now).toISOString()
-  }
-  return iso
-}
-
 function failure(r: InvocationResult, fn: string): SluiceError {
   const code = r.error?.code ?? 'SLUICE_ERR_FUNCTION_THREW'
   const message = code === 'SLUICE_ERR_FUNCTION_TIMEOUT' ? `function ${fn} timed out` : `function ${fn} failed (${code}); the invocation id leads to its logs`
@@ -112,7 +101,7 @@ export class HttpConnector implements Connector {
             {
               id: req.requestId,
               source,
-              time: isoNow(),
+              time: nowIso(),
               body: req.body ?? null,
               meta: { method: req.method, path: req.path, url: req.url, params: this.params(req.params), query: req.query, headers, ip: req.ip },
             },

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer'
 import type { KafkaMessage } from 'kafkajs'
-import { decodePayload, type ErrorInfo, type TriggerEvent } from '../../src/sdk/index.js'
+import { decodePayload, nowIso, type ErrorInfo, type TriggerEvent } from '../../src/sdk/index.js'
 
 /** UTF-8 text of `b`, or undefined when it is not valid UTF-8. */
 function text(b: Buffer): string | undefined {
@@ -18,18 +18,6 @@ function isoOf(raw: string, ts: number): string {
     lastTs = raw
   }
   return lastIso
-}
-
-let lastNowMs = 0
-let lastNowIso = ''
-/** Now as ISO 8601, formatted once per millisecond. */
-function nowIso(): string {
-  const ms = Date.now()
-  if (ms !== lastNowMs) {
-    lastNowMs = ms
-    lastNowIso = new Date(ms).toISOString()
-  }
-  return lastNowIso
 }
 
 /**

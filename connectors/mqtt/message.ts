@@ -1,22 +1,10 @@
 import { isUtf8 } from 'node:buffer'
 import type { IPublishPacket } from 'mqtt'
-import { decodePayload, type TriggerEvent } from '../../src/sdk/index.js'
+import { decodePayload, nowIso, type TriggerEvent } from '../../src/sdk/index.js'
 
 /** UTF-8 text of `b`, or undefined when it is not valid UTF-8. */
 function text(b: Buffer): string | undefined {
   return isUtf8(b) ? b.toString('utf8') : undefined
-}
-
-let lastMs = 0
-let lastIso = ''
-/** Now as ISO 8601, formatted once per millisecond (a backlog arrives many messages a millisecond). */
-function nowIso(): string {
-  const ms = Date.now()
-  if (ms !== lastMs) {
-    lastMs = ms
-    lastIso = new Date(ms).toISOString()
-  }
-  return lastIso
 }
 
 /** Text of a binary MQTT 5 property (correlation data): UTF-8 when it is, else base64. */

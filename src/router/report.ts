@@ -6,6 +6,7 @@
  */
 import { invocationChannel, type InvocationMessage } from '../channels.js'
 import type { InvocationResult } from '../sdk/index.js'
+import { nowIso } from '../sdk/time.js'
 import type { InvocationRecord } from './stats.js'
 import { preview } from './safe-json.js'
 import { type FnLane, guard, type RouterHost } from './lane-state.js'
@@ -19,7 +20,7 @@ export type InvocationReport = Omit<InvocationMessage, 'gateway' | 'function'> &
 export function report(h: RouterHost, l: FnLane, r: InvocationReport): void {
   guard(h, l, 'reporting an invocation', () => {
     const { invocationId, kind, size, ok, failed, durationMs, waitMs, coldStart, error, logs } = r
-    const time = isoNow()
+    const time = nowIso()
     // Built field by field (no spread, no delete): this runs once per invocation.
     const record: InvocationRecord & { waitMs: number } =
       error === undefined
@@ -41,18 +42,6 @@ export function report(h: RouterHost, l: FnLane, r: InvocationReport): void {
     if (coldStart) log.info({ function: l.fn.name, invocationId, ms: round(durationMs) }, 'cold start')
     if (error) log.warn({ function: l.fn.name, invocationId, size, err: error }, 'invocation failed')
   })
-}
-
-let isoMs = Number.NaN
-let iso = ''
-/** `new Date().toISOString()`, formatted once per millisecond. */
-function isoNow(): string {
-  const now = Date.now()
-  if (now !== isoMs) {
-    isoMs = now
-    iso = new Date(now).toISOString()
-  }
-  return iso
 }
 
 const round = (n: number) => Math.round(n * 100) / 100

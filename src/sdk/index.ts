@@ -8,6 +8,7 @@ import type { ErrorInfo } from '../errors.js'
 export type { ErrorInfo, ErrorCode } from '../errors.js'
 export { SluiceError, hasCode } from '../errors.js'
 export { backoffDelay, type BackoffPolicy } from './backoff.js'
+export { nowIso } from './time.js'
 export { decodePayload, decodeText, jsonDepth, rawFit, EVENT_LIMITS, type DecodedPayload } from './payload.js'
 
 /** A structured logger (pino-compatible subset). */
