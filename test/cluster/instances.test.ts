@@ -53,6 +53,20 @@ const view = async (t: TestGateway): Promise<ClusterView> => {
 
 const uid = () => randomBytes(4).toString('hex')
 
+/** The registry document of a process that is not a gateway of this test (host h, pid 1). */
+const otherProcess = () => ({
+  version: '0.0.1',
+  host: 'h',
+  pid: 1,
+  startedAt: new Date().toISOString(),
+  state: 'up',
+  connections: [],
+  backlog: 0,
+  inflight: 0,
+  sessions: [],
+  unshared: [],
+})
+
 describe('cluster registry on PostgreSQL', () => {
   it('lists both live instances with their report, then one stopped and a silent one expired', async () => {
     const schema = tempSchema()
@@ -97,18 +111,7 @@ describe('cluster registry on PostgreSQL', () => {
 
     // An instance that stops heartbeating (as after kill -9) is expired once expiryMs passes.
     const ghost = `ghost-${uid()}`
-    await a.gw.store.heartbeatInstance(ghost, 'gone', {
-      version: '0.0.1',
-      host: 'h',
-      pid: 1,
-      startedAt: new Date().toISOString(),
-      state: 'up',
-      connections: [],
-      backlog: 0,
-      inflight: 0,
-      sessions: [],
-      unshared: [],
-    })
+    await a.gw.store.heartbeatInstance(ghost, 'gone', otherProcess())
     expect((await view(a)).instances.find((i) => i.id === ghost)?.status).toBe('live')
     await waitFor(async () => (await view(a)).instances.find((i) => i.id === ghost)?.status === 'expired', 10_000, 'ghost expired')
   }, 90_000)
@@ -136,18 +139,7 @@ describe('cluster registry on PostgreSQL', () => {
     const id = `dup-${uid()}`
     const a = await gateway({ schema, id, topic: `sluice-test/cluster/${uid()}` })
     // Another process with this id (as after a store outage longer than the expiry) keeps writing.
-    const other = {
-      version: '0.0.1',
-      host: 'h',
-      pid: 1,
-      startedAt: new Date().toISOString(),
-      state: 'up',
-      connections: [],
-      backlog: 0,
-      inflight: 0,
-      sessions: [],
-      unshared: [],
-    }
+    const other = otherProcess()
     const dup = () => a.logs.lines.some((l) => l.level === 'error' && l.code === 'SLUICE_ERR_INSTANCE_DUPLICATE_ID')
     const listed = async () => (await view(a)).warnings.some((w) => w.code === 'SLUICE_ERR_INSTANCE_DUPLICATE_ID')
     await waitFor(
