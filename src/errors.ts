@@ -52,13 +52,13 @@ export const ERRORS = {
   SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER: spec(
     false,
     400,
-    'A trigger kind is unknown or not available in this build.',
+    'A trigger kind is not one this gateway knows.',
     'Use one of the trigger kinds the message lists.',
   ),
   SLUICE_ERR_CONFIG_UNKNOWN_OUTPUT: spec(
     false,
     400,
-    'An output kind is unknown or not available in this build.',
+    'An output kind is not one this gateway knows.',
     'Use one of the output kinds the message lists.',
   ),
   SLUICE_ERR_CONFIG_TRIGGER_COUNT: spec(
@@ -70,7 +70,7 @@ export const ERRORS = {
   SLUICE_ERR_CONFIG_UNKNOWN_CONNECTION_KIND: spec(
     false,
     400,
-    'A connection kind is unknown or not available in this build.',
+    'A connection kind is not one this gateway knows.',
     'Use one of the connection kinds the message lists.',
   ),
   SLUICE_ERR_CONFIG_CONNECTION: spec(

@@ -177,7 +177,7 @@ function check(schema: TSchema, value: unknown, prefix: Path, src: YamlSource, i
         message =
           code === 'SLUICE_ERR_CONFIG_UNKNOWN_KEY'
             ? `is not a known key${allowed.length ? ` (expected one of: ${allowed.join(', ')})` : ''}`
-            : `is not available (available: ${allowed.join(', ') || 'none'})`
+            : `is not a known kind (known kinds: ${allowed.join(', ') || 'none'})`
         break
       }
       case ValueErrorType.ObjectRequiredProperty: {
@@ -257,7 +257,7 @@ function validate(
         message:
           kind === undefined
             ? 'is required'
-            : `connection kind ${JSON.stringify(kind)} is not available in this build (available: ${available.join(', ') || 'none'})`,
+            : `connection kind ${JSON.stringify(kind)} is not a known kind (known kinds: ${available.join(', ') || 'none'})`,
         path: src.pathString([...path, 'kind']),
       })
       continue

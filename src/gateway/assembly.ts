@@ -83,7 +83,7 @@ export function buildOutputs(parts: GatewayParts, fn: FunctionConfig): Map<strin
   for (const [name, out] of Object.entries(fn.outputs)) {
     const def = parts.defs.get(out.kind)
     if (!def?.createOutput)
-      throw new SluiceError('SLUICE_ERR_CONFIG_UNKNOWN_OUTPUT', `output kind ${out.kind} is not available`, { context: { function: fn.name } })
+      throw new SluiceError('SLUICE_ERR_CONFIG_UNKNOWN_OUTPUT', `output kind ${out.kind} is not a known kind`, { context: { function: fn.name } })
     const conn = out.connection ? parts.config.connections[out.connection] : undefined
     outputs.set(
       name,

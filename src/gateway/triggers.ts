@@ -53,7 +53,7 @@ export interface StartTriggerOptions {
 export async function startTrigger(parts: GatewayParts, unit: FunctionUnit, routes: FunctionRoutes, opts: StartTriggerOptions = {}): Promise<TriggerBinding> {
   const { name: fnName, config: fn } = unit
   const def = parts.defs.get(fn.trigger.kind)
-  if (!def) throw new SluiceError('SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER', `trigger kind ${fn.trigger.kind} is not available`, { context: { function: fnName } })
+  if (!def) throw new SluiceError('SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER', `trigger kind ${fn.trigger.kind} is not a known kind`, { context: { function: fnName } })
   const conn = fn.trigger.connection ? parts.config.connections[fn.trigger.connection] : undefined
   const create = (): Connector => {
     const c = def.createTrigger({

@@ -282,7 +282,7 @@ ${telemetry(`    timeout: 1000
     const i = await issue(yaml)
     expectIssue(i, 'SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER', 'functions.telemetry.trigger.sqs', at(yaml, 'sqs'))
     for (const d of CONNECTORS) expect(i.message).toContain(d.kind)
-    expect(i.message).toMatch(/available: /)
+    expect(i.message).toMatch(/known kinds: /)
   })
 
   it('wants exactly one trigger kind', async () => {
@@ -299,7 +299,7 @@ ${telemetry(`    timeout: 1000
     const list = await issues(yaml)
     expect(list).toHaveLength(2)
     expectIssue(list[0] as ConfigIssue, 'SLUICE_ERR_CONFIG_UNKNOWN_CONNECTION_KIND', 'connections.queue.kind', at(yaml, 'sqs'))
-    expect(list[0]?.message).toMatch(/"sqs" is not available in this build \(available: /)
+    expect(list[0]?.message).toMatch(/"sqs" is not a known kind \(known kinds: /)
     expectIssue(list[1] as ConfigIssue, 'SLUICE_ERR_CONFIG_REQUIRED', 'connections.other.kind', at(yaml, '{ url: x }'))
   })
 
