@@ -49,18 +49,8 @@ export const ERRORS = {
     'A ${VAR} reference names an unset environment variable.',
     'Set the variable, or give a default with ${VAR:-default}.',
   ),
-  SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER: spec(
-    false,
-    400,
-    'A trigger kind is not one this gateway knows.',
-    'Use one of the trigger kinds the message lists.',
-  ),
-  SLUICE_ERR_CONFIG_UNKNOWN_OUTPUT: spec(
-    false,
-    400,
-    'An output kind is not one this gateway knows.',
-    'Use one of the output kinds the message lists.',
-  ),
+  SLUICE_ERR_CONFIG_UNKNOWN_TRIGGER: spec(false, 400, 'A trigger kind is not one this gateway knows.', 'Use one of the trigger kinds the message lists.'),
+  SLUICE_ERR_CONFIG_UNKNOWN_OUTPUT: spec(false, 400, 'An output kind is not one this gateway knows.', 'Use one of the output kinds the message lists.'),
   SLUICE_ERR_CONFIG_TRIGGER_COUNT: spec(
     false,
     400,

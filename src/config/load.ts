@@ -255,9 +255,7 @@ function validate(
         ...src.locate([...path, 'kind']),
         code: kind === undefined ? 'SLUICE_ERR_CONFIG_REQUIRED' : 'SLUICE_ERR_CONFIG_UNKNOWN_CONNECTION_KIND',
         message:
-          kind === undefined
-            ? 'is required'
-            : `connection kind ${JSON.stringify(kind)} is not a known kind (known kinds: ${available.join(', ') || 'none'})`,
+          kind === undefined ? 'is required' : `connection kind ${JSON.stringify(kind)} is not a known kind (known kinds: ${available.join(', ') || 'none'})`,
         path: src.pathString([...path, 'kind']),
       })
       continue
