@@ -435,6 +435,12 @@ export const ERRORS = {
   SLUICE_ERR_HTTP_NOT_FOUND: spec(false, 404, 'No route matches the request.', 'Check the URL; HTTP functions are under /api/<route>.'),
   SLUICE_ERR_HTTP_TIMEOUT: spec(true, 408, 'The request took longer than the server allows.', 'Send the request faster, or raise http.requestTimeoutMs.'),
   SLUICE_ERR_HTTP_SHUTTING_DOWN: spec(true, 503, 'The gateway is shutting down.', 'Retry against another instance or after restart.'),
+  SLUICE_ERR_HTTP_MISDIRECTED: spec(
+    true,
+    421,
+    'The connection was handed to a worker host that serves functions directly; this request needs a connection of its own.',
+    'Open a new connection for it (the reply closes this one); HTTP clients and browsers do so when they retry.',
+  ),
   SLUICE_ERR_HTTP_METHOD_NOT_ALLOWED: spec(
     false,
     405,

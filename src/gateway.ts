@@ -24,6 +24,7 @@ import { createClusterMember } from './gateway/cluster.js'
 import type { ClusterMember } from './cluster/member.js'
 import { assembleParts, type GatewayOptions, type GatewayParts } from './gateway/assembly.js'
 import { FunctionKeyCache } from './gateway/function-keys.js'
+import { DirectHttp } from './gateway/direct-http.js'
 import { FunctionRoutes } from './gateway/function-routes.js'
 import type { FunctionUnit } from './gateway/function-unit.js'
 import { startSequence, stopSequence, type LifecycleTarget } from './gateway/lifecycle.js'
@@ -55,6 +56,8 @@ export class Gateway implements AdminApi {
   /** One record per function, by name (see FunctionUnit). */
   private readonly units = new Map<string, FunctionUnit>()
   private readonly routes: FunctionRoutes
+  /** Worker hosts serving HTTP functions on connections handed to them (src/gateway/direct-http.ts). */
+  private readonly direct: DirectHttp
   private readonly admin: GatewayAdmin
   private readonly metricsRegistry: Metrics
   private readonly reloader: Reloader
@@ -72,7 +75,9 @@ export class Gateway implements AdminApi {
     ;({ log: this.log, pool: this.pool, scheduler: this.scheduler, router: this.router, store: this.store, app: this.app } = this.parts)
     const keys = new FunctionKeyCache(this.store)
     const adminKey = this.config.admin.key
-    this.routes = new FunctionRoutes({ keys, ...(adminKey === undefined ? {} : { adminHash: hashKey(adminKey) }) })
+    const adminHash = adminKey === undefined ? undefined : hashKey(adminKey)
+    this.routes = new FunctionRoutes({ keys, ...(adminHash === undefined ? {} : { adminHash }) })
+    this.direct = new DirectHttp(this.parts, this.routes, keys, adminHash)
     this.reloader = new Reloader({ parts: this.parts, units: this.units, routes: this.routes, state: () => this.state })
     this.metricsRegistry = new Metrics(this.id, () => ({
       functions: [...this.units.keys()].map((name) => {
@@ -162,6 +167,7 @@ export class Gateway implements AdminApi {
       compiled: this.compiled,
       units: this.units,
       routes: this.routes,
+      direct: this.direct,
       admin: this.admin,
       cluster: this.cluster,
       live: this.live,

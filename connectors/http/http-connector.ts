@@ -1,19 +1,14 @@
 import {
-  nowIso,
+  httpEvent,
+  invocationFailure,
   SluiceError,
+  toReply,
   type Connector,
   type ConnectorContext,
-  type HttpReply,
   type HttpRequestInfo,
-  type InvocationResult,
   type TriggerSpec,
 } from '../../src/sdk/index.js'
 import type { HttpTriggerOptions } from './options.js'
-
-/** Headers that carry credentials or belong to the connection: never handed to the function. */
-const HIDDEN_HEADERS = new Set(['x-functions-key', 'x-sluice-key', 'authorization', 'cookie'])
-/** Headers the function may not set: the server owns framing. */
-const RESERVED_REPLY_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade'])
 
 /** `stations/{id}` -> `/api/stations/:id`; `files/{*path}` -> `/api/files/*`. */
 export function routeUrl(route: string): string {
@@ -21,52 +16,6 @@ export function routeUrl(route: string): string {
     .split('/')
     .map((seg) => seg.replace(/^\{\*[A-Za-z0-9_]*\}$/, '*').replace(/\{([A-Za-z0-9_]+)\}/g, ':$1'))
     .join('/')}`
-}
-
-function isReplyShape(v: unknown): v is { status?: unknown; headers?: unknown; body?: unknown; isBase64Encoded?: unknown } {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false
-  const keys = Object.keys(v)
-  return keys.length > 0 && keys.every((k) => k === 'status' || k === 'headers' || k === 'body' || k === 'isBase64Encoded')
-}
-
-/**
- * Turns a function's return value into an HTTP reply: `{ status, headers, body }` (body: string,
- * or JSON; `isBase64Encoded: true` for binary), or any other value as a 200 JSON body.
- */
-export function toReply(value: unknown, fn: string, invocationId: string): HttpReply {
-  if (!isReplyShape(value)) return { status: 200, headers: {}, body: value ?? null }
-  const status = value.status === undefined ? 200 : value.status
-  if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
-    throw new SluiceError('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${fn} returned an invalid HTTP status`, { context: { function: fn, invocationId } })
-  }
-  const headers: Record<string, string> = {}
-  if (value.headers !== undefined) {
-    if (value.headers === null || typeof value.headers !== 'object') {
-      throw new SluiceError('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${fn} returned headers that are not an object`, {
-        context: { function: fn, invocationId },
-      })
-    }
-    for (const [k, v] of Object.entries(value.headers as Record<string, unknown>)) {
-      const name = k.toLowerCase()
-      if (RESERVED_REPLY_HEADERS.has(name) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) continue
-      const text = String(v)
-      // CR/LF would split the header; Node refuses any other character outside tab and visible
-      // latin1 only while writing the reply, too late for a coded error.
-      if (/[^\t\x20-\x7e\x80-\xff]/.test(text)) continue
-      headers[name] = text
-    }
-  }
-  let body = value.body ?? null
-  if (value.isBase64Encoded === true && typeof body === 'string') body = Buffer.from(body, 'base64')
-  // Under a content type of the function's choosing fastify sends only strings and bytes.
-  else if (body !== null && typeof body !== 'string' && headers['content-type'] !== undefined) body = JSON.stringify(body)
-  return { status, headers, body }
-}
-
-function failure(r: InvocationResult, fn: string): SluiceError {
-  const code = r.error?.code ?? 'SLUICE_ERR_FUNCTION_THREW'
-  const message = code === 'SLUICE_ERR_FUNCTION_TIMEOUT' ? `function ${fn} timed out` : `function ${fn} failed (${code}); the invocation id leads to its logs`
-  return new SluiceError(code, message, { context: { function: fn, invocationId: r.invocationId } })
 }
 
 /**
@@ -91,36 +40,16 @@ export class HttpConnector implements Connector {
       methods: trigger.methods,
       url: routeUrl(trigger.route),
       auth: trigger.auth,
+      // A worker host may take the request's connection and build the same event itself.
+      direct: this.wildcard === undefined ? { source } : { source, wildcard: this.wildcard },
       handle: async (req: HttpRequestInfo, signal: AbortSignal) => {
         if (this.stopped) throw new SluiceError('SLUICE_ERR_HTTP_SHUTTING_DOWN', 'the gateway is shutting down')
-        const headers: Record<string, string | string[] | undefined> = {}
-        const all = req.headers
-        for (const k of Object.keys(all)) if (!HIDDEN_HEADERS.has(k)) headers[k] = all[k]
-        const r = await ctx.invoke(
-          [
-            {
-              id: req.requestId,
-              source,
-              time: nowIso(),
-              body: req.body ?? null,
-              meta: { method: req.method, path: req.path, url: req.url, params: this.params(req.params), query: req.query, headers, ip: req.ip },
-            },
-          ],
-          { signal },
-        )
-        if (!r.ok) throw failure(r, functionName)
+        const r = await ctx.invoke([httpEvent(req, source, this.wildcard)], { signal })
+        if (!r.ok) throw invocationFailure(r, functionName)
         return toReply(r.value, functionName, r.invocationId)
       },
     })
     ctx.setHealth(true)
-  }
-
-  /** fastify names a catch-all `*`; the function sees the name from the route, `{*path}`. */
-  private params(p: Record<string, string>): Record<string, string> {
-    const name = this.wildcard
-    if (!name || !('*' in p)) return p
-    const { '*': rest, ...others } = p
-    return { ...others, [name]: rest as string }
   }
 
   async stop(): Promise<void> {

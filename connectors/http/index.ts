@@ -2,7 +2,7 @@ import type { ConnectorDefinition } from '../../src/sdk/index.js'
 import { HttpConnector } from './http-connector.js'
 import { httpTriggerSchema, type HttpTriggerOptions } from './options.js'
 
-export { HttpConnector, routeUrl, toReply } from './http-connector.js'
+export { HttpConnector, routeUrl } from './http-connector.js'
 export { httpTriggerSchema, type HttpTriggerOptions } from './options.js'
 
 export const httpConnector: ConnectorDefinition<HttpTriggerOptions, never> = {

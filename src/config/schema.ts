@@ -22,6 +22,11 @@ export const httpSchema = Type.Object(
           'Behind a reverse proxy: trust its X-Forwarded-* headers (fastify trustProxy): true, or the proxy addresses or CIDRs (comma-separated). With it set (not false) and no admin.key the admin API and dashboard are off.',
       }),
     ),
+    direct: Type.Boolean({
+      default: true,
+      description:
+        'Let worker hosts serve HTTP-triggered functions on connections the gateway hands them (no hop through the gateway per request). Functions with output bindings always run through the gateway.',
+    }),
   },
   { ...Strict, description: 'The HTTP server: HTTP-triggered functions under /api, the admin API, /metrics and the dashboard.' },
 )

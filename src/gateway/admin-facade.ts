@@ -99,6 +99,7 @@ export class GatewayAdmin implements AdminApi {
         eventsDead: r.stats.eventsDead,
         retries: r.stats.retries,
         coldStarts: r.stats.coldStarts,
+        direct: r.stats.direct,
       },
     }
     if (p) info.latencyMs = { p50: round(p.p50), p99: round(p.p99) }

@@ -10,6 +10,7 @@ const KEY_CACHE_MS = 10_000
 export class FunctionKeyCache {
   /** Cached as the read itself so a write can invalidate it. */
   private readonly hashes = new Map<string, Promise<string[]>>()
+  private readonly listeners = new Set<(fn: string) => void>()
 
   constructor(private readonly store: Store) {}
 
@@ -30,5 +31,11 @@ export class FunctionKeyCache {
 
   invalidate(fn: string): void {
     this.hashes.delete(fn)
+    for (const l of this.listeners) l(fn)
+  }
+
+  /** Calls `listener` after a key of a function changed here (see invalidate). */
+  onInvalidate(listener: (fn: string) => void): void {
+    this.listeners.add(listener)
   }
 }

@@ -10,23 +10,13 @@ import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import FindMyWay, { type HTTPMethod } from 'find-my-way'
 import { SluiceError } from '../errors.js'
-import { FUNCTION_KEY_HEADER, header, keyMatches, presentedAdminKey } from '../http/auth.js'
-import { errorBody, sendError } from '../http/server.js'
+import { functionKeyRefusal } from '../http/auth.js'
+import { errorBody, sendError, sendFunctionReply } from '../http/server.js'
 import type { HttpRouteDef } from '../sdk/index.js'
 import type { FunctionKeyCache } from './function-keys.js'
 
 /** Methods an HTTP trigger may list (connectors/http/options.ts). */
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const satisfies readonly HTTPMethod[]
-
-/**
- * Headers every function reply carries unless the function sets its own: no MIME sniffing, and
- * a sandboxed document, so a function that echoes input as HTML cannot run script with the
- * dashboard's origin (issue 9).
- */
-const DEFAULT_REPLY_HEADERS: Readonly<Record<string, string>> = {
-  'x-content-type-options': 'nosniff',
-  'content-security-policy': 'sandbox',
-}
 
 /**
  * A signal that aborts when the client goes away: its connection closes. One per connection, not
@@ -65,12 +55,36 @@ export interface FunctionRoutesOptions {
   adminHash?: string
 }
 
+/** What direct HTTP (direct-http.ts) learns from the routes. */
+export interface RouteWatcher {
+  /** A request of `fn` was answered here (not by a worker host); its reply is not yet sent. */
+  served(fn: string, reply: FastifyReply): void
+  /** Function `fn`'s routes were removed. */
+  removed(fn: string): void
+}
+
 export class FunctionRoutes {
   private readonly table = FindMyWay<FindMyWay.HTTPVersion.V1>({ ignoreTrailingSlash: true, maxParamLength: 500 })
-  private readonly byFunction = new Map<string, Array<{ methods: HTTPMethod[]; url: string }>>()
+  private readonly byFunction = new Map<string, Array<{ methods: HTTPMethod[]; url: string; def: HttpRouteDef }>>()
   private closing = false
+  private watcher: RouteWatcher | undefined
 
   constructor(private readonly opts: FunctionRoutesOptions) {}
+
+  watch(w: RouteWatcher): void {
+    this.watcher = w
+  }
+
+  /** The (first) route of function `fn`. */
+  routeOf(fn: string): HttpRouteDef | undefined {
+    return this.byFunction.get(fn)?.[0]?.def
+  }
+
+  /** The function and route that answer `method` on `url`, if any. */
+  lookup(method: string, url: string): { fn: string; def: HttpRouteDef } | undefined {
+    const found = this.table.find(method as HTTPMethod, url)
+    return found ? (found.store as Entry) : undefined
+  }
 
   /** Installs the /api catch-all on the server. Call once, before it listens. */
   install(app: FastifyInstance): void {
@@ -98,7 +112,7 @@ export class FunctionRoutes {
       })
     }
     const list = this.byFunction.get(fn) ?? []
-    list.push({ methods, url: def.url })
+    list.push({ methods, url: def.url, def })
     this.byFunction.set(fn, list)
   }
 
@@ -106,6 +120,7 @@ export class FunctionRoutes {
   remove(fn: string): void {
     for (const r of this.byFunction.get(fn) ?? []) this.table.off(r.methods, r.url)
     this.byFunction.delete(fn)
+    this.watcher?.removed(fn)
   }
 
   /** From now on every /api request is answered 503 (the gateway is stopping). */
@@ -149,28 +164,15 @@ export class FunctionRoutes {
         },
         clientGone(reply.raw.socket),
       )
-      void reply.code(out.status)
-      const headers = out.headers
-      for (const k in DEFAULT_REPLY_HEADERS) if (headers[k] === undefined) void reply.header(k, DEFAULT_REPLY_HEADERS[k] as string)
-      for (const k in headers) void reply.header(k, headers[k] as string)
-      if (typeof out.body === 'string' && !headers['content-type']) void reply.type('text/plain; charset=utf-8')
-      return reply.send(out.body)
+      this.watcher?.served(fn, reply)
+      return sendFunctionReply(reply, out)
     } catch (e) {
       return sendError(reply, request, e)
     }
   }
 
   private async authorize(fn: string, request: FastifyRequest): Promise<void> {
-    const hashes = await this.opts.keys.get(fn)
-    const { adminHash } = this.opts
-    const ok = keyMatches(header(request, FUNCTION_KEY_HEADER), hashes) || (adminHash !== undefined && keyMatches(presentedAdminKey(request), [adminHash]))
-    if (!ok) {
-      throw new SluiceError(
-        'SLUICE_ERR_HTTP_UNAUTHORIZED',
-        hashes.length === 0
-          ? `function ${fn} has no keys yet: create one with \`sluice keys create ${fn}\``
-          : `send a key of function ${fn} in ${FUNCTION_KEY_HEADER}`,
-      )
-    }
+    const refused = functionKeyRefusal(fn, request, await this.opts.keys.get(fn), this.opts.adminHash)
+    if (refused) throw refused
   }
 }

@@ -17,6 +17,7 @@ import type { CompiledFunction } from '../sandbox/compile.js'
 import type { GatewayAdmin, GatewayState } from './admin-facade.js'
 import type { ClusterMember } from '../cluster/member.js'
 import type { GatewayParts } from './assembly.js'
+import type { DirectHttp } from './direct-http.js'
 import type { FunctionRoutes } from './function-routes.js'
 import { closeOutputs, createUnit, type FunctionUnit } from './function-unit.js'
 import { startTrigger, stopTrigger } from './triggers.js'
@@ -27,6 +28,7 @@ export interface LifecycleTarget {
   readonly compiled: ReadonlyMap<string, CompiledFunction>
   readonly units: Map<string, FunctionUnit>
   readonly routes: FunctionRoutes
+  readonly direct: DirectHttp
   readonly admin: GatewayAdmin
   readonly cluster: ClusterMember
   readonly live: LiveFeed
@@ -43,6 +45,7 @@ export async function startSequence(t: LifecycleTarget): Promise<void> {
   // The port first: a port in use fails the start at once, before worker hosts or triggers run.
   const access = registerHttpSurface(t)
   await listen(parts)
+  t.direct.install()
   const url = baseUrl(config, app.server.address())
   t.setUrl(url)
   const admin = describeAdminAccess(access, url, config.http.host)
@@ -108,6 +111,7 @@ function registerHttpSurface(t: LifecycleTarget): AdminAccess {
   // key); without one it keeps the admin API's rules.
   registerDashboard(app, access.protection === 'key' ? {} : { guard })
   t.routes.install(app)
+  t.direct.register()
   return access
 }
 
@@ -133,6 +137,7 @@ export async function stopSequence(t: LifecycleTarget, timeoutMs: number): Promi
     // After the drain: other instances take its sessions over only once its own PUBACKs are out.
     ['cluster registry', () => t.cluster.stop()],
     ['live feed', () => t.live.close()],
+    ['direct http', () => t.direct.close()],
     ['http server', () => parts.app.close()],
     ['scheduler', () => parts.scheduler.close()],
     ['outputs', () => Promise.all(units.map(closeOutputs))],

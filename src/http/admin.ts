@@ -37,7 +37,8 @@ export interface FunctionInfo {
   backlog: number
   inflight: number
   /** eventsDone/eventsDead: final outcomes of delivered events; events: events run (each attempt, sync included). */
-  counts: { invocations: number; failures: number; events: number; eventsDone: number; eventsDead: number; retries: number; coldStarts: number }
+  /** `direct`: HTTP requests worker hosts answered on connections handed to them (counted in the others too). */
+  counts: { invocations: number; failures: number; events: number; eventsDone: number; eventsDead: number; retries: number; coldStarts: number; direct: number }
   latencyMs?: { p50: number; p99: number }
   lastColdStartMs?: number
   /** The code version running for new batches: the short hash of its bundle. */

@@ -39,6 +39,20 @@ export function presentedAdminKey(req: FastifyRequest): string | undefined {
   return auth?.startsWith('Bearer ') ? auth.slice(7) : undefined
 }
 
+/**
+ * Why a request may not call function `fn` (auth: function), or undefined when it presents one of
+ * the function's keys (`hashes`) or the admin key.
+ */
+export function functionKeyRefusal(fn: string, req: FastifyRequest, hashes: readonly string[], adminHash: string | undefined): SluiceError | undefined {
+  if (keyMatches(header(req, FUNCTION_KEY_HEADER), hashes) || (adminHash !== undefined && keyMatches(presentedAdminKey(req), [adminHash]))) return undefined
+  return new SluiceError(
+    'SLUICE_ERR_HTTP_UNAUTHORIZED',
+    hashes.length === 0
+      ? `function ${fn} has no keys yet: create one with \`sluice keys create ${fn}\``
+      : `send a key of function ${fn} in ${FUNCTION_KEY_HEADER}`,
+  )
+}
+
 export function isLoopback(ip: string): boolean {
   return ip === '127.0.0.1' || ip === '::1' || ip === '::ffff:127.0.0.1' || ip.startsWith('127.') || ip.startsWith('::ffff:127.')
 }

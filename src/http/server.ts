@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { SluiceError, hasCode, ERRORS, type ErrorCode } from '../errors.js'
 import type { Pino } from '../log.js'
 import type { GatewayConfig } from '../config/schema.js'
+import type { HttpReply } from '../sdk/index.js'
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; requestId: string; invocationId?: string }
@@ -48,6 +49,26 @@ function isJson(text: string): boolean {
   }
 }
 
+/**
+ * Headers every function reply carries unless the function sets its own: no MIME sniffing, and
+ * a sandboxed document, so a function that echoes input as HTML cannot run script with the
+ * dashboard's origin (issue 9).
+ */
+const DEFAULT_REPLY_HEADERS: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'content-security-policy': 'sandbox',
+}
+
+/** Sends a function's HTTP reply (see toReply in src/sdk/http.ts) with the default headers. */
+export function sendFunctionReply(reply: FastifyReply, out: HttpReply): FastifyReply {
+  void reply.code(out.status)
+  const headers = out.headers
+  for (const k in DEFAULT_REPLY_HEADERS) if (headers[k] === undefined) void reply.header(k, DEFAULT_REPLY_HEADERS[k] as string)
+  for (const k in headers) void reply.header(k, headers[k] as string)
+  if (typeof out.body === 'string' && !headers['content-type']) void reply.type('text/plain; charset=utf-8')
+  return reply.send(out.body)
+}
+
 /** Sends a coded JSON error. Unknown errors become a 500 that names the request id, never a stack. */
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: unknown): FastifyReply {
   if (err instanceof SluiceError || hasCode(err)) {
@@ -71,7 +92,10 @@ export function sendError(reply: FastifyReply, request: FastifyRequest, err: unk
  * dashboard. JSON bodies are parsed with prototype-poisoning protection; other text types arrive
  * as strings, anything else as base64.
  */
-export function createHttpServer(config: GatewayConfig['http'], log: Pino): FastifyInstance {
+export function createHttpServer(
+  config: Pick<GatewayConfig['http'], 'bodyLimit' | 'trustProxy' | 'requestTimeoutMs' | 'keepAliveTimeoutMs'>,
+  log: Pino,
+): FastifyInstance {
   const app = Fastify({
     loggerInstance: log as unknown as FastifyBaseLogger,
     // Per-request logs would cost more than the request; errors are still logged.

@@ -12,10 +12,13 @@ import { preview } from './safe-json.js'
 import { type FnLane, guard, type RouterHost } from './lane-state.js'
 
 /** The start of a result's JSON kept in the recent-invocations list. */
-const PREVIEW_CHARS = 2048
+export const PREVIEW_CHARS = 2048
 
-/** One finished invocation as the router saw it: `value` is what the function returned. */
-export type InvocationReport = Omit<InvocationMessage, 'gateway' | 'function'> & { logs: InvocationResult['logs']; value: unknown }
+/**
+ * One finished invocation as the router saw it: `value` is what the function returned, or
+ * `result` its preview already made (by the worker host that ran it).
+ */
+export type InvocationReport = Omit<InvocationMessage, 'gateway' | 'function'> & { logs: InvocationResult['logs']; value?: unknown; result?: string }
 
 export function report(h: RouterHost, l: FnLane, r: InvocationReport): void {
   guard(h, l, 'reporting an invocation', () => {
@@ -26,7 +29,7 @@ export function report(h: RouterHost, l: FnLane, r: InvocationReport): void {
       error === undefined
         ? { invocationId, kind, size, ok, failed, durationMs, waitMs, coldStart, time, logs }
         : { invocationId, kind, size, ok, failed, durationMs, waitMs, coldStart, error, time, logs }
-    if (ok) record.result = preview(r.value, PREVIEW_CHARS)
+    if (ok) record.result = r.result ?? preview(r.value, PREVIEW_CHARS)
     l.stats.record(record)
     if (invocationChannel.hasSubscribers) {
       const gateway = h.opts.gateway

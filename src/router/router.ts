@@ -12,7 +12,7 @@ import { batchJson } from './batch-json.js'
 import { reasonOf } from './safe-json.js'
 import { ABORTED, type FnLane, finish, guard, internal, type RouterFunction, type RouterHost, type RouterOptions, runOnLease } from './lane-state.js'
 import { deadLetterSoon, settle } from './settle.js'
-import { report } from './report.js'
+import { report, type InvocationReport } from './report.js'
 import { invoke } from './invoke.js'
 
 export type { RouterFunction, RouterOptions } from './lane-state.js'
@@ -335,6 +335,18 @@ export class Router {
    */
   async invoke(fn: string, events: TriggerEvent[], opts: { signal?: AbortSignal } = {}): Promise<InvocationResult> {
     return invoke(this.host, this.get(fn), fn, events, opts)
+  }
+
+  /**
+   * Records an invocation a worker host ran on its own: an HTTP request on a connection the
+   * gateway handed it (src/gateway/direct-http.ts). A function that is gone is ignored.
+   */
+  recordDirect(fn: string, r: InvocationReport): void {
+    const l = this.lanes.get(fn)
+    if (!l) return
+    report(this.host, l, r)
+    l.stats.direct++
+    if (r.ok) l.stats.eventsDone++
   }
 
   /**

@@ -71,6 +71,8 @@ export class FunctionStats {
   events = 0
   retries = 0
   coldStarts = 0
+  /** Invocations a worker host ran on its own: HTTP requests on connections handed to it. */
+  direct = 0
   lastColdStartMs: number | undefined
   private readonly durations = new Float64Array(WINDOW)
   private count = 0

@@ -9,7 +9,7 @@ import type { Logger } from '../sdk/index.js'
 import { FrameChannel } from './channel.js'
 import { parseEnvelope } from './envelope.js'
 import { detachSourceMap, StackMapper } from './source-map.js'
-import type { FromHost, InstanceSpec, RunPayload, ToHost } from './protocol.js'
+import type { FromHost, HttpConnMessage, InstanceSpec, RunPayload, ToHost } from './protocol.js'
 
 export interface PoolOptions {
   hosts: number
@@ -272,7 +272,12 @@ export class SandboxPool extends EventEmitter {
         slot.lastPong = Date.now()
         slot.rss = m.rss
         return
+      case 'lost':
+        if (slot.instances.delete(m.inst)) this.emit('instance-lost', m.inst)
+        return
       default:
+        // Direct HTTP (src/gateway/direct-http.ts).
+        this.emit('http', slot.id, m, payload)
         return
     }
   }
@@ -337,6 +342,27 @@ export class SandboxPool extends EventEmitter {
 
   private send(slot: HostSlot, m: ToHost, payload?: string): boolean {
     return slot.channel?.send(m, payload) ?? false
+  }
+
+  /** Sends a message to a host that is up; false when it is not. */
+  sendTo(hostId: number, m: ToHost, payload?: string): boolean {
+    const slot = this.slots[hostId]
+    return slot?.up === true && this.send(slot, m, payload)
+  }
+
+  /**
+   * Hands a client connection to a host (over Node's IPC channel, which can carry a socket). The
+   * socket is closed here once sent; `done` learns whether the host got it.
+   */
+  sendConnection(hostId: number, m: HttpConnMessage, socket: Socket, done: (ok: boolean) => void): void {
+    const child = this.slots[hostId]?.child
+    if (!child?.connected || this.closing) return done(false)
+    child.send(m, socket, { keepOpen: false }, (e) => done(e === null))
+  }
+
+  /** Maps an error's stack from a bundle of `hash` to the author's files. */
+  mapError(error: ErrorInfo, hash: string): ErrorInfo {
+    return error.context?.stack === undefined ? error : this.stacks.mapError(error, hash)
   }
 
   /** Starts an instance on a host. Never throws: failures reject `ready`. */

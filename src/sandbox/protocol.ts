@@ -49,6 +49,7 @@ export type ToHost =
   | { t: 'destroy'; inst: number }
   | { t: 'prewarm'; memoryMb: number[]; count: number }
   | { t: 'ping'; id: number }
+  | HttpToHost
 
 /** What the isolate returned, parsed and checked (by the gateway: it is untrusted data). */
 export interface RunPayload {
@@ -71,6 +72,79 @@ export type FromHost =
   | { t: 'created'; inst: number; ms: number; prewarmed: boolean; error?: ErrorInfo }
   | { t: 'result'; id: number; inst: number; lost: boolean; cpuMs: number; ms: number; error?: ErrorInfo }
   | { t: 'pong'; id: number; instances: number; rss: number }
+  /** A pinned instance died in a direct HTTP run (timeout, memory limit). */
+  | { t: 'lost'; inst: number }
+  | HttpFromHost
+
+/** How a worker host's own HTTP server parses and times requests: the gateway's `http` settings. */
+export interface HostHttpConfig {
+  bodyLimit: number
+  trustProxy?: boolean | string
+  requestTimeoutMs: number
+  keepAliveTimeoutMs: number
+  logLevel: string
+}
+
+/** A function route a worker host serves on one of its instances (see src/gateway/direct-http.ts). */
+export interface HttpPin {
+  pin: number
+  inst: number
+  fn: string
+  /** Bundle hash of the instance's code (reports carry it, to map error stacks). */
+  hash: string
+  methods: string[]
+  url: string
+  auth: 'anonymous' | 'function'
+  source: string
+  wildcard?: string
+  /** SHA-256 digests of the function's keys, and of admin.key (which opens every route). */
+  keys: string[]
+  adminHash?: string
+  timeoutMs: number
+  cpuTimeMs: number
+  /** Requests of this pin running or queued at once; more are refused as overloaded. */
+  maxBacklog: number
+}
+
+/** A direct invocation as the gateway records it (src/router/report.ts), with its result's preview. */
+export interface DirectReport {
+  fn: string
+  invocationId: string
+  ok: boolean
+  durationMs: number
+  error?: ErrorInfo
+  logs: LogLine[]
+  result?: string
+  /** Bundle hash of the instance's code, for mapping an error's stack. */
+  hash: string
+}
+
+/** Direct HTTP messages, gateway -> host. `http-forwarded` carries the reply body (base64) as payload. */
+export type HttpToHost =
+  | { t: 'http-config'; config: HostHttpConfig }
+  | ({ t: 'http-pin' } & HttpPin)
+  | { t: 'http-keys'; fn: string; keys: string[] }
+  | { t: 'http-unpin'; pin: number }
+  | { t: 'http-flush'; id: number }
+  | { t: 'http-close'; id: number }
+  | { t: 'http-forwarded'; id: number; status: number; headers: Record<string, string | string[]> }
+
+/**
+ * Direct HTTP messages, host -> gateway. `http-reports` carries a JSON array of DirectReport;
+ * `http-forward` the request body (base64), as payload.
+ */
+export type HttpFromHost =
+  | { t: 'http-pinned'; pin: number; error?: ErrorInfo }
+  | { t: 'http-reports' }
+  | { t: 'http-flushed'; id: number }
+  | { t: 'http-closed'; id: number }
+  | { t: 'http-forward'; id: number; method: string; url: string; headers: Record<string, string | string[] | undefined>; remoteAddress: string }
+
+/** Over Node's IPC channel, with the connection's socket as the handle: its first bytes (base64). */
+export interface HttpConnMessage {
+  t: 'http-conn'
+  head: string
+}
 
 /** File descriptor of the frame channel in the worker host (stdio slot 4). */
 export const FRAME_FD = 4

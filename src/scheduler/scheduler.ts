@@ -31,6 +31,25 @@ interface Inst {
   lastUsed: number
   /** Not yet used: the first run on it is a cold start. */
   fresh: boolean
+  /** Pins held by direct HTTP (src/gateway/direct-http.ts): not reaped or evicted while held. */
+  pins: number
+}
+
+/**
+ * An instance a worker host serves HTTP requests on directly. It stays in the scheduler's pool
+ * (batches may still be leased to it; the host runs one call at a time per isolate) but is not
+ * stopped for idleness or evicted while pinned.
+ */
+export interface Pinned {
+  fn: string
+  inst: number
+  hostId: number
+  /** Bundle hash of the instance's code. */
+  hash: string
+  /** False once the instance is gone, its function removed, or a reload replaced its code. */
+  current(): boolean
+  /** Idempotent; the instance then idles out as any other. */
+  unpin(): void
 }
 
 interface Waiter {
@@ -94,7 +113,7 @@ class InstanceLease implements Lease {
 
   constructor(
     private readonly owner: LeaseOwner,
-    private readonly inst: Inst,
+    readonly inst: Inst,
     readonly coldStart: boolean,
     readonly waitMs: number,
   ) {
@@ -255,6 +274,36 @@ export class Scheduler {
     })
   }
 
+  /**
+   * Pins an instance of `fn` (an idle one, else a new one, else the next to come free) once it is
+   * up. Rejects as `acquire` does, or with the instance's start error.
+   */
+  async pin(fn: string): Promise<Pinned> {
+    const lease = (await this.acquire(fn)) as InstanceLease
+    const inst = lease.inst
+    inst.pins++
+    lease.release()
+    let held = true
+    const unpin = () => {
+      if (!held) return
+      held = false
+      inst.pins--
+      inst.lastUsed = Date.now()
+    }
+    try {
+      await inst.handle.ready
+    } catch (e) {
+      unpin()
+      throw e
+    }
+    const current = () => inst.fn.instances.has(inst) && !inst.fn.removed && !this.stale(inst)
+    if (!current()) {
+      unpin()
+      throw new SluiceError('SLUICE_ERR_SANDBOX_UNAVAILABLE', `the instance of ${fn} stopped before it was pinned`, { retriable: true })
+    }
+    return { fn, inst: inst.handle.inst, hostId: inst.handle.hostId, hash: inst.spec.hash, current, unpin }
+  }
+
   private lease(inst: Inst, since: number): Lease {
     inst.busy = true
     const coldStart = inst.fresh
@@ -357,7 +406,7 @@ export class Scheduler {
       outputs: spec.outputs,
       initTimeoutMs: spec.timeoutMs,
     })
-    const inst: Inst = { handle, fn: f, spec, busy: false, lastUsed: Date.now(), fresh: true }
+    const inst: Inst = { handle, fn: f, spec, busy: false, lastUsed: Date.now(), fresh: true, pins: 0 }
     f.instances.add(inst)
     const l = this.load(host)
     l.memoryMb += spec.memoryMb
@@ -382,7 +431,7 @@ export class Scheduler {
     let victim: Inst | undefined
     for (const other of this.fns.values()) {
       if (other === f || other.instances.size <= other.spec.scale.min) continue
-      for (const i of other.idle) if (!victim || i.lastUsed < victim.lastUsed) victim = i
+      for (const i of other.idle) if (i.pins === 0 && (!victim || i.lastUsed < victim.lastUsed)) victim = i
     }
     if (!victim) return false
     this.remove(victim, 'stop')
@@ -451,7 +500,7 @@ export class Scheduler {
       // Oldest first: idle is used as a stack, so the front has waited longest.
       for (const inst of [...f.idle]) {
         if (f.instances.size <= min) break
-        if (now - inst.lastUsed >= idleTimeoutMs) this.remove(inst, 'stop')
+        if (inst.pins === 0 && now - inst.lastUsed >= idleTimeoutMs) this.remove(inst, 'stop')
       }
     }
     this.fillMinimums()

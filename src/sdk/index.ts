@@ -9,6 +9,7 @@ export type { ErrorInfo, ErrorCode } from '../errors.js'
 export { SluiceError, hasCode } from '../errors.js'
 export { backoffDelay, type BackoffPolicy } from './backoff.js'
 export { nowIso } from './time.js'
+export { httpEvent, invocationFailure, toReply } from './http.js'
 export { decodePayload, decodeText, jsonDepth, rawFit, EVENT_LIMITS, type DecodedPayload } from './payload.js'
 
 /** A structured logger (pino-compatible subset). */
@@ -200,6 +201,12 @@ export interface HttpRouteDef {
   auth: 'anonymous' | 'function'
   /** Resolves with the reply; throws a coded error (SluiceError) for an error reply. */
   handle(req: HttpRequestInfo, signal: AbortSignal): Promise<HttpReply>
+  /**
+   * Set when `handle` is exactly `httpEvent(req, source, wildcard)` run through `invoke` and
+   * answered with `toReply` (src/sdk/http.ts): a worker host may then serve the route's requests
+   * itself, on connections the gateway hands it (src/gateway/direct-http.ts).
+   */
+  direct?: { source: string; wildcard?: string }
 }
 
 export interface ConnectorContext {

@@ -121,10 +121,7 @@ describe('dashboard that was not built', () => {
   let app: FastifyInstance
   const dir = mkdtempSync(join(tmpdir(), 'sluice-no-ui-'))
   beforeAll(async () => {
-    app = createHttpServer(
-      { port: 0, host: '127.0.0.1', bodyLimit: 1_048_576, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 72_000 },
-      createLogger('warn', new LogCapture()),
-    )
+    app = createHttpServer({ bodyLimit: 1_048_576, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 72_000 }, createLogger('warn', new LogCapture()))
     registerDashboard(app, { dir: join(dir, 'missing') })
     await app.ready()
   })

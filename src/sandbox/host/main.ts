@@ -7,8 +7,9 @@
 import { Socket } from 'node:net'
 import type { ErrorInfo } from '../../errors.js'
 import { FrameChannel } from '../channel.js'
-import { FRAME_FD, type FromHost, type ToHost } from '../protocol.js'
+import { FRAME_FD, type FromHost, type HttpConnMessage, type ToHost } from '../protocol.js'
 import { Isolates, type Instance } from './isolates.js'
+import { HostHttp } from './http-direct.js'
 
 if (typeof process.send !== 'function') {
   process.stderr.write('sluice worker host: must be started by the gateway (no IPC channel)\n')
@@ -32,6 +33,17 @@ const isolates = new Isolates((message) => {
 const instances = new Map<number, Promise<Instance | ErrorInfo>>()
 /** Instances that are up, so that a run on one needs no wait for its start (one turn less per run). */
 const up = new Map<number, Instance>()
+
+const http = new HostHttp({
+  send,
+  isolates,
+  instance: (inst) => up.get(inst) ?? instances.get(inst)?.then((i) => ('isolate' in i ? i : undefined)),
+  lost: (inst) => {
+    instances.delete(inst)
+    up.delete(inst)
+    send({ t: 'lost', inst })
+  },
+})
 
 function startError(e: unknown, fn: string): ErrorInfo {
   const message = e instanceof Error ? e.message : String(e)
@@ -85,6 +97,7 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
       if (r.lost) {
         instances.delete(m.inst)
         up.delete(m.inst)
+        http.instanceGone(m.inst)
       }
       const header: FromHost = { t: 'result', id: m.id, inst: m.inst, lost: r.lost, cpuMs: r.cpuMs, ms: performance.now() - t0 }
       if (r.error) header.error = r.error
@@ -92,6 +105,7 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
       return
     }
     case 'destroy': {
+      http.instanceGone(m.inst)
       const p = instances.get(m.inst)
       instances.delete(m.inst)
       up.delete(m.inst)
@@ -102,6 +116,8 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
     case 'ping':
       send({ t: 'pong', id: m.id, instances: instances.size, rss: process.memoryUsage.rss() })
       return
+    default:
+      return http.handle(m, payload)
   }
 }
 
@@ -112,4 +128,8 @@ process.on('disconnect', () => process.exit(0))
 // run, so a host that went with the signal would fail those batches. The pool stops a host by
 // disconnecting it, or with SIGKILL.
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined)
+// A client connection the gateway hands over (direct HTTP), with the bytes it read to route it.
+process.on('message', (m: HttpConnMessage, socket: Socket | undefined) => {
+  if (m?.t === 'http-conn' && socket) http.accept(socket, Buffer.from(m.head, 'base64'))
+})
 process.send?.({ t: 'ready', pid: process.pid, execArgv: process.execArgv } satisfies FromHost)

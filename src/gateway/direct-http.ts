@@ -1,0 +1,405 @@
+/**
+ * Direct HTTP: worker hosts answer HTTP-triggered functions themselves, on connections the gateway
+ * hands them, so a request costs no hop between processes (config `http.direct`, default on).
+ *
+ * The gateway keeps the listening socket. A new connection's first bytes are read here; when
+ * they hold a whole request (head, and body by Content-Length) for a function pinned on a host,
+ * the socket goes to that host over Node's IPC channel with those bytes, and the host's own
+ * fastify server (same settings) serves the connection from then on (src/sandbox/host/http-direct.ts).
+ * Everything else is served here as before. A pin is an instance the scheduler keeps for the
+ * function while direct requests use it (Scheduler.pin); it is taken after the function's first
+ * request here, and let go after scale.idleTimeoutMs without direct requests, when its code is
+ * replaced, its route removed, or its host or instance lost. A keep-alive connection that called a
+ * function here gets `Connection: close` once that function has a pin, so the client's next
+ * connection goes direct.
+ *
+ * Kept consistent with the gateway: the host checks function keys (digests pushed from here),
+ * bodyLimit, timeouts and maxBacklog as the gateway would; every invocation is reported here and
+ * recorded like the gateway's own (stats, recent list, logs, metrics); admin reads ask the hosts
+ * for their latest reports first. Functions with output bindings are not pinned (outputs are the
+ * gateway's connections).
+ */
+import type { Socket } from 'node:net'
+import type { FastifyReply } from 'fastify'
+import { toInfo } from '../errors.js'
+import { asLogger } from '../log.js'
+import type { DirectReport, FromHost, HttpFromHost, HttpPin } from '../sandbox/protocol.js'
+import type { Pinned } from '../scheduler/scheduler.js'
+import type { GatewayParts } from './assembly.js'
+import type { FunctionKeyCache } from './function-keys.js'
+import type { FunctionRoutes } from './function-routes.js'
+
+/** How long an answer from a host may take (flush, close) before it is given up on. */
+const HOST_ANSWER_MS = 2000
+/** A new connection that sends nothing this long goes to the gateway's server (its timeouts apply). */
+const PEEK_MS = 1000
+/** How often pins are checked (idle, replaced) and function keys refreshed. */
+const TICK_MS = 1000
+/** Function keys are pushed to hosts again this often (other instances may change them). */
+const KEYS_MS = 10_000
+
+interface Pin {
+  id: number
+  pinned: Pinned
+  fn: string
+  auth: 'anonymous' | 'function'
+  keys: string[]
+  lastUsed: number
+  requests: number
+}
+
+type HttpListener = (socket: Socket) => void
+
+export class DirectHttp {
+  private readonly pins = new Map<string, Pin[]>()
+  private readonly pinning = new Set<string>()
+  private readonly answers = new Map<number, () => void>()
+  private nextId = 1
+  private rr = 0
+  private closing = false
+  private listeners: HttpListener[] = []
+  private timer: NodeJS.Timeout | undefined
+  private lastKeys = 0
+  private readonly log
+
+  constructor(
+    private readonly parts: GatewayParts,
+    private readonly routes: FunctionRoutes,
+    private readonly keys: FunctionKeyCache,
+    private readonly adminHash: string | undefined,
+  ) {
+    this.log = asLogger(parts.log).child({ component: 'direct-http' })
+  }
+
+  private get enabled(): boolean {
+    return this.parts.config.http.direct && !this.closing
+  }
+
+  /**
+   * Before the server listens: admin reads wait for the hosts' latest reports, and the routes
+   * tell which functions are called.
+   */
+  register(): void {
+    const { app, pool } = this.parts
+    app.addHook('onRequest', (request, _reply, done) => {
+      if (this.pins.size === 0 || !(request.url.startsWith('/admin/') || request.url.startsWith('/metrics'))) return done()
+      this.flush().then(() => done(), done)
+    })
+    this.routes.watch({ served: (fn, reply) => this.onServed(fn, reply), removed: (fn) => this.drop(fn) })
+    this.keys.onInvalidate((fn) => this.pushKeys(fn))
+    pool.on('http', (hostId: number, m: HttpFromHost, payload: string | undefined) => this.onHost(hostId, m, payload))
+    pool.on('host-up', (hostId: number) => {
+      const { http, log } = this.parts.config
+      pool.sendTo(hostId, {
+        t: 'http-config',
+        config: {
+          bodyLimit: http.bodyLimit,
+          requestTimeoutMs: http.requestTimeoutMs,
+          keepAliveTimeoutMs: http.keepAliveTimeoutMs,
+          logLevel: log.level,
+          ...(http.trustProxy === undefined ? {} : { trustProxy: http.trustProxy }),
+        },
+      })
+    })
+    pool.on('host-down', (hostId: number) => this.dropWhere((p) => p.pinned.hostId === hostId))
+    pool.on('instance-lost', (inst: number) => this.dropWhere((p) => p.pinned.inst === inst))
+  }
+
+  /** Once the server listens: new connections come here first. */
+  install(): void {
+    const server = this.parts.app.server
+    this.listeners = server.listeners('connection') as HttpListener[]
+    server.removeAllListeners('connection')
+    // Read nothing before the first bytes decide where the connection goes.
+    ;(server as unknown as { pauseOnConnect: boolean }).pauseOnConnect = true
+    server.on('connection', (socket: Socket) => this.onConnection(socket))
+    this.timer = setInterval(() => this.tick(), TICK_MS)
+    this.timer.unref()
+  }
+
+  /** Waits until every host has sent the reports of the requests it answered so far. */
+  flush(): Promise<void> {
+    return this.askHosts((id) => ({ t: 'http-flush', id }))
+  }
+
+  /** Stops handing connections over; hosts answer no new request and finish the running ones. */
+  async close(): Promise<void> {
+    this.closing = true
+    if (this.timer) clearInterval(this.timer)
+    await this.askHosts((id) => ({ t: 'http-close', id }))
+    this.dropWhere(() => true)
+  }
+
+  private async askHosts(message: (id: number) => { t: 'http-flush' | 'http-close'; id: number }): Promise<void> {
+    const hosts = new Set<number>()
+    for (const list of this.pins.values()) for (const p of list) hosts.add(p.pinned.hostId)
+    await Promise.all(
+      [...hosts].map(
+        (hostId) =>
+          new Promise<void>((resolve) => {
+            const id = this.nextId++
+            const timer = setTimeout(() => {
+              this.answers.delete(id)
+              resolve()
+            }, HOST_ANSWER_MS)
+            this.answers.set(id, () => {
+              clearTimeout(timer)
+              resolve()
+            })
+            if (!this.parts.pool.sendTo(hostId, message(id))) this.answers.get(id)?.()
+          }),
+      ),
+    )
+  }
+
+  // ---- connections ----
+
+  private onConnection(socket: Socket): void {
+    if (this.pins.size === 0 || !this.enabled) return this.keep(socket, undefined)
+    const onError = () => socket.destroy()
+    const timer = setTimeout(() => {
+      socket.removeListener('data', onData)
+      socket.removeListener('error', onError)
+      this.keep(socket, undefined)
+    }, PEEK_MS)
+    const onData = (chunk: Buffer) => {
+      clearTimeout(timer)
+      socket.removeListener('error', onError)
+      socket.pause()
+      const pin = this.target(chunk)
+      if (pin) this.hand(socket, chunk, pin)
+      else this.keep(socket, chunk)
+    }
+    socket.once('data', onData)
+    socket.on('error', onError)
+    socket.once('close', () => clearTimeout(timer))
+    socket.resume()
+  }
+
+  /** The connection stays with the gateway's server, with the bytes already read put back. */
+  private keep(socket: Socket, head: Buffer | undefined): void {
+    if (head) socket.unshift(head)
+    const server = this.parts.app.server
+    for (const l of this.listeners) l.call(server, socket)
+    socket.resume()
+  }
+
+  private hand(socket: Socket, head: Buffer, pin: Pin): void {
+    // Nothing more is read here: what the client sends next is the host's to read.
+    ;(socket as unknown as { _handle?: { readStop?: () => void } })._handle?.readStop?.()
+    this.parts.pool.sendConnection(pin.pinned.hostId, { t: 'http-conn', head: head.toString('base64') }, socket, (ok) => {
+      if (!ok) {
+        this.log.warn({ host: pin.pinned.hostId, function: pin.fn }, 'a connection could not be handed to its worker host; the client reconnects')
+        socket.destroy()
+      }
+    })
+  }
+
+  /**
+   * The pin whose host should serve a connection starting with `chunk`: a whole request (head and
+   * Content-Length body, no chunked body, no Expect or Upgrade) for a function pinned on a host.
+   */
+  private target(chunk: Buffer): Pin | undefined {
+    const end = chunk.indexOf('\r\n\r\n')
+    if (end < 0) return undefined
+    const head = chunk.toString('latin1', 0, end)
+    const line = head.indexOf('\r\n')
+    const first = line < 0 ? head : head.slice(0, line)
+    const sp1 = first.indexOf(' ')
+    const sp2 = first.indexOf(' ', sp1 + 1)
+    if (sp1 < 0 || sp2 < 0) return undefined
+    const url = first.slice(sp1 + 1, sp2)
+    if (!url.startsWith('/api/')) return undefined
+    const route = this.routes.lookup(first.slice(0, sp1), url)
+    if (!route) return undefined
+    const list = this.pins.get(route.fn)
+    if (!list || list.length === 0) return undefined
+    const lower = head.toLowerCase()
+    if (lower.includes('\r\ntransfer-encoding:') || lower.includes('\r\nexpect:') || lower.includes('\r\nupgrade:')) return undefined
+    const cl = /\r\ncontent-length:[ \t]*(\d+)/.exec(lower)
+    if (cl && end + 4 + Number(cl[1]) > chunk.length) return undefined
+    return list[this.rr++ % list.length]
+  }
+
+  // ---- pins ----
+
+  private onServed(fn: string, reply: FastifyReply): void {
+    if (!this.enabled) return
+    // This connection's client reconnects, and its next connection can go direct.
+    if (this.pins.has(fn)) void reply.header('connection', 'close')
+    else void this.pin(fn)
+  }
+
+  private async pin(fn: string): Promise<void> {
+    const { config, scheduler, pool } = this.parts
+    const f = config.functions[fn]
+    const route = this.routes.routeOf(fn)
+    if (!f || !route?.direct || Object.keys(f.outputs).length > 0 || this.pinning.has(fn) || this.pins.has(fn)) return
+    if (pool.hostIds().length === 0) return
+    this.pinning.add(fn)
+    let pinned: Pinned | undefined
+    try {
+      pinned = await scheduler.pin(fn)
+      const keys = route.auth === 'function' ? await this.keys.get(fn) : []
+      const id = this.nextId++
+      const spec: HttpPin = {
+        pin: id,
+        inst: pinned.inst,
+        fn,
+        hash: pinned.hash,
+        methods: route.methods.map((m) => m.toUpperCase()),
+        url: route.url,
+        auth: route.auth,
+        source: route.direct.source,
+        keys,
+        timeoutMs: f.timeoutMs,
+        cpuTimeMs: f.cpuTimeMs,
+        maxBacklog: f.maxBacklog,
+        ...(route.direct.wildcard === undefined ? {} : { wildcard: route.direct.wildcard }),
+        ...(this.adminHash === undefined ? {} : { adminHash: this.adminHash }),
+      }
+      const ok = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), HOST_ANSWER_MS)
+        this.answers.set(-id, () => {
+          clearTimeout(timer)
+          resolve(true)
+        })
+        if (!pool.sendTo(pinned?.hostId ?? -1, { t: 'http-pin', ...spec })) resolve(false)
+      })
+      this.answers.delete(-id)
+      const current = this.routes.routeOf(fn)
+      if (!ok || this.closing || !pinned.current() || current !== route || this.failedPins.delete(id)) {
+        pool.sendTo(pinned.hostId, { t: 'http-unpin', pin: id })
+        pinned.unpin()
+        return
+      }
+      this.pins.set(fn, [{ id, pinned, fn, auth: route.auth, keys, lastUsed: Date.now(), requests: 0 }])
+      this.log.debug({ function: fn, host: pinned.hostId }, 'function pinned for direct HTTP')
+    } catch (e) {
+      pinned?.unpin()
+      this.log.debug({ function: fn, err: toInfo(e) }, 'no direct HTTP for the function for now')
+    } finally {
+      this.pinning.delete(fn)
+    }
+  }
+
+  /** Pins whose host answered http-pinned with an error. */
+  private readonly failedPins = new Set<number>()
+
+  private drop(fn: string): void {
+    const list = this.pins.get(fn)
+    if (!list) return
+    this.pins.delete(fn)
+    for (const p of list) {
+      this.parts.pool.sendTo(p.pinned.hostId, { t: 'http-unpin', pin: p.id })
+      p.pinned.unpin()
+    }
+  }
+
+  private dropWhere(pred: (p: Pin) => boolean): void {
+    for (const [fn, list] of this.pins) if (list.some(pred)) this.drop(fn)
+  }
+
+  private tick(): void {
+    const now = Date.now()
+    const fns = this.parts.config.functions
+    this.dropWhere((p) => !p.pinned.current() || now - p.lastUsed >= (fns[p.fn]?.scale.idleTimeoutMs ?? 0))
+    if (now - this.lastKeys >= KEYS_MS) {
+      this.lastKeys = now
+      for (const fn of this.pins.keys()) this.pushKeys(fn)
+    }
+  }
+
+  /** Reads function `fn`'s key digests and sends them to its hosts when they changed. */
+  private pushKeys(fn: string): void {
+    const list = this.pins.get(fn)
+    if (!list || list[0]?.auth !== 'function') return
+    this.keys.get(fn).then(
+      (keys) => {
+        for (const p of this.pins.get(fn) ?? []) {
+          if (p.keys.length === keys.length && p.keys.every((k, i) => k === keys[i])) continue
+          p.keys = keys
+          this.parts.pool.sendTo(p.pinned.hostId, { t: 'http-keys', fn, keys })
+        }
+      },
+      (e: unknown) => this.log.warn({ function: fn, err: toInfo(e) }, 'could not read function keys for direct HTTP; hosts keep the last ones'),
+    )
+  }
+
+  // ---- messages from hosts ----
+
+  private onHost(hostId: number, m: HttpFromHost | FromHost, payload: string | undefined): void {
+    switch (m.t) {
+      case 'http-pinned':
+        if (m.error) {
+          this.failedPins.add(m.pin)
+          this.log.warn({ host: hostId, err: m.error }, 'a worker host could not serve a function directly')
+        }
+        this.answers.get(-m.pin)?.()
+        return
+      case 'http-flushed':
+      case 'http-closed':
+        this.answers.get(m.id)?.()
+        this.answers.delete(m.id)
+        return
+      case 'http-reports':
+        this.record(payload)
+        return
+      case 'http-forward':
+        void this.forward(hostId, m, payload)
+        return
+      default:
+        return
+    }
+  }
+
+  private record(payload: string | undefined): void {
+    let reports: DirectReport[]
+    try {
+      reports = JSON.parse(payload ?? '[]') as DirectReport[]
+    } catch {
+      return
+    }
+    const now = Date.now()
+    const { router, pool } = this.parts
+    for (const r of reports) {
+      for (const p of this.pins.get(r.fn) ?? []) p.lastUsed = now
+      const error = r.error ? pool.mapError(r.error, r.hash) : undefined
+      router.recordDirect(r.fn, {
+        invocationId: r.invocationId,
+        kind: 'sync',
+        size: 1,
+        ok: r.ok,
+        failed: r.ok ? 0 : 1,
+        durationMs: r.durationMs,
+        waitMs: 0,
+        coldStart: false,
+        logs: r.logs,
+        ...(error ? { error } : {}),
+        ...(r.result === undefined ? {} : { result: r.result }),
+      })
+    }
+  }
+
+  /** Answers a request a host does not serve (another route, the admin API) with this server. */
+  private async forward(hostId: number, m: Extract<HttpFromHost, { t: 'http-forward' }>, payload: string | undefined): Promise<void> {
+    const { app, pool } = this.parts
+    try {
+      const res = await app.inject({
+        method: m.method as 'GET',
+        url: m.url,
+        headers: m.headers as Record<string, string>,
+        remoteAddress: m.remoteAddress,
+        ...(payload === undefined ? {} : { payload: Buffer.from(payload, 'base64') }),
+      })
+      pool.sendTo(
+        hostId,
+        { t: 'http-forwarded', id: m.id, status: res.statusCode, headers: res.headers as Record<string, string | string[]> },
+        res.rawPayload.toString('base64'),
+      )
+    } catch (e) {
+      this.log.error({ err: toInfo(e) }, 'a request forwarded by a worker host failed')
+      pool.sendTo(hostId, { t: 'http-forwarded', id: m.id, status: 500, headers: { 'content-type': 'application/json' } })
+    }
+  }
+}
