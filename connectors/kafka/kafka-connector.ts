@@ -51,7 +51,6 @@ export class KafkaConnector implements Connector, LagReporter {
   private stopPromise: Promise<void> | undefined
   private restartTimer: NodeJS.Timeout | undefined
   private restarts = 0
-  private offFlow: (() => void) | undefined
   /** For the start positions of newly assigned partitions (created on first use). */
   private admin: Admin | undefined
   private liveness: ClusterLiveness | undefined
@@ -97,7 +96,6 @@ export class KafkaConnector implements Connector, LagReporter {
       throw new SluiceError('SLUICE_ERR_CONNECTOR_START', `kafka connection ${this.connection} is not configured`, { retriable: false, context: this.context })
     if (this.topics.length === 0) throw new SluiceError('SLUICE_ERR_CONFIG_REQUIRED', 'the kafka trigger needs topic: or topics:', { context: this.context })
     this.kafka = createKafka(conn, ctx.log.child({ group: this.groupId }))
-    this.offFlow = ctx.flow.onChange(() => this.applyPause())
     this.liveness = new ClusterLiveness({
       kafka: this.kafka,
       trigger: this.spec.trigger,
@@ -254,7 +252,6 @@ export class KafkaConnector implements Connector, LagReporter {
     this.ctx?.log.info({ group: this.groupId, assigned: [...next.keys()], revoked }, 'kafka partitions assigned')
     this.ctx?.setHealth(true)
     this.liveness?.contact()
-    this.applyPause()
     this.starting?.resolve()
     void this.commits.commit()
     const fresh = [...next.values()].filter((o) => o.awaitingStart)
@@ -363,9 +360,16 @@ export class KafkaConnector implements Connector, LagReporter {
     })
   }
 
-  /** Pauses every owned partition at kafkajs while the router is full or the trigger stops. */
+  /**
+   * Pauses every owned partition at kafkajs once the trigger stops (its batches hand out nothing
+   * more, and kafkajs would otherwise fetch the same records again and again while in-flight events
+   * finish). The router's back-pressure does not pause at kafkajs: a fetch that finds every
+   * partition of its broker paused sleeps maxWaitMs, and kept sleeping after the backlog drained
+   * (bench/README.md, session 9). The batches wait in eachBatch instead (partition-batch.ts), which
+   * holds kafkajs's next fetch from that broker just as well.
+   */
   private applyPause(): void {
-    this.pauses.apply(this.parts.values(), this.stopping || (this.ctx?.flow.paused ?? false))
+    this.pauses.apply(this.parts.values(), this.stopping)
   }
 
   // ---- lag, stop ----
@@ -386,7 +390,6 @@ export class KafkaConnector implements Connector, LagReporter {
     this.stopping = true
     this.batches.stop()
     clearTimeout(this.restartTimer)
-    this.offFlow?.()
     // Nothing new is fetched or handed out; kafkajs keeps heartbeating while in-flight events finish.
     this.applyPause()
     if (!force) {

@@ -7,18 +7,44 @@ function text(b: Buffer): string | undefined {
   return isUtf8(b) ? b.toString('utf8') : undefined
 }
 
-// The messages of one producer batch mostly share a timestamp (milliseconds): its ISO text is
-// formatted once, not once per message.
-let lastTs = ''
-let lastIso = ''
-/** The ISO time of a valid timestamp `ts` whose text is `raw`. */
-function isoOf(raw: string, ts: number): string {
-  if (raw !== lastTs) {
-    lastIso = new Date(ts).toISOString()
-    lastTs = raw
+/**
+ * The text of a message key. Most keys are short ASCII (ids, names): those are checked here and
+ * read as latin1 (the same characters), without the native UTF-8 validation and decode, two calls
+ * into C++ per message (bench/README.md, session 9). Others: UTF-8 text, else undefined.
+ */
+function keyText(b: Buffer): string | undefined {
+  if (b.length <= SHORT_KEY) {
+    let i = 0
+    while (i < b.length && (b[i] as number) < 0x80) i++
+    if (i === b.length) return b.toString('latin1')
   }
-  return lastIso
+  return text(b)
 }
+/** Longest key checked for ASCII in JavaScript. */
+const SHORT_KEY = 64
+
+/** The largest time a JavaScript Date holds (ms since the epoch). */
+const MAX_DATE_MS = 8.64e15
+
+// The messages of one producer batch mostly share a timestamp (milliseconds): its number, its
+// validity and its ISO text are worked out once per distinct text, not once per message (a
+// 13-digit string is no array index: Number() takes V8's slow path on it).
+let lastTs = ''
+let lastNum = 0
+let lastValid = false
+let lastIso = ''
+/** Makes `last*` describe the timestamp whose text is `raw`. */
+function readTimestamp(raw: string): void {
+  if (raw === lastTs) return
+  const ts = Number(raw)
+  lastValid = Number.isFinite(ts) && ts > 0 && ts <= MAX_DATE_MS
+  lastNum = ts
+  lastIso = lastValid ? new Date(ts).toISOString() : ''
+  lastTs = raw
+}
+
+/** decodePayload's options: JSON-looking text goes on unparsed (one object for every call). */
+const RAW = { raw: true } as const
 
 /**
  * A value as a function sees it: parsed JSON, else the UTF-8 string, else base64; null for a
@@ -54,9 +80,6 @@ export function partitionInfo(topic: string, partition: number, connection: stri
   return { topic, partition, source: `kafka://${connection}/${topic}`, key: `${topic}/${partition}`, idPrefix: `${topic}-${partition}-`, byKey }
 }
 
-/** The largest time a JavaScript Date holds (ms since the epoch). */
-const MAX_DATE_MS = 8.64e15
-
 /**
  * The event of one Kafka message: id `<topic>-<partition>-<offset>`, `source`
  * kafka://<connection>/<topic>, `key` `<topic>/<partition>` (per-partition order) or, with
@@ -69,29 +92,30 @@ const MAX_DATE_MS = 8.64e15
  * `meta.encoding: base64`, null for a tombstone). A value no function may get (too large), and
  * a record that cannot be turned into an event at all, come back with `rejected` set and the raw
  * bytes as body (text, or base64 with `meta.encoding: base64`): the router dead-letters them and
- * the offset moves on (so does a raw body nested too deep: the router refuses it).
+ * the offset moves on (so does a raw body nested too deep: the router refuses it). `offset`:
+ * the message's offset as a number, when the caller has it already.
  */
-export function toEvent(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
+export function toEvent(m: KafkaMessage, p: PartitionInfo, offset?: number): TriggerEvent {
   try {
-    return build(m, p)
+    return build(m, p, offset)
   } catch (e) {
     return unbuildable(m, p, e)
   }
 }
 
-function build(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
+function build(m: KafkaMessage, p: PartitionInfo, offset: number | undefined): TriggerEvent {
   // JSON-looking text goes on unparsed (rawBody): the router checks it, the isolate parses it.
-  const d = m.value === null ? undefined : decodePayload(m.value, { raw: true })
-  const key = m.key === null ? null : (text(m.key) ?? m.key.toString('base64'))
-  const ts = Number(m.timestamp)
-  const validTime = Number.isFinite(ts) && ts > 0 && ts <= MAX_DATE_MS
+  const d = m.value === null ? undefined : decodePayload(m.value, RAW)
+  const key = m.key === null ? null : (keyText(m.key) ?? m.key.toString('base64'))
+  readTimestamp(m.timestamp)
+  const validTime = lastValid
   const headers: Record<string, string | string[] | null> = {}
   if (m.headers) for (const k in m.headers) headers[k] = headerText(m.headers[k])
   const meta: Record<string, unknown> = {
     topic: p.topic,
     partition: p.partition,
-    offset: Number(m.offset),
-    timestamp: validTime ? ts : String(m.timestamp),
+    offset: offset ?? Number(m.offset),
+    timestamp: validTime ? lastNum : String(m.timestamp),
     key,
     headers,
   }
@@ -100,7 +124,7 @@ function build(m: KafkaMessage, p: PartitionInfo): TriggerEvent {
     id: p.idPrefix + m.offset,
     source: p.source,
     key: p.byKey && key !== null ? `${p.key}/${key}` : p.key,
-    time: validTime ? isoOf(m.timestamp, ts) : nowIso(),
+    time: validTime ? lastIso : nowIso(),
     body: d === undefined ? null : d.body,
     meta,
   }

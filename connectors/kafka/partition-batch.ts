@@ -1,13 +1,13 @@
 /**
  * Per-partition batch handling of the Kafka trigger: kafkajs's eachBatch, the in-flight window,
- * the drain before a rejoin, and pausing partitions at kafkajs.
+ * back-pressure, the drain before a rejoin, and pausing partitions at kafkajs on stop.
  *
  * Contract of `PartitionBatches.handle` (eachBatch): the messages of an owned partition are
  * delivered to the router in chunks (one deliver call each; the router keeps per-key order and
  * answers one outcome per event; with orderBy: key a chunk is one key's run of consecutive
  * messages, as keys run in parallel); at most maxInFlightPerPartition of the batch are in flight (the
  * next chunk waits until half of them finished), none is handed out while the router's flow is
- * paused, and a chunk never takes the function's backlog past maxBacklog. It returns once every
+ * paused (the batch waits, heartbeating, until it resumes or the trigger stops), and a chunk never takes the function's backlog past maxBacklog. It returns once every
  * event of the batch has an outcome, heartbeating every
  * heartbeatIntervalMs meanwhile, so kafkajs fetches again only then. Outcomes done and dead
  * advance the partition's commit point (offsets.ts), aborted holds it. Batches of a replaced
@@ -144,7 +144,11 @@ export class PartitionBatches {
       let i = 0
       while (i < messages.length) {
         // Back-pressure: the function's backlog is full, or this partition has its share in flight.
-        while (ctx.flow.paused && !h.stopping()) await this.heartbeatWhile(p, ctx.flow.wait())
+        // The batch waits here, heartbeating; kafkajs fetches again from this broker only after
+        // every batch of its last fetch returned, so waiting holds the fetch too. The partitions
+        // are not paused at kafkajs: with every partition of a broker paused, its fetch sleeps
+        // maxWaitMs, which outlasted the back-pressure (bench/README.md, session 9).
+        while (ctx.flow.paused && !h.stopping()) await this.heartbeatWhile(p, Promise.race([ctx.flow.wait(), this.stopped]))
         if (work.count >= window) await this.heartbeatWhile(p, work.below(window >> 1))
         if (h.stopping() || this.revoking || h.owned(key) !== owned) {
           all = false
@@ -168,7 +172,7 @@ export class PartitionBatches {
           first ??= m
           // Built before it is recorded: toEvent never throws (an unbuildable record comes back
           // rejected and is dead-lettered), so every recorded offset gets an outcome.
-          events.push(toEvent(m, owned.info))
+          events.push(toEvent(m, owned.info, offset))
           const s = po.delivered(offset)
           if (seq < 0) seq = s
         }
@@ -270,7 +274,8 @@ export class PartitionBatches {
 }
 
 /**
- * The partitions this connector paused at kafkajs. `set` pauses or resumes one partition of the
+ * The partitions this connector paused at kafkajs (on stop only: back-pressure waits in
+ * eachBatch instead). `set` pauses or resumes one partition of the
  * current consumer (a no-op when it already is so, or before run(): nothing is fetched yet then);
  * `apply` pauses or resumes every partition; `clear` forgets everything (the consumer is gone).
  */

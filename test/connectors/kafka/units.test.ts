@@ -14,7 +14,7 @@ import { Pending } from '../../../connectors/kafka/offsets.js'
 import { CONNECTORS } from '../../../src/config/connectors.js'
 import { parseConfig } from '../../../src/config/load.js'
 import type { ConnectorContext, TriggerEvent } from '../../../src/sdk/index.js'
-import { projectDir } from '../../helpers/gateway.js'
+import { projectDir, waitFor } from '../../helpers/gateway.js'
 
 describe('PartitionOffsets', () => {
   it('commits at the lowest unfinished offset as events finish out of order', () => {
@@ -143,6 +143,36 @@ describe('kafka events', () => {
     expect(Number.isNaN(Date.parse(e.time))).toBe(false)
     expect(e.rejected).toBeUndefined()
     expect(toEvent(msg({ timestamp: 'garbage' }), info).meta.timestamp).toBe('garbage')
+  })
+
+  it('reads keys as text: ASCII, other UTF-8 (also longer than the ASCII check), else base64; event keys with orderBy: key', () => {
+    const byKey = partitionInfo('t', 2, 'stream', true)
+    const long = `${'k'.repeat(80)}é`
+    for (const [key, text] of [
+      ['st-001', 'st-001'],
+      ['Zürich-7', 'Zürich-7'],
+      ['駅-1', '駅-1'],
+      [long, long],
+      ['', ''],
+    ] as const) {
+      const e = toEvent(msg({ key: Buffer.from(key) }), byKey)
+      expect(e.meta.key).toBe(text)
+      expect(e.key).toBe(`t/2/${text}`)
+    }
+    const binary = Buffer.from([0x61, 0xff, 0x80])
+    expect(toEvent(msg({ key: binary }), info).meta.key).toBe(binary.toString('base64'))
+    expect(toEvent(msg({ key: Buffer.from([0xc3]) }), info).meta.key).toBe('ww==')
+  })
+
+  it('gives each message the time and number of its own timestamp when they change from one to the next', () => {
+    const a = toEvent(msg({ timestamp: '1700000000000' }), info)
+    const b = toEvent(msg({ timestamp: '1700000000001' }), info)
+    const bad = toEvent(msg({ timestamp: '-5' }), info)
+    const c = toEvent(msg({ timestamp: '1700000000001', offset: '9' }), info, 9)
+    expect([a.time, a.meta.timestamp]).toEqual(['2023-11-14T22:13:20.000Z', 1700000000000])
+    expect([b.time, b.meta.timestamp]).toEqual(['2023-11-14T22:13:20.001Z', 1700000000001])
+    expect(bad.meta.timestamp).toBe('-5')
+    expect([c.time, c.meta.timestamp, c.meta.offset, c.id]).toEqual(['2023-11-14T22:13:20.001Z', 1700000000001, 9, 't-2-9'])
   })
 
   it('turns a record it cannot build into a rejected event with the raw bytes (base64 when not UTF-8)', () => {
@@ -299,5 +329,96 @@ describe('kafka batches of a partition whose start position is not settled', () 
     s.batches.stop()
     await handled
     expect(s.delivered).toEqual([])
+  })
+})
+
+describe("kafka batches while the function's backlog is full", () => {
+  const info = partitionInfo('t', 0, 'stream', false)
+  const message = (offset: number): KafkaMessage =>
+    ({ offset: String(offset), key: null, value: Buffer.from('{"n":1}'), timestamp: '1700000000000', attributes: 0, headers: {} }) as KafkaMessage
+
+  /** A PartitionBatches on one owned partition whose router flow starts paused; every event is done. */
+  function setup() {
+    const owned: Owned = { topic: 't', partition: 0, offsets: new PartitionOffsets(), info, awaitingStart: false }
+    const delivered: number[] = []
+    const pauses: unknown[] = []
+    let heartbeats = 0
+    const consumer = { pause: (tp: unknown) => pauses.push(tp), resume: () => undefined } as unknown as Consumer
+    const waiters: Array<() => void> = []
+    const flow = {
+      paused: true,
+      wait: () => (flow.paused ? new Promise<void>((r) => waiters.push(r)) : Promise.resolve()),
+      onChange: () => () => undefined,
+    }
+    const resume = () => {
+      flow.paused = false
+      for (const w of waiters.splice(0)) w()
+    }
+    const ctx = {
+      log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+      flow,
+      deliver: async (events: TriggerEvent[]) => {
+        for (const e of events) delivered.push(Number((e.meta as { offset: string }).offset))
+        return events.map(() => ({ status: 'done' as const }))
+      },
+    } as unknown as ConnectorContext
+    let stopping = false
+    const batches = new PartitionBatches({
+      trigger: { heartbeatIntervalMs: 5, maxInFlightPerPartition: 200, rebalanceTimeoutMs: 60000 },
+      groupId: 'g',
+      context: {},
+      commits: new Committer({
+        intervalMs: 1000,
+        groupId: 'g',
+        context: {},
+        log: () => undefined,
+        owned: () => [],
+        mayCommit: () => false,
+        stopping: () => false,
+      }),
+      ctx: () => ctx,
+      owned: (key) => (key === 't/0' ? owned : undefined),
+      isCurrent: (c) => c === consumer,
+      joining: () => false,
+      stopping: () => stopping,
+    })
+    const resolved: string[] = []
+    const payload = (offsets: number[]) =>
+      ({
+        batch: { topic: 't', partition: 0, highWatermark: '100', messages: offsets.map(message), lastOffset: () => String(offsets.at(-1)) },
+        resolveOffset: (o: string) => resolved.push(o),
+        heartbeat: async () => {
+          heartbeats++
+        },
+        commitOffsetsIfNecessary: async () => undefined,
+      }) as unknown as EachBatchPayload
+    const stop = () => {
+      stopping = true
+      batches.stop()
+    }
+    return { batches, consumer, payload, resume, stop, delivered, pauses, resolved, heartbeats: () => heartbeats, waiting: () => waiters.length }
+  }
+
+  it('waits in eachBatch, heartbeating, without pausing kafkajs, and hands out as soon as the flow resumes', async () => {
+    const s = setup()
+    const handled = s.batches.handle(s.consumer, s.payload([0, 1, 2]))
+    await waitFor(() => s.heartbeats() >= 2, 5_000, 'heartbeats while held back')
+    expect(s.delivered).toEqual([])
+    expect(s.resolved).toEqual([])
+    s.resume()
+    await handled
+    expect(s.delivered).toEqual([0, 1, 2])
+    expect(s.resolved).toEqual(['2'])
+    expect(s.pauses).toEqual([]) // kafkajs was never paused: its next fetch does not sleep maxWaitMs
+  })
+
+  it('returns without handing out or resolving when the trigger stops while held back', async () => {
+    const s = setup()
+    const handled = s.batches.handle(s.consumer, s.payload([0, 1]))
+    await waitFor(() => s.waiting() > 0, 5_000, 'the batch waiting for the flow')
+    s.stop()
+    await handled
+    expect(s.delivered).toEqual([])
+    expect(s.resolved).toEqual([])
   })
 })
