@@ -313,7 +313,7 @@ export class DirectHttp {
   /** Reads function `fn`'s key digests and sends them to its hosts when they changed. */
   private pushKeys(fn: string): void {
     const list = this.pins.get(fn)
-    if (!list || list[0]?.auth !== 'function') return
+    if (list?.[0]?.auth !== 'function') return
     this.keys.get(fn).then(
       (keys) => {
         for (const p of this.pins.get(fn) ?? []) {

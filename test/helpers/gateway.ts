@@ -61,7 +61,7 @@ export async function startGateway(opts: {
   env?: Record<string, string>
   hosts?: number
   /** Extra `http:` settings (e.g. `{ bodyLimit: 2048 }`), merged over port 0 on 127.0.0.1. */
-  http?: Record<string, string | number>
+  http?: Record<string, string | number | boolean>
   /** Run in this existing folder and keep it on stop (see above). */
   dir?: string
   /** The `store:` settings as YAML flow, e.g. `{ kind: postgres, url: ..., schema: ... }`. Default: SQLite in the folder. */

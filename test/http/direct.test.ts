@@ -5,7 +5,7 @@
  * read the same, other requests on such a connection still reach the gateway, keys are checked,
  * every invocation is counted, and a stop drains.
  */
-import { request } from 'node:http'
+import { Agent, request } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FunctionInfo } from '../../src/http/admin.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
@@ -17,9 +17,14 @@ interface Res {
 }
 
 /** One request on a connection of its own (no agent), so every call is routed afresh. */
-function call(base: string, method: string, path: string, opts: { headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Res> {
+function call(
+  base: string,
+  method: string,
+  path: string,
+  opts: { headers?: Record<string, string>; body?: string | Buffer; agent?: Agent } = {},
+): Promise<Res> {
   return new Promise((resolve, reject) => {
-    const req = request(`${base}${path}`, { method, agent: false, headers: opts.headers ?? {} }, (res) => {
+    const req = request(`${base}${path}`, { method, agent: opts.agent ?? false, headers: opts.headers ?? {} }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }))
@@ -32,6 +37,7 @@ function call(base: string, method: string, path: string, opts: { headers?: Reco
 const ECHO = `export default async function (events, ctx) {
   const e = events[0]
   ctx.log.info('echo ' + e.meta.path)
+  if (e.meta.query.spin) { const end = Date.now() + Number(e.meta.query.spin); while (Date.now() < end) {} }
   if (e.meta.query.fail) throw new Error('asked to fail')
   if (e.meta.query.status) return { status: Number(e.meta.query.status), headers: { 'x-from': 'fn' }, body: 'custom' }
   return { id: e.id, source: e.source, body: e.body, meta: e.meta }
@@ -41,6 +47,15 @@ const ECHO = `export default async function (events, ctx) {
 describe('direct HTTP', () => {
   let t: TestGateway
   const info = async (name: string) => (await (await fetch(`${t.url}/admin/functions/${name}`)).json()) as FunctionInfo
+  /** Calls `path` on fresh connections until a worker host answers one directly. */
+  async function untilDirect(fn: string, path: string, headers: Record<string, string> = {}): Promise<void> {
+    for (let i = 0; i < 100; i++) {
+      const before = (await info(fn)).counts.direct
+      await call(t.url, 'GET', path, { headers })
+      if ((await info(fn)).counts.direct > before) return
+    }
+    throw new Error(`${fn} was never served directly`)
+  }
 
   beforeAll(async () => {
     t = await startGateway({
@@ -48,6 +63,10 @@ describe('direct HTTP', () => {
   echo:
     code: functions/echo.js
     trigger: { http: { route: 'echo/{id}/{*rest}', methods: [GET, POST], auth: anonymous } }
+    timeoutMs: 1000
+  keyed:
+    code: functions/echo.js
+    trigger: { http: { route: keyed, methods: [GET] } }
 `,
       files: { 'functions/echo.js': ECHO },
     })
@@ -82,5 +101,136 @@ describe('direct HTTP', () => {
     const after = (await info('echo')).counts
     expect(after.direct).toBe(before.direct + 1)
     expect(after.invocations).toBe(before.invocations + 1)
+  })
+
+  it('answers errors as the gateway does, and counts them', async () => {
+    await untilDirect('echo', '/api/echo/1/x')
+    const before = (await info('echo')).counts
+    const thrown = await call(t.url, 'GET', '/api/echo/1/x?fail=1')
+    expect(thrown.status).toBe(500)
+    const err = JSON.parse(thrown.text).error
+    expect(err.code).toBe('SLUICE_ERR_FUNCTION_THREW')
+    expect(err.requestId).toBe(thrown.headers['x-request-id'])
+    expect(err.invocationId).toMatch(/^[0-9a-f-]{36}$/)
+    const custom = await call(t.url, 'GET', '/api/echo/1/x?status=418')
+    expect(custom.status).toBe(418)
+    expect(custom.headers['x-from']).toBe('fn')
+    expect(custom.headers['content-type']).toMatch(/^text\/plain/)
+    expect(custom.text).toBe('custom')
+    const after = (await info('echo')).counts
+    expect(after.direct).toBe(before.direct + 2)
+    expect(after.failures).toBe(before.failures + 1)
+    // The failure is in the recent list with its logs, and its log line in the gateway's log.
+    const detail = (await (await fetch(`${t.url}/admin/functions/echo`)).json()) as {
+      recent: Array<{ invocationId: string; ok: boolean; error?: { code: string } }>
+    }
+    const rec = detail.recent.find((r) => r.invocationId === err.invocationId)
+    expect(rec?.ok).toBe(false)
+    expect(rec?.error?.code).toBe('SLUICE_ERR_FUNCTION_THREW')
+    expect(t.logs.lines.some((l) => l.invocationId === err.invocationId && l.source === 'function' && l.msg === 'echo /api/echo/1/x')).toBe(true)
+  })
+
+  it('forwards other requests on a handed connection to the gateway', async () => {
+    await untilDirect('echo', '/api/echo/2/y')
+    /** Makes a connection that a worker host serves, then sends `method path` on it. */
+    async function onHostSocket(method: string, path: string, opts: { headers?: Record<string, string>; body?: string } = {}): Promise<Res> {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+      try {
+        const before = (await info('echo')).counts.direct
+        expect((await call(t.url, 'GET', '/api/echo/2/y', { agent })).status).toBe(200)
+        expect((await info('echo')).counts.direct).toBe(before + 1)
+        return await call(t.url, method, path, { ...opts, agent })
+      } finally {
+        agent.destroy()
+      }
+    }
+    // Answered by the gateway, with Connection: close so the client's next connection is routed afresh.
+    const health = await onHostSocket('GET', '/admin/health')
+    expect(health.status).toBe(200)
+    expect(JSON.parse(health.text).status).toBe('up')
+    expect(health.headers.connection).toBe('close')
+    const missing = await onHostSocket('GET', '/api/nothing-here')
+    expect(missing.status).toBe(404)
+    expect(JSON.parse(missing.text).error.code).toBe('SLUICE_ERR_HTTP_NOT_FOUND')
+    const wrongMethod = await onHostSocket('DELETE', '/api/echo/2/y')
+    expect(wrongMethod.status).toBe(405)
+    expect(wrongMethod.headers.allow).toBe('GET, POST')
+    const posted = await onHostSocket('POST', '/admin/functions/echo/invoke', {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ events: [{ id: 'fwd-1', source: 'test', time: new Date().toISOString(), body: { n: 1 }, meta: { path: '/x', query: {} } }] }),
+    })
+    expect(posted.status).toBe(200)
+    expect(JSON.parse(posted.text).value.body).toEqual({ n: 1 })
+    // The live feed streams: it cannot come back through the host; the client reconnects.
+    const live = await onHostSocket('GET', '/admin/events')
+    expect(live.status).toBe(421)
+    expect(JSON.parse(live.text).error.code).toBe('SLUICE_ERR_HTTP_MISDIRECTED')
+    // Larger than http.bodyLimit on a handed connection: refused by the host's own server.
+    const big = await onHostSocket('POST', '/api/echo/2/y', { headers: { 'content-type': 'application/json' }, body: `"${'x'.repeat(1_100_000)}"` })
+    expect(big.status).toBe(413)
+    expect(JSON.parse(big.text).error.code).toBe('SLUICE_ERR_HTTP_BODY_TOO_LARGE')
+  })
+
+  it('checks function keys on the host, and follows key changes', async () => {
+    const refused = await call(t.url, 'GET', '/api/keyed')
+    expect(refused.status).toBe(401)
+    const key = await t.gw.createFunctionKey('keyed', 'direct-test')
+    await untilDirect('keyed', '/api/keyed', { 'x-functions-key': key })
+    const before = (await info('keyed')).counts.direct
+    const noKey = await call(t.url, 'GET', '/api/keyed')
+    expect(noKey.status).toBe(401)
+    expect(JSON.parse(noKey.text).error.code).toBe('SLUICE_ERR_HTTP_UNAUTHORIZED')
+    expect((await call(t.url, 'GET', '/api/keyed', { headers: { 'x-functions-key': key } })).status).toBe(200)
+    expect((await info('keyed')).counts.direct).toBeGreaterThan(before)
+    expect(await t.gw.deleteFunctionKey('keyed', 'direct-test')).toBe(true)
+    let status = 0
+    for (let i = 0; i < 50 && status !== 401; i++) {
+      status = (await call(t.url, 'GET', '/api/keyed', { headers: { 'x-functions-key': key } })).status
+      if (status !== 401) await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(status).toBe(401)
+  })
+
+  it('stops an instance that passes its deadline and keeps answering', async () => {
+    await untilDirect('echo', '/api/echo/3/z')
+    const slow = await call(t.url, 'GET', '/api/echo/3/z?spin=5000')
+    expect(slow.status).toBe(504)
+    expect(JSON.parse(slow.text).error.code).toBe('SLUICE_ERR_FUNCTION_TIMEOUT')
+    const next = await call(t.url, 'GET', '/api/echo/3/z')
+    expect(next.status).toBe(200)
+    expect(JSON.parse(next.text).meta.params).toEqual({ id: '3', rest: 'z' })
+  })
+
+  it('lets a request running on a worker host finish when the gateway stops', async () => {
+    await untilDirect('echo', '/api/echo/4/w')
+    const running = call(t.url, 'GET', '/api/echo/4/w?spin=400')
+    await new Promise((r) => setTimeout(r, 100))
+    const stopped = t.stop()
+    const res = await running
+    expect(res.status).toBe(200)
+    expect(JSON.parse(res.text).meta.params).toEqual({ id: '4', rest: 'w' })
+    await stopped
+  })
+})
+
+describe('direct HTTP switched off', () => {
+  it('serves every request from the gateway with http.direct: false', async () => {
+    const t = await startGateway({
+      http: { direct: false },
+      yaml: `functions:
+  echo:
+    code: functions/echo.js
+    trigger: { http: { route: 'echo/{id}/{*rest}', methods: [GET], auth: anonymous } }
+`,
+      files: { 'functions/echo.js': ECHO },
+    })
+    try {
+      for (let i = 0; i < 20; i++) expect((await call(t.url, 'GET', '/api/echo/1/a')).status).toBe(200)
+      const counts = ((await (await fetch(`${t.url}/admin/functions/echo`)).json()) as FunctionInfo).counts
+      expect(counts.invocations).toBe(20)
+      expect(counts.direct).toBe(0)
+    } finally {
+      await t.stop()
+    }
   })
 })
