@@ -90,6 +90,7 @@ export class DirectHttp {
     pool.on('http', (hostId: number, m: HttpFromHost, payload: string | undefined) => this.onHost(hostId, m, payload))
     pool.on('host-up', (hostId: number) => {
       const { http, log } = this.parts.config
+      if (!http.direct) return
       pool.sendTo(hostId, {
         t: 'http-config',
         config: {

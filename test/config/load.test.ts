@@ -18,7 +18,7 @@ describe('a valid configuration', () => {
     const { config, compiled, notes } = await parse(telemetry())
     expect(config.file).toBe(join(projectRoot(), 'gateway.yaml'))
     expect(config.root).toBe(projectRoot())
-    expect(config.http).toEqual({ port: 7071, host: '0.0.0.0', bodyLimit: 1048576, requestTimeoutMs: 30000, keepAliveTimeoutMs: 72000 })
+    expect(config.http).toEqual({ port: 7071, host: '0.0.0.0', bodyLimit: 1048576, requestTimeoutMs: 30000, keepAliveTimeoutMs: 72000, direct: true })
     expect(config.admin).toEqual({})
     expect(config.store).toEqual({ kind: 'sqlite', path: '.sluice/state.db' })
     expect(config.workers).toEqual({ hosts: availableParallelism(), memoryMb: 2048, maxInstancesPerHost: 500, prewarm: 2 })

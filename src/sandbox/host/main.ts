@@ -9,7 +9,7 @@ import type { ErrorInfo } from '../../errors.js'
 import { FrameChannel } from '../channel.js'
 import { FRAME_FD, type FromHost, type HttpConnMessage, type ToHost } from '../protocol.js'
 import { Isolates, type Instance } from './isolates.js'
-import { HostHttp } from './http-direct.js'
+import type { HostHttp } from './http-direct.js'
 
 if (typeof process.send !== 'function') {
   process.stderr.write('sluice worker host: must be started by the gateway (no IPC channel)\n')
@@ -34,16 +34,22 @@ const instances = new Map<number, Promise<Instance | ErrorInfo>>()
 /** Instances that are up, so that a run on one needs no wait for its start (one turn less per run). */
 const up = new Map<number, Instance>()
 
-const http = new HostHttp({
-  send,
-  isolates,
-  instance: (inst) => up.get(inst) ?? instances.get(inst)?.then((i) => ('isolate' in i ? i : undefined)),
-  lost: (inst) => {
-    instances.delete(inst)
-    up.delete(inst)
-    send({ t: 'lost', inst })
-  },
-})
+/** Direct HTTP (http-direct.ts), loaded with fastify on the gateway's first http-* message only. */
+let http: Promise<HostHttp> | undefined
+const directHttp = (): Promise<HostHttp> =>
+  (http ??= import('./http-direct.js').then(
+    ({ HostHttp }) =>
+      new HostHttp({
+        send,
+        isolates,
+        instance: (inst) => up.get(inst) ?? instances.get(inst)?.then((i) => ('isolate' in i ? i : undefined)),
+        lost: (inst) => {
+          instances.delete(inst)
+          up.delete(inst)
+          send({ t: 'lost', inst })
+        },
+      }),
+  ))
 
 function startError(e: unknown, fn: string): ErrorInfo {
   const message = e instanceof Error ? e.message : String(e)
@@ -97,7 +103,7 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
       if (r.lost) {
         instances.delete(m.inst)
         up.delete(m.inst)
-        http.instanceGone(m.inst)
+        void http?.then((h) => h.instanceGone(m.inst))
       }
       const header: FromHost = { t: 'result', id: m.id, inst: m.inst, lost: r.lost, cpuMs: r.cpuMs, ms: performance.now() - t0 }
       if (r.error) header.error = r.error
@@ -105,7 +111,7 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
       return
     }
     case 'destroy': {
-      http.instanceGone(m.inst)
+      void http?.then((h) => h.instanceGone(m.inst))
       const p = instances.get(m.inst)
       instances.delete(m.inst)
       up.delete(m.inst)
@@ -117,7 +123,7 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
       send({ t: 'pong', id: m.id, instances: instances.size, rss: process.memoryUsage.rss() })
       return
     default:
-      return http.handle(m, payload)
+      return (await directHttp()).handle(m, payload)
   }
 }
 
@@ -130,6 +136,7 @@ process.on('disconnect', () => process.exit(0))
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined)
 // A client connection the gateway hands over (direct HTTP), with the bytes it read to route it.
 process.on('message', (m: HttpConnMessage, socket: Socket | undefined) => {
-  if (m?.t === 'http-conn' && socket) http.accept(socket, Buffer.from(m.head, 'base64'))
+  // Unread bytes wait in the socket meanwhile; accept() puts `head` back before them.
+  if (m?.t === 'http-conn' && socket) void directHttp().then((h) => h.accept(socket, Buffer.from(m.head, 'base64')))
 })
 process.send?.({ t: 'ready', pid: process.pid, execArgv: process.execArgv } satisfies FromHost)
