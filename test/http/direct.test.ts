@@ -6,6 +6,7 @@
  * every invocation is counted, and a stop drains.
  */
 import { Agent, request } from 'node:http'
+import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FunctionInfo } from '../../src/http/admin.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
@@ -59,6 +60,7 @@ describe('direct HTTP', () => {
 
   beforeAll(async () => {
     t = await startGateway({
+      http: { requestTimeoutMs: 1000 },
       yaml: `functions:
   echo:
     code: functions/echo.js
@@ -169,6 +171,25 @@ describe('direct HTTP', () => {
     const big = await onHostSocket('POST', '/api/echo/2/y', { headers: { 'content-type': 'application/json' }, body: `"${'x'.repeat(1_100_000)}"` })
     expect(big.status).toBe(413)
     expect(JSON.parse(big.text).error.code).toBe('SLUICE_ERR_HTTP_BODY_TOO_LARGE')
+  })
+
+  it('times out a slow request on a handed connection (http.requestTimeoutMs)', async () => {
+    await untilDirect('echo', '/api/echo/5/v')
+    const port = Number(new URL(t.url).port)
+    const socket = connect(port, '127.0.0.1')
+    let received = ''
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+    socket.on('data', (d: Buffer) => {
+      received += d.toString('latin1')
+      // After the first (direct) reply, start a second request and never finish its head.
+      if (received.includes('"rest":"v"') && !received.includes('408')) socket.write('GET /api/echo/5/v HTTP/1.1\r\nHost: x\r\n')
+    })
+    const before = (await info('echo')).counts.direct
+    socket.write('GET /api/echo/5/v HTTP/1.1\r\nHost: x\r\n\r\n')
+    await closed
+    expect(received).toMatch(/^HTTP\/1\.1 200/)
+    expect(received).toContain('HTTP/1.1 408')
+    expect((await info('echo')).counts.direct).toBe(before + 1)
   })
 
   it('checks function keys on the host, and follows key changes', async () => {

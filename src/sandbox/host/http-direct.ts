@@ -113,6 +113,9 @@ export class HostHttp {
     app.route({ method: METHODS, url: '/*', exposeHeadRoute: false, handler: (request, reply) => this.dispatch(request, reply) })
     this.app = app
     await app.ready()
+    // Node's server tracks connections (requestTimeout, headersTimeout, closeIdleConnections) from
+    // its 'listening' event on; this one never listens itself, its connections come from accept().
+    app.server.emit('listening')
   }
 
   private async pin(m: HttpPin): Promise<void> {
