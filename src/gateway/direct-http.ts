@@ -45,7 +45,6 @@ interface Pin {
   auth: 'anonymous' | 'function'
   keys: string[]
   lastUsed: number
-  requests: number
 }
 
 type HttpListener = (socket: Socket) => void
@@ -226,21 +225,24 @@ export class DirectHttp {
 
   private onServed(fn: string, reply: FastifyReply): void {
     if (!this.enabled) return
+    const list = this.pins.get(fn)
     // This connection's client reconnects, and its next connection can go direct.
-    if (this.pins.has(fn)) void reply.header('connection', 'close')
-    else void this.pin(fn)
+    if (list) void reply.header('connection', 'close')
+    // One pin per worker host, up to scale.max.
+    const f = this.parts.config.functions[fn]
+    if (f && (list?.length ?? 0) < Math.min(this.parts.pool.hostIds().length, f.scale.max)) void this.pin(fn)
   }
 
   private async pin(fn: string): Promise<void> {
     const { config, scheduler, pool } = this.parts
     const f = config.functions[fn]
     const route = this.routes.routeOf(fn)
-    if (!f || !route?.direct || Object.keys(f.outputs).length > 0 || this.pinning.has(fn) || this.pins.has(fn)) return
+    if (!f || !route?.direct || Object.keys(f.outputs).length > 0 || this.pinning.has(fn)) return
     if (pool.hostIds().length === 0) return
     this.pinning.add(fn)
     let pinned: Pinned | undefined
     try {
-      pinned = await scheduler.pin(fn)
+      pinned = await scheduler.pin(fn, new Set((this.pins.get(fn) ?? []).map((p) => p.pinned.hostId)))
       const keys = route.auth === 'function' ? await this.keys.get(fn) : []
       const id = this.nextId++
       const spec: HttpPin = {
@@ -274,7 +276,9 @@ export class DirectHttp {
         pinned.unpin()
         return
       }
-      this.pins.set(fn, [{ id, pinned, fn, auth: route.auth, keys, lastUsed: Date.now(), requests: 0 }])
+      const list = this.pins.get(fn) ?? []
+      list.push({ id, pinned, fn, auth: route.auth, keys, lastUsed: Date.now() })
+      this.pins.set(fn, list)
       this.log.debug({ function: fn, host: pinned.hostId }, 'function pinned for direct HTTP')
     } catch (e) {
       pinned?.unpin()
@@ -287,18 +291,25 @@ export class DirectHttp {
   /** Pins whose host answered http-pinned with an error. */
   private readonly failedPins = new Set<number>()
 
+  /** Ends every pin of function `fn`. */
   private drop(fn: string): void {
-    const list = this.pins.get(fn)
-    if (!list) return
-    this.pins.delete(fn)
-    for (const p of list) {
-      this.parts.pool.sendTo(p.pinned.hostId, { t: 'http-unpin', pin: p.id })
-      p.pinned.unpin()
-    }
+    this.dropWhere((p) => p.fn === fn)
   }
 
   private dropWhere(pred: (p: Pin) => boolean): void {
-    for (const [fn, list] of this.pins) if (list.some(pred)) this.drop(fn)
+    for (const [fn, list] of this.pins) {
+      const keep: Pin[] = []
+      for (const p of list) {
+        if (!pred(p)) {
+          keep.push(p)
+          continue
+        }
+        this.parts.pool.sendTo(p.pinned.hostId, { t: 'http-unpin', pin: p.id })
+        p.pinned.unpin()
+      }
+      if (keep.length === 0) this.pins.delete(fn)
+      else this.pins.set(fn, keep)
+    }
   }
 
   private tick(): void {

@@ -254,10 +254,13 @@ export class Scheduler {
     if (!f) return Promise.reject(new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `no function named ${fn}`))
     if (this.closed) return Promise.reject(new SluiceError('SLUICE_ERR_SANDBOX_CLOSED', 'the scheduler is shut down'))
     const since = performance.now()
-    const idle = f.idle.pop()
+    // A pinned instance serves direct HTTP requests too: take it only when nothing else is free.
+    const idle = this.takeIdle(f, false)
     if (idle) return Promise.resolve(this.lease(idle, since))
     const started = this.tryStart(f)
     if (started) return Promise.resolve(this.lease(started, since))
+    const shared = this.takeIdle(f, true)
+    if (shared) return Promise.resolve(this.lease(shared, since))
     return new Promise((resolve, reject) => {
       const w: Waiter = { resolve, reject, since }
       if (signal) {
@@ -275,33 +278,41 @@ export class Scheduler {
   }
 
   /**
-   * Pins an instance of `fn` (an idle one, else a new one, else the next to come free) once it is
-   * up. Rejects as `acquire` does, or with the instance's start error.
+   * Pins an instance of `fn` on a host not in `exclude`: an idle one, else a new one (within
+   * scale.max and the hosts' room), once it is up. Rejects with SLUICE_ERR_SANDBOX_UNAVAILABLE when
+   * there is none to pin, or with the instance's start error.
    */
-  async pin(fn: string): Promise<Pinned> {
-    const lease = (await this.acquire(fn)) as InstanceLease
-    const inst = lease.inst
-    inst.pins++
-    lease.release()
-    let held = true
+  async pin(fn: string, exclude: ReadonlySet<number> = new Set()): Promise<Pinned> {
+    const f = this.fns.get(fn)
+    if (!f || f.removed || this.closed) throw new SluiceError('SLUICE_ERR_SANDBOX_UNAVAILABLE', `function ${fn} is not running`, { retriable: true })
+    let inst = f.idle.find((i) => i.pins === 0 && !exclude.has(i.handle.hostId) && !this.stale(i))
+    if (!inst) {
+      inst = this.tryStart(f, exclude)
+      if (!inst) throw new SluiceError('SLUICE_ERR_SANDBOX_UNAVAILABLE', `no room for another instance of ${fn}`, { retriable: true })
+      f.idle.push(inst)
+      this.serveWaiters(f)
+    }
+    const held = inst
+    held.pins++
+    let pinned = true
     const unpin = () => {
-      if (!held) return
-      held = false
-      inst.pins--
-      inst.lastUsed = Date.now()
+      if (!pinned) return
+      pinned = false
+      held.pins--
+      held.lastUsed = Date.now()
     }
     try {
-      await inst.handle.ready
+      await held.handle.ready
     } catch (e) {
       unpin()
       throw e
     }
-    const current = () => inst.fn.instances.has(inst) && !inst.fn.removed && !this.stale(inst)
+    const current = () => held.fn.instances.has(held) && !held.fn.removed && !this.stale(held)
     if (!current()) {
       unpin()
       throw new SluiceError('SLUICE_ERR_SANDBOX_UNAVAILABLE', `the instance of ${fn} stopped before it was pinned`, { retriable: true })
     }
-    return { fn, inst: inst.handle.inst, hostId: inst.handle.hostId, hash: inst.spec.hash, current, unpin }
+    return { fn, inst: held.handle.inst, hostId: held.handle.hostId, hash: held.spec.hash, current, unpin }
   }
 
   private lease(inst: Inst, since: number): Lease {
@@ -309,6 +320,18 @@ export class Scheduler {
     const coldStart = inst.fresh
     inst.fresh = false
     return new InstanceLease(this.leases, inst, coldStart, performance.now() - since)
+  }
+
+  /** The most recently used idle instance that is not pinned (or, with `pinned`, any). */
+  private takeIdle(f: FnState, pinned: boolean): Inst | undefined {
+    for (let i = f.idle.length - 1; i >= 0; i--) {
+      const inst = f.idle[i] as Inst
+      if (pinned || inst.pins === 0) {
+        f.idle.splice(i, 1)
+        return inst
+      }
+    }
+    return undefined
   }
 
   /** What a lease calls back (one object for all of them: a lease allocates no closures). */
@@ -375,13 +398,14 @@ export class Scheduler {
     return l
   }
 
-  /** Picks a host for one more instance of `f`: fewest instances of f, then least heap used. */
-  private pickHost(f: FnState): number | undefined {
+  /** Picks a host (not in `exclude`) for one more instance of `f`: fewest instances of f, then least heap used. */
+  private pickHost(f: FnState, exclude?: ReadonlySet<number>): number | undefined {
     const mine = new Map<number, number>()
     for (const i of f.instances) mine.set(i.handle.hostId, (mine.get(i.handle.hostId) ?? 0) + 1)
     let best: number | undefined
     let bestKey: [number, number] = [Infinity, Infinity]
     for (const id of this.pool.hostIds()) {
+      if (exclude?.has(id)) continue
       const l = this.load(id)
       if (l.memoryMb + f.spec.memoryMb > this.opts.hostMemoryMb || l.count >= this.opts.maxInstancesPerHost) continue
       const key: [number, number] = [mine.get(id) ?? 0, l.memoryMb]
@@ -393,10 +417,10 @@ export class Scheduler {
     return best
   }
 
-  private tryStart(f: FnState): Inst | undefined {
+  private tryStart(f: FnState, exclude?: ReadonlySet<number>): Inst | undefined {
     if (this.closed || f.instances.size >= f.spec.scale.max) return undefined
-    let host = this.pickHost(f)
-    if (host === undefined && this.evictFor(f)) host = this.pickHost(f)
+    let host = this.pickHost(f, exclude)
+    if (host === undefined && this.evictFor(f)) host = this.pickHost(f, exclude)
     if (host === undefined) return undefined
     const spec = f.spec
     const handle = this.pool.create(host, {

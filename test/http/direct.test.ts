@@ -61,6 +61,7 @@ describe('direct HTTP', () => {
   beforeAll(async () => {
     t = await startGateway({
       http: { requestTimeoutMs: 1000 },
+      hosts: 2,
       yaml: `functions:
   echo:
     code: functions/echo.js
@@ -190,6 +191,21 @@ describe('direct HTTP', () => {
     expect(received).toMatch(/^HTTP\/1\.1 200/)
     expect(received).toContain('HTTP/1.1 408')
     expect((await info('echo')).counts.direct).toBe(before + 1)
+  })
+
+  it('runs a request on another instance while a long one holds the pinned instance', async () => {
+    await untilDirect('echo', '/api/echo/6/u')
+    const order: string[] = []
+    const slow = call(t.url, 'GET', '/api/echo/6/u?spin=700').then((r) => {
+      order.push('slow')
+      return r
+    })
+    await new Promise((r) => setTimeout(r, 150))
+    const quick = await Promise.all([1, 2, 3].map(() => call(t.url, 'GET', '/api/echo/6/u')))
+    order.push('quick')
+    expect(quick.map((r) => r.status)).toEqual([200, 200, 200])
+    expect((await slow).status).toBe(200)
+    expect(order).toEqual(['quick', 'slow'])
   })
 
   it('checks function keys on the host, and follows key changes', async () => {

@@ -168,6 +168,10 @@ export class HostHttp {
         }),
       )
     }
+    // A long run holds the instance (it moved to the thread pool): the gateway runs this request on
+    // another instance rather than queue it behind, as it would for its own requests.
+    const instance = this.deps.instance(p.inst)
+    if (instance !== undefined && !(instance instanceof Promise) && instance.busy) return this.forward(request, reply, false)
     return this.run(p, found.params as Record<string, string>, request, reply)
   }
 
