@@ -79,6 +79,7 @@ export class Gateway implements AdminApi {
     this.routes = new FunctionRoutes({ keys, ...(adminHash === undefined ? {} : { adminHash }) })
     this.direct = new DirectHttp(this.parts, this.routes, keys, adminHash)
     this.reloader = new Reloader({ parts: this.parts, units: this.units, routes: this.routes, state: () => this.state })
+    this.reloader.onReload(() => this.direct.reset())
     this.metricsRegistry = new Metrics(this.id, () => ({
       functions: [...this.units.keys()].map((name) => {
         const s = this.scheduler.stats(name)

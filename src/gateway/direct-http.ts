@@ -31,6 +31,8 @@ import type { FunctionRoutes } from './function-routes.js'
 
 /** How long an answer from a host may take (flush, close) before it is given up on. */
 const HOST_ANSWER_MS = 2000
+/** How long a host may take to take a pin (its first loads the HTTP server code). */
+const PIN_ANSWER_MS = 30_000
 /** A new connection that sends nothing this long goes to the gateway's server (its timeouts apply). */
 const PEEK_MS = 1000
 /** How often pins are checked (idle, replaced) and function keys refreshed. */
@@ -115,6 +117,14 @@ export class DirectHttp {
     server.on('connection', (socket: Socket) => this.onConnection(socket))
     this.timer = setInterval(() => this.tick(), TICK_MS)
     this.timer.unref()
+  }
+
+  /**
+   * Ends every pin: after a reload, whose new limits (timeoutMs, maxBacklog, scale) or code the
+   * pins must not outlive. The next requests through the gateway pin again.
+   */
+  reset(): void {
+    this.dropWhere(() => true)
   }
 
   /** Waits until every host has sent the reports of the requests it answered so far. */
@@ -262,7 +272,7 @@ export class DirectHttp {
         ...(this.adminHash === undefined ? {} : { adminHash: this.adminHash }),
       }
       const ok = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), HOST_ANSWER_MS)
+        const timer = setTimeout(() => resolve(false), PIN_ANSWER_MS)
         this.answers.set(-id, () => {
           clearTimeout(timer)
           resolve(true)

@@ -43,6 +43,8 @@ export interface TestGateway {
   dir: string
   logs: LogCapture
   loaded: LoadedConfig
+  /** The whole configuration text the gateway started from (write it to reload from a file). */
+  yaml: string
   stop(): Promise<void>
 }
 
@@ -81,6 +83,7 @@ export async function startGateway(opts: {
     dir: project.dir,
     logs,
     loaded,
+    yaml,
     stop: async () => {
       await gw.stop({ timeoutMs: 10_000 })
       project.cleanup()

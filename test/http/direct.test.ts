@@ -6,7 +6,9 @@
  * every invocation is counted, and a stop drains.
  */
 import { Agent, request } from 'node:http'
+import { writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FunctionInfo } from '../../src/http/admin.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
@@ -50,10 +52,12 @@ describe('direct HTTP', () => {
   const info = async (name: string) => (await (await fetch(`${t.url}/admin/functions/${name}`)).json()) as FunctionInfo
   /** Calls `path` on fresh connections until a worker host answers one directly. */
   async function untilDirect(fn: string, path: string, headers: Record<string, string> = {}): Promise<void> {
-    for (let i = 0; i < 100; i++) {
+    // The first request pins the function; its host may still be loading its HTTP server.
+    for (const until = Date.now() + 30_000; Date.now() < until; ) {
       const before = (await info(fn)).counts.direct
       await call(t.url, 'GET', path, { headers })
       if ((await info(fn)).counts.direct > before) return
+      await new Promise((r) => setTimeout(r, 20))
     }
     throw new Error(`${fn} was never served directly`)
   }
@@ -70,8 +74,11 @@ describe('direct HTTP', () => {
   keyed:
     code: functions/echo.js
     trigger: { http: { route: keyed, methods: [GET] } }
+  ver:
+    code: functions/ver.js
+    trigger: { http: { route: ver, methods: [GET], auth: anonymous } }
 `,
-      files: { 'functions/echo.js': ECHO },
+      files: { 'functions/echo.js': ECHO, 'functions/ver.js': 'export default async () => ({ version: 1 })' },
     })
   })
   afterAll(async () => {
@@ -81,13 +88,8 @@ describe('direct HTTP', () => {
   it('serves a pinned function from the worker host with the same event', async () => {
     const first = await call(t.url, 'GET', '/api/echo/7/a/b?x=1', { headers: { 'x-functions-key': 'hidden', 'x-custom': 'v' } })
     expect(first.status).toBe(200)
-    // The gateway answered the first call and pinned the function: the client is asked to reconnect.
-    let direct = 0
-    for (let i = 0; i < 50 && direct === 0; i++) {
-      await call(t.url, 'GET', '/api/echo/7/a/b?x=1')
-      direct = (await info('echo')).counts.direct
-    }
-    expect(direct).toBeGreaterThan(0)
+    // The gateway answered the first call and pinned the function.
+    await untilDirect('echo', '/api/echo/7/a/b?x=1')
     const before = (await info('echo')).counts
     const res = await call(t.url, 'POST', '/api/echo/9/c/d?x=2&x=3', { headers: { 'content-type': 'application/json', 'x-custom': 'v' }, body: '{"a":[1,2]}' })
     expect(res.status).toBe(200)
@@ -206,6 +208,21 @@ describe('direct HTTP', () => {
     expect(quick.map((r) => r.status)).toEqual([200, 200, 200])
     expect((await slow).status).toBe(200)
     expect(order).toEqual(['quick', 'slow'])
+  })
+
+  it('serves the new code after a reload', async () => {
+    await untilDirect('ver', '/api/ver')
+    expect(JSON.parse((await call(t.url, 'GET', '/api/ver')).text)).toEqual({ version: 1 })
+    writeFileSync(join(t.dir, 'gateway.yaml'), t.yaml)
+    writeFileSync(join(t.dir, 'functions/ver.js'), 'export default async () => ({ version: 2 })')
+    const r = await t.gw.reload()
+    expect(r.errors).toEqual([])
+    expect(r.ok).toBe(true)
+    await untilDirect('ver', '/api/ver')
+    const before = (await info('ver')).counts.direct
+    const res = await call(t.url, 'GET', '/api/ver')
+    expect(JSON.parse(res.text)).toEqual({ version: 2 })
+    expect((await info('ver')).counts.direct).toBe(before + 1)
   })
 
   it('checks function keys on the host, and follows key changes', async () => {
