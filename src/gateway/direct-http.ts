@@ -19,7 +19,6 @@
  * for their latest reports first. Functions with output bindings are not pinned (outputs are the
  * gateway's connections).
  */
-import type { Socket } from 'node:net'
 import type { FastifyReply } from 'fastify'
 import { toInfo } from '../errors.js'
 import { asLogger } from '../log.js'
@@ -28,13 +27,12 @@ import type { Pinned } from '../scheduler/scheduler.js'
 import type { GatewayParts } from './assembly.js'
 import type { FunctionKeyCache } from './function-keys.js'
 import type { FunctionRoutes } from './function-routes.js'
+import { interceptConnections } from './connection-handoff.js'
 
 /** How long an answer from a host may take (flush, close) before it is given up on. */
 const HOST_ANSWER_MS = 2000
 /** How long a host may take to take a pin (its first loads the HTTP server code). */
 const PIN_ANSWER_MS = 30_000
-/** A new connection that sends nothing this long goes to the gateway's server (its timeouts apply). */
-const PEEK_MS = 1000
 /** How often pins are checked (idle, replaced) and function keys refreshed. */
 const TICK_MS = 1000
 /** Function keys are pushed to hosts again this often (other instances may change them). */
@@ -49,8 +47,6 @@ interface Pin {
   lastUsed: number
 }
 
-type HttpListener = (socket: Socket) => void
-
 export class DirectHttp {
   private readonly pins = new Map<string, Pin[]>()
   private readonly pinning = new Set<string>()
@@ -58,7 +54,6 @@ export class DirectHttp {
   private nextId = 1
   private rr = 0
   private closing = false
-  private listeners: HttpListener[] = []
   private timer: NodeJS.Timeout | undefined
   private lastKeys = 0
   private readonly log
@@ -109,12 +104,18 @@ export class DirectHttp {
 
   /** Once the server listens: new connections come here first. */
   install(): void {
-    const server = this.parts.app.server
-    this.listeners = server.listeners('connection') as HttpListener[]
-    server.removeAllListeners('connection')
-    // Read nothing before the first bytes decide where the connection goes.
-    ;(server as unknown as { pauseOnConnect: boolean }).pauseOnConnect = true
-    server.on('connection', (socket: Socket) => this.onConnection(socket))
+    interceptConnections(this.parts.app.server, {
+      active: () => this.pins.size > 0 && this.enabled,
+      target: (method: string, url: string) => {
+        const route = this.routes.lookup(method, url)
+        const list = route ? this.pins.get(route.fn) : undefined
+        if (!list || list.length === 0) return undefined
+        const p = list[this.rr++ % list.length] as Pin
+        return { hostId: p.pinned.hostId, fn: p.fn }
+      },
+      hand: (target, m, socket, done) => this.parts.pool.sendConnection(target.hostId, m, socket, done),
+      log: this.log,
+    })
     this.timer = setInterval(() => this.tick(), TICK_MS)
     this.timer.unref()
   }
@@ -160,75 +161,6 @@ export class DirectHttp {
           }),
       ),
     )
-  }
-
-  // ---- connections ----
-
-  private onConnection(socket: Socket): void {
-    if (this.pins.size === 0 || !this.enabled) return this.keep(socket, undefined)
-    const onError = () => socket.destroy()
-    const timer = setTimeout(() => {
-      socket.removeListener('data', onData)
-      socket.removeListener('error', onError)
-      this.keep(socket, undefined)
-    }, PEEK_MS)
-    const onData = (chunk: Buffer) => {
-      clearTimeout(timer)
-      socket.removeListener('error', onError)
-      socket.pause()
-      const pin = this.target(chunk)
-      if (pin) this.hand(socket, chunk, pin)
-      else this.keep(socket, chunk)
-    }
-    socket.once('data', onData)
-    socket.on('error', onError)
-    socket.once('close', () => clearTimeout(timer))
-    socket.resume()
-  }
-
-  /** The connection stays with the gateway's server, with the bytes already read put back. */
-  private keep(socket: Socket, head: Buffer | undefined): void {
-    if (head) socket.unshift(head)
-    const server = this.parts.app.server
-    for (const l of this.listeners) l.call(server, socket)
-    socket.resume()
-  }
-
-  private hand(socket: Socket, head: Buffer, pin: Pin): void {
-    // Nothing more is read here: what the client sends next is the host's to read.
-    ;(socket as unknown as { _handle?: { readStop?: () => void } })._handle?.readStop?.()
-    this.parts.pool.sendConnection(pin.pinned.hostId, { t: 'http-conn', head: head.toString('base64') }, socket, (ok) => {
-      if (!ok) {
-        this.log.warn({ host: pin.pinned.hostId, function: pin.fn }, 'a connection could not be handed to its worker host; the client reconnects')
-        socket.destroy()
-      }
-    })
-  }
-
-  /**
-   * The pin whose host should serve a connection starting with `chunk`: a whole request (head and
-   * Content-Length body, no chunked body, no Expect or Upgrade) for a function pinned on a host.
-   */
-  private target(chunk: Buffer): Pin | undefined {
-    const end = chunk.indexOf('\r\n\r\n')
-    if (end < 0) return undefined
-    const head = chunk.toString('latin1', 0, end)
-    const line = head.indexOf('\r\n')
-    const first = line < 0 ? head : head.slice(0, line)
-    const sp1 = first.indexOf(' ')
-    const sp2 = first.indexOf(' ', sp1 + 1)
-    if (sp1 < 0 || sp2 < 0) return undefined
-    const url = first.slice(sp1 + 1, sp2)
-    if (!url.startsWith('/api/')) return undefined
-    const route = this.routes.lookup(first.slice(0, sp1), url)
-    if (!route) return undefined
-    const list = this.pins.get(route.fn)
-    if (!list || list.length === 0) return undefined
-    const lower = head.toLowerCase()
-    if (lower.includes('\r\ntransfer-encoding:') || lower.includes('\r\nexpect:') || lower.includes('\r\nupgrade:')) return undefined
-    const cl = /\r\ncontent-length:[ \t]*(\d+)/.exec(lower)
-    if (cl && end + 4 + Number(cl[1]) > chunk.length) return undefined
-    return list[this.rr++ % list.length]
   }
 
   // ---- pins ----
