@@ -225,6 +225,41 @@ describe('direct HTTP', () => {
     expect((await info('ver')).counts.direct).toBe(before + 1)
   })
 
+  it('keeps a connection whose first request is not whole in its first bytes, and serves it', async () => {
+    await untilDirect('echo', '/api/echo/8/t')
+    const port = Number(new URL(t.url).port)
+    /** Writes `parts` on a raw connection, a pause between them, and returns the reply text. */
+    const raw = (parts: string[]) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1')
+        let text = ''
+        socket.on('data', (d: Buffer) => {
+          text += d.toString('latin1')
+          if (/\r\n\r\n[\s\S]*\}$/.test(text)) socket.end()
+        })
+        socket.on('close', () => resolve(text))
+        socket.on('error', reject)
+        void (async () => {
+          for (const p of parts) {
+            socket.write(p)
+            await new Promise((r) => setTimeout(r, 50))
+          }
+        })()
+      })
+    const before = (await info('echo')).counts
+    const head = 'POST /api/echo/8/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n'
+    const split = await raw([`${head}Content-Length: 9\r\n\r\n{"a":`, '"b"}'])
+    expect(split).toMatch(/^HTTP\/1\.1 200/)
+    expect(split).toContain('"body":{"a":"b"}')
+    const chunked = await raw([`${head}Transfer-Encoding: chunked\r\n\r\n9\r\n{"a":"c"}\r\n`, '0\r\n\r\n'])
+    expect(chunked).toMatch(/^HTTP\/1\.1 200/)
+    expect(chunked).toContain('"body":{"a":"c"}')
+    const after = (await info('echo')).counts
+    // Both through the gateway.
+    expect(after.invocations).toBe(before.invocations + 2)
+    expect(after.direct).toBe(before.direct)
+  })
+
   it('checks function keys on the host, and follows key changes', async () => {
     const refused = await call(t.url, 'GET', '/api/keyed')
     expect(refused.status).toBe(401)
