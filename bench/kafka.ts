@@ -15,6 +15,8 @@
  * join to the last commit; worker hosts: SLUICE_HOST_CPU_PROF). SLUICE_BENCH_KAFKA_OTHER=<file>
  * adds the case `other`: the gateway with the kafka connector exported (`kafkaConnector`) by that
  * file instead, e.g. a checkout of an earlier version, for before/after rounds in one run.
+ * SLUICE_BENCH_KAFKA_BACKLOG=<n> sets the function's maxBacklog (default 10,000, which 8
+ * partitions x 200 in flight never reach), so the drain runs under the router's back-pressure.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
@@ -40,6 +42,7 @@ type Case = 'parse' | 'gateway' | 'other' | 'commit'
 const OTHER = process.env.SLUICE_BENCH_KAFKA_OTHER
 const CASES = (process.argv[5] ?? (OTHER ? 'parse,gateway,other,commit' : 'parse,gateway,commit')).split(',') as Case[]
 const PROFILE_DIR = process.env.SLUICE_BENCH_PROFILE
+const BACKLOG = process.env.SLUICE_BENCH_KAFKA_BACKLOG ? Number(process.env.SLUICE_BENCH_KAFKA_BACKLOG) : undefined
 /** The kafka connector of SLUICE_BENCH_KAFKA_OTHER, for the case `other`. */
 const otherKafka = OTHER ? ((await import(pathToFileURL(resolve(OTHER)).href)) as { kafkaConnector: ConnectorDefinition }).kafkaConnector : undefined
 
@@ -159,7 +162,7 @@ functions:
   consume:
     code: fn.js
     trigger: { kafka: { connection: stream, topic: ${TOPIC}, groupId: ${group} } }
-`
+${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
   let joined = 0
   let cpu0 = 0
   let host0 = 0

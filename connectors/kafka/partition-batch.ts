@@ -88,15 +88,32 @@ export class PartitionBatches {
   revoking = false
   /** Every event handed to the router whose outcome (its chunk's) has not resolved. */
   readonly open = new Pending()
-  private stopSignal!: () => void
-  /** Resolves on `stop()`: a batch waiting for its partition's start position gives up. */
-  private readonly stopped = new Promise<void>((resolve) => (this.stopSignal = resolve))
+  private stopped = false
+  /** The waits `untilStop` ends early on `stop()`; each removes itself when it ends. */
+  private readonly wakers = new Set<() => void>()
 
   constructor(private readonly h: BatchHost) {}
 
-  /** The trigger stops: batches waiting for a start position return without handing out. */
+  /** The trigger stops: batches waiting for a start position or for the flow return without handing out. */
   stop(): void {
-    this.stopSignal()
+    this.stopped = true
+    for (const wake of [...this.wakers]) wake()
+  }
+
+  /**
+   * Resolves when `p` does, or at `stop()`. (Not Promise.race with one promise of the stop: every
+   * race would leave a reaction on it until the trigger stops, one per back-pressure wait.)
+   */
+  private untilStop(p: Promise<void>): Promise<void> {
+    if (this.stopped) return Promise.resolve()
+    return new Promise((resolve) => {
+      const wake = () => {
+        this.wakers.delete(wake)
+        resolve()
+      }
+      this.wakers.add(wake)
+      void p.then(wake)
+    })
   }
 
   /** kafkajs's eachBatch for `consumer` (see the header for the contract). */
@@ -130,7 +147,7 @@ export class PartitionBatches {
         // its own default position. Pausing the partition instead would make kafkajs sleep
         // maxWaitMs when every partition is paused (bench/README.md, issue 11), so the batch
         // waits here (a few ms), then goes on from the start position.
-        await this.heartbeatWhile(p, Promise.race([owned.started ?? Promise.resolve(), this.stopped]))
+        await this.heartbeatWhile(p, this.untilStop(owned.started ?? Promise.resolve()))
         if (owned.awaitingStart || h.stopping() || this.revoking || h.owned(key) !== owned || !h.isCurrent(consumer)) return
         const first = messages[0]
         // kafkajs read from after the committed start (fromBeginning: false, messages produced
@@ -148,7 +165,7 @@ export class PartitionBatches {
         // every batch of its last fetch returned, so waiting holds the fetch too. The partitions
         // are not paused at kafkajs: with every partition of a broker paused, its fetch sleeps
         // maxWaitMs, which outlasted the back-pressure (bench/README.md, session 9).
-        while (ctx.flow.paused && !h.stopping()) await this.heartbeatWhile(p, Promise.race([ctx.flow.wait(), this.stopped]))
+        while (ctx.flow.paused && !h.stopping()) await this.heartbeatWhile(p, this.untilStop(ctx.flow.wait()))
         if (work.count >= window) await this.heartbeatWhile(p, work.below(window >> 1))
         if (h.stopping() || this.revoking || h.owned(key) !== owned) {
           all = false
