@@ -330,7 +330,7 @@ export class DirectHttp {
         coldStart: false,
         logs: r.logs,
         ...(error ? { error } : {}),
-        ...(r.result === undefined ? {} : { result: r.result }),
+        ...(r.ok ? { result: r.result ?? '' } : {}),
       })
     }
   }

@@ -106,7 +106,11 @@ export interface HttpPin {
   maxBacklog: number
 }
 
-/** A direct invocation as the gateway records it (src/router/report.ts), with its result's preview. */
+/**
+ * A direct invocation as the gateway records it (src/router/report.ts), with its result's preview
+ * (only the newest of a function in each group of reports have one: the rest leave the recent list
+ * at once).
+ */
 export interface DirectReport {
   fn: string
   invocationId: string

@@ -106,6 +106,9 @@ describe('direct HTTP', () => {
     const after = (await info('echo')).counts
     expect(after.direct).toBe(before.direct + 1)
     expect(after.invocations).toBe(before.invocations + 1)
+    // In the recent list with a preview of its result.
+    const detail = (await (await fetch(`${t.url}/admin/functions/echo`)).json()) as { recent: Array<{ ok: boolean; result?: string }> }
+    expect(detail.recent.some((r) => r.ok && r.result?.includes('"body":{"a":[1,2]}'))).toBe(true)
   })
 
   it('answers errors as the gateway does, and counts them', async () => {

@@ -19,6 +19,7 @@ import { createLogger } from '../../log.js'
 import { batchJson } from '../../router/batch-json.js'
 import { checkEvent } from '../../router/event-check.js'
 import { PREVIEW_CHARS } from '../../router/report.js'
+import { RECENT } from '../../router/stats.js'
 import { depthExceeds, preview } from '../../router/safe-json.js'
 import { httpEvent, invocationFailure, toReply } from '../../sdk/http.js'
 import { EVENT_LIMITS } from '../../sdk/index.js'
@@ -31,6 +32,9 @@ const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
 const TEXT_TYPES = new Set(['text/plain', 'text/html', 'text/csv', 'text/xml', 'application/xml', 'application/x-www-form-urlencoded'])
 /** Reports are sent at least this often while requests run (and at once on a flush). */
 const REPORT_MS = 25
+
+/** A report waiting to be sent, with the value its preview is made from. */
+type Pending = DirectReport & { value?: unknown }
 
 interface PinState extends HttpPin {
   inflight: number
@@ -50,7 +54,7 @@ export class HostHttp {
   private app: FastifyInstance | undefined
   private readonly table = FindMyWay<FindMyWay.HTTPVersion.V1>({ ignoreTrailingSlash: true, maxParamLength: 500 })
   private readonly pins = new Map<number, PinState>()
-  private reports: DirectReport[] = []
+  private reports: Pending[] = []
   private reportTimer: NodeJS.Timeout | undefined
   private lastFlush = 0
   private readonly forwards = new Map<number, (m: Extract<HttpToHost, { t: 'http-forwarded' }>, payload: string | undefined) => void>()
@@ -229,9 +233,9 @@ export class HostHttp {
     // Functions with output bindings are never pinned (their outputs are the gateway's).
     if (!error && payload.outputs.length > 0)
       error = { code: 'SLUICE_ERR_INTERNAL', message: `function ${p.fn} wrote outputs on a worker host that cannot send them`, retriable: false }
-    const report: DirectReport = { fn: p.fn, invocationId, ok: !error, durationMs: performance.now() - t0, logs: payload.logs, hash: p.hash }
+    const report: Pending = { fn: p.fn, invocationId, ok: !error, durationMs: performance.now() - t0, logs: payload.logs, hash: p.hash }
     if (error) report.error = error
-    else report.result = preview(payload.value, PREVIEW_CHARS)
+    else report.value = payload.value
     this.report(report)
     if (p.closed || this.closing !== undefined) void reply.header('connection', 'close')
     if (error) return sendError(reply, request, invocationFailure({ error, invocationId }, p.fn))
@@ -283,7 +287,7 @@ export class HostHttp {
    * spell is reported at once, before its reply, so a client that reads the admin API right after
    * its call finds it counted.
    */
-  private report(r: DirectReport): void {
+  private report(r: Pending): void {
     this.reports.push(r)
     if (this.reportTimer) return
     if (performance.now() - this.lastFlush >= REPORT_MS) this.flushReports()
@@ -297,6 +301,15 @@ export class HostHttp {
     this.lastFlush = performance.now()
     const reports = this.reports
     this.reports = []
+    // Only the newest RECENT of a function stay in its recent list: older ones need no preview.
+    const seen = new Map<string, number>()
+    for (let i = reports.length - 1; i >= 0; i--) {
+      const r = reports[i] as Pending
+      const n = (seen.get(r.fn) ?? 0) + 1
+      seen.set(r.fn, n)
+      if (r.ok && n <= RECENT) r.result = preview(r.value, PREVIEW_CHARS)
+      r.value = undefined
+    }
     this.deps.send({ t: 'http-reports' }, JSON.stringify(reports))
   }
 
