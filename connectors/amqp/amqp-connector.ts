@@ -1,56 +1,12 @@
-import { randomBytes } from 'node:crypto'
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib'
-import {
-  backoffDelay,
-  SluiceError,
-  type Connector,
-  type ConnectorContext,
-  type Logger,
-  type Outcome,
-  type TriggerEvent,
-  type TriggerSpec,
-} from '../../src/sdk/index.js'
-import { AckWindow } from './acks.js'
-import { DeliveryCounter, type Counted } from './attempts.js'
+import type { ConsumeMessage } from 'amqplib'
+import { backoffDelay, SluiceError, type Connector, type ConnectorContext, type Logger, type TriggerSpec } from '../../src/sdk/index.js'
+import { DeliveryCounter } from './attempts.js'
 import { describe, errorInfo, openConnection, redact, sleep, toSluiceError } from './connection.js'
-import { toEvent } from './message.js'
+import { Deliveries } from './delivery.js'
+import { markDown, newLink, type Link } from './link.js'
 import { connectionDefaults, type AmqpConnectionOptions, type AmqpTriggerOptions } from './options.js'
 import { declareTopology } from './topology.js'
 
-/** One connection and its consuming channel. Delivery tags, acks and the consumer belong to it. */
-interface Link {
-  gen: number
-  model: ChannelModel
-  ch: Channel
-  window: AckWindow
-  consumerTag: string | undefined
-  /** Consumer changes (consume/cancel) run one after another. */
-  sync: Promise<void>
-  /** Set once, when the channel or connection closes (or stop closes it): nothing is sent after. */
-  closed: boolean
-  flushQueued: boolean
-  /** Deliveries waiting for their outcome. */
-  inflight: Map<number, InFlight>
-  /** First deliveries of this tick, handed to the router together (see deliverGroup). */
-  group: InFlight[]
-  dlx: Promise<ConfirmChannel> | undefined
-  /** Resolves when the link closes. */
-  down: Promise<void>
-  setDown: () => void
-}
-
-interface InFlight {
-  msg: ConsumeMessage
-  counted: Counted
-}
-
-/** A message waiting for its (asynchronous) delivery count, kept in arrival order. */
-interface Waiting {
-  link: Link
-  msg: ConsumeMessage
-}
-
-const ABORTED: Outcome = { status: 'aborted' }
 /** How long a graceful stop waits for in-flight outcomes (the gateway bounds the whole stop too). */
 const STOP_WAIT_MS = 30_000
 
@@ -61,6 +17,9 @@ const STOP_WAIT_MS = 30_000
  * with backoff, declares the topology again and resumes; outcomes of a closed channel are never
  * sent on a new one (the broker redelivers those messages). Redeliveries count towards
  * retry.maxAttempts (see attempts.ts).
+ *
+ * This file is the lifecycle: connect, declare, consume, pause, reconnect, stop. A message's way
+ * from the channel to its ack is in delivery.ts.
  */
 export class AmqpConnector implements Connector {
   private readonly trigger: AmqpTriggerOptions
@@ -68,11 +27,11 @@ export class AmqpConnector implements Connector {
   private readonly connectionName: string
   private readonly source: string
   private readonly prefetch: number
-  private readonly runId = randomBytes(3).toString('hex')
   private readonly abort = new AbortController()
   private ctx: ConnectorContext | undefined
   private log: Logger | undefined
-  private counter: DeliveryCounter | undefined
+  /** From consumed message to ack; set by start. */
+  private deliveries: Deliveries | undefined
   private link: Link | undefined
   private gen = 0
   private paused = false
@@ -81,15 +40,6 @@ export class AmqpConnector implements Connector {
   private opening: Promise<Link> | undefined
   private stopPromise: Promise<void> | undefined
   private unsubscribe: (() => void) | undefined
-  private waiting: Waiting[] = []
-  private draining = false
-  /** Deliveries handed to the router (or waiting for their count) without a settled outcome. */
-  private pending = 0
-  private idle: Array<() => void> = []
-  /** Ack and nack frames sent (all channels), for the stop log. */
-  private ackFrames = 0
-  /** Store writes in progress (counts and credits), awaited by stop. */
-  private readonly writes = new Set<Promise<unknown>>()
 
   constructor(private readonly spec: TriggerSpec<AmqpTriggerOptions, AmqpConnectionOptions>) {
     this.trigger = spec.trigger
@@ -106,7 +56,18 @@ export class AmqpConnector implements Connector {
     this.ctx = ctx
     const log = ctx.log.child({ queue: this.trigger.queue, url: redact(this.conn.url) })
     this.log = log
-    this.counter = new DeliveryCounter(ctx.state, this.trigger.queue, log)
+    const { queue, deadLetterExchange } = this.trigger
+    this.deliveries = new Deliveries({
+      ctx,
+      log,
+      counter: new DeliveryCounter(ctx.state, queue, log),
+      queue,
+      source: this.source,
+      deadLetters: deadLetterExchange
+        ? { exchange: deadLetterExchange, routingKey: this.trigger.deadLetterRoutingKey, functionName: this.spec.functionName, queue }
+        : undefined,
+      signal: this.abort.signal,
+    })
     this.paused = ctx.flow.paused
     this.unsubscribe = ctx.flow.onChange((paused) => {
       this.paused = paused
@@ -169,23 +130,7 @@ export class AmqpConnector implements Connector {
           connection: this.spec.connectionName,
         })
       }
-      let setDown = () => {}
-      const down = new Promise<void>((r) => (setDown = r))
-      link = {
-        gen,
-        model,
-        ch,
-        window: new AckWindow(),
-        consumerTag: undefined,
-        sync: Promise.resolve(),
-        closed: false,
-        flushQueued: false,
-        inflight: new Map(),
-        group: [],
-        dlx: undefined,
-        down,
-        setDown,
-      }
+      link = newLink(gen, model, ch)
       if (this.abort.signal.aborted) throw new Error('stopping')
       await this.syncConsumer(link)
       if (link.closed) throw new Error('the connection closed while subscribing')
@@ -193,10 +138,7 @@ export class AmqpConnector implements Connector {
       if (this.abort.signal.aborted) throw new Error('stopping')
       return link
     } catch (e) {
-      if (link) {
-        link.closed = true
-        link.setDown()
-      }
+      if (link) markDown(link)
       await model.close().catch(() => undefined)
       throw e
     }
@@ -228,13 +170,11 @@ export class AmqpConnector implements Connector {
   }
 
   private onLinkDown(link: Link, err: Error): void {
-    if (link.closed) return
-    link.closed = true
-    link.setDown()
+    if (!markDown(link)) return
     if (this.link === link) this.link = undefined
     // The broker requeues what this channel had not settled while this process still runs those
     // messages: their redelivery is not a new attempt.
-    for (const d of link.inflight.values()) this.track(this.counter?.returned(d.msg, d.counted))
+    this.deliveries?.returnInflight(link)
     if (this.abort.signal.aborted) return
     this.ctx?.setHealth(false, `reconnecting: ${describe(err)}`)
     this.log?.warn({ gen: link.gen, unsettled: link.inflight.size, err: describe(err) }, 'amqp connection lost; reconnecting')
@@ -282,285 +222,7 @@ export class AmqpConnector implements Connector {
       link.model.close().catch(() => undefined)
       return
     }
-    this.pending++
-    const quick = this.waiting.length === 0 ? this.counter?.quick(msg) : undefined
-    if (quick) {
-      // The messages of one socket read arrive in one tick: they go to the router in one call.
-      if (link.group.push({ msg, counted: quick }) === 1) queueMicrotask(() => this.deliverGroup(link))
-    } else {
-      // What came before goes to the router first: the queue's order is kept.
-      this.deliverGroup(link)
-      this.waiting.push({ link, msg })
-      if (!this.draining) void this.drainWaiting()
-    }
-  }
-
-  /**
-   * Redeliveries, in arrival order: counts them (a store read), records the hand-over, then
-   * delivers. A redelivery whose attempt is above 1 (it vanished in a crash before) goes alone: the
-   * next message waits for its outcome, so if it crashes the gateway again, the count goes up for
-   * it and not for everything behind it (see attempts.ts). Messages that arrive meanwhile queue
-   * up here, which keeps the queue's order.
-   */
-  private async drainWaiting(): Promise<void> {
-    this.draining = true
-    try {
-      while (this.waiting.length > 0) {
-        const w = this.waiting[0] as Waiting
-        const counter = this.counter as DeliveryCounter
-        const counted = counter.quick(w.msg) ?? (await counter.count(w.msg))
-        if (!w.link.closed && !this.abort.signal.aborted) await this.track(counter.handOver(counted))
-        const settled = this.dispatch(w.link, w.msg, counted)
-        // (A closed channel's copy may run on for a while; its redelivery must not wait for it.)
-        if (counted.attempt > 1) await Promise.race([settled, w.link.down])
-        this.waiting.shift()
-      }
-    } catch (e) {
-      // Not expected (the counter logs store errors itself): give everything waiting back to the broker.
-      this.log?.error({ err: describe(e) }, 'amqp redelivery handling failed; reconnecting')
-      for (const w of this.waiting.splice(0)) {
-        w.link.model.close().catch(() => undefined)
-        this.settled()
-      }
-    } finally {
-      this.draining = false
-    }
-  }
-
-  /**
-   * Hands the first deliveries of one tick to the router in one call. Each message is settled from
-   * the outcome listener as soon as its own outcome is durable, so a message waiting for its retry
-   * holds back no other message's ack (issue 11). Never throws (it runs as a microtask).
-   */
-  private deliverGroup(link: Link): void {
-    const group = link.group
-    if (group.length === 0) return
-    link.group = []
-    if (link.closed) {
-      // Its channel went away before they ran: the broker requeues them.
-      for (const g of group) {
-        this.track(this.counter?.returned(g.msg, g.counted))
-        this.settled()
-      }
-      return
-    }
-    for (const g of group) link.inflight.set(g.msg.fields.deliveryTag, g)
-    const ctx = this.ctx
-    if (this.abort.signal.aborted || !ctx) {
-      for (const g of group) void this.onOutcome(link, g.msg.fields.deliveryTag, ABORTED)
-      return
-    }
-    const events: TriggerEvent[] = []
-    const tags: number[] = []
-    // Cleared as each outcome is settled. The router keeps a finished delivery (and this
-    // listener) for a while, so the listener holds no message: their buffers die at their ack.
-    const counted: Array<Counted | undefined> = []
-    for (const g of group) {
-      try {
-        events.push(this.eventOf(link, g.msg, g.counted))
-        tags.push(g.msg.fields.deliveryTag)
-        counted.push(g.counted)
-      } catch (e) {
-        void this.giveBack(link, g.msg.fields.deliveryTag, e)
-      }
-    }
-    if (events.length === 0) return
-    // The router reports each outcome once; `rest` covers a context that only resolves.
-    const onOutcome = (i: number, outcome: Outcome): void => {
-      const c = counted[i]
-      if (c === undefined) return
-      counted[i] = undefined
-      void this.settle(link, tags[i] as number, c, outcome)
-    }
-    const rest = (outcomes: Outcome[] | undefined, e?: unknown): void => {
-      if (e !== undefined) this.log?.error({ messages: tags.length, err: describe(e) }, 'cannot hand the messages to the router; they go back to the queue')
-      try {
-        for (let i = 0; i < tags.length; i++) if (counted[i] !== undefined) onOutcome(i, outcomes?.[i] ?? ABORTED)
-      } catch (err) {
-        this.log?.error({ err: describe(err) }, 'cannot settle amqp deliveries; they stay unacked until the channel closes')
-      }
-    }
-    try {
-      ctx.deliver(events, onOutcome).then(rest, (e: unknown) => rest(undefined, e))
-    } catch (e) {
-      rest(undefined, e)
-    }
-  }
-
-  private eventOf(link: Link, msg: ConsumeMessage, counted: Counted): TriggerEvent {
-    const messageId: unknown = msg.properties.messageId
-    return toEvent(msg, {
-      id: typeof messageId === 'string' && messageId !== '' ? messageId : `${this.trigger.queue}-${this.runId}.${link.gen}-${msg.fields.deliveryTag}`,
-      source: this.source,
-      queue: this.trigger.queue,
-      attempt: counted.attempt,
-      deliveries: counted.deliveries,
-    })
-  }
-
-  private giveBack(link: Link, tag: number, e: unknown): Promise<void> {
-    this.log?.error({ tag, err: describe(e) }, 'cannot hand the message to the router; it goes back to the queue')
-    return this.onOutcome(link, tag, ABORTED)
-  }
-
-  /** Hands one message (a redelivery) to the router; resolves once its outcome is settled (or given back). */
-  private dispatch(link: Link, msg: ConsumeMessage, counted: Counted): Promise<unknown> {
-    const tag = msg.fields.deliveryTag
-    if (link.closed) {
-      // Its channel went away before it ran: the broker requeues it.
-      this.track(this.counter?.returned(msg, counted))
-      this.settled()
-      return Promise.resolve()
-    }
-    link.inflight.set(tag, { msg, counted })
-    const ctx = this.ctx
-    if (this.abort.signal.aborted || !ctx) return this.onOutcome(link, tag, ABORTED)
-    const fail = (e: unknown) => this.giveBack(link, tag, e)
-    try {
-      return ctx.deliver([this.eventOf(link, msg, counted)]).then((outcomes) => this.settle(link, tag, counted, outcomes[0] ?? ABORTED), fail)
-    } catch (e) {
-      return fail(e)
-    }
-  }
-
-  /**
-   * Settles one outcome. An ack that needs no store write and no dead-letter publish (a first
-   * delivery done, or dead without a dead-letter exchange) is recorded at once, without the
-   * promises of onOutcome: the common case, once per message.
-   */
-  private settle(link: Link, tag: number, counted: Counted, outcome: Outcome): Promise<void> | undefined {
-    if (counted.key !== undefined || !(outcome.status === 'done' || (outcome.status === 'dead' && !this.trigger.deadLetterExchange)))
-      return this.onOutcome(link, tag, outcome)
-    // A closed channel's messages are requeued by the broker (and were credited in onLinkDown).
-    if (link.inflight.delete(tag) && !link.closed) {
-      link.window.settle(tag, 'ack')
-      this.queueFlush(link)
-    }
-    this.settled()
-    return undefined
-  }
-
-  /** One delivery less in flight; wakes a stop waiting for none. */
-  private settled(): void {
-    if (--this.pending === 0) for (const f of this.idle.splice(0)) f()
-  }
-
-  private async onOutcome(link: Link, tag: number, outcome: Outcome): Promise<void> {
-    const d = link.inflight.get(tag)
-    try {
-      // A closed channel's messages are requeued by the broker (and were credited in onLinkDown);
-      // their state rows stay for the redelivered copies.
-      if (!d || link.closed) return
-      const counter = this.counter as DeliveryCounter
-      if (outcome.status === 'aborted') await this.track(counter.returned(d.msg, d.counted))
-      else {
-        if (outcome.status === 'dead' && this.trigger.deadLetterExchange) await this.publishDeadLetter(link, d.msg, outcome)
-        await this.track(counter.clear(d.counted))
-      }
-      if (link.closed) return
-      link.window.settle(tag, outcome.status === 'aborted' ? 'requeue' : 'ack')
-      this.queueFlush(link)
-    } catch (e) {
-      this.log?.error({ tag, err: describe(e) }, 'cannot settle an amqp delivery; it stays unacked until the channel closes')
-    } finally {
-      link.inflight.delete(tag)
-      this.settled()
-    }
-  }
-
-  /** Coalesces the acks of one tick (a finished batch resolves many outcomes at once) into few frames. */
-  private queueFlush(link: Link): void {
-    if (link.flushQueued) return
-    link.flushQueued = true
-    setImmediate(() => {
-      link.flushQueued = false
-      this.flush(link)
-    })
-  }
-
-  private flush(link: Link): void {
-    if (link.closed || !link.window.dirty) return
-    try {
-      const frames = link.window.flush()
-      this.ackFrames += frames.length
-      for (const f of frames) {
-        const m = { fields: { deliveryTag: f.tag } } as Message
-        if (f.kind === 'ack') link.ch.ack(m, f.multiple)
-        else link.ch.nack(m, f.multiple, true)
-      }
-    } catch (e) {
-      // The channel closed under us: its messages are redelivered.
-      this.log?.warn({ gen: link.gen, err: describe(e) }, 'cannot send acks; the channel is gone')
-    }
-  }
-
-  /**
-   * Publishes a dead-lettered message to deadLetterExchange (original body and properties, plus
-   * x-sluice-* headers) and waits for the broker's confirm. The message is already in the
-   * dead-letter store, so a failure here is logged and the message is acked all the same.
-   */
-  private async publishDeadLetter(link: Link, msg: Message, outcome: Extract<Outcome, { status: 'dead' }>): Promise<void> {
-    const exchange = this.trigger.deadLetterExchange as string
-    try {
-      link.dlx ??= link.model.createConfirmChannel().then((ch) => {
-        ch.on('error', (e: Error) => this.log?.warn({ err: describe(e) }, 'amqp dead-letter channel error'))
-        ch.on('close', () => {
-          link.dlx = undefined
-        })
-        return ch
-      })
-      const ch = await link.dlx
-      const p = msg.properties
-      const headers = {
-        ...(p.headers ?? {}),
-        'x-sluice-dead-letter-id': outcome.deadLetterId,
-        'x-sluice-error-code': outcome.error.code,
-        'x-sluice-error': outcome.error.message.slice(0, 1000),
-        'x-sluice-function': this.spec.functionName,
-        'x-sluice-queue': this.trigger.queue,
-      }
-      const options = {
-        contentType: p.contentType,
-        contentEncoding: p.contentEncoding,
-        deliveryMode: p.deliveryMode,
-        priority: p.priority,
-        correlationId: p.correlationId,
-        replyTo: p.replyTo,
-        messageId: p.messageId,
-        timestamp: p.timestamp,
-        type: p.type,
-        appId: p.appId,
-      }
-      const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined && v !== null))
-      await new Promise<void>((resolve, reject) => {
-        ch.publish(exchange, this.trigger.deadLetterRoutingKey ?? msg.fields.routingKey, msg.content, { ...defined, headers }, (err: unknown) =>
-          err ? reject(err) : resolve(),
-        )
-      })
-    } catch (e) {
-      this.log?.error(
-        { exchange, deadLetterId: outcome.deadLetterId, err: describe(e) },
-        'cannot publish to the dead-letter exchange; the message is in the dead-letter store',
-      )
-    }
-  }
-
-  /** Keeps a store write visible to stop (which must not close the store under it). */
-  private track<T>(p: Promise<T> | undefined): Promise<T | undefined> {
-    if (!p) return Promise.resolve(undefined)
-    this.writes.add(p)
-    return p.finally(() => this.writes.delete(p))
-  }
-
-  private waitIdle(ms: number): Promise<void> {
-    if (this.pending === 0) return Promise.resolve()
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms)
-      this.idle.push(() => {
-        clearTimeout(t)
-        resolve()
-      })
-    })
+    this.deliveries?.receive(link, msg)
   }
 
   /**
@@ -575,20 +237,20 @@ export class AmqpConnector implements Connector {
       await this.opening?.catch(() => undefined)
       const link = this.link
       if (link && !link.closed) await this.syncConsumer(link)
-      if (!opts.force) await this.waitIdle(STOP_WAIT_MS)
+      const deliveries = this.deliveries
+      if (!opts.force) await deliveries?.waitIdle(STOP_WAIT_MS)
       if (link && !link.closed) {
-        this.flush(link)
-        for (const d of link.inflight.values()) this.track(this.counter?.returned(d.msg, d.counted))
-        link.closed = true
-        link.setDown()
+        deliveries?.flush(link)
+        deliveries?.returnInflight(link)
+        markDown(link)
       }
-      await Promise.allSettled([...this.writes])
+      await deliveries?.writesDone()
       if (link) {
         await link.ch.close().catch(() => undefined)
         await link.model.close().catch(() => undefined)
       }
       this.ctx?.setHealth(false, 'stopped')
-      this.log?.info({ gen: this.gen, ackFrames: this.ackFrames }, 'amqp consumer stopped')
+      this.log?.info({ gen: this.gen, ackFrames: this.deliveries?.ackFrames ?? 0 }, 'amqp consumer stopped')
     })()
     return this.stopPromise
   }

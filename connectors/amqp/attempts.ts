@@ -18,7 +18,7 @@ import type { ConnectorState, Logger } from '../../src/sdk/index.js'
  *
  * and only deliveries that vanished without the gateway knowing (a crash) add up. The connector
  * hands a redelivery whose attempt is above 1 to the router alone, after the previous one has an
- * outcome (see amqp-connector.ts), so a crash loop adds to the message that was running, not to
+ * outcome (see delivery.ts), so a crash loop adds to the message that was running, not to
  * every message held in the prefetch window. Rows are cleared once the message is settled.
  *
  * `deliveries` (meta.deliveryCount) is the broker's count: `x-delivery-count` + 1 on quorum
