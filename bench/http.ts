@@ -1,6 +1,7 @@
 /**
- * HTTP: requests/s, latency and CPU per request of an /api function returning small JSON,
- * against a bare fastify route returning the same JSON (both served from this process) and
+ * HTTP: requests/s, latency and CPU per request of an /api function returning small JSON, served
+ * by its worker host (http.direct) and, as context, through the gateway process (http.direct:
+ * false), against a bare fastify route returning the same JSON (all served from this process) and
  * Node-RED (http in -> function -> http response, its own process; skipped when node-red is not
  * installed). autocannon loads one server at a time from a child process, at each connection
  * count; rounds alternate. CPU per request: this process for fastify; this process plus the
@@ -50,22 +51,46 @@ await bare.listen({ port: 0, host: '127.0.0.1' })
 const bareUrl = `http://127.0.0.1:${(bare.server.address() as { port: number }).port}/bare/st-007`
 
 const maxConn = Math.max(...CONNECTIONS)
-const gw = await benchGateway(
-  `http: { port: 0, host: 127.0.0.1 }\nworkers: { hosts: 1 }\nstore: { path: ':memory:' }\nfunctions:\n  status:\n    code: fn.js\n    trigger: { http: { route: "stations/{id}", methods: [GET], auth: anonymous } }\n    scale: { min: ${Math.min(maxConn, 10)}, max: ${maxConn} }\n    maxBacklog: ${Math.max(1000, maxConn * 2)}\n`,
-  { 'fn.js': `export default async () => (${JSON.stringify(BODY)})` },
-)
-const gwUrl = `${gw.url}/api/stations/st-007`
-const check = await (await fetch(gwUrl)).json()
-if (JSON.stringify(check) !== JSON.stringify(BODY)) throw new Error(`gateway answered ${JSON.stringify(check)}`)
-const hostPids = gw.hosts().map((h) => h.pid)
+/** A gateway with the function; `direct`: worker hosts serve its connections (http.direct). */
+async function sluice(direct: boolean) {
+  const gw = await benchGateway(
+    `http: { port: 0, host: 127.0.0.1, direct: ${direct} }\nworkers: { hosts: 1 }\nstore: { path: ':memory:' }\nfunctions:\n  status:\n    code: fn.js\n    trigger: { http: { route: "stations/{id}", methods: [GET], auth: anonymous } }\n    scale: { min: ${Math.min(maxConn, 10)}, max: ${maxConn} }\n    maxBacklog: ${Math.max(1000, maxConn * 2)}\n`,
+    { 'fn.js': `export default async () => (${JSON.stringify(BODY)})` },
+  )
+  const url = `${gw.url}/api/stations/st-007`
+  // The first call also pins the function for direct serving (after it, new connections go to the host).
+  const check = await (await fetch(url)).json()
+  if (JSON.stringify(check) !== JSON.stringify(BODY)) throw new Error(`gateway answered ${JSON.stringify(check)}`)
+  await new Promise((r) => setTimeout(r, 500))
+  return { gw, url, hostPids: gw.hosts().map((h) => h.pid) }
+}
+const direct = await sluice(true)
+// SLUICE_BENCH_HTTP_VIA_GATEWAY=0 leaves out the second sluice, every request through the gateway process.
+const viaGateway = process.env.SLUICE_BENCH_HTTP_VIA_GATEWAY === '0' ? undefined : await sluice(false)
 const nodeRed = process.env.SLUICE_BENCH_NODE_RED === '0' ? undefined : await startNodeRed(BODY)
 
-type Server = 'bare' | 'sluice' | 'node-red'
-const servers: Array<{ name: Server; label: string; url: string; cpu: () => number }> = [
-  { name: 'bare', label: 'bare fastify route', url: bareUrl, cpu: selfCpu },
-  { name: 'sluice', label: 'sluice /api function', url: gwUrl, cpu: () => selfCpu() + cpuOf(hostPids) },
+type Server = 'bare' | 'sluice' | 'sluice-gw' | 'node-red'
+const servers: Array<{ name: Server; label: string; url: string; cpu: () => number; hostPids: number[] }> = [
+  { name: 'bare', label: 'bare fastify route', url: bareUrl, cpu: selfCpu, hostPids: [] },
+  { name: 'sluice', label: 'sluice /api function (http.direct)', url: direct.url, cpu: () => selfCpu() + cpuOf(direct.hostPids), hostPids: direct.hostPids },
 ]
-if (nodeRed) servers.push({ name: 'node-red', label: 'Node-RED 4 (http in -> function -> http response)', url: nodeRed.url, cpu: () => cpuOf([nodeRed.pid]) })
+if (viaGateway) {
+  servers.push({
+    name: 'sluice-gw',
+    label: 'sluice, http.direct: false (through the gateway)',
+    url: viaGateway.url,
+    cpu: () => selfCpu() + cpuOf(viaGateway.hostPids),
+    hostPids: viaGateway.hostPids,
+  })
+}
+if (nodeRed)
+  servers.push({
+    name: 'node-red',
+    label: 'Node-RED 4 (http in -> function -> http response)',
+    url: nodeRed.url,
+    cpu: () => cpuOf([nodeRed.pid]),
+    hostPids: [],
+  })
 
 /** Latency of sequential requests over one keep-alive connection (sub-millisecond resolution). */
 async function sequential(url: string, n: number): Promise<{ p50: number; p99: number }> {
@@ -106,12 +131,12 @@ for (const conn of CONNECTIONS) {
   for (let r = 0; r < ROUNDS; r++) {
     for (const s of servers) {
       const c0 = s.cpu()
-      const h0 = s.name === 'sluice' ? cpuOf(hostPids) : 0
+      const h0 = cpuOf(s.hostPids)
       const profiled = inspector !== undefined && s.name === 'sluice'
       if (profiled) await inspector.post('Profiler.start')
       const l = await load(s.url, conn)
       const cpu = s.cpu() - c0
-      const host = s.name === 'sluice' ? cpuOf(hostPids) - h0 : 0
+      const host = s.hostPids.length > 0 ? cpuOf(s.hostPids) - h0 : 0
       if (profiled && profileDir) {
         const { profile } = await inspector.post('Profiler.stop')
         writeFileSync(join(profileDir, `http-${conn}-${r + 1}.cpuprofile`), JSON.stringify(profile))
@@ -126,7 +151,8 @@ for (const conn of CONNECTIONS) {
   }
 }
 inspector?.disconnect()
-await gw.stop()
+await direct.gw.stop()
+await viaGateway?.gw.stop()
 await bare.close()
 await nodeRed?.stop()
 
@@ -151,11 +177,14 @@ for (const conn of CONNECTIONS) {
   for (const s of servers) {
     const x = row(s)
     console.log(
-      `| ${s.label} | ${conn} | ${fmt(x.rps, 0)} | ${fmt(x.ratio)}x | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.cpu, 1)}${s.name === 'sluice' ? ` + ${fmt(x.host, 1)}` : ''} |`,
+      `| ${s.label} | ${conn} | ${fmt(x.rps, 0)} | ${fmt(x.ratio)}x | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.cpu, 1)}${s.hostPids.length > 0 ? ` + ${fmt(x.host, 1)}` : ''} |`,
     )
   }
   const g = row(servers[1] as (typeof servers)[number])
-  const nr = nodeRed ? row(servers[2] as (typeof servers)[number]) : undefined
+  const nrServer = servers.find((x) => x.name === 'node-red')
+  const nr = nrServer ? row(nrServer) : undefined
+  const gwServer = servers.find((x) => x.name === 'sluice-gw')
+  const via = gwServer ? row(gwServer) : undefined
   recordSummary({
     source: `HTTP, ${conn} connections`,
     ratio: g.ratio,
@@ -163,7 +192,12 @@ for (const conn of CONNECTIONS) {
     cpuGateway: g.cpu,
     cpuHosts: g.host,
     cpuBaseline: row(servers[0] as (typeof servers)[number]).cpu,
-    note: nr ? `Node-RED ${fmt(nr.ratio)}x, ${fmt(nr.cpu, 0)} us/req` : 'Node-RED not run',
+    note: [
+      nr ? `Node-RED ${fmt(nr.ratio)}x, ${fmt(nr.cpu, 0)} us/req` : 'Node-RED not run',
+      via ? `through the gateway ${fmt(via.ratio)}x, ${fmt(via.cpu, 1)} + ${fmt(via.host, 1)}` : undefined,
+    ]
+      .filter((x) => x !== undefined)
+      .join('; '),
   })
 }
 console.log(`\nsequential, one keep-alive connection, 3000 requests (ms)`)

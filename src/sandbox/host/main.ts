@@ -7,7 +7,7 @@
 import { Socket } from 'node:net'
 import type { ErrorInfo } from '../../errors.js'
 import { FrameChannel } from '../channel.js'
-import { FRAME_FD, type FromHost, type HttpConnMessage, type ToHost } from '../protocol.js'
+import { FRAME_FD, type FromHost, type HostHttpConfig, type HttpConnMessage, type HttpToHost, type ToHost } from '../protocol.js'
 import { Isolates, type Instance } from './isolates.js'
 import type { HostHttp } from './http-direct.js'
 
@@ -34,22 +34,44 @@ const instances = new Map<number, Promise<Instance | ErrorInfo>>()
 /** Instances that are up, so that a run on one needs no wait for its start (one turn less per run). */
 const up = new Map<number, Instance>()
 
-/** Direct HTTP (http-direct.ts), loaded with fastify on the gateway's first http-* message only. */
+/**
+ * Direct HTTP (http-direct.ts). Its server code (fastify, ~2 us more host CPU per event in every
+ * later batch, measured: a bigger heap to collect) loads with the first pin only, so a host that
+ * serves no HTTP function never carries it.
+ */
 let http: Promise<HostHttp> | undefined
+let httpConfig: HostHttpConfig | undefined
 const directHttp = (): Promise<HostHttp> =>
-  (http ??= import('./http-direct.js').then(
-    ({ HostHttp }) =>
-      new HostHttp({
-        send,
-        isolates,
-        instance: (inst) => up.get(inst) ?? instances.get(inst)?.then((i) => ('isolate' in i ? i : undefined)),
-        lost: (inst) => {
-          instances.delete(inst)
-          up.delete(inst)
-          send({ t: 'lost', inst })
-        },
-      }),
-  ))
+  (http ??= import('./http-direct.js').then(async ({ HostHttp }) => {
+    const h = new HostHttp({
+      send,
+      isolates,
+      instance: (inst) => up.get(inst) ?? instances.get(inst)?.then((i) => ('isolate' in i ? i : undefined)),
+      lost: (inst) => {
+        instances.delete(inst)
+        up.delete(inst)
+        send({ t: 'lost', inst })
+      },
+    })
+    if (httpConfig) await h.handle({ t: 'http-config', config: httpConfig }, undefined)
+    return h
+  }))
+
+/** A direct HTTP message; before the first pin only the configuration is kept. */
+async function handleHttp(m: HttpToHost, payload: string | undefined): Promise<void> {
+  if (m.t === 'http-config') {
+    httpConfig = m.config
+    if (http) await (await http).handle(m, payload)
+    return
+  }
+  if (!http && m.t !== 'http-pin') {
+    // Nothing pinned here yet: nothing to report, close or forward.
+    if (m.t === 'http-flush') send({ t: 'http-flushed', id: m.id })
+    if (m.t === 'http-close') send({ t: 'http-closed', id: m.id })
+    return
+  }
+  await (await directHttp()).handle(m, payload)
+}
 
 function startError(e: unknown, fn: string): ErrorInfo {
   const message = e instanceof Error ? e.message : String(e)
@@ -123,7 +145,7 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
       send({ t: 'pong', id: m.id, instances: instances.size, rss: process.memoryUsage.rss() })
       return
     default:
-      return (await directHttp()).handle(m, payload)
+      return handleHttp(m, payload)
   }
 }
 
