@@ -66,6 +66,8 @@ class HostSlot {
   readonly codeSent = new Set<string>()
   readonly instances = new Map<number, { resolve(v: { ms: number; prewarmed: boolean }): void; reject(e: Error): void; settled: boolean; hash: string }>()
   readonly runs = new Map<number, PendingRun & { fn: string }>()
+  /** Client connections sent to the host lately (see sendConnection). */
+  readonly handed = new Set<SentHandle>()
   lastPong = 0
   constructor(readonly id: number) {}
 }
@@ -81,6 +83,14 @@ export interface HostInfo {
 }
 
 const RUN_GRACE_MS = 2000
+/** A host acknowledges a connection sent to it well within this. */
+const HANDOFF_ACK_MS = 10_000
+
+/** The native handle of a socket sent to a host: `fd` turns negative once Node closed it here. */
+interface SentHandle {
+  fd: number
+  close(): void
+}
 
 /**
  * Environment variables a worker host inherits. It needs none of the gateway's configuration or
@@ -303,6 +313,8 @@ export class SandboxPool extends EventEmitter {
       }
     }
     slot.instances.clear()
+    for (const h of slot.handed) if (h.fd >= 0) h.close()
+    slot.handed.clear()
     for (const [id, r] of slot.runs) {
       clearTimeout(r.timer)
       slot.runs.delete(id)
@@ -355,8 +367,16 @@ export class SandboxPool extends EventEmitter {
    * socket is closed here once sent; `done` learns whether the host got it.
    */
   sendConnection(hostId: number, m: HttpConnMessage, socket: Socket, done: (ok: boolean) => void): void {
-    const child = this.slots[hostId]?.child
-    if (!child?.connected || this.closing) return done(false)
+    const slot = this.slots[hostId]
+    const child = slot?.child
+    if (!slot || !child?.connected || this.closing) return done(false)
+    // Node closes its copy of the connection once the host acknowledges it. A host that dies first
+    // never does, and the client would wait on a connection nobody serves: close it then (onExit).
+    const handle = (socket as unknown as { _handle?: SentHandle })._handle
+    if (handle) {
+      slot.handed.add(handle)
+      setTimeout(() => slot.handed.delete(handle), HANDOFF_ACK_MS).unref()
+    }
     child.send(m, socket, { keepOpen: false }, (e) => done(e === null))
   }
 

@@ -32,6 +32,7 @@ function call(
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }))
     })
+    req.setTimeout(20_000, () => req.destroy(new Error(`${method} ${path}: no reply in 20 s`)))
     req.on('error', reject)
     req.end(opts.body)
   })
@@ -291,6 +292,26 @@ describe('direct HTTP', () => {
     const next = await call(t.url, 'GET', '/api/echo/3/z')
     expect(next.status).toBe(200)
     expect(JSON.parse(next.text).meta.params).toEqual({ id: '3', rest: 'z' })
+  })
+
+  it('keeps answering after the worker host that served the connections is killed', async () => {
+    await untilDirect('echo', '/api/echo/9/s')
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    try {
+      expect((await call(t.url, 'GET', '/api/echo/9/s', { agent })).status).toBe(200)
+      for (const h of t.gw.hosts()) process.kill(h.pid, 'SIGKILL')
+      // The handed connection went with its host; new ones are served (by the gateway, then direct again).
+      let ok = 0
+      for (const until = Date.now() + 30_000; ok < 5 && Date.now() < until; ) {
+        const r = await call(t.url, 'GET', '/api/echo/9/s').catch(() => undefined)
+        if (r?.status === 200) ok++
+        else await new Promise((r) => setTimeout(r, 50))
+      }
+      expect(ok).toBe(5)
+      await untilDirect('echo', '/api/echo/9/s')
+    } finally {
+      agent.destroy()
+    }
   })
 
   it('lets a request running on a worker host finish when the gateway stops', async () => {
