@@ -8,7 +8,8 @@
  * worker hosts for sluice; the Node-RED process for Node-RED (from /proc).
  *
  *   node --no-node-snapshot --import tsx bench/http.ts [seconds=5] [connections=10,100] [rounds=2]
- *   SLUICE_BENCH_NODE_RED=0 leaves Node-RED out.
+ *   SLUICE_BENCH_NODE_RED=0 leaves Node-RED out; SLUICE_BENCH_HTTP_VIA_GATEWAY=0 the sluice with
+ *   http.direct: false; SLUICE_BENCH_HTTP_HOSTS=<n> gives each sluice n worker hosts (default 1).
  *   SLUICE_BENCH_PROFILE=<dir> writes a CPU profile of this process (the gateway; not the worker
  *   hosts: SLUICE_HOST_CPU_PROF=<dir> profiles those) for each sluice load round.
  */
@@ -26,6 +27,8 @@ import { recordSummary } from './summary.js'
 const SECONDS = Number(process.argv[2] ?? 5)
 const CONNECTIONS = (process.argv[3] ?? '10,100').split(',').map(Number)
 const ROUNDS = Number(process.argv[4] ?? 2)
+/** Worker hosts of each sluice gateway (SLUICE_BENCH_HTTP_HOSTS, default 1). */
+const HOSTS = Number(process.env.SLUICE_BENCH_HTTP_HOSTS ?? 1)
 const BODY = { station: 'st-007', docks: 16, free: 5, ok: true }
 
 interface Load {
@@ -54,7 +57,7 @@ const maxConn = Math.max(...CONNECTIONS)
 /** A gateway with the function; `direct`: worker hosts serve its connections (http.direct). */
 async function sluice(direct: boolean) {
   const gw = await benchGateway(
-    `http: { port: 0, host: 127.0.0.1, direct: ${direct} }\nworkers: { hosts: 1 }\nstore: { path: ':memory:' }\nfunctions:\n  status:\n    code: fn.js\n    trigger: { http: { route: "stations/{id}", methods: [GET], auth: anonymous } }\n    scale: { min: ${Math.min(maxConn, 10)}, max: ${maxConn} }\n    maxBacklog: ${Math.max(1000, maxConn * 2)}\n`,
+    `http: { port: 0, host: 127.0.0.1, direct: ${direct} }\nworkers: { hosts: ${HOSTS} }\nstore: { path: ':memory:' }\nfunctions:\n  status:\n    code: fn.js\n    trigger: { http: { route: "stations/{id}", methods: [GET], auth: anonymous } }\n    scale: { min: ${Math.min(maxConn, 10)}, max: ${maxConn} }\n    maxBacklog: ${Math.max(1000, maxConn * 2)}\n`,
     { 'fn.js': `export default async () => (${JSON.stringify(BODY)})` },
   )
   const url = `${gw.url}/api/stations/st-007`
