@@ -25,7 +25,7 @@ export const httpSchema = Type.Object(
     direct: Type.Boolean({
       default: true,
       description:
-        'Let worker hosts serve HTTP-triggered functions on connections the gateway hands them (no hop through the gateway per request). Functions with output bindings always run through the gateway.',
+        'Let worker hosts serve HTTP-triggered functions on connections the gateway hands them (no hop through the gateway per request); false: every request through the gateway.',
     }),
   },
   { ...Strict, description: 'The HTTP server: HTTP-triggered functions under /api, the admin API, /metrics and the dashboard.' },

@@ -16,11 +16,11 @@
  * Kept consistent with the gateway: the host checks function keys (digests pushed from here),
  * bodyLimit, timeouts and maxBacklog as the gateway would; every invocation is reported here and
  * recorded like the gateway's own (stats, recent list, logs, metrics); admin reads ask the hosts
- * for their latest reports first. Functions with output bindings are not pinned (outputs are the
- * gateway's connections).
+ * for their latest reports first. What a direct invocation writes to its outputs is published here
+ * (the broker connections are the gateway's) before the host replies.
  */
 import type { FastifyReply } from 'fastify'
-import { toInfo } from '../errors.js'
+import { type ErrorInfo, toInfo } from '../errors.js'
 import { asLogger } from '../log.js'
 import type { DirectReport, FromHost, HttpFromHost, HttpPin } from '../sandbox/protocol.js'
 import type { Pinned } from '../scheduler/scheduler.js'
@@ -179,7 +179,7 @@ export class DirectHttp {
     const { config, scheduler, pool } = this.parts
     const f = config.functions[fn]
     const route = this.routes.routeOf(fn)
-    if (!f || !route?.direct || Object.keys(f.outputs).length > 0 || this.pinning.has(fn)) return
+    if (!f || !route?.direct || this.pinning.has(fn)) return
     if (pool.hostIds().length === 0) return
     this.pinning.add(fn)
     let pinned: Pinned | undefined
@@ -302,6 +302,9 @@ export class DirectHttp {
       case 'http-forward':
         void this.forward(hostId, m, payload)
         return
+      case 'http-outputs':
+        void this.publish(hostId, m, payload)
+        return
       default:
         return
     }
@@ -333,6 +336,17 @@ export class DirectHttp {
         ...(r.ok ? { result: r.result ?? '' } : {}),
       })
     }
+  }
+
+  /** Publishes a direct invocation's outputs with the gateway's bindings and answers the host. */
+  private async publish(hostId: number, m: Extract<HttpFromHost, { t: 'http-outputs' }>, payload: string | undefined): Promise<void> {
+    let error: ErrorInfo | undefined
+    try {
+      error = await this.parts.router.publishOutputs(m.fn, JSON.parse(payload ?? '[]') as Array<{ name: string; value: unknown }>)
+    } catch (e) {
+      error = toInfo(e, 'SLUICE_ERR_OUTPUT_FAILED')
+    }
+    this.parts.pool.sendTo(hostId, error ? { t: 'http-published', id: m.id, error } : { t: 'http-published', id: m.id })
   }
 
   /** Answers a request a host does not serve (another route, the admin API) with this server. */

@@ -338,6 +338,16 @@ export class Router {
   }
 
   /**
+   * Publishes what an invocation a worker host ran on its own wrote to its outputs (direct HTTP):
+   * resolves once every binding confirmed, with undefined, or with the error (never rejects).
+   */
+  publishOutputs(fn: string, outputs: Array<{ name: string; value: unknown }>): Promise<ErrorInfo | undefined> {
+    const l = this.lanes.get(fn)
+    if (!l) return Promise.resolve({ code: 'SLUICE_ERR_FUNCTION_NOT_FOUND', message: `no function named ${fn}`, retriable: false })
+    return publishOutputs(l.fn, outputs)
+  }
+
+  /**
    * Records an invocation a worker host ran on its own: an HTTP request on a connection the
    * gateway handed it (src/gateway/direct-http.ts). A function that is gone is ignored.
    */

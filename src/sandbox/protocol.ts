@@ -132,10 +132,11 @@ export type HttpToHost =
   | { t: 'http-flush'; id: number }
   | { t: 'http-close'; id: number }
   | { t: 'http-forwarded'; id: number; status: number; headers: Record<string, string | string[]> }
+  | { t: 'http-published'; id: number; error?: ErrorInfo }
 
 /**
  * Direct HTTP messages, host -> gateway. `http-reports` carries a JSON array of DirectReport;
- * `http-forward` the request body (base64), as payload.
+ * `http-forward` the request body (base64); `http-outputs` the outputs, as payload.
  */
 export type HttpFromHost =
   | { t: 'http-pinned'; pin: number; error?: ErrorInfo }
@@ -143,6 +144,8 @@ export type HttpFromHost =
   | { t: 'http-flushed'; id: number }
   | { t: 'http-closed'; id: number }
   | { t: 'http-forward'; id: number; method: string; url: string; headers: Record<string, string | string[] | undefined>; remoteAddress: string }
+  /** What a direct invocation wrote to its outputs (JSON array of { name, value } as payload), for the gateway to publish. */
+  | { t: 'http-outputs'; id: number; fn: string }
 
 /** Over Node's IPC channel, with the connection's socket as the handle: its first bytes (base64). */
 export interface HttpConnMessage {

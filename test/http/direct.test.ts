@@ -11,7 +11,8 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FunctionInfo } from '../../src/http/admin.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import mqtt from 'mqtt'
+import { startGateway, type TestGateway, waitFor } from '../helpers/gateway.js'
 
 interface Res {
   status: number
@@ -37,6 +38,9 @@ function call(
     req.end(opts.body)
   })
 }
+
+/** The MQTT topic the `notify` function writes to. */
+const OUT_TOPIC = `sluice-test/direct-${process.pid}-${Date.now()}`
 
 const ECHO = `export default async function (events, ctx) {
   const e = events[0]
@@ -67,7 +71,14 @@ describe('direct HTTP', () => {
     t = await startGateway({
       http: { requestTimeoutMs: 1000 },
       hosts: 2,
-      yaml: `functions:
+      yaml: `connections:
+  devices: { kind: mqtt, url: mqtt://127.0.0.1:1883 }
+functions:
+  notify:
+    code: functions/notify.js
+    trigger: { http: { route: 'notify/{id}', methods: [POST], auth: anonymous } }
+    outputs:
+      cmd: { mqtt: { connection: devices, topic: ${OUT_TOPIC}, qos: 1 } }
   echo:
     code: functions/echo.js
     trigger: { http: { route: 'echo/{id}/{*rest}', methods: [GET, POST], auth: anonymous } }
@@ -79,7 +90,12 @@ describe('direct HTTP', () => {
     code: functions/ver.js
     trigger: { http: { route: ver, methods: [GET], auth: anonymous } }
 `,
-      files: { 'functions/echo.js': ECHO, 'functions/ver.js': 'export default async () => ({ version: 1 })' },
+      files: {
+        'functions/echo.js': ECHO,
+        'functions/ver.js': 'export default async () => ({ version: 1 })',
+        'functions/notify.js':
+          'export default async (events, ctx) => { ctx.output("cmd", { id: events[0].meta.params.id, body: events[0].body }); return { sent: true } }',
+      },
     })
   })
   afterAll(async () => {
@@ -262,6 +278,33 @@ describe('direct HTTP', () => {
     // Both through the gateway.
     expect(after.invocations).toBe(before.invocations + 2)
     expect(after.direct).toBe(before.direct)
+  })
+
+  it('publishes what a direct invocation writes to its outputs before it replies', async () => {
+    const sub = await mqtt.connectAsync('mqtt://127.0.0.1:1883')
+    try {
+      const got: Array<{ id: string; body: unknown }> = []
+      sub.on('message', (_topic, payload) => got.push(JSON.parse(payload.toString()) as { id: string; body: unknown }))
+      await sub.subscribeAsync(OUT_TOPIC, { qos: 1 })
+      const post = (id: string) =>
+        call(t.url, 'POST', `/api/notify/${id}`, { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n: id }) })
+      for (const until = Date.now() + 30_000; Date.now() < until; ) {
+        const before = (await info('notify')).counts.direct
+        expect((await post('warm')).status).toBe(200)
+        if ((await info('notify')).counts.direct > before) break
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      const before = (await info('notify')).counts
+      const res = await post('d1')
+      expect(res.status).toBe(200)
+      expect(JSON.parse(res.text)).toEqual({ sent: true })
+      const after = (await info('notify')).counts
+      expect(after.direct).toBe(before.direct + 1)
+      await waitFor(() => got.some((m) => m.id === 'd1'), 10_000, 'the output message')
+      expect(got.find((m) => m.id === 'd1')?.body).toEqual({ n: 'd1' })
+    } finally {
+      await sub.endAsync()
+    }
   })
 
   it('checks function keys on the host, and follows key changes', async () => {

@@ -59,6 +59,7 @@ export class HostHttp {
   private lastFlush = 0
   private readonly forwards = new Map<number, (m: Extract<HttpToHost, { t: 'http-forwarded' }>, payload: string | undefined) => void>()
   private nextForward = 1
+  private readonly published = new Map<number, (error: ErrorInfo | undefined) => void>()
   private inflight = 0
   private closing: number | undefined
   private closedSent = false
@@ -92,6 +93,10 @@ export class HostHttp {
       case 'http-forwarded':
         this.forwards.get(m.id)?.(m, payload)
         this.forwards.delete(m.id)
+        return
+      case 'http-published':
+        this.published.get(m.id)?.(m.error)
+        this.published.delete(m.id)
         return
     }
   }
@@ -205,6 +210,8 @@ export class HostHttp {
     p.inflight++
     this.inflight++
     let payload: RunPayload
+    let error: ErrorInfo | undefined
+    // Until the reply is ready (outputs confirmed too) the request counts as in flight.
     try {
       const instance = await this.deps.instance(p.inst)
       if (!instance) {
@@ -217,22 +224,22 @@ export class HostHttp {
         this.deps.lost(p.inst)
       }
       payload = r.error ? { ok: false, error: r.error, outputs: [], logs: [] } : parseEnvelope(r.envelope, p.fn)
+      error = payload.ok ? undefined : payload.error
+      if (!error && depthExceeds(payload.value, EVENT_LIMITS.maxDepth)) {
+        error = {
+          code: 'SLUICE_ERR_FUNCTION_RESULT_INVALID',
+          message: `function ${p.fn} returned a value nested more than ${EVENT_LIMITS.maxDepth} levels deep`,
+          retriable: false,
+        }
+      }
+      // Outputs go out through the gateway's broker connections; the reply waits for their confirmation.
+      if (!error && payload.outputs.length > 0) error = await this.publish(p.fn, payload.outputs)
     } finally {
       p.inflight--
       this.inflight--
-      this.closedIfIdle()
+      // After this turn: the reply is written first.
+      setImmediate(() => this.closedIfIdle())
     }
-    let error = payload.ok ? undefined : payload.error
-    if (!error && depthExceeds(payload.value, EVENT_LIMITS.maxDepth)) {
-      error = {
-        code: 'SLUICE_ERR_FUNCTION_RESULT_INVALID',
-        message: `function ${p.fn} returned a value nested more than ${EVENT_LIMITS.maxDepth} levels deep`,
-        retriable: false,
-      }
-    }
-    // Functions with output bindings are never pinned (their outputs are the gateway's).
-    if (!error && payload.outputs.length > 0)
-      error = { code: 'SLUICE_ERR_INTERNAL', message: `function ${p.fn} wrote outputs on a worker host that cannot send them`, retriable: false }
     const report: Pending = { fn: p.fn, invocationId, ok: !error, durationMs: performance.now() - t0, logs: payload.logs, hash: p.hash }
     if (error) report.error = error
     else report.value = payload.value
@@ -287,6 +294,15 @@ export class HostHttp {
    * spell is reported at once, before its reply, so a client that reads the admin API right after
    * its call finds it counted.
    */
+  /** Has the gateway publish an invocation's outputs; resolves with the error that fails it, if any. */
+  private publish(fn: string, outputs: RunPayload['outputs']): Promise<ErrorInfo | undefined> {
+    const id = this.nextForward++
+    return new Promise((resolve) => {
+      this.published.set(id, resolve)
+      this.deps.send({ t: 'http-outputs', id, fn }, JSON.stringify(outputs))
+    })
+  }
+
   private report(r: Pending): void {
     this.reports.push(r)
     if (this.reportTimer) return
