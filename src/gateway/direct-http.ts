@@ -170,9 +170,10 @@ export class DirectHttp {
     const list = this.pins.get(fn)
     // This connection's client reconnects, and its next connection can go direct.
     if (list) void reply.header('connection', 'close')
-    // One pin per worker host, up to scale.max.
+    // One pin per worker host, leaving the gateway's queue at least one instance: a function with
+    // scale.max 1 keeps its one instance, and its requests wait in order, behind the gateway.
     const f = this.parts.config.functions[fn]
-    if (f && (list?.length ?? 0) < Math.min(this.parts.pool.hostIds().length, f.scale.max)) void this.pin(fn)
+    if (f && (list?.length ?? 0) < Math.min(this.parts.pool.hostIds().length, f.scale.max - 1)) void this.pin(fn)
   }
 
   private async pin(fn: string): Promise<void> {
