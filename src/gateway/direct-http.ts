@@ -50,7 +50,8 @@ interface Pin {
 export class DirectHttp {
   private readonly pins = new Map<string, Pin[]>()
   private readonly pinning = new Set<string>()
-  private readonly answers = new Map<number, () => void>()
+  /** Who waits for a host's answer: flush and close by message id; a pin by its id, negated. */
+  private readonly answers = new Map<number, (ok: boolean) => void>()
   private nextId = 1
   private rr = 0
   private closing = false
@@ -157,7 +158,7 @@ export class DirectHttp {
               clearTimeout(timer)
               resolve()
             })
-            if (!this.parts.pool.sendTo(hostId, message(id))) this.answers.get(id)?.()
+            if (!this.parts.pool.sendTo(hostId, message(id))) this.answers.get(id)?.(false)
           }),
       ),
     )
@@ -206,15 +207,15 @@ export class DirectHttp {
       }
       const ok = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), PIN_ANSWER_MS)
-        this.answers.set(-id, () => {
+        this.answers.set(-id, (taken) => {
           clearTimeout(timer)
-          resolve(true)
+          resolve(taken)
         })
         if (!pool.sendTo(pinned?.hostId ?? -1, { t: 'http-pin', ...spec })) resolve(false)
       })
       this.answers.delete(-id)
       const current = this.routes.routeOf(fn)
-      if (!ok || this.closing || !pinned.current() || current !== route || this.failedPins.delete(id)) {
+      if (!ok || this.closing || !pinned.current() || current !== route) {
         pool.sendTo(pinned.hostId, { t: 'http-unpin', pin: id })
         pinned.unpin()
         return
@@ -230,9 +231,6 @@ export class DirectHttp {
       this.pinning.delete(fn)
     }
   }
-
-  /** Pins whose host answered http-pinned with an error. */
-  private readonly failedPins = new Set<number>()
 
   /** Ends every pin of function `fn`. */
   private drop(fn: string): void {
@@ -286,15 +284,12 @@ export class DirectHttp {
   private onHost(hostId: number, m: HttpFromHost | FromHost, payload: string | undefined): void {
     switch (m.t) {
       case 'http-pinned':
-        if (m.error) {
-          this.failedPins.add(m.pin)
-          this.log.warn({ host: hostId, err: m.error }, 'a worker host could not serve a function directly')
-        }
-        this.answers.get(-m.pin)?.()
+        if (m.error) this.log.warn({ host: hostId, err: m.error }, 'a worker host could not serve a function directly')
+        this.answers.get(-m.pin)?.(m.error === undefined)
         return
       case 'http-flushed':
       case 'http-closed':
-        this.answers.get(m.id)?.()
+        this.answers.get(m.id)?.(true)
         this.answers.delete(m.id)
         return
       case 'http-reports':
