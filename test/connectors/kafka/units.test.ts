@@ -244,46 +244,57 @@ describe('kafka configuration', () => {
   })
 })
 
-describe('kafka batches of a partition whose start position is not settled', () => {
-  const info = partitionInfo('t', 0, 'stream', false)
-  const message = (offset: number): KafkaMessage =>
-    ({ offset: String(offset), key: null, value: Buffer.from('{"n":1}'), timestamp: '1700000000000', attributes: 0, headers: {} }) as KafkaMessage
+/** Partition t/0 as the batch tests own it. */
+const info = partitionInfo('t', 0, 'stream', false)
+const message = (offset: number): KafkaMessage =>
+  ({ offset: String(offset), key: null, value: Buffer.from('{"n":1}'), timestamp: '1700000000000', attributes: 0, headers: {} }) as KafkaMessage
 
+/**
+ * A PartitionBatches on partition t/0 (`owned`) with a router that records the offsets it is
+ * handed and answers every event done, and a Committer that never commits.
+ */
+function partitionBatches(opts: { owned: Owned; consumer: Consumer; flow: unknown; heartbeatIntervalMs: number; stopping: () => boolean }) {
+  const delivered: number[] = []
+  const ctx = {
+    log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+    flow: opts.flow,
+    deliver: async (events: TriggerEvent[]) => {
+      for (const e of events) delivered.push(Number((e.meta as { offset: string }).offset))
+      return events.map(() => ({ status: 'done' as const }))
+    },
+  } as unknown as ConnectorContext
+  const batches = new PartitionBatches({
+    trigger: { heartbeatIntervalMs: opts.heartbeatIntervalMs, maxInFlightPerPartition: 200, rebalanceTimeoutMs: 60000 },
+    groupId: 'g',
+    context: {},
+    commits: new Committer({
+      intervalMs: 1000,
+      groupId: 'g',
+      context: {},
+      log: () => undefined,
+      owned: () => [],
+      mayCommit: () => false,
+      stopping: () => false,
+    }),
+    ctx: () => ctx,
+    owned: (key) => (key === 't/0' ? opts.owned : undefined),
+    isCurrent: (c) => c === opts.consumer,
+    joining: () => false,
+    stopping: opts.stopping,
+  })
+  return { batches, delivered }
+}
+
+describe('kafka batches of a partition whose start position is not settled', () => {
   /** A PartitionBatches on one owned partition, with a router that answers every event done. */
   function setup() {
     let markStarted!: () => void
     const owned: Owned = { topic: 't', partition: 0, offsets: new PartitionOffsets(), info, awaitingStart: true }
     owned.started = new Promise<void>((r) => (markStarted = r))
-    const delivered: number[] = []
     const seeks: Array<{ topic: string; partition: number; offset: string }> = []
     const consumer = { seek: (s: { topic: string; partition: number; offset: string }) => seeks.push(s) } as unknown as Consumer
-    const ctx = {
-      log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
-      flow: { paused: false, wait: () => Promise.resolve(), onChange: () => () => undefined },
-      deliver: async (events: TriggerEvent[]) => {
-        for (const e of events) delivered.push(Number((e.meta as { offset: string }).offset))
-        return events.map(() => ({ status: 'done' as const }))
-      },
-    } as unknown as ConnectorContext
-    const batches = new PartitionBatches({
-      trigger: { heartbeatIntervalMs: 3000, maxInFlightPerPartition: 200, rebalanceTimeoutMs: 60000 },
-      groupId: 'g',
-      context: {},
-      commits: new Committer({
-        intervalMs: 1000,
-        groupId: 'g',
-        context: {},
-        log: () => undefined,
-        owned: () => [],
-        mayCommit: () => false,
-        stopping: () => false,
-      }),
-      ctx: () => ctx,
-      owned: (key) => (key === 't/0' ? owned : undefined),
-      isCurrent: (c) => c === consumer,
-      joining: () => false,
-      stopping: () => false,
-    })
+    const flow = { paused: false, wait: () => Promise.resolve(), onChange: () => () => undefined }
+    const { batches, delivered } = partitionBatches({ owned, consumer, flow, heartbeatIntervalMs: 3000, stopping: () => false })
     const payload = (offsets: number[]) =>
       ({
         batch: { topic: 't', partition: 0, highWatermark: '100', messages: offsets.map(message), lastOffset: () => String(offsets.at(-1)) },
@@ -333,14 +344,9 @@ describe('kafka batches of a partition whose start position is not settled', () 
 })
 
 describe("kafka batches while the function's backlog is full", () => {
-  const info = partitionInfo('t', 0, 'stream', false)
-  const message = (offset: number): KafkaMessage =>
-    ({ offset: String(offset), key: null, value: Buffer.from('{"n":1}'), timestamp: '1700000000000', attributes: 0, headers: {} }) as KafkaMessage
-
   /** A PartitionBatches on one owned partition whose router flow starts paused; every event is done. */
   function setup() {
     const owned: Owned = { topic: 't', partition: 0, offsets: new PartitionOffsets(), info, awaitingStart: false }
-    const delivered: number[] = []
     const pauses: unknown[] = []
     let heartbeats = 0
     const consumer = { pause: (tp: unknown) => pauses.push(tp), resume: () => undefined } as unknown as Consumer
@@ -354,34 +360,8 @@ describe("kafka batches while the function's backlog is full", () => {
       flow.paused = false
       for (const w of waiters.splice(0)) w()
     }
-    const ctx = {
-      log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
-      flow,
-      deliver: async (events: TriggerEvent[]) => {
-        for (const e of events) delivered.push(Number((e.meta as { offset: string }).offset))
-        return events.map(() => ({ status: 'done' as const }))
-      },
-    } as unknown as ConnectorContext
     let stopping = false
-    const batches = new PartitionBatches({
-      trigger: { heartbeatIntervalMs: 5, maxInFlightPerPartition: 200, rebalanceTimeoutMs: 60000 },
-      groupId: 'g',
-      context: {},
-      commits: new Committer({
-        intervalMs: 1000,
-        groupId: 'g',
-        context: {},
-        log: () => undefined,
-        owned: () => [],
-        mayCommit: () => false,
-        stopping: () => false,
-      }),
-      ctx: () => ctx,
-      owned: (key) => (key === 't/0' ? owned : undefined),
-      isCurrent: (c) => c === consumer,
-      joining: () => false,
-      stopping: () => stopping,
-    })
+    const { batches, delivered } = partitionBatches({ owned, consumer, flow, heartbeatIntervalMs: 5, stopping: () => stopping })
     const resolved: string[] = []
     const payload = (offsets: number[]) =>
       ({
