@@ -13,6 +13,7 @@ import { waitForInstanceId, type ClaimDeps } from '../../src/cluster/claim.js'
 import type { InstanceSettings } from '../../src/cluster/identity.js'
 import type { InstanceReport } from '../../src/cluster/types.js'
 import { SqliteStore } from '../../src/store/sqlite.js'
+import { foreignInstance } from '../helpers/instance-report.js'
 import { memoryLog } from '../store/pg.js'
 
 const SETTINGS: InstanceSettings = { id: 'gw', source: 'host', heartbeatMs: 100, expiryMs: 1000 }
@@ -25,18 +26,7 @@ function setup(): { deps: ClaimDeps; store: SqliteStore; log: ReturnType<typeof 
     rmSync(dir, { recursive: true, force: true })
   })
   const log = memoryLog()
-  const doc = (state: InstanceReport['state']): InstanceReport => ({
-    version: '0',
-    host: 'other-host',
-    pid: 4242,
-    startedAt: new Date().toISOString(),
-    state,
-    connections: [],
-    backlog: 0,
-    inflight: 0,
-    sessions: [],
-    unshared: [],
-  })
+  const doc = (state: InstanceReport['state']): InstanceReport => foreignInstance({ version: '0', host: 'other-host', pid: 4242, state })
   return {
     deps: { store, settings: SETTINGS, incarnation: 'me', log, stopped: () => false },
     store,

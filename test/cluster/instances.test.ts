@@ -11,6 +11,7 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import type { ClusterView } from '../../src/cluster/types.js'
 import { sluiceVersion } from '../../src/cluster/identity.js'
 import { startGateway, waitFor, type TestGateway } from '../helpers/gateway.js'
+import { foreignInstance } from '../helpers/instance-report.js'
 import { PG_URL, tempSchema } from '../store/pg.js'
 
 const KEY = 'cluster-test-admin-key'
@@ -52,20 +53,6 @@ const view = async (t: TestGateway): Promise<ClusterView> => {
 }
 
 const uid = () => randomBytes(4).toString('hex')
-
-/** The registry document of a process that is not a gateway of this test (host h, pid 1). */
-const otherProcess = () => ({
-  version: '0.0.1',
-  host: 'h',
-  pid: 1,
-  startedAt: new Date().toISOString(),
-  state: 'up',
-  connections: [],
-  backlog: 0,
-  inflight: 0,
-  sessions: [],
-  unshared: [],
-})
 
 describe('cluster registry on PostgreSQL', () => {
   it('lists both live instances with their report, then one stopped and a silent one expired', async () => {
@@ -111,7 +98,7 @@ describe('cluster registry on PostgreSQL', () => {
 
     // An instance that stops heartbeating (as after kill -9) is expired once expiryMs passes.
     const ghost = `ghost-${uid()}`
-    await a.gw.store.heartbeatInstance(ghost, 'gone', otherProcess())
+    await a.gw.store.heartbeatInstance(ghost, 'gone', foreignInstance())
     expect((await view(a)).instances.find((i) => i.id === ghost)?.status).toBe('live')
     await waitFor(async () => (await view(a)).instances.find((i) => i.id === ghost)?.status === 'expired', 10_000, 'ghost expired')
   }, 90_000)
@@ -139,7 +126,7 @@ describe('cluster registry on PostgreSQL', () => {
     const id = `dup-${uid()}`
     const a = await gateway({ schema, id, topic: `sluice-test/cluster/${uid()}` })
     // Another process with this id (as after a store outage longer than the expiry) keeps writing.
-    const other = otherProcess()
+    const other = foreignInstance()
     const dup = () => a.logs.lines.some((l) => l.level === 'error' && l.code === 'SLUICE_ERR_INSTANCE_DUPLICATE_ID')
     const listed = async () => (await view(a)).warnings.some((w) => w.code === 'SLUICE_ERR_INSTANCE_DUPLICATE_ID')
     await waitFor(

@@ -18,6 +18,7 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import type { ClusterView } from '../../../src/cluster/types.js'
 import { GatewayProcess } from '../../helpers/gateway-process.js'
 import { projectDir, startGateway, waitFor } from '../../helpers/gateway.js'
+import { foreignInstance } from '../../helpers/instance-report.js'
 import { PG_URL, admin as pgAdmin, uniqueName } from '../../store/pg.js'
 import { startMosquitto } from './broker.js'
 import { publish, uid } from './helpers.js'
@@ -203,18 +204,15 @@ functions:
       expect(seen().size).toBeLessThan(N)
 
       const ghostId = `ghost-${uid()}`
-      await t.gw.store.heartbeatInstance(ghostId, 'gone', {
-        version: '0.1.0',
-        host: 'elsewhere',
-        pid: 1,
-        startedAt: new Date().toISOString(),
-        state: 'up',
-        connections: [],
-        backlog: 0,
-        inflight: 0,
-        unshared: [],
-        sessions: [{ clientId: ghostClientId, filter, shared: true, function: 'rec', kind: 'mqtt', connection: 'bus' }],
-      })
+      await t.gw.store.heartbeatInstance(
+        ghostId,
+        'gone',
+        foreignInstance({
+          version: '0.1.0',
+          host: 'elsewhere',
+          sessions: [{ clientId: ghostClientId, filter, shared: true, function: 'rec', kind: 'mqtt', connection: 'bus' }],
+        }),
+      )
       await waitFor(() => seen().size === N, 60_000, 'every message processed')
       const row = await waitFor(
         async () => (await admin<ClusterView>(t.url, '/admin/instances')).instances.find((i) => i.id === ghostId && i.takenOver),
