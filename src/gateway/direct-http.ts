@@ -22,7 +22,7 @@
 import type { FastifyReply } from 'fastify'
 import { type ErrorInfo, toInfo } from '../errors.js'
 import { asLogger } from '../log.js'
-import type { DirectReport, FromHost, HttpFromHost, HttpPin } from '../sandbox/protocol.js'
+import type { DirectReport, FromHost, HttpFromHost, HttpPin, ToHost } from '../sandbox/protocol.js'
 import type { Pinned } from '../scheduler/scheduler.js'
 import type { GatewayParts } from './assembly.js'
 import type { FunctionKeyCache } from './function-keys.js'
@@ -50,7 +50,7 @@ interface Pin {
 export class DirectHttp {
   private readonly pins = new Map<string, Pin[]>()
   private readonly pinning = new Set<string>()
-  /** Who waits for a host's answer: flush and close by message id; a pin by its id, negated. */
+  /** Who waits for a host's answer, by message id (a pin's id for http-pin): see ask(). */
   private readonly answers = new Map<number, (ok: boolean) => void>()
   private nextId = 1
   private rr = 0
@@ -146,22 +146,28 @@ export class DirectHttp {
     const hosts = new Set<number>()
     for (const list of this.pins.values()) for (const p of list) hosts.add(p.pinned.hostId)
     await Promise.all(
-      [...hosts].map(
-        (hostId) =>
-          new Promise<void>((resolve) => {
-            const id = this.nextId++
-            const timer = setTimeout(() => {
-              this.answers.delete(id)
-              resolve()
-            }, HOST_ANSWER_MS)
-            this.answers.set(id, () => {
-              clearTimeout(timer)
-              resolve()
-            })
-            if (!this.parts.pool.sendTo(hostId, message(id))) this.answers.get(id)?.(false)
-          }),
-      ),
+      [...hosts].map((hostId) => {
+        const id = this.nextId++
+        return this.ask(hostId, id, message(id), HOST_ANSWER_MS)
+      }),
     )
+  }
+
+  /**
+   * Sends `m` to a host and resolves once it answers message `id` (true when it did what was
+   * asked), or with false when it is not up or does not answer within `ms`.
+   */
+  private ask(hostId: number, id: number, m: ToHost, ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer)
+        this.answers.delete(id)
+        resolve(ok)
+      }
+      const timer = setTimeout(() => done(false), ms)
+      this.answers.set(id, done)
+      if (!this.parts.pool.sendTo(hostId, m)) done(false)
+    })
   }
 
   // ---- pins ----
@@ -205,15 +211,7 @@ export class DirectHttp {
         ...(route.direct.wildcard === undefined ? {} : { wildcard: route.direct.wildcard }),
         ...(this.adminHash === undefined ? {} : { adminHash: this.adminHash }),
       }
-      const ok = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), PIN_ANSWER_MS)
-        this.answers.set(-id, (taken) => {
-          clearTimeout(timer)
-          resolve(taken)
-        })
-        if (!pool.sendTo(pinned?.hostId ?? -1, { t: 'http-pin', ...spec })) resolve(false)
-      })
-      this.answers.delete(-id)
+      const ok = await this.ask(pinned.hostId, id, { t: 'http-pin', ...spec }, PIN_ANSWER_MS)
       const current = this.routes.routeOf(fn)
       if (!ok || this.closing || !pinned.current() || current !== route) {
         pool.sendTo(pinned.hostId, { t: 'http-unpin', pin: id })
@@ -285,12 +283,11 @@ export class DirectHttp {
     switch (m.t) {
       case 'http-pinned':
         if (m.error) this.log.warn({ host: hostId, err: m.error }, 'a worker host could not serve a function directly')
-        this.answers.get(-m.pin)?.(m.error === undefined)
+        this.answers.get(m.pin)?.(m.error === undefined)
         return
       case 'http-flushed':
       case 'http-closed':
         this.answers.get(m.id)?.(true)
-        this.answers.delete(m.id)
         return
       case 'http-reports':
         this.record(payload)
