@@ -4,7 +4,7 @@
  */
 import { hasCode, type ErrorInfo } from '../errors.js'
 import { EVENT_LIMITS, jsonDepth, rawFit, type TriggerEvent } from '../sdk/index.js'
-import { isStackOverflow, reasonOf } from './safe-json.js'
+import { depthExceeds, isStackOverflow, reasonOf } from './safe-json.js'
 
 /** Depth of an event's JSON: the body's limit plus the event object around it. */
 const MAX_EVENT_JSON_DEPTH = EVENT_LIMITS.maxDepth + 1
@@ -161,6 +161,15 @@ class LastQuoted {
 const sourceJson = new LastQuoted()
 const keyJson = new LastQuoted()
 const timeJson = new LastQuoted()
+
+/**
+ * Why a synchronous call's return value cannot go back to its caller as JSON (an HTTP reply): it
+ * nests deeper than events may. Undefined when it can.
+ */
+export function syncResultError(fn: string, value: unknown): ErrorInfo | undefined {
+  if (!depthExceeds(value, EVENT_LIMITS.maxDepth)) return undefined
+  return err('SLUICE_ERR_FUNCTION_RESULT_INVALID', `function ${fn} returned a value nested more than ${EVENT_LIMITS.maxDepth} levels deep`)
+}
 
 /**
  * The events a batch function reported as failed: `{ failed: [id, ...] }` or

@@ -10,27 +10,29 @@
  */
 import { randomUUID } from 'node:crypto'
 import { SluiceError } from '../errors.js'
-import { EVENT_LIMITS, type InvocationResult, type TriggerEvent } from '../sdk/index.js'
+import type { InvocationResult, TriggerEvent } from '../sdk/index.js'
 import { publishOutputs } from './outputs.js'
-import { checkEvent, failedOf } from './event-check.js'
+import { checkEvent, failedOf, syncResultError } from './event-check.js'
 import { batchJson } from './batch-json.js'
-import { depthExceeds } from './safe-json.js'
 import { report } from './report.js'
 import { type FnLane, type RouterHost, runOnLease } from './lane-state.js'
 
 /** Attempts of a synchronous call whose instance died before the function began. */
 const SYNC_NOT_STARTED_TRIES = 3
 
+/** The error of a synchronous call that finds `backlog` events of `fn` waiting, `maxBacklog` at most. */
+export function overloaded(fn: string, backlog: number, maxBacklog: number): SluiceError {
+  return new SluiceError('SLUICE_ERR_ROUTER_OVERLOADED', `function ${fn} has ${backlog} events waiting (maxBacklog ${maxBacklog})`, {
+    context: { function: fn },
+  })
+}
+
 /** Runs function `fn` (whose lane is `l`) once on `events`; see the file header for the contract. */
 export async function invoke(h: RouterHost, l: FnLane, fn: string, events: TriggerEvent[], opts: { signal?: AbortSignal } = {}): Promise<InvocationResult> {
   if (h.closing()) throw new SluiceError('SLUICE_ERR_ROUTER_CLOSED', 'the gateway is shutting down')
   if (l.closing)
     throw new SluiceError('SLUICE_ERR_ROUTER_CLOSED', `function ${fn} is being removed or restarted by a reload: try again`, { context: { function: fn } })
-  if (l.backlog + events.length > l.fn.maxBacklog) {
-    throw new SluiceError('SLUICE_ERR_ROUTER_OVERLOADED', `function ${fn} has ${l.backlog} events waiting (maxBacklog ${l.fn.maxBacklog})`, {
-      context: { function: fn },
-    })
-  }
+  if (l.backlog + events.length > l.fn.maxBacklog) throw overloaded(fn, l.backlog, l.fn.maxBacklog)
   const parts: Array<{ json: string; rawAt: number; attempts: number }> = []
   for (let i = 0; i < events.length; i++) {
     const e = events[i] as TriggerEvent
@@ -57,13 +59,7 @@ export async function invoke(h: RouterHost, l: FnLane, fn: string, events: Trigg
     }
     let error = r.payload.ok ? undefined : r.payload.error
     // The value goes back to the caller as JSON (an HTTP reply): refuse what cannot be serialized.
-    if (!error && depthExceeds(r.payload.value, EVENT_LIMITS.maxDepth)) {
-      error = {
-        code: 'SLUICE_ERR_FUNCTION_RESULT_INVALID',
-        message: `function ${fn} returned a value nested more than ${EVENT_LIMITS.maxDepth} levels deep`,
-        retriable: false,
-      }
-    }
+    error ??= syncResultError(fn, r.payload.value)
     if (!error && r.payload.outputs.length > 0) error = await publishOutputs(l.fn, r.payload.outputs)
     const durationMs = performance.now() - t0
     const failed = error ? events.length : failedCount(r.payload.value, events)

@@ -17,12 +17,12 @@ import { functionKeyRefusal } from '../../http/auth.js'
 import { createHttpServer, sendError, sendFunctionReply } from '../../http/server.js'
 import { createLogger } from '../../log.js'
 import { batchJson } from '../../router/batch-json.js'
-import { checkEvent } from '../../router/event-check.js'
+import { checkEvent, syncResultError } from '../../router/event-check.js'
+import { overloaded } from '../../router/invoke.js'
 import { PREVIEW_CHARS } from '../../router/report.js'
 import { RECENT } from '../../router/stats.js'
-import { depthExceeds, preview } from '../../router/safe-json.js'
+import { preview } from '../../router/safe-json.js'
 import { httpEvent, invocationFailure, toReply } from '../../sdk/http.js'
-import { EVENT_LIMITS } from '../../sdk/index.js'
 import { parseEnvelope } from '../envelope.js'
 import type { DirectReport, FromHost, HostHttpConfig, HttpPin, HttpToHost, RunPayload } from '../protocol.js'
 import type { Instance, Isolates } from './isolates.js'
@@ -32,6 +32,9 @@ const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
 const TEXT_TYPES = new Set(['text/plain', 'text/html', 'text/csv', 'text/xml', 'application/xml', 'application/x-www-form-urlencoded'])
 /** Reports are sent at least this often while requests run (and at once on a flush). */
 const REPORT_MS = 25
+
+/** What the gateway answers a request of this host with. */
+type GatewayAnswer = Extract<HttpToHost, { t: 'http-forwarded' | 'http-published' }>
 
 /** A report waiting to be sent, with the value its preview is made from. */
 type Pending = DirectReport & { value?: unknown }
@@ -57,9 +60,9 @@ export class HostHttp {
   private reports: Pending[] = []
   private reportTimer: NodeJS.Timeout | undefined
   private lastFlush = 0
-  private readonly forwards = new Map<number, (m: Extract<HttpToHost, { t: 'http-forwarded' }>, payload: string | undefined) => void>()
-  private nextForward = 1
-  private readonly published = new Map<number, (error: ErrorInfo | undefined) => void>()
+  /** Requests to the gateway (forwarded HTTP requests, outputs to publish) waiting for its answer, by id. */
+  private readonly asked = new Map<number, (m: GatewayAnswer, payload: string | undefined) => void>()
+  private nextAsk = 1
   private inflight = 0
   private closing: number | undefined
   private closedSent = false
@@ -91,12 +94,9 @@ export class HostHttp {
         this.closedIfIdle()
         return
       case 'http-forwarded':
-        this.forwards.get(m.id)?.(m, payload)
-        this.forwards.delete(m.id)
-        return
       case 'http-published':
-        this.published.get(m.id)?.(m.error)
-        this.published.delete(m.id)
+        this.asked.get(m.id)?.(m, payload)
+        this.asked.delete(m.id)
         return
     }
   }
@@ -167,24 +167,25 @@ export class HostHttp {
       const refused = functionKeyRefusal(p.fn, request, p.keys, p.adminHash)
       if (refused) return sendError(reply, request, refused)
     }
-    if (p.inflight >= p.maxBacklog) {
-      void reply.header('retry-after', '1')
-      return sendError(
-        reply,
-        request,
-        new SluiceError('SLUICE_ERR_ROUTER_OVERLOADED', `function ${p.fn} has ${p.inflight} events waiting (maxBacklog ${p.maxBacklog})`, {
-          context: { function: p.fn },
-        }),
-      )
+    if (p.inflight >= p.maxBacklog) return sendError(reply, request, overloaded(p.fn, p.inflight, p.maxBacklog))
+    const instance = this.deps.instance(p.inst)
+    if (instance === undefined) {
+      this.unpin(p)
+      return this.forward(request, reply, true)
     }
     // A long run holds the instance (it moved to the thread pool): the gateway runs this request on
     // another instance rather than queue it behind, as it would for its own requests.
-    const instance = this.deps.instance(p.inst)
-    if (instance !== undefined && !(instance instanceof Promise) && instance.busy) return this.forward(request, reply, false)
-    return this.run(p, found.params as Record<string, string>, request, reply)
+    if (!(instance instanceof Promise) && instance.busy) return this.forward(request, reply, false)
+    return this.run(p, instance, found.params as Record<string, string>, request, reply)
   }
 
-  private async run(p: PinState, params: Record<string, string>, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  private async run(
+    p: PinState,
+    pending: Instance | Promise<Instance | undefined>,
+    params: Record<string, string>,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> {
     const url = request.url
     const q = url.indexOf('?')
     const event = httpEvent(
@@ -213,7 +214,7 @@ export class HostHttp {
     let error: ErrorInfo | undefined
     // Until the reply is ready (outputs confirmed too) the request counts as in flight.
     try {
-      const instance = await this.deps.instance(p.inst)
+      const instance = await pending
       if (!instance) {
         this.unpin(p)
         return this.forward(request, reply, true)
@@ -224,14 +225,7 @@ export class HostHttp {
         this.deps.lost(p.inst)
       }
       payload = r.error ? { ok: false, error: r.error, outputs: [], logs: [] } : parseEnvelope(r.envelope, p.fn)
-      error = payload.ok ? undefined : payload.error
-      if (!error && depthExceeds(payload.value, EVENT_LIMITS.maxDepth)) {
-        error = {
-          code: 'SLUICE_ERR_FUNCTION_RESULT_INVALID',
-          message: `function ${p.fn} returned a value nested more than ${EVENT_LIMITS.maxDepth} levels deep`,
-          retriable: false,
-        }
-      }
+      error = (payload.ok ? undefined : payload.error) ?? syncResultError(p.fn, payload.value)
       // Outputs go out through the gateway's broker connections; the reply waits for their confirmation.
       if (!error && payload.outputs.length > 0) error = await this.publish(p.fn, payload.outputs)
     } finally {
@@ -267,14 +261,15 @@ export class HostHttp {
         new SluiceError('SLUICE_ERR_HTTP_MISDIRECTED', 'this connection is served by a worker host; open a new connection for the live feed'),
       )
     }
-    const id = this.nextForward++
+    const id = this.nextAsk++
     const { socket } = request
     const headers = { ...request.headers }
     delete headers['transfer-encoding']
     delete headers['content-length']
     const body = rawBody(request)
     const sent = new Promise<FastifyReply>((resolve) => {
-      this.forwards.set(id, (m, payload) => {
+      this.asked.set(id, (m, payload) => {
+        if (m.t !== 'http-forwarded') return
         void reply.code(m.status)
         for (const [k, v] of Object.entries(m.headers)) {
           if (k !== 'content-length' && k !== 'transfer-encoding' && k !== 'connection' && k !== 'keep-alive') void reply.header(k, v)
@@ -289,20 +284,20 @@ export class HostHttp {
     return sent
   }
 
+  /** Has the gateway publish an invocation's outputs; resolves with the error that fails it, if any. */
+  private publish(fn: string, outputs: RunPayload['outputs']): Promise<ErrorInfo | undefined> {
+    const id = this.nextAsk++
+    return new Promise((resolve) => {
+      this.asked.set(id, (m) => resolve(m.t === 'http-published' ? m.error : undefined))
+      this.deps.send({ t: 'http-outputs', id, fn }, JSON.stringify(outputs))
+    })
+  }
+
   /**
    * Queues a report. Under load reports go in groups every REPORT_MS; a request after a quiet
    * spell is reported at once, before its reply, so a client that reads the admin API right after
    * its call finds it counted.
    */
-  /** Has the gateway publish an invocation's outputs; resolves with the error that fails it, if any. */
-  private publish(fn: string, outputs: RunPayload['outputs']): Promise<ErrorInfo | undefined> {
-    const id = this.nextForward++
-    return new Promise((resolve) => {
-      this.published.set(id, resolve)
-      this.deps.send({ t: 'http-outputs', id, fn }, JSON.stringify(outputs))
-    })
-  }
-
   private report(r: Pending): void {
     this.reports.push(r)
     if (this.reportTimer) return
