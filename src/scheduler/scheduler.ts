@@ -142,13 +142,8 @@ export class Scheduler {
     if (!f) return Promise.reject(new SluiceError('SLUICE_ERR_FUNCTION_NOT_FOUND', `no function named ${fn}`))
     if (this.closed) return Promise.reject(new SluiceError('SLUICE_ERR_SANDBOX_CLOSED', 'the scheduler is shut down'))
     const since = performance.now()
-    // A pinned instance serves direct HTTP requests too: take it only when nothing else is free.
-    const idle = this.takeIdle(f, false)
-    if (idle) return Promise.resolve(this.lease(idle, since))
-    const started = this.tryStart(f)
-    if (started) return Promise.resolve(this.lease(started, since))
-    const shared = this.takeIdle(f, true)
-    if (shared) return Promise.resolve(this.lease(shared, since))
+    const free = this.free(f)
+    if (free) return Promise.resolve(this.lease(free, since))
     return new Promise((resolve, reject) => {
       const w: Waiter = { resolve, reject, since }
       if (signal) {
@@ -195,7 +190,7 @@ export class Scheduler {
       unpin()
       throw e
     }
-    const current = () => held.fn.instances.has(held) && !held.fn.removed && !this.stale(held)
+    const current = () => held.fn.instances.has(held) && this.leases.isCurrent(held)
     if (!current()) {
       unpin()
       throw new SluiceError('SLUICE_ERR_SANDBOX_UNAVAILABLE', `the instance of ${fn} stopped before it was pinned`, { retriable: true })
@@ -208,6 +203,14 @@ export class Scheduler {
     const coldStart = inst.fresh
     inst.fresh = false
     return new InstanceLease(this.leases, inst, coldStart, performance.now() - since)
+  }
+
+  /**
+   * The instance for the next lease: an idle one, else a new one, else an idle one that is pinned
+   * (it serves direct HTTP requests too, so it is taken only when nothing else is free).
+   */
+  private free(f: FnState): Inst | undefined {
+    return this.takeIdle(f, false) ?? this.tryStart(f) ?? this.takeIdle(f, true)
   }
 
   /** The most recently used idle instance that is not pinned (or, with `pinned`, any). */
@@ -264,13 +267,11 @@ export class Scheduler {
   /** Hands new instances to waiting requests while the function may grow. */
   private serveWaiters(f: FnState): void {
     while (f.waiters.length > 0) {
-      const idle = f.idle.pop()
-      const inst = idle ?? this.tryStart(f)
+      const inst = this.free(f)
       if (!inst) return
       const w = this.nextWaiter(f)
       if (!w) {
-        if (idle) f.idle.push(idle)
-        else f.idle.push(inst)
+        f.idle.push(inst)
         return
       }
       w.resolve(this.lease(inst, w.since))
