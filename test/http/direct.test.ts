@@ -89,6 +89,10 @@ functions:
   ver:
     code: functions/ver.js
     trigger: { http: { route: ver, methods: [GET], auth: anonymous } }
+  long:
+    code: functions/echo.js
+    trigger: { http: { route: 'long/{id}/{*rest}', methods: [GET], auth: anonymous } }
+    timeoutMs: 10000
 `,
       files: {
         'functions/echo.js': ECHO,
@@ -216,14 +220,15 @@ functions:
   })
 
   it('runs a request on another instance while a long one holds the pinned instance', async () => {
-    await untilDirect('echo', '/api/echo/6/u')
+    await untilDirect('long', '/api/long/6/u')
     const order: string[] = []
-    const slow = call(t.url, 'GET', '/api/echo/6/u?spin=700').then((r) => {
+    // Seconds of work (within the function's 10 s deadline): the quick calls come long before it ends.
+    const slow = call(t.url, 'GET', '/api/long/6/u?spin=3000').then((r) => {
       order.push('slow')
       return r
     })
     await new Promise((r) => setTimeout(r, 150))
-    const quick = await Promise.all([1, 2, 3].map(() => call(t.url, 'GET', '/api/echo/6/u')))
+    const quick = await Promise.all([1, 2, 3].map(() => call(t.url, 'GET', '/api/long/6/u')))
     order.push('quick')
     expect(quick.map((r) => r.status)).toEqual([200, 200, 200])
     expect((await slow).status).toBe(200)
