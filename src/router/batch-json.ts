@@ -1,14 +1,12 @@
 /** What the router hands a worker host for one invocation: its events as JSON text. */
 
-/** An event's part in a batch (Item has these fields). */
+/** An event's part in a batch (Item has these fields; see checkEvent's Checked). */
 export interface BatchPart {
-  /** The event's JSON without `attempt`. */
+  /** The event's JSON without `attempt`; with `raw`, its members but the body, without braces. */
   json: string
-  /** Where a raw body starts in `json` (it runs to the closing brace); 0: none. */
-  rawAt: number
+  /** A raw body's text (TriggerEvent.rawBody): it goes beside the events, not into their JSON. */
+  raw?: string | undefined
   attempts: number
-  /** `json` without its leading `{`, when admission kept it (checkEvent's `tail`). */
-  tail?: string
 }
 
 /** `{"attempt":n,` after the first event (with its comma) and for it (without), for small n. */
@@ -20,28 +18,30 @@ const headOf = (first: boolean, attempts: number): string =>
     : `${first ? '' : ','}{"attempt":${attempts},`
 
 /**
- * The batch as a JSON array, each event with its `attempt` first. Raw bodies are in it as the
- * source delivered them (checked by rawFit: they parse as exactly one value or not at all). When
- * there are any, the text starts with their positions, `index,start,end,` for each, before the
- * `[`: if the array does not parse (a raw body is not JSON), the isolate parses the events with
- * those bodies left out and gives each its own parse, or its text (see bootstrap.ts).
+ * The batch as a JSON array, each event with its `attempt` first. Raw bodies are not in it: when
+ * there are any, the text starts with the array's length and, for each raw body, the index of its
+ * event and its length (`arrayLength,index,length,...,`), then the array, then the bodies' texts
+ * one after another. The isolate parses each body on its own and sets it as its event's `body`:
+ * parsed when it is JSON, else its text (see bootstrap.ts), so no body can add members or events.
  */
 export function batchJson(parts: readonly BatchPart[]): string {
   // One rope of the events' texts (V8 joins it once, when the channel writes it): no event's
   // text is copied here (issue 11).
   let json = '['
   let spans = ''
+  let bodies = ''
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i] as BatchPart
     const head = headOf(i === 0, p.attempts)
-    // The event's own "{" is dropped (its members follow the attempt).
-    const tail = p.tail ?? p.json.slice(1)
-    if (p.rawAt > 0) {
-      const start = json.length + head.length + p.rawAt - 1
-      spans += `${i},${start},${start + tail.length - p.rawAt},`
+    if (p.raw !== undefined) {
+      json += `${head + p.json}}`
+      spans += `${i},${p.raw.length},`
+      bodies += p.raw
+    } else {
+      // The event's own "{" is dropped (its members follow the attempt).
+      json += head + p.json.slice(1)
     }
-    json += head + tail
   }
   json += ']'
-  return spans === '' ? json : spans + json
+  return spans === '' ? json : `${json.length},${spans}${json}${bodies}`
 }

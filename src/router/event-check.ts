@@ -3,7 +3,7 @@
  * throws: a hostile event becomes an error for its dead letter, a hostile result a plain value.
  */
 import { hasCode, type ErrorInfo } from '../errors.js'
-import { EVENT_LIMITS, jsonDepth, rawFit, type TriggerEvent } from '../sdk/index.js'
+import { EVENT_LIMITS, jsonDepth, type TriggerEvent } from '../sdk/index.js'
 import { depthExceeds, isStackOverflow, reasonOf } from './safe-json.js'
 
 /** Depth of an event's JSON: the body's limit plus the event object around it. */
@@ -49,7 +49,7 @@ export function checkEvent(event: TriggerEvent): Checked {
     return { json, error: err('SLUICE_ERR_EVENT_TOO_LARGE', `the event is ${json.length} characters of JSON; the limit is ${EVENT_LIMITS.maxChars}`) }
   }
   // Stringify output is balanced: nesting past the limit takes more than twice as many characters.
-  if (json.length > 2 * MAX_EVENT_JSON_DEPTH && jsonDepth(json, MAX_EVENT_JSON_DEPTH) > MAX_EVENT_JSON_DEPTH) {
+  if (json.length > 2 * MAX_EVENT_JSON_DEPTH && tooDeep(json, MAX_EVENT_JSON_DEPTH)) {
     return {
       json,
       error: err(
@@ -63,12 +63,31 @@ export function checkEvent(event: TriggerEvent): Checked {
 }
 
 /**
- * `tail`, with a raw body: `json` without its leading `{` (batchJson puts the event's members after
- * `attempt` without copying the text to cut that brace off).
+ * With `raw` (a raw body that goes to the isolate as the source delivered it): `json` is the
+ * event's other members, without braces (`"id":...,"meta":{...}`), and `raw` the body's text.
+ * Without: `json` is the event's whole JSON (without `attempt`).
  */
-export type Checked =
-  | { json: string; error?: undefined; rawAt?: number; tail?: string }
-  | { json?: string; error: ErrorInfo; rawAt?: undefined; tail?: undefined }
+export type Checked = { json: string; raw?: string; error?: undefined } | { json?: string; raw?: undefined; error: ErrorInfo }
+
+/** An admitted event's size in a batch, in characters of JSON (about: the batch's `body` member of a raw one). */
+export const checkedSize = (c: { json: string; raw?: string | undefined }): number => (c.raw === undefined ? c.json.length : c.json.length + c.raw.length + 10)
+
+/**
+ * The JSON of an admitted event (for its dead letter), `{...}` around the members, with a raw
+ * body spliced in when it parses as exactly one JSON value, else as a string (what the function
+ * saw). Not on the hot path: a raw body is spliced into no other JSON.
+ */
+export function checkedJson(c: { json: string; raw?: string | undefined }): string {
+  if (c.raw === undefined) return c.json
+  let body: string
+  try {
+    JSON.parse(c.raw)
+    body = c.raw
+  } catch {
+    body = JSON.stringify(c.raw)
+  }
+  return `{${c.json},"body":${body}}`
+}
 
 /** A raw body as a value: parsed when it is JSON, else its text (what decodeText gives). */
 export function bodyOfRaw(raw: unknown): unknown {
@@ -80,30 +99,40 @@ export function bodyOfRaw(raw: unknown): unknown {
   }
 }
 
+/** True when `text` holds at most `limit` brackets that open (in strings or not): it cannot nest deeper. */
+function fewBrackets(text: string, limit: number): boolean {
+  let n = 0
+  for (let i = text.indexOf('{'); i >= 0; i = text.indexOf('{', i + 1)) if (++n > limit) return false
+  for (let i = text.indexOf('['); i >= 0; i = text.indexOf('[', i + 1)) if (++n > limit) return false
+  return true
+}
+
+/** Whether JSON text nests deeper than `limit`, by a bracket count first (no scan for most texts). */
+const tooDeep = (text: string, limit: number): boolean => !fewBrackets(text, limit) && jsonDepth(text, limit) > limit
+
 /**
- * An event with `rawBody` (see TriggerEvent): its JSON with the text spliced in unparsed as body
- * (`rawAt`: where the text starts in `json`; it runs to the last character), or its error.
- * Undefined when the text cannot be spliced safely, or the event's other fields are not the
+ * An event with `rawBody` (see TriggerEvent): its members but the body as JSON, and the body's
+ * text, or its error. The text is not spliced into the event's JSON (so it need not be scanned
+ * for what could close its value early): the batch carries it beside the events (batch-json.ts)
+ * and the isolate parses it on its own. Undefined when the event's other fields are not the
  * plain strings and object a connector sets: the caller then parses the text in the gateway.
  */
 function checkRaw(event: TriggerEvent): Checked | undefined {
   const { id, source, key, time, meta, rawBody } = event
   if (typeof rawBody !== 'string' || typeof id !== 'string' || id === '' || typeof source !== 'string' || typeof time !== 'string') return undefined
   if ((key !== undefined && typeof key !== 'string') || meta === null || typeof meta !== 'object' || Array.isArray(meta)) return undefined
-  const fit = rawFit(rawBody, EVENT_LIMITS.maxDepth)
-  if (fit === 'deep')
+  if (tooDeep(rawBody, EVENT_LIMITS.maxDepth))
     return {
       error: err(
         'SLUICE_ERR_EVENT_TOO_DEEP',
         `the payload nests arrays and objects (brackets) more than ${EVENT_LIMITS.maxDepth} levels deep; the limit is ${EVENT_LIMITS.maxDepth}`,
       ),
     }
-  if (fit !== 'splice') return undefined
   const metaJson: unknown = JSON.stringify(meta)
   if (typeof metaJson !== 'string' || metaJson.charCodeAt(0) !== 123 /* { */) return undefined
   // One flat string by join: a template would leave a rope of a dozen parts per event, which
   // the batch's flattening walks again (slower than copying it once here, issue 11).
-  const tail = [
+  const json = [
     '"id":',
     quote(id),
     ',"source":',
@@ -114,25 +143,25 @@ function checkRaw(event: TriggerEvent): Checked | undefined {
     timeJson.of(time),
     ',"meta":',
     metaJson,
-    ',"body":',
-    rawBody,
-    '}',
   ].join('')
-  const json = `{${tail}`
-  if (json.length > EVENT_LIMITS.maxChars) {
-    return { json, error: err('SLUICE_ERR_EVENT_TOO_LARGE', `the event is ${json.length} characters of JSON; the limit is ${EVENT_LIMITS.maxChars}`) }
-  }
-  // Stringify output is balanced: nesting past the limit takes more than twice as many characters.
-  if (metaJson.length > 2 * EVENT_LIMITS.maxDepth && jsonDepth(metaJson, EVENT_LIMITS.maxDepth) > EVENT_LIMITS.maxDepth) {
+  const checked: Checked = { json, raw: rawBody }
+  const size = checkedSize(checked)
+  if (size > EVENT_LIMITS.maxChars) {
     return {
-      json,
+      json: checkedJson(checked),
+      error: err('SLUICE_ERR_EVENT_TOO_LARGE', `the event is ${size} characters of JSON; the limit is ${EVENT_LIMITS.maxChars}`),
+    }
+  }
+  if (metaJson.length > 2 * EVENT_LIMITS.maxDepth && tooDeep(metaJson, EVENT_LIMITS.maxDepth)) {
+    return {
+      json: checkedJson(checked),
       error: err(
         'SLUICE_ERR_EVENT_TOO_DEEP',
         `the event nests more than ${EVENT_LIMITS.maxDepth} levels of arrays and objects below it; the limit is ${EVENT_LIMITS.maxDepth}`,
       ),
     }
   }
-  return { json, rawAt: tail.length - rawBody.length, tail }
+  return checked
 }
 
 /** Characters JSON.stringify escapes in a string: `"`, `\`, controls and (lone) surrogates. */

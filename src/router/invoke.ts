@@ -13,7 +13,7 @@ import { SluiceError } from '../errors.js'
 import type { InvocationResult, TriggerEvent } from '../sdk/index.js'
 import { publishOutputs } from './outputs.js'
 import { checkEvent, failedOf, syncResultError } from './event-check.js'
-import { batchJson } from './batch-json.js'
+import { type BatchPart, batchJson } from './batch-json.js'
 import { report } from './report.js'
 import { type FnLane, type RouterHost, runOnLease } from './lane-state.js'
 
@@ -33,7 +33,7 @@ export async function invoke(h: RouterHost, l: FnLane, fn: string, events: Trigg
   if (l.closing)
     throw new SluiceError('SLUICE_ERR_ROUTER_CLOSED', `function ${fn} is being removed or restarted by a reload: try again`, { context: { function: fn } })
   if (l.backlog + events.length > l.fn.maxBacklog) throw overloaded(fn, l.backlog, l.fn.maxBacklog)
-  const parts: Array<{ json: string; rawAt: number; attempts: number }> = []
+  const parts: BatchPart[] = []
   for (let i = 0; i < events.length; i++) {
     const e = events[i] as TriggerEvent
     const checked = checkEvent(asChecked(e, i))
@@ -41,7 +41,7 @@ export async function invoke(h: RouterHost, l: FnLane, fn: string, events: Trigg
       throw new SluiceError(checked.error.code, events.length === 1 ? checked.error.message : `event ${i}: ${checked.error.message}`, {
         context: { function: fn },
       })
-    parts.push({ json: checked.json, rawAt: checked.rawAt ?? 0, attempts: 1 })
+    parts.push({ json: checked.json, raw: checked.raw, attempts: 1 })
   }
   const json = batchJson(parts)
   l.backlog += events.length

@@ -6,12 +6,12 @@
  * to start batches after a module re-queued events. Nothing here throws out of `guard`.
  */
 import type { ErrorInfo } from '../errors.js'
-import type { Logger, Outcome, OutputBinding } from '../sdk/index.js'
+import type { Logger, Outcome, OutputBinding, TriggerEvent } from '../sdk/index.js'
 import type { Lease, Scheduler } from '../scheduler/scheduler.js'
 import type { RunResult } from '../sandbox/pool.js'
 import type { RetryConfig } from '../config/schema.js'
 import type { Store } from '../store/store.js'
-import type { Item, Lane } from './lane.js'
+import type { Delivery, Item, Lane } from './lane.js'
 import type { FlowControl } from './flow.js'
 import type { FunctionStats } from './stats.js'
 import { reasonOf } from './safe-json.js'
@@ -56,8 +56,23 @@ export interface FnLane {
   flow: FlowControl
   stats: FunctionStats
   idle: Array<() => void>
+  /**
+   * Deliveries not admitted yet, oldest first: a large `deliver` call is admitted in slices (one
+   * per turn of the event loop) so its first batches run while the rest is admitted, and later
+   * calls queue behind it, which keeps each key's events in the order the source gave them.
+   */
+  admitting: Admission[]
+  /** The turn that admits the next slice, while `admitting` is not empty. */
+  admitTimer: NodeJS.Immediate | undefined
   /** Being removed (hot reload): answers new events `aborted`, starts no batch. */
   closing?: boolean
+}
+
+/** A `deliver` call's events from `next` on, still to be admitted (their Items are made then). */
+export interface Admission {
+  events: TriggerEvent[]
+  delivery: Delivery
+  next: number
 }
 
 export const DONE: Outcome = Object.freeze({ status: 'done' })

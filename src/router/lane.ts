@@ -33,12 +33,12 @@ export class Delivery {
 
 /** One event on its way through one function (a class: many are alive at once). */
 export class Item {
-  /** JSON of the event without `attempt`, computed once on arrival. */
+  /** JSON of the event without `attempt`, computed once on arrival (with `raw`: all but the body; see checkEvent). */
   json = ''
-  /** `json` without its leading `{` when admission kept it (a raw body; see BatchPart). */
-  tail: string | undefined = undefined
-  /** Where a raw body (TriggerEvent.rawBody) starts in `json` (it runs to the closing brace); 0: none. */
-  rawAt = 0
+  /** A raw body's text (TriggerEvent.rawBody), which goes to the isolate beside `json`. */
+  raw: string | undefined = undefined
+  /** Characters of JSON it adds to a batch (checkedSize). */
+  size = 0
   /** Ordering key; undefined: no ordering (runs in parallel with everything). */
   key: string | undefined = undefined
   attempts = 0
@@ -179,15 +179,15 @@ export class Lane {
       const q = this.readyHead < this.ready.length ? (this.ready[this.readyHead] as KeyQueue) : undefined
       const keyItem = q?.items[q.head]
       if (freeItem && (!keyItem || freeItem.enqueuedAt <= keyItem.enqueuedAt)) {
-        if (batch.length > 0 && bytes + freeItem.json.length > maxBytes) break
+        if (batch.length > 0 && bytes + freeItem.size > maxBytes) break
         this.freeHead++
         this.readyCount--
         batch.push(freeItem)
-        bytes += freeItem.json.length
+        bytes += freeItem.size
         continue
       }
       if (!q || !keyItem) break
-      if (batch.length > 0 && bytes + keyItem.json.length > maxBytes) break
+      if (batch.length > 0 && bytes + keyItem.size > maxBytes) break
       this.readyHead++
       q.ready = false
       q.locked = true
@@ -196,9 +196,9 @@ export class Lane {
       let i = q.head
       while (i < items.length && batch.length < maxSize) {
         const it = items[i] as Item
-        if (batch.length > 0 && bytes + it.json.length > maxBytes) break
+        if (batch.length > 0 && bytes + it.size > maxBytes) break
         batch.push(it)
-        bytes += it.json.length
+        bytes += it.size
         i++
       }
       q.drop(i - q.head)

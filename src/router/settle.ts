@@ -12,6 +12,7 @@ import { toInfo, type ErrorInfo } from '../errors.js'
 import { backoffDelay, type TriggerEvent } from '../sdk/index.js'
 import type { Item } from './lane.js'
 import { letterEvent } from './dead-letter.js'
+import { checkedJson } from './event-check.js'
 import { reasonOf } from './safe-json.js'
 import { ABORTED, DONE, type FnLane, finish, guard, internal, type RouterHost } from './lane-state.js'
 
@@ -129,7 +130,7 @@ async function deadLetter(h: RouterHost, l: FnLane, it: Item): Promise<void> {
   const error: ErrorInfo = it.lastError ?? { code: 'SLUICE_ERR_INTERNAL', message: 'dead-lettered without an error', retriable: false }
   let event: TriggerEvent
   try {
-    event = letterEvent(it.event, it.json || undefined)
+    event = letterEvent(it.event, it.json === '' ? undefined : checkedJson(it))
   } catch (e) {
     internal(h, l, 'building a dead letter', e)
     event = {

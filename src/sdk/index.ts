@@ -10,7 +10,7 @@ export { SluiceError, hasCode } from '../errors.js'
 export { backoffDelay, type BackoffPolicy } from './backoff.js'
 export { nowIso } from './time.js'
 export { httpEvent, invocationFailure, toReply } from './http.js'
-export { decodePayload, decodeText, jsonDepth, rawFit, EVENT_LIMITS, type DecodedPayload } from './payload.js'
+export { decodePayload, decodeText, jsonDepth, EVENT_LIMITS, type DecodedPayload } from './payload.js'
 
 /** A structured logger (pino-compatible subset). */
 export interface Logger {

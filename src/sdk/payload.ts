@@ -75,31 +75,6 @@ function stringEnd(text: string, open: number): number {
   }
 }
 
-/**
- * How JSON-looking text (a raw body) may go into an event's JSON unparsed. `deep`: its brackets
- * (outside strings) nest deeper than `limit`. `splice`: it can stand as one value inside other
- * JSON: brackets never close below its start and end balanced, no `,` or `:` outside them, and
- * it does not end inside a string. Such text either parses as exactly that one value or makes
- * the whole JSON fail to parse; it can never add members or events around it. `parse`: anything
- * else (parse it in the gateway instead).
- */
-export function rawFit(text: string, limit: number): 'deep' | 'splice' | 'parse' {
-  let depth = 0
-  let ok = true
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (c === 34 /* " */) {
-      i = stringEnd(text, i)
-      if (i < 0) return 'parse'
-    } else if (c === 91 /* [ */ || c === 123 /* { */) {
-      if (++depth > limit) return 'deep'
-    } else if (c === 93 /* ] */ || c === 125 /* } */) {
-      if (--depth < 0) ok = false
-    } else if (depth === 0 && (c === 44 /* , */ || c === 58) /* : */) ok = false
-  }
-  return ok && depth === 0 ? 'splice' : 'parse'
-}
-
 /** Whether text may be JSON, from its first non-space character (JSON.parse throws on the rest). */
 function maybeJson(s: string): boolean {
   let i = 0

@@ -81,6 +81,25 @@ describe('raw bodies', () => {
     expect(byId.get(events[0]?.id as string)?.body).toEqual({ ok: 1 })
   })
 
+  it('keeps each body apart beside parsed events: digits, commas, brackets and characters outside the BMP', async () => {
+    const g = await gateway()
+    const parsed = (body: unknown): TriggerEvent => ({ id: `r${++seq}`, source: 'test://raw', time: new Date().toISOString(), body, meta: { n: seq } })
+    const events = [raw('12,3,[4'), parsed({ p: 1 }), raw('{"e":"\\u00e9 \\ud83d\\ude00","s":"é😀"}'), raw('"😀]"'), parsed('text'), raw('[],{}'), raw('0')]
+    const outcomes = await g.gw.router.deliver('fn', events)
+    expect(outcomes.map((o) => o.status)).toEqual(events.map(() => 'done'))
+    const byId = new Map(seen(g).map((s) => [s.id, s]))
+    const expected = events.map((e) => {
+      if (e.rawBody === undefined) return e.body
+      try {
+        return JSON.parse(e.rawBody) as unknown
+      } catch {
+        return e.rawBody
+      }
+    })
+    expect(events.map((e) => byId.get(e.id)?.body)).toEqual(expected)
+    expect(byId.get(events[2]?.id as string)?.body).toEqual({ e: 'é 😀', s: 'é😀' })
+  })
+
   it('dead-letters a raw body nested too deep, keeping its text, and runs the rest', async () => {
     const g = await gateway()
     const deep = `${'['.repeat(600)}${']'.repeat(600)}`

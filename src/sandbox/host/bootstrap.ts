@@ -139,28 +139,25 @@ function describe(e) {
     return { name: 'NonError', message: 'threw a value that cannot be described' };
   }
 }
-// The batch from the router (see src/router/batch-json.ts): a JSON array, preceded by the
-// positions of raw bodies ("index,start,end," each) when it has any. Only when the array does
-// not parse (a raw body is not JSON) are the bodies parsed one by one; one that is not JSON is
-// given as its text, as a connector does when it decodes such a payload.
+// The batch from the router (see src/router/batch-json.ts): a JSON array, or, when it has raw
+// bodies, "arrayLength,index,length,...," then the array, then the bodies' texts. Each body is
+// parsed on its own; one that is not JSON is given as its text, as a connector does when it
+// decodes such a payload.
 const StringIndexOf = String.prototype.indexOf;
 function parseBatch(text) {
   if (ReflectApply(StringCharCodeAt, text, [0]) === 91) return JSONparse(text);
   const at = ReflectApply(StringIndexOf, text, ['[']);
-  const json = slice(text, at);
-  try { return JSONparse(json); } catch (e) {}
   const nums = [];
   let n = 0;
   for (let i = 0; i < at; i++) {
     const c = ReflectApply(StringCharCodeAt, text, [i]);
     if (c === 44) { push(nums, n); n = 0; } else n = n * 10 + (c - 48);
   }
-  let clean = '', pos = 0;
-  for (let k = 0; k + 2 < nums.length; k += 3) { clean += slice(json, pos, nums[k + 1]) + 'null'; pos = nums[k + 2]; }
-  clean += slice(json, pos);
-  const events = JSONparse(clean);
-  for (let k = 0; k + 2 < nums.length; k += 3) {
-    const raw = slice(json, nums[k + 1], nums[k + 2]);
+  let pos = at + nums[0];
+  const events = JSONparse(slice(text, at, pos));
+  for (let k = 1; k + 1 < nums.length; k += 2) {
+    const raw = slice(text, pos, pos + nums[k + 1]);
+    pos += nums[k + 1];
     let body;
     try { body = JSONparse(raw); } catch (e) { body = raw; }
     events[nums[k]].body = body;

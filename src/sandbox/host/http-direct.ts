@@ -205,7 +205,7 @@ export class HostHttp {
     )
     const checked = checkEvent(event)
     if (checked.error) return sendError(reply, request, new SluiceError(checked.error.code, checked.error.message, { context: { function: p.fn } }))
-    const json = batchJson([{ json: checked.json, rawAt: checked.rawAt ?? 0, attempts: 1 }])
+    const json = batchJson([{ json: checked.json, raw: checked.raw, attempts: 1 }])
     const invocationId = randomUUID()
     const t0 = performance.now()
     p.inflight++
