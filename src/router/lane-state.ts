@@ -62,8 +62,14 @@ export interface FnLane {
    * calls queue behind it, which keeps each key's events in the order the source gave them.
    */
   admitting: Admission[]
+  /** Events in `admitting` (counted in `backlog` already). */
+  unadmitted: number
   /** The turn that admits the next slice, while `admitting` is not empty. */
   admitTimer: NodeJS.Immediate | undefined
+  /** Admitted events not final, at most, before admission waits for some to finish. */
+  admitAhead: number
+  /** Schedules the next slice's admission (a no-op when one is scheduled or none waits). */
+  wakeAdmission: () => void
   /** Being removed (hot reload): answers new events `aborted`, starts no batch. */
   closing?: boolean
 }
@@ -116,6 +122,7 @@ export function finish(l: FnLane, item: Item, o: Outcome): void {
   if (o.status === 'done') l.stats.eventsDone++
   else if (o.status === 'dead') l.stats.eventsDead++
   item.delivery.record(item.index, o)
+  if (l.admitting.length > 0 && l.backlog - l.unadmitted < l.admitAhead >> 1) l.wakeAdmission()
   if (l.backlog === 0) for (const f of l.idle.splice(0)) f()
 }
 

@@ -38,6 +38,15 @@ const MAX_BATCH_CHARS = LIMITS.resultBytes
  */
 const ADMIT_SLICE = 1000
 
+/**
+ * Admitted events not yet final, at most, before the next slice of a large call waits for some to
+ * finish (at least this many; more when the function's concurrency can take more): a backlog of
+ * 200,000 then holds a few thousand events in the router's queues, not 200,000, which the
+ * garbage collector would copy and promote while they wait (bench/README.md).
+ */
+const ADMIT_AHEAD = 4 * ADMIT_SLICE
+const admitAhead = (fn: RouterFunction): number => Math.max(ADMIT_AHEAD, 2 * fn.batch.maxSize * fn.maxConcurrency)
+
 /** How many of a batch's items a function's `{ failed }` list names. */
 function failedIn(failedIds: Map<string, string | undefined>, items: Item[]): number {
   if (failedIds.size === 0) return 0
@@ -79,8 +88,16 @@ export class Router {
       stats: new FunctionStats(),
       idle: [],
       admitting: [],
+      unadmitted: 0,
       admitTimer: undefined,
+      admitAhead: admitAhead(fn),
+      wakeAdmission: () => {},
     })
+    const l = this.lanes.get(fn.name) as FnLane
+    l.wakeAdmission = () => {
+      if (l.admitTimer === undefined && l.admitting.length > 0)
+        l.admitTimer = setImmediate(() => guard(this.host, l, 'admitting events', () => this.admitSlice(l)))
+    }
   }
 
   /**
@@ -91,6 +108,7 @@ export class Router {
   update(fn: RouterFunction): void {
     const l = this.get(fn.name)
     l.fn = { ...fn, orderKey: l.fn.orderKey, maxBacklog: l.fn.maxBacklog }
+    l.admitAhead = admitAhead(l.fn)
     guard(this.host, l, 'starting batches', () => this.onReady(l))
   }
 
@@ -201,26 +219,30 @@ export class Router {
         return
       }
       l.admitting.push({ events, delivery, next: 0 })
+      l.unadmitted += events.length
       if (l.admitting.length === 1) this.admitSlice(l)
     })
   }
 
   /**
-   * Admits up to ADMIT_SLICE events of the lane's queued deliveries, starts batches, and leaves
-   * the rest to the next turn, so the batches' frames go out and outcomes come back meanwhile.
+   * Admits up to ADMIT_SLICE events of the lane's queued deliveries and starts batches. The rest
+   * follows on the next turn (the batches' frames go out and outcomes come back meanwhile), or,
+   * with admitAhead events admitted and not final, once some finished (finish() wakes it).
    */
   private admitSlice(l: FnLane): void {
     l.admitTimer = undefined
-    let budget = ADMIT_SLICE
+    let budget = Math.min(ADMIT_SLICE, l.admitAhead - (l.backlog - l.unadmitted))
+    if (budget <= 0) return
     while (budget > 0 && l.admitting.length > 0) {
       const a = l.admitting[0] as Admission
       const end = Math.min(a.events.length, a.next + budget)
       budget -= end - a.next
+      l.unadmitted -= end - a.next
       for (; a.next < end; a.next++) this.accept(l, new Item(a.events[a.next] as TriggerEvent, a.delivery, a.next))
       if (a.next === a.events.length) l.admitting.shift()
     }
     guard(this.host, l, 'starting batches', () => this.onReady(l))
-    if (l.admitting.length > 0) l.admitTimer = setImmediate(() => guard(this.host, l, 'admitting events', () => this.admitSlice(l)))
+    if (l.admitting.length > 0 && l.backlog - l.unadmitted < l.admitAhead) l.wakeAdmission()
   }
 
   /** Admits one event (its call already counted it in the backlog): queued, or dead-lettered. */

@@ -52,6 +52,22 @@ describe('admission of large deliveries', () => {
     expect(g.gw.router.stats('rec').backlog).toBe(0)
   })
 
+  it('admits a backlog only a few thousand events ahead of what finished', async () => {
+    const g = await gateway('    maxBacklog: 50000\n    orderKey: none\n    scale: { max: 2 }')
+    const done = g.gw.router.deliver('rec', events(20000, 'k'))
+    let most = 0
+    const watch = setInterval(() => {
+      const s = g.gw.router.stats('rec')
+      most = Math.max(most, s.ready)
+    }, 1)
+    const outcomes = await done
+    clearInterval(watch)
+    expect(outcomes.every((o) => o.status === 'done')).toBe(true)
+    // At most 4,000 admitted and not final (2 x 100 x scale.max is less): the ready queue never holds more.
+    expect(most).toBeGreaterThan(0)
+    expect(most).toBeLessThanOrEqual(4000)
+  })
+
   it('pauses the source flow for a large call before it is admitted', async () => {
     const g = await gateway('    maxBacklog: 2000')
     const done = g.gw.router.deliver('rec', events(3000, 'k'))
