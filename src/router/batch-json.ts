@@ -19,9 +19,9 @@ const headOf = (first: boolean, attempts: number): string =>
 
 /**
  * The batch as a JSON array, each event with its `attempt` first. Raw bodies are not in it: when
- * there are any, the text starts with the array's length and, for each raw body, the index of its
- * event and its length (`arrayLength,index,length,...,`), then the array, then the bodies' texts
- * one after another. The isolate parses each body on its own and sets it as its event's `body`:
+ * there are any, the text starts with `#` and a JSON array of numbers: the events array's length
+ * and, for each raw body, the index of its event and its length (`#[arrayLength,index,length,...]`),
+ * then the events array, then the bodies' texts one after another. The isolate parses each body on its own and sets it as its event's `body`:
  * parsed when it is JSON, else its text (see bootstrap.ts), so no body can add members or events.
  */
 export function batchJson(parts: readonly BatchPart[]): string {
@@ -43,5 +43,5 @@ export function batchJson(parts: readonly BatchPart[]): string {
     }
   }
   json += ']'
-  return spans === '' ? json : `${json.length},${spans}${json}${bodies}`
+  return spans === '' ? json : `#[${json.length},${spans.slice(0, -1)}]${json}${bodies}`
 }

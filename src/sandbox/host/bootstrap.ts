@@ -140,21 +140,16 @@ function describe(e) {
   }
 }
 // The batch from the router (see src/router/batch-json.ts): a JSON array, or, when it has raw
-// bodies, "arrayLength,index,length,...," then the array, then the bodies' texts. Each body is
+// bodies, "#[arrayLength,index,length,...]" then the array, then the bodies' texts. Each body is
 // parsed on its own; one that is not JSON is given as its text, as a connector does when it
 // decodes such a payload.
 const StringIndexOf = String.prototype.indexOf;
 function parseBatch(text) {
   if (ReflectApply(StringCharCodeAt, text, [0]) === 91) return JSONparse(text);
-  const at = ReflectApply(StringIndexOf, text, ['[']);
-  const nums = [];
-  let n = 0;
-  for (let i = 0; i < at; i++) {
-    const c = ReflectApply(StringCharCodeAt, text, [i]);
-    if (c === 44) { push(nums, n); n = 0; } else n = n * 10 + (c - 48);
-  }
-  let pos = at + nums[0];
-  const events = JSONparse(slice(text, at, pos));
+  const end = ReflectApply(StringIndexOf, text, [']']) + 1;
+  const nums = JSONparse(slice(text, 1, end));
+  let pos = end + nums[0];
+  const events = JSONparse(slice(text, end, pos));
   for (let k = 1; k + 1 < nums.length; k += 2) {
     const raw = slice(text, pos, pos + nums[k + 1]);
     pos += nums[k + 1];
