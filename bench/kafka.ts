@@ -210,7 +210,9 @@ ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
     writeFileSync(join(PROFILE_DIR, `${group}.cpuprofile`), JSON.stringify(profile))
     inspector.disconnect()
   }
-  const done = gw.function('consume')?.counts.eventsDone ?? 0
+  const counts = gw.function('consume')?.counts
+  const done = counts?.eventsDone ?? 0
+  process.stderr.write(`  gateway: ${counts?.invocations ?? 0} invocations for ${done} events\n`)
   await gw.stop()
   rmSync(dir, { recursive: true, force: true })
   if (done < TOTAL) throw new Error(`only ${done} of ${TOTAL} events were done`)
