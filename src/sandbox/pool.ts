@@ -63,6 +63,8 @@ class HostSlot {
   failures = 0
   startedAt = 0
   rss = 0
+  /** Function bundles the host holds (its last pong). */
+  bundles = 0
   readonly codeSent = new Set<string>()
   readonly instances = new Map<number, { resolve(v: { ms: number; prewarmed: boolean }): void; reject(e: Error): void; settled: boolean; hash: string }>()
   readonly runs = new Map<number, PendingRun & { fn: string }>()
@@ -79,6 +81,8 @@ export interface HostInfo {
   instances: number
   restarts: number
   rss: number
+  /** Function bundles (code versions) the host holds, as of its last heartbeat. */
+  bundles: number
   execArgv: string[]
 }
 
@@ -177,7 +181,16 @@ export class SandboxPool extends EventEmitter {
   }
 
   info(): HostInfo[] {
-    return this.slots.map((s) => ({ id: s.id, up: s.up, pid: s.pid, instances: s.instances.size, restarts: s.restarts, rss: s.rss, execArgv: s.execArgv }))
+    return this.slots.map((s) => ({
+      id: s.id,
+      up: s.up,
+      pid: s.pid,
+      instances: s.instances.size,
+      restarts: s.restarts,
+      rss: s.rss,
+      bundles: s.bundles,
+      execArgv: s.execArgv,
+    }))
   }
 
   /** Kills a host (tests and the admin API's fault drills). */
@@ -198,12 +211,16 @@ export class SandboxPool extends EventEmitter {
 
   /**
    * Forgets a bundle no instance runs any more (a reload replaced it): the gateway's copy and its
-   * source map. Worker hosts keep their compiled copy until they restart. Registering the same hash
+   * source map, and each worker host's copy and code cache. Registering the same hash
    * again (a reload back to that code) makes it available again.
    */
   forgetCode(hash: string): void {
     this.code.delete(hash)
     this.stacks.delete(hash)
+    for (const slot of this.slots) {
+      if (!slot?.up || !slot.codeSent.delete(hash)) continue
+      this.send(slot, { t: 'forget-code', hash })
+    }
   }
 
   /** Whether a bundle is registered (see registerCode, forgetCode). */
@@ -281,6 +298,7 @@ export class SandboxPool extends EventEmitter {
       case 'pong':
         slot.lastPong = Date.now()
         slot.rss = m.rss
+        slot.bundles = m.bundles
         return
       case 'lost':
         if (slot.instances.delete(m.inst)) this.emit('instance-lost', m.inst)

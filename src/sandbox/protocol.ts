@@ -44,6 +44,8 @@ export interface InstanceSpec {
  */
 export type ToHost =
   | { t: 'code'; hash: string }
+  /** The bundle is no longer used (no function's current version, no instance): drop it. */
+  | { t: 'forget-code'; hash: string }
   | ({ t: 'create' } & InstanceSpec)
   | { t: 'run'; id: number; inst: number; invocationId: string; timeoutMs: number; cpuTimeMs: number }
   | { t: 'destroy'; inst: number }
@@ -71,7 +73,7 @@ export type FromHost =
   | { t: 'ready'; pid: number; execArgv: string[] }
   | { t: 'created'; inst: number; ms: number; prewarmed: boolean; error?: ErrorInfo }
   | { t: 'result'; id: number; inst: number; lost: boolean; cpuMs: number; ms: number; error?: ErrorInfo }
-  | { t: 'pong'; id: number; instances: number; rss: number }
+  | { t: 'pong'; id: number; instances: number; rss: number; bundles: number }
   /** A pinned instance died in a direct HTTP run (timeout, memory limit). */
   | { t: 'lost'; inst: number }
   | HttpFromHost

@@ -8,7 +8,7 @@ import { asLogger, createLogger } from '../../src/log.js'
 import { compileFunction } from '../../src/sandbox/compile.js'
 import { SandboxPool } from '../../src/sandbox/pool.js'
 import { Scheduler, type FunctionSpec } from '../../src/scheduler/scheduler.js'
-import { projectDir } from '../helpers/gateway.js'
+import { projectDir, waitFor } from '../helpers/gateway.js'
 
 const code = (v: string) => `export default async (events: Array<{ body: { ms: number } }>) => {
   const end = Date.now() + events[0].body.ms
@@ -25,7 +25,7 @@ it('retires instances of the previous code version and never hands them a new ba
     compileFunction(`${p.dir}/v2.ts`, { root: p.dir, functionName: 'f' }),
   ])
   const log = asLogger(createLogger('warn'))
-  const pool = new SandboxPool({ hosts: 1, prewarm: 0, prewarmSizes: [], log })
+  const pool = new SandboxPool({ hosts: 1, prewarm: 0, prewarmSizes: [], log, heartbeatMs: 50 })
   await pool.start()
   onTestFinished(() => pool.close())
   const scheduler = new Scheduler(pool, { gateway: 0, log, hostMemoryMb: 512, maxInstancesPerHost: 8 })
@@ -66,11 +66,14 @@ it('retires instances of the previous code version and never hands them a new ba
   expect(await run(next, 0)).toBe('v2')
   expect(await longRun).toBe('v1')
   expect(pool.hasCode(v1.hash)).toBe(true)
+  await waitFor(() => pool.info()[0]?.bundles === 2)
   busy.release()
   expect(scheduler.versions('f')).toEqual({ [v2.hash]: 1 })
   // No instance runs v1 any more: the pool lets its bundle go.
   expect(pool.hasCode(v1.hash)).toBe(false)
   expect(pool.hasCode(v2.hash)).toBe(true)
+  // ...and so does the worker host (its pong says how many bundles it holds).
+  await waitFor(() => pool.info()[0]?.bundles === 1)
   next.release()
 
   // Every later lease runs the new version, on the one v2 instance left idle.
@@ -80,4 +83,13 @@ it('retires instances of the previous code version and never hands them a new ba
     l.release()
   }
   expect(scheduler.versions('f')).toEqual({ [v2.hash]: 1 })
+
+  // A reload back to v1: the host gets the bundle again before its first new instance.
+  pool.registerCode(v1.hash, v1.code)
+  scheduler.update({ ...spec, hash: v1.hash })
+  const back = await scheduler.acquire('f')
+  expect(await run(back, 0)).toBe('v1')
+  back.release()
+  await waitFor(() => pool.info()[0]?.bundles === 1)
+  expect(pool.hasCode(v2.hash)).toBe(false)
 })

@@ -85,6 +85,20 @@ export class Isolates {
     if (!this.code.has(hash)) this.code.set(hash, { source })
   }
 
+  /**
+   * Drops a bundle and its code cache (the gateway forgot it: a reload replaced it and its last
+   * instance is gone). Running instances keep what they compiled; the gateway sends the code
+   * again before it creates an instance of it.
+   */
+  forgetCode(hash: string): void {
+    this.code.delete(hash)
+  }
+
+  /** How many bundles this host holds (tests and the host's report). */
+  get codeCount(): number {
+    return this.code.size
+  }
+
   setPrewarm(sizes: number[], count: number): void {
     this.prewarmSizes = sizes
     this.prewarmCount = count

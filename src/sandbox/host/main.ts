@@ -87,6 +87,9 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
     case 'code':
       isolates.addCode(m.hash, payload ?? '')
       return
+    case 'forget-code':
+      isolates.forgetCode(m.hash)
+      return
     case 'prewarm':
       isolates.setPrewarm(m.memoryMb, m.count)
       return
@@ -142,7 +145,7 @@ async function handle(m: ToHost, payload: string | undefined): Promise<void> {
       return
     }
     case 'ping':
-      send({ t: 'pong', id: m.id, instances: instances.size, rss: process.memoryUsage.rss() })
+      send({ t: 'pong', id: m.id, instances: instances.size, rss: process.memoryUsage.rss(), bundles: isolates.codeCount })
       return
     default:
       return handleHttp(m, payload)
