@@ -240,12 +240,14 @@ export class Reloader {
       // Outputs, orderKey or maxBacklog: the unit drains (its trigger stops gracefully first, so
       // nothing it delivered is aborted) and starts again.
       if (old.trigger) await stopTrigger(old.trigger, this.d.routes)
+      // Its counts and latencies go on in the restarted unit (the dashboard keeps its history).
+      const stats = parts.router.stats(c.name).stats
       await this.stopUnit({ ...old, trigger: undefined } as FunctionUnit)
       units.delete(c.name)
       if (c.code) parts.pool.registerCode(code.hash, code.code)
       parts.scheduler.update(schedulerSpec(fn, code))
       const outputs = buildOutputs(parts, fn)
-      parts.router.register(routerFunction(fn, outputs))
+      parts.router.register(routerFunction(fn, outputs), stats)
       const unit: FunctionUnit = { name: fn.name, config: fn, code, outputs, loadedAt: c.code ? new Date().toISOString() : old.loadedAt }
       units.set(c.name, unit)
       await this.startTriggerOf(unit)

@@ -72,7 +72,11 @@ export class Router {
     this.host = { opts, closing: () => this.closing, onReady: (l) => this.onReady(l) }
   }
 
-  register(fn: RouterFunction): void {
+  /**
+   * Adds a function. `stats`: the counts and latencies to go on from (a function a reload
+   * restarts keeps its own, see Router.stats).
+   */
+  register(fn: RouterFunction, stats = new FunctionStats()): void {
     const keyPath = fn.orderKey === 'source' || fn.orderKey === 'none' ? undefined : fn.orderKey.split('.')
     this.lanes.set(fn.name, {
       fn,
@@ -85,7 +89,7 @@ export class Router {
       waitTimer: undefined,
       retryTimers: new Map(),
       flow: new FlowControl(fn.maxBacklog),
-      stats: new FunctionStats(),
+      stats,
       idle: [],
       admitting: [],
       unadmitted: 0,

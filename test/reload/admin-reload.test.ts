@@ -114,6 +114,30 @@ describe('POST /admin/reload', () => {
     expect((await reload(url)).body).toEqual({ ok: true, changed: { added: [], removed: [], updated: [], restartRequired: ['http.port'] }, errors: [] })
   })
 
+  it('keeps the counts of a function it restarts (a maxBacklog change)', async () => {
+    const yaml = `functions:
+  hello:
+    code: functions/hello.ts
+    trigger: { http: { route: hello, methods: [GET], auth: anonymous } }
+`
+    const project = reloadProject(yaml, { 'functions/hello.ts': HELLO })
+    const { gw, logs } = await startFromFile(project)
+    for (let i = 0; i < 3; i++) expect((await fetch(`${gw.url}/api/hello`)).status).toBe(200)
+    const before = (await functions(gw.url))[0] as FunctionInfo
+    expect(before.counts.invocations).toBe(3)
+
+    project.write('gateway.yaml', `${HEAD}${yaml}    maxBacklog: 50\n`)
+    const r = await reload(gw.url)
+    expect(r.body.changed.updated).toEqual(['hello'])
+    // It was restarted (its trigger stopped and started again), not updated in place.
+    expect(logs.lines.filter((l) => l.function === 'hello' && /trigger (stopped|started)/.test(String(l.msg))).length).toBeGreaterThan(0)
+    const after = (await functions(gw.url))[0] as FunctionInfo
+    expect(after.counts.invocations).toBe(3)
+    expect(after.counts.eventsDone).toBe(before.counts.eventsDone)
+    expect((await fetch(`${gw.url}/api/hello`)).status).toBe(200)
+    expect(((await functions(gw.url))[0] as FunctionInfo).counts.invocations).toBe(4)
+  })
+
   it('restarts only the connector of a function whose trigger changed', async () => {
     const id = uid('t')
     const [t1, t2, t3] = ['one', 'two', 'three'].map((x) => `sluice-reload/${id}/${x}`)
