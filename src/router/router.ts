@@ -146,6 +146,7 @@ export class Router {
     l.waitTimer = undefined
     if (l.admitTimer) clearImmediate(l.admitTimer)
     l.admitTimer = undefined
+    l.unadmitted = 0
     for (const a of l.admitting.splice(0))
       for (let i = a.next; i < a.events.length; i++) finish(l, new Item(a.events[i] as TriggerEvent, a.delivery, i), ABORTED)
     for (const lease of l.held.splice(0)) lease.release()
