@@ -203,7 +203,8 @@ export class LedgerSubscriber {
   /**
    * Extra runs by the gateway process that ran the id before (from the event id, which ends in
    * `<connector start time, base 36>.<counter>`): after a kill, that is the process killed, so
-   * these are the duplicates each kill caused.
+   * these are the duplicates each kill caused. A process that ran an id again itself (a retry
+   * after a failed attempt, not a crash) does not count here; `extraRuns` counts every run.
    */
   extraRunsByBoot(): Map<string, number> {
     const runs = new Map<number, Array<{ boot: number; inv: string }>>()
@@ -217,7 +218,9 @@ export class LedgerSubscriber {
     for (const list of runs.values()) {
       list.sort((a, b) => a.boot - b.boot)
       for (let i = 1; i < list.length; i++) {
-        const key = new Date((list[i - 1] as { boot: number }).boot).toISOString()
+        const before = (list[i - 1] as { boot: number }).boot
+        if ((list[i] as { boot: number }).boot === before) continue
+        const key = new Date(before).toISOString()
         out.set(key, (out.get(key) ?? 0) + 1)
       }
     }
