@@ -15,7 +15,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { fmt } from './common.js'
+import { fmt, median } from './common.js'
 import type { SummaryRow } from './summary.js'
 
 const [rev, pairsArg, script, ...args] = process.argv.slice(2)
@@ -55,7 +55,7 @@ function run(side: Side, cwd: string, pair: number): Promise<SummaryRow[]> {
 }
 
 const us = (n: number | undefined) => (n === undefined ? '-' : fmt(n, 1))
-const median = (xs: number[]) => (xs.length === 0 ? undefined : ([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number))
+const medianOf = (xs: number[]) => (xs.length === 0 ? undefined : median(xs))
 const show = (r: SummaryRow) => `${fmt(r.ratio)}x, ${us(r.cpuGateway)}${r.cpuHosts === undefined ? '' : ` + ${us(r.cpuHosts)}`} us`
 
 try {
@@ -85,7 +85,7 @@ console.log(`\n## ${script} ${args.join(' ')}: ${rev} (before) against this chec
 console.log('| source | ratio before | ratio after | CPU us/event before: gateway + hosts | after | baseline CPU before / after |')
 console.log('| --- | --- | --- | --- | --- | --- |')
 for (const s of sources) {
-  const m = (side: Side, f: (r: SummaryRow) => number | undefined) => median(pick(side, s, f))
+  const m = (side: Side, f: (r: SummaryRow) => number | undefined) => medianOf(pick(side, s, f))
   const cpu = (side: Side) => {
     const h = m(side, (r) => r.cpuHosts)
     return `${us(m(side, (r) => r.cpuGateway))}${h === undefined ? '' : ` + ${us(h)}`}`

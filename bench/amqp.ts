@@ -21,7 +21,7 @@ import { CONNECTORS } from '../src/config/connectors.js'
 import { parseConfig } from '../src/config/load.js'
 import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
-import { fmt, TELEMETRY_FN } from './common.js'
+import { fmt, median, TELEMETRY_FN } from './common.js'
 import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 50_000)
@@ -201,8 +201,6 @@ interface Drain {
   cpuUs: number
   hostCpuUs?: number
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-amqp-'))
 writeFileSync(join(dir, 'fn.js'), FN)

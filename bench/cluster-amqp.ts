@@ -25,7 +25,7 @@ import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { connect, type ChannelModel, type Message } from 'amqplib'
 import pg from 'pg'
-import { fmt, TELEMETRY_FN } from './common.js'
+import { fmt, median, TELEMETRY_FN } from './common.js'
 
 const TOTAL = Number(process.argv[2] ?? 60_000)
 const ROUNDS = Number(process.argv[3] ?? 2)
@@ -282,7 +282,6 @@ try {
   await c.end()
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 const rate = (c: (typeof CONFIGS)[number]) => median((results.get(c) ?? []).map((w) => w.n / (w.ms / 1000)))
 const cpu = (c: (typeof CONFIGS)[number]) => median((results.get(c) ?? []).map((w) => w.cpuUs / w.n))
 console.log(`\none AMQP queue, ${TOTAL} messages per drain, prefetch ${PREFETCH}, ${ROUNDS} rounds (medians)`)

@@ -17,6 +17,9 @@ export function summary(samples: number[]): { n: number; p50: number; p99: numbe
 
 export const fmt = (n: number, digits = 2) => n.toFixed(digits)
 
+/** The middle value (the upper one of the two middle values for an even count); `xs` must not be empty. */
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+
 /** Starts a gateway from YAML and files in a temp folder, logging only warnings to stderr. */
 export async function benchGateway(yaml: string, files: Record<string, string>): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'))

@@ -19,7 +19,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
 import { EventHubConsumerClient, earliestEventPosition } from '@azure/event-hubs'
-import { benchGateway, fmt, TELEMETRY_FN } from './common.js'
+import { benchGateway, fmt, median, TELEMETRY_FN } from './common.js'
 import { recordSummary } from './summary.js'
 
 const PER_PARTITION = Number(process.argv[2] ?? 25_000)
@@ -170,7 +170,6 @@ for (let r = 0; r < ROUNDS; r++) {
 }
 serverProcess.disconnect()
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 const ratios = gws.map((g, i) => g.rate / (bares[i] as Round).rate)
 console.log(`\nevent hubs, ${PARTITIONS} partitions x ${PER_PARTITION} events, ${ROUNDS} alternating rounds (medians)`)
 console.log(`                                  events/s   us CPU/event`)

@@ -18,7 +18,7 @@ import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
 import { decodePayload, type TriggerEvent } from '../src/sdk/index.js'
-import { benchGateway, fmt, TELEMETRY_FN } from './common.js'
+import { benchGateway, fmt, median, TELEMETRY_FN } from './common.js'
 import { cpuOf, selfCpu } from './cpu.js'
 import { recordSummary } from './summary.js'
 
@@ -117,7 +117,6 @@ if (inspector && profileDir) {
   writeFileSync(join(profileDir, `handover-${KINDS.join('-')}-${process.pid}.cpuprofile`), JSON.stringify(profile))
 }
 await gw.stop()
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 console.log(`\nhand-over, ${TOTAL} events of ~200 bytes, groups of ${GROUP}, ${GROUP * INFLIGHT} in flight, ${ROUNDS} alternating rounds (medians)\n`)
 console.log('| event made as | events/s | CPU us/event: this process + worker host |')
 console.log('| --- | --- | --- |')

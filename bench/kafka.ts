@@ -31,7 +31,7 @@ import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
 import type { ConnectorDefinition } from '../src/sdk/index.js'
 import { KafkaBroker } from '../test/helpers/kafka-broker.js'
-import { fmt, TELEMETRY_FN } from './common.js'
+import { fmt, median, TELEMETRY_FN } from './common.js'
 import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 100_000)
@@ -218,8 +218,6 @@ ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
   if (done < TOTAL) throw new Error(`only ${done} of ${TOTAL} events were done`)
   return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL, hostUs: (host1 - host0) / TOTAL }
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
 process.stderr.write('starting a Kafka 4 broker...\n')
 const broker = await KafkaBroker.start()
