@@ -74,6 +74,9 @@ export interface FnLane {
   closing?: boolean
 }
 
+/** Events of the lane admitted (or invoked) and not final yet: its backlog less what waits for admission. */
+export const admittedOpen = (l: FnLane): number => l.backlog - l.unadmitted
+
 /** A `deliver` call's events from `next` on, still to be admitted (their Items are made then). */
 export interface Admission {
   events: TriggerEvent[]
@@ -122,7 +125,7 @@ export function finish(l: FnLane, item: Item, o: Outcome): void {
   if (o.status === 'done') l.stats.eventsDone++
   else if (o.status === 'dead') l.stats.eventsDead++
   item.delivery.record(item.index, o)
-  if (l.admitting.length > 0 && l.backlog - l.unadmitted < l.admitAhead >> 1) l.wakeAdmission()
+  if (l.admitting.length > 0 && admittedOpen(l) < l.admitAhead >> 1) l.wakeAdmission()
   if (l.backlog === 0) for (const f of l.idle.splice(0)) f()
 }
 

@@ -13,6 +13,7 @@ import { reasonOf } from './safe-json.js'
 import {
   ABORTED,
   type Admission,
+  admittedOpen,
   type FnLane,
   finish,
   guard,
@@ -236,7 +237,7 @@ export class Router {
    */
   private admitSlice(l: FnLane): void {
     l.admitTimer = undefined
-    let budget = Math.min(ADMIT_SLICE, l.admitAhead - (l.backlog - l.unadmitted))
+    let budget = Math.min(ADMIT_SLICE, l.admitAhead - admittedOpen(l))
     if (budget <= 0) return
     while (budget > 0 && l.admitting.length > 0) {
       const a = l.admitting[0] as Admission
@@ -247,7 +248,7 @@ export class Router {
       if (a.next === a.events.length) l.admitting.shift()
     }
     guard(this.host, l, 'starting batches', () => this.onReady(l))
-    if (l.admitting.length > 0 && l.backlog - l.unadmitted < l.admitAhead) l.wakeAdmission()
+    if (l.admitting.length > 0 && admittedOpen(l) < l.admitAhead) l.wakeAdmission()
   }
 
   /** Admits one event (its call already counted it in the backlog): queued, or dead-lettered. */
