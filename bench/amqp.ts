@@ -22,6 +22,7 @@ import { parseConfig } from '../src/config/load.js'
 import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
 import { fmt, median, TELEMETRY_FN } from './common.js'
+import { ceilingRate, machineCpu } from './cpu.js'
 import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 50_000)
@@ -76,6 +77,7 @@ async function bare(model: ChannelModel, queue: string): Promise<Drain> {
   let queued = false
   let t0 = 0
   let cpu0 = process.cpuUsage()
+  let m0 = 0
   const done = new Promise<number>((resolve) => {
     const flush = () => {
       queued = false
@@ -96,12 +98,14 @@ async function bare(model: ChannelModel, queue: string): Promise<Drain> {
       .then(() => {
         t0 = performance.now()
         cpu0 = process.cpuUsage()
+        m0 = machineCpu()
       })
   })
   const t1 = await done
   const cpu = process.cpuUsage(cpu0)
+  const machine = (machineCpu() - m0) / TOTAL
   await ch.close()
-  return { rate: TOTAL / ((t1 - t0) / 1000), cpuUs: (cpu.user + cpu.system) / TOTAL }
+  return { rate: TOTAL / ((t1 - t0) / 1000), cpuUs: (cpu.user + cpu.system) / TOTAL, machine }
 }
 
 /** CPU time (us) a process has used so far, from /proc (Linux; 0 elsewhere). */
@@ -119,6 +123,7 @@ function processCpuUs(pid: number): number {
 class StartStamp extends Writable {
   at = 0
   cpu = process.cpuUsage()
+  machine = 0
   constructor(private readonly inspector?: Session) {
     super()
   }
@@ -127,6 +132,7 @@ class StartStamp extends Writable {
     if (this.at === 0 && chunk.includes('amqp consumer started')) {
       this.at = performance.now()
       this.cpu = process.cpuUsage()
+      this.machine = machineCpu()
       // The profile covers the drain only (not the start).
       if (this.inspector) void this.inspector.post('Profiler.start')
     }
@@ -163,6 +169,7 @@ functions:
   while (stats.eventsDone < TOTAL) await new Promise((r) => setTimeout(r, 2))
   const t1 = performance.now()
   const cpu = process.cpuUsage(stamp.cpu)
+  const machine = (machineCpu() - stamp.machine) / TOTAL
   const hostCpu = hostPids.reduce((a, pid) => a + processCpuUs(pid), 0) - hostCpu0
   if (inspector && profileDir) {
     const { profile } = await inspector.post('Profiler.stop')
@@ -178,7 +185,7 @@ functions:
   process.stderr.write(
     `  gateway: ${info.counts.invocations} invocations for ${TOTAL} events; per batch ${fmt(cycleMs, 2)} ms, of it the invocation p50 ${info.latencyMs?.p50 ?? '-'} ms\n`,
   )
-  return { rate: TOTAL / ((t1 - stamp.at) / 1000), cpuUs: (cpu.user + cpu.system) / TOTAL, hostCpuUs: hostCpu / TOTAL }
+  return { rate: TOTAL / ((t1 - stamp.at) / 1000), cpuUs: (cpu.user + cpu.system) / TOTAL, hostCpuUs: hostCpu / TOTAL, machine }
 }
 
 async function drained(model: ChannelModel, queue: string): Promise<void> {
@@ -200,6 +207,8 @@ interface Drain {
   rate: number
   cpuUs: number
   hostCpuUs?: number
+  /** The whole machine's CPU per message (us), RabbitMQ included (cpu.ts machineCpu). */
+  machine: number
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-amqp-'))
@@ -208,19 +217,23 @@ const model = await connect(URL)
 const rates: { bare: number[]; gateway: number[] } = { bare: [], gateway: [] }
 const cpus: { bare: number[]; gateway: number[] } = { bare: [], gateway: [] }
 const hostCpus: number[] = []
+const machines: { bare: number[]; gateway: number[] } = { bare: [], gateway: [] }
 let size = 0
 try {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const kind of ['bare', 'gateway'] as const) {
       const queue = `sluice-bench-${kind}-${process.pid}-${round}`
       size = await prefill(model, queue)
-      const { rate, cpuUs, hostCpuUs } = kind === 'bare' ? await bare(model, queue) : await gateway(queue, dir)
+      const { rate, cpuUs, hostCpuUs, machine } = kind === 'bare' ? await bare(model, queue) : await gateway(queue, dir)
       await drained(model, queue)
       rates[kind].push(rate)
       cpus[kind].push(cpuUs)
+      machines[kind].push(machine)
       if (hostCpuUs !== undefined) hostCpus.push(hostCpuUs)
       const host = hostCpuUs === undefined ? '' : ` + ${fmt(hostCpuUs, 1)} worker hosts`
-      process.stderr.write(`round ${round} ${kind.padEnd(7)} ${fmt(rate, 0).padStart(8)} msg/s  ${fmt(cpuUs, 1)}${host} us CPU/msg\n`)
+      process.stderr.write(
+        `round ${round} ${kind.padEnd(7)} ${fmt(rate, 0).padStart(8)} msg/s  ${fmt(cpuUs, 1)}${host} us CPU/msg, machine ${fmt(machine, 1)}\n`,
+      )
     }
   }
 } finally {
@@ -229,12 +242,17 @@ try {
 }
 const b = median(rates.bare)
 const g = median(rates.gateway)
+/** Machine CPU per message, cores busy while draining, and the ratio with every core busy at that cost. */
+const budget = (kind: 'bare' | 'gateway', rate: number) => {
+  const m = median(machines[kind])
+  return `machine ${fmt(m, 1)} us/msg, ${fmt((m * rate) / 1e6)} cores busy, ceiling ${fmt(ceilingRate(m) / b)}x`
+}
 console.log(`\namqp drain, ${TOTAL} messages of ~${Math.round(size)} bytes, prefetch ${PREFETCH}, ${ROUNDS} alternating rounds (median msg/s)`)
 console.log(
-  `bare amqplib consumer     ${fmt(b, 0).padStart(8)}   (rounds: ${rates.bare.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.bare), 1)} us CPU/msg`,
+  `bare amqplib consumer     ${fmt(b, 0).padStart(8)}   (rounds: ${rates.bare.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.bare), 1)} us CPU/msg   ${budget('bare', b)}`,
 )
 console.log(
-  `sluice gateway            ${fmt(g, 0).padStart(8)}   (rounds: ${rates.gateway.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.gateway), 1)} + ${fmt(median(hostCpus), 1)} us CPU/msg (process + worker hosts)   ${fmt(g / b)}x bare`,
+  `sluice gateway            ${fmt(g, 0).padStart(8)}   (rounds: ${rates.gateway.map((r) => fmt(r, 0)).join(', ')})   ${fmt(median(cpus.gateway), 1)} + ${fmt(median(hostCpus), 1)} us CPU/msg (process + worker hosts)   ${fmt(g / b)}x bare   ${budget('gateway', g)}`,
 )
 recordSummary({
   source: 'AMQP drain',
@@ -243,4 +261,7 @@ recordSummary({
   cpuGateway: median(cpus.gateway),
   cpuHosts: median(hostCpus),
   cpuBaseline: median(cpus.bare),
+  machine: median(machines.gateway),
+  machineBaseline: median(machines.bare),
+  ceiling: ceilingRate(median(machines.gateway)) / b,
 })

@@ -20,6 +20,7 @@ import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
 import { EventHubConsumerClient, earliestEventPosition } from '@azure/event-hubs'
 import { benchGateway, fmt, median, TELEMETRY_FN } from './common.js'
+import { ceilingRate, machineCpu } from './cpu.js'
 import { recordSummary } from './summary.js'
 
 const PER_PARTITION = Number(process.argv[2] ?? 25_000)
@@ -60,6 +61,8 @@ interface Round {
   /** The gateway's share: this process, and its worker hosts. */
   processUs?: number
   hostUs?: number
+  /** The whole machine's CPU per event (us), the test server included (cpu.ts machineCpu). */
+  machine: number
 }
 
 let hubSeq = 0
@@ -86,6 +89,7 @@ async function bare(hub: string): Promise<Round> {
   const finished = new Promise<void>((r) => (done = r))
   const t0 = performance.now()
   const c0 = ownCpuMs()
+  const m0 = machineCpu()
   const sub = client.subscribe(
     {
       processEvents: async (events) => {
@@ -101,9 +105,10 @@ async function bare(hub: string): Promise<Round> {
   await finished
   const rate = TOTAL / ((performance.now() - t0) / 1000)
   const cpuUsPerEvent = ((ownCpuMs() - c0) * 1000) / TOTAL
+  const machine = (machineCpu() - m0) / TOTAL
   await sub.close()
   await client.close()
-  return { rate, cpuUsPerEvent }
+  return { rate, cpuUsPerEvent, machine }
 }
 
 async function gateway(hub: string, profile?: string): Promise<Round & { invocations: number }> {
@@ -135,12 +140,14 @@ functions:
   const hostCpu = () => hostPids.reduce((sum, pid) => sum + pidCpuMs(pid), 0)
   const p0 = ownCpuMs()
   const h0 = hostCpu()
+  const m0 = machineCpu()
   // The router's counters (gw.function builds the whole admin view: too costly to poll every 2 ms).
   const stats = gw.router.stats('telemetry').stats
   while (stats.eventsDone + stats.eventsDead < TOTAL) await new Promise((r) => setTimeout(r, 2))
   const rate = TOTAL / ((performance.now() - t0) / 1000)
   const processUs = ((ownCpuMs() - p0) * 1000) / TOTAL
   const hostUs = ((hostCpu() - h0) * 1000) / TOTAL
+  const machine = (machineCpu() - m0) / TOTAL
   const cpuUsPerEvent = processUs + hostUs
   if (inspector && profile) {
     const { profile: p } = await inspector.post('Profiler.stop')
@@ -150,7 +157,7 @@ functions:
   const info = gw.function('telemetry')
   await gw.stop()
   if ((info?.counts.eventsDead ?? 0) > 0) throw new Error(`${info?.counts.eventsDead} events were dead-lettered`)
-  return { rate, cpuUsPerEvent, processUs, hostUs, invocations: info?.counts.invocations ?? 0 }
+  return { rate, cpuUsPerEvent, processUs, hostUs, machine, invocations: info?.counts.invocations ?? 0 }
 }
 
 const bares: Round[] = []
@@ -165,19 +172,25 @@ for (let r = 0; r < ROUNDS; r++) {
   bares.push(b)
   gws.push(g)
   process.stderr.write(
-    `round ${r + 1}: bare ${fmt(b.rate, 0)}/s (${fmt(b.cpuUsPerEvent, 1)} us CPU/event), gateway ${fmt(g.rate, 0)}/s (${fmt(g.cpuUsPerEvent, 1)} = ${fmt(g.processUs ?? 0, 1)} process + ${fmt(g.hostUs ?? 0, 1)} host us CPU/event, ${g.invocations} invocations): ${fmt(g.rate / b.rate)}x\n`,
+    `round ${r + 1}: bare ${fmt(b.rate, 0)}/s (${fmt(b.cpuUsPerEvent, 1)} us CPU/event), gateway ${fmt(g.rate, 0)}/s (${fmt(g.cpuUsPerEvent, 1)} = ${fmt(g.processUs ?? 0, 1)} process + ${fmt(g.hostUs ?? 0, 1)} host us CPU/event, ${g.invocations} invocations): ${fmt(g.rate / b.rate)}x; machine ${fmt(b.machine, 1)} / ${fmt(g.machine, 1)} us/event\n`,
   )
 }
 serverProcess.disconnect()
 
 const ratios = gws.map((g, i) => g.rate / (bares[i] as Round).rate)
 console.log(`\nevent hubs, ${PARTITIONS} partitions x ${PER_PARTITION} events, ${ROUNDS} alternating rounds (medians)`)
-console.log(`                                  events/s   us CPU/event`)
+const baseRate = median(bares.map((b) => b.rate))
+/** Machine CPU per event, cores busy while draining, and the ratio with every core busy at that cost. */
+const budget = (rs: Round[]) => {
+  const m = median(rs.map((r) => r.machine))
+  return `${fmt(m, 1).padStart(11)}   ${fmt((m * median(rs.map((r) => r.rate))) / 1e6).padStart(10)}   ${fmt(ceilingRate(m) / baseRate).padStart(7)}x`
+}
+console.log(`                                  events/s   us CPU/event   machine us   cores busy   ceiling`)
 console.log(
-  `bare EventHubConsumerClient     ${fmt(median(bares.map((b) => b.rate)), 0).padStart(10)}   ${fmt(median(bares.map((b) => b.cpuUsPerEvent)), 1).padStart(12)}`,
+  `bare EventHubConsumerClient     ${fmt(baseRate, 0).padStart(10)}   ${fmt(median(bares.map((b) => b.cpuUsPerEvent)), 1).padStart(12)}   ${budget(bares)}`,
 )
 console.log(
-  `gateway (trigger -> function)   ${fmt(median(gws.map((g) => g.rate)), 0).padStart(10)}   ${fmt(median(gws.map((g) => g.cpuUsPerEvent)), 1).padStart(12)}   (${fmt(median(gws.map((g) => g.processUs ?? 0)), 1)} process + ${fmt(median(gws.map((g) => g.hostUs ?? 0)), 1)} worker host)`,
+  `gateway (trigger -> function)   ${fmt(median(gws.map((g) => g.rate)), 0).padStart(10)}   ${fmt(median(gws.map((g) => g.cpuUsPerEvent)), 1).padStart(12)}   ${budget(gws)}   (${fmt(median(gws.map((g) => g.processUs ?? 0)), 1)} process + ${fmt(median(gws.map((g) => g.hostUs ?? 0)), 1)} worker host)`,
 )
 recordSummary({
   source: 'Event Hubs',
@@ -186,5 +199,8 @@ recordSummary({
   cpuGateway: median(gws.map((g) => g.processUs ?? 0)),
   cpuHosts: median(gws.map((g) => g.hostUs ?? 0)),
   cpuBaseline: median(bares.map((b) => b.cpuUsPerEvent)),
+  machine: median(gws.map((g) => g.machine)),
+  machineBaseline: median(bares.map((b) => b.machine)),
+  ceiling: ceilingRate(median(gws.map((g) => g.machine))) / baseRate,
 })
 console.log(`ratio gateway / bare (median of per-round ratios): ${fmt(median(ratios))}x (rounds: ${ratios.map((r) => fmt(r)).join(', ')})`)

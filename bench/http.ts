@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { Agent, get } from 'node:http'
 import Fastify from 'fastify'
 import { benchGateway, fmt } from './common.js'
-import { cpuOf, selfCpu } from './cpu.js'
+import { ceilingRate, cpuOf, selfCpu } from './cpu.js'
 import { startNodeRed } from './node-red.js'
 import { recordSummary } from './summary.js'
 
@@ -37,6 +37,8 @@ interface Load {
   p50: number
   p99: number
   errors: number
+  /** The whole machine's CPU (us) while the load ran, autocannon included (cpu.ts machineCpu). */
+  machine: number
 }
 
 /** Runs autocannon in a child process against `url`. */
@@ -128,6 +130,8 @@ for (const s of servers) seq.set(s.name, await sequential(s.url, 3000))
 interface Measured extends Load {
   cpuUs: number
   hostCpuUs: number
+  /** The machine's CPU per request (us). */
+  machineUs: number
 }
 const results = new Map<string, Measured[]>()
 for (const conn of CONNECTIONS) {
@@ -144,11 +148,12 @@ for (const conn of CONNECTIONS) {
         const { profile } = await inspector.post('Profiler.stop')
         writeFileSync(join(profileDir, `http-${conn}-${r + 1}.cpuprofile`), JSON.stringify(profile))
       }
-      const m: Measured = { ...l, cpuUs: (cpu - host) / Math.max(1, l.total), hostCpuUs: host / Math.max(1, l.total) }
+      const n = Math.max(1, l.total)
+      const m: Measured = { ...l, cpuUs: (cpu - host) / n, hostCpuUs: host / n, machineUs: l.machine / n }
       const key = `${s.name}@${conn}`
       results.set(key, [...(results.get(key) ?? []), m])
       process.stderr.write(
-        `${conn} conn. round ${r + 1} ${s.name}: ${fmt(l.rps, 0)} req/s, CPU ${fmt(m.cpuUs, 1)} + ${fmt(m.hostCpuUs, 1)} us/req, errors ${l.errors}\n`,
+        `${conn} conn. round ${r + 1} ${s.name}: ${fmt(l.rps, 0)} req/s, CPU ${fmt(m.cpuUs, 1)} + ${fmt(m.hostCpuUs, 1)} us/req, machine ${fmt(m.machineUs, 1)}, errors ${l.errors}\n`,
       )
     }
   }
@@ -161,8 +166,10 @@ await nodeRed?.stop()
 
 const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
 console.log(`\nHTTP, ${SECONDS} s x ${ROUNDS} alternating rounds per server and connection count (small JSON)\n`)
-console.log('| server | connections | req/s | ratio | p50 ms | p99 ms | CPU us/req (process + worker hosts) |')
-console.log('| --- | --- | --- | --- | --- | --- | --- |')
+console.log(
+  '| server | connections | req/s | ratio | p50 ms | p99 ms | CPU us/req (process + worker hosts) | machine CPU us/req (autocannon included) | cores busy | ceiling |',
+)
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
 for (const conn of CONNECTIONS) {
   const base = avg((results.get(`bare@${conn}`) ?? []).map((m) => m.rps))
   const row = (s: (typeof servers)[number]) => {
@@ -175,12 +182,13 @@ for (const conn of CONNECTIONS) {
       host: avg(ms.map((m) => m.hostCpuUs)),
       p50: avg(ms.map((m) => m.p50)),
       p99: avg(ms.map((m) => m.p99)),
+      machine: avg(ms.map((m) => m.machineUs)),
     }
   }
   for (const s of servers) {
     const x = row(s)
     console.log(
-      `| ${s.label} | ${conn} | ${fmt(x.rps, 0)} | ${fmt(x.ratio)}x | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.cpu, 1)}${s.hostPids.length > 0 ? ` + ${fmt(x.host, 1)}` : ''} |`,
+      `| ${s.label} | ${conn} | ${fmt(x.rps, 0)} | ${fmt(x.ratio)}x | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.cpu, 1)}${s.hostPids.length > 0 ? ` + ${fmt(x.host, 1)}` : ''} | ${fmt(x.machine, 1)} | ${fmt((x.machine * x.rps) / 1e6)} | ${fmt(ceilingRate(x.machine) / base)}x |`,
     )
   }
   const g = row(servers[1] as (typeof servers)[number])
@@ -195,6 +203,9 @@ for (const conn of CONNECTIONS) {
     cpuGateway: g.cpu,
     cpuHosts: g.host,
     cpuBaseline: row(servers[0] as (typeof servers)[number]).cpu,
+    machine: g.machine,
+    machineBaseline: row(servers[0] as (typeof servers)[number]).machine,
+    ceiling: ceilingRate(g.machine) / base,
     note: [
       nr ? `Node-RED ${fmt(nr.ratio)}x, ${fmt(nr.cpu, 0)} us/req` : 'Node-RED not run',
       via ? `through the gateway ${fmt(via.ratio)}x, ${fmt(via.cpu, 1)} + ${fmt(via.host, 1)}` : undefined,

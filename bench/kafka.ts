@@ -32,6 +32,7 @@ import { createLogger } from '../src/log.js'
 import type { ConnectorDefinition } from '../src/sdk/index.js'
 import { KafkaBroker } from '../test/helpers/kafka-broker.js'
 import { fmt, median, TELEMETRY_FN } from './common.js'
+import { ceilingRate, machineCpu } from './cpu.js'
 import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 100_000)
@@ -52,6 +53,8 @@ interface Result {
   cpuUs: number
   /** Of cpuUs, the worker hosts' share (gateway cases; 0 for the bare consumers). */
   hostUs: number
+  /** The whole machine's CPU per message (us), the broker's JVM included (cpu.ts machineCpu). */
+  machineUs: number
 }
 
 /** CPU time (us) a process has used so far, from /proc (Linux; 0 elsewhere). */
@@ -109,9 +112,11 @@ async function bare(kafka: Kafka, admin: Admin, parse: boolean): Promise<Result>
   const consumer = kafka.consumer({ groupId: group, maxWaitTimeInMs: 1000 })
   let joined = 0
   let cpu0 = 0
+  let m0 = 0
   consumer.on(consumer.events.GROUP_JOIN, () => {
     joined ||= performance.now()
     cpu0 ||= ownCpuUs()
+    m0 ||= machineCpu()
   })
   await consumer.connect()
   await consumer.subscribe({ topic: TOPIC, fromBeginning: true })
@@ -119,6 +124,7 @@ async function bare(kafka: Kafka, admin: Admin, parse: boolean): Promise<Result>
   const committed = new Map<number, number>()
   let end = 0
   let cpu1 = 0
+  let m1 = 0
   let low = 0
   await new Promise<void>((resolve) => {
     void consumer.run({
@@ -134,6 +140,7 @@ async function bare(kafka: Kafka, admin: Admin, parse: boolean): Promise<Result>
         if (!end && [...committed.values()].reduce((a, b) => a + b, 0) >= TOTAL) {
           end = performance.now()
           cpu1 = ownCpuUs()
+          m1 = machineCpu()
           resolve()
         }
       },
@@ -142,7 +149,7 @@ async function bare(kafka: Kafka, admin: Admin, parse: boolean): Promise<Result>
   await committedAll(admin, group, () => true) // the broker agrees
   await consumer.disconnect()
   if (parse && low === 0) throw new Error('the parsing baseline parsed nothing')
-  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL, hostUs: 0 }
+  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL, hostUs: 0, machineUs: (m1 - m0) / TOTAL }
 }
 
 /**
@@ -165,6 +172,7 @@ functions:
 ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
   let joined = 0
   let cpu0 = 0
+  let m0 = 0
   let host0 = 0
   let hostPids: number[] = []
   const hostCpu = () => hostPids.reduce((a, pid) => a + processCpuUs(pid), 0)
@@ -180,6 +188,7 @@ ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
         joined = performance.now()
         host0 = hostCpu()
         cpu0 = ownCpuUs() + host0
+        m0 = machineCpu()
         // The profile covers the drain only (not the gateway's start).
         if (inspector) void inspector.post('Profiler.start')
       }
@@ -202,6 +211,7 @@ ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
     if (!processedAt && gw.router.stats('consume').stats.eventsDone >= TOTAL) processedAt = performance.now()
   }, 5)
   const end = await committedAll(admin, group, () => processedAt > 0)
+  const m1 = machineCpu()
   const host1 = hostCpu()
   const cpu1 = ownCpuUs() + host1
   clearInterval(watch)
@@ -216,7 +226,7 @@ ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
   await gw.stop()
   rmSync(dir, { recursive: true, force: true })
   if (done < TOTAL) throw new Error(`only ${done} of ${TOTAL} events were done`)
-  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL, hostUs: (host1 - host0) / TOTAL }
+  return { rate: TOTAL / ((end - joined) / 1000), cpuUs: (cpu1 - cpu0) / TOTAL, hostUs: (host1 - host0) / TOTAL, machineUs: (m1 - m0) / TOTAL }
 }
 
 process.stderr.write('starting a Kafka 4 broker...\n')
@@ -239,7 +249,7 @@ try {
     for (const c of CASES) runs[c].push(await run(c))
     const line = (k: Case) => {
       const r = runs[k][i]
-      return `${k} ${fmt(r?.rate ?? 0, 0)}/s ${fmt(r?.cpuUs ?? 0, 1)} us/msg${r?.hostUs ? ` (hosts ${fmt(r.hostUs, 1)})` : ''}`
+      return `${k} ${fmt(r?.rate ?? 0, 0)}/s ${fmt(r?.cpuUs ?? 0, 1)} us/msg${r?.hostUs ? ` (hosts ${fmt(r.hostUs, 1)})` : ''}, machine ${fmt(r?.machineUs ?? 0, 1)}`
     }
     process.stderr.write(`round ${i + 1}: ${CASES.map(line).join(', ')}\n`)
   }
@@ -248,12 +258,14 @@ try {
   const base = runs.parse.length > 0 ? rate('parse') : Number.NaN
   const baseCpu = runs.parse.length > 0 ? cpu('parse') : Number.NaN
   console.log(`\nkafka 4 (real broker), ${TOTAL} messages, ${PARTITIONS} partitions, median of ${ROUNDS} rounds (join -> last commit)`)
-  console.log('                                              msgs/s   rate   CPU us/msg   CPU   of it hosts')
+  console.log('                                              msgs/s   rate   CPU us/msg   CPU   of it hosts   machine us/msg   cores busy   ceiling')
+  const machine = (k: Case) => median(runs[k].map((r) => r.machineUs))
   const row = (label: string, k: Case) => {
     if (runs[k].length === 0) return
     const host = median(runs[k].map((r) => r.hostUs))
+    const m = machine(k)
     console.log(
-      `${label.padEnd(44)}${fmt(rate(k), 0).padStart(8)}  ${fmt(rate(k) / base).padStart(5)}x  ${fmt(cpu(k), 1).padStart(10)}  ${fmt(cpu(k) / baseCpu).padStart(5)}x${host ? fmt(host, 1).padStart(12) : ''}`,
+      `${label.padEnd(44)}${fmt(rate(k), 0).padStart(8)}  ${fmt(rate(k) / base).padStart(5)}x  ${fmt(cpu(k), 1).padStart(10)}  ${fmt(cpu(k) / baseCpu).padStart(5)}x${(host ? fmt(host, 1) : '-').padStart(12)}${fmt(m, 1).padStart(17)}${fmt((m * rate(k)) / 1e6, 2).padStart(13)}${fmt(ceilingRate(m) / base).padStart(9)}x`,
     )
   }
   row('bare kafkajs eachBatch, JSON.parse + commit', 'parse')
@@ -267,6 +279,9 @@ try {
       baseline: 'bare kafkajs eachBatch, JSON.parse + commit',
       cpuGateway: cpu('gateway'),
       cpuBaseline: baseCpu,
+      machine: machine('gateway'),
+      machineBaseline: machine('parse'),
+      ceiling: ceilingRate(machine('gateway')) / base,
       note: 'CPU: process + worker hosts together',
     })
 } finally {

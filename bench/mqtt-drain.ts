@@ -31,6 +31,7 @@ import { createLogger } from '../src/log.js'
 import type { ConnectorDefinition, Outcome } from '../src/sdk/index.js'
 import { startMosquitto, type Mosquitto } from '../test/connectors/mqtt/broker.js'
 import { fmt, TELEMETRY_FN } from './common.js'
+import { ceilingRate, machineCpu } from './cpu.js'
 import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 50_000)
@@ -102,6 +103,8 @@ interface Drain {
   /** CPU µs per message: this process, and worker hosts. */
   cpu: number
   hostCpu: number
+  /** The whole machine's CPU µs per message, Mosquitto included (cpu.ts machineCpu). */
+  machine: number
 }
 
 /** Creates the persistent session (subscribed) and queues TOTAL messages in it. */
@@ -140,6 +143,8 @@ async function bare(broker: Mosquitto, clientId: string): Promise<Drain> {
   let t1 = 0
   let c0 = 0
   let c1 = 0
+  let m0 = 0
+  let m1 = 0
   let done!: () => void
   const finished = new Promise<void>((r) => (done = r))
   const client = connect(broker.url, { ...SESSION, clientId, manualConnect: true })
@@ -147,6 +152,7 @@ async function bare(broker: Mosquitto, clientId: string): Promise<Drain> {
     if (n === 0) {
       t0 = performance.now()
       c0 = selfCpu()
+      m0 = machineCpu()
     }
     JSON.parse(payload.toString())
     if (++n === TOTAL) {
@@ -154,6 +160,7 @@ async function bare(broker: Mosquitto, clientId: string): Promise<Drain> {
       setImmediate(() => {
         t1 = performance.now()
         c1 = selfCpu()
+        m1 = machineCpu()
         done()
       })
     }
@@ -161,7 +168,7 @@ async function bare(broker: Mosquitto, clientId: string): Promise<Drain> {
   client.connect()
   await finished
   await client.endAsync()
-  return { rate: TOTAL / ((t1 - t0) / 1000), cpu: (c1 - c0) / TOTAL, hostCpu: 0 }
+  return { rate: TOTAL / ((t1 - t0) / 1000), cpu: (c1 - c0) / TOTAL, hostCpu: 0, machine: (m1 - m0) / TOTAL }
 }
 
 /** Events shaped like the trigger's, to warm the router, worker host and isolate before the drain. */
@@ -194,6 +201,8 @@ async function gateway(broker: Mosquitto, clientId: string, warm: boolean): Prom
   let c1 = 0
   let h0 = 0
   let h1 = 0
+  let m0 = 0
+  let m1 = 0
   let hosts: number[] = []
   const hostCpu = () => hosts.reduce((a, pid) => a + procCpu(pid), 0)
   let done!: () => void
@@ -214,6 +223,7 @@ async function gateway(broker: Mosquitto, clientId: string, warm: boolean): Prom
                 t0 = performance.now()
                 c0 = selfCpu()
                 h0 = hostCpu()
+                m0 = machineCpu()
                 // The profile covers the drain only (not the start and the warm-up).
                 if (inspector) void inspector.post('Profiler.start')
               }
@@ -225,6 +235,7 @@ async function gateway(broker: Mosquitto, clientId: string, warm: boolean): Prom
                     t1 = performance.now()
                     c1 = selfCpu()
                     h1 = hostCpu()
+                    m1 = machineCpu()
                     done()
                   })
                 return o
@@ -269,7 +280,7 @@ async function gateway(broker: Mosquitto, clientId: string, warm: boolean): Prom
   await gw.stop()
   rmSync(dir, { recursive: true, force: true })
   if (info && info.counts.eventsDone < TOTAL) throw new Error(`only ${info.counts.eventsDone} of ${TOTAL} done`)
-  return { rate: TOTAL / ((t1 - t0) / 1000), cpu: (c1 - c0) / TOTAL, hostCpu: (h1 - h0) / TOTAL }
+  return { rate: TOTAL / ((t1 - t0) / 1000), cpu: (c1 - c0) / TOTAL, hostCpu: (h1 - h0) / TOTAL, machine: (m1 - m0) / TOTAL }
 }
 
 async function main(): Promise<void> {
@@ -286,7 +297,9 @@ async function main(): Promise<void> {
         const left = await leftover(broker, clientId)
         if (left !== 0) throw new Error(`${kind} round ${r + 1} left ${left} messages unacked`)
         results[kind].push(d)
-        process.stderr.write(`round ${r + 1} ${kind}: ${fmt(d.rate, 0)} msg/s, CPU ${fmt(d.cpu, 1)} + ${fmt(d.hostCpu, 1)} us/msg\n`)
+        process.stderr.write(
+          `round ${r + 1} ${kind}: ${fmt(d.rate, 0)} msg/s, CPU ${fmt(d.cpu, 1)} + ${fmt(d.hostCpu, 1)} us/msg, machine ${fmt(d.machine, 1)}\n`,
+        )
       }
     }
   } finally {
@@ -295,13 +308,15 @@ async function main(): Promise<void> {
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
   const base = mean(results.bare.map((d) => d.rate))
   console.log(`\nMQTT drain: ${TOTAL} messages of ~200 bytes, ${ROUNDS} alternating rounds, mosquitto max_inflight_messages 1000, persistence off\n`)
-  console.log('| consumer | msg/s per round | mean msg/s | ratio | CPU us/msg: this process + worker host |')
-  console.log('| --- | --- | --- | --- | --- |')
+  console.log('| consumer | msg/s per round | mean msg/s | ratio | CPU us/msg: this process + worker host | machine CPU us/msg | cores busy | ceiling |')
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  const machine = (ds: Drain[]) => mean(ds.map((d) => d.machine))
   for (const kind of KINDS) {
     const ds = results[kind]
     const m = mean(ds.map((d) => d.rate))
+    const mc = machine(ds)
     console.log(
-      `| ${LABELS[kind]} | ${ds.map((d) => fmt(d.rate, 0)).join(', ')} | ${fmt(m, 0)} | ${fmt(m / base)}x | ${fmt(mean(ds.map((d) => d.cpu)), 1)} + ${fmt(mean(ds.map((d) => d.hostCpu)), 1)} |`,
+      `| ${LABELS[kind]} | ${ds.map((d) => fmt(d.rate, 0)).join(', ')} | ${fmt(m, 0)} | ${fmt(m / base)}x | ${fmt(mean(ds.map((d) => d.cpu)), 1)} + ${fmt(mean(ds.map((d) => d.hostCpu)), 1)} | ${fmt(mc, 1)} | ${fmt((mc * m) / 1e6)} | ${fmt(ceilingRate(mc) / base)}x |`,
     )
     if (kind !== 'bare' && results.bare.length > 0) {
       recordSummary({
@@ -311,6 +326,9 @@ async function main(): Promise<void> {
         cpuGateway: mean(ds.map((d) => d.cpu)),
         cpuHosts: mean(ds.map((d) => d.hostCpu)),
         cpuBaseline: mean(results.bare.map((d) => d.cpu)),
+        machine: machine(ds),
+        machineBaseline: machine(results.bare),
+        ceiling: ceilingRate(machine(ds)) / base,
       })
     }
   }

@@ -109,12 +109,19 @@ try {
 rmSync(dir, { recursive: true, force: true })
 const us = (n: number | undefined) => (n === undefined ? '-' : fmt(n, 1))
 console.log(`\n## Summary${quick ? ' (quick run)' : ''}\n`)
-console.log('| source | rate ratio | baseline | CPU us/event: gateway + hosts | baseline CPU us/event | note |')
-console.log('| --- | --- | --- | --- | --- | --- |')
+console.log(
+  '| source | rate ratio | baseline | CPU us/event: gateway + hosts | baseline CPU us/event | machine CPU us/event: sluice / baseline | ceiling | note |',
+)
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- |')
 for (const r of rows) {
   const cpu = r.cpuHosts === undefined ? us(r.cpuGateway) : `${us(r.cpuGateway)} + ${us(r.cpuHosts)}`
-  console.log(`| ${r.source} | ${fmt(r.ratio)}x | ${r.baseline} | ${cpu} | ${us(r.cpuBaseline)} | ${r.note ?? ''} |`)
+  const machine = r.machine === undefined ? '-' : `${us(r.machine)} / ${us(r.machineBaseline)}`
+  const ceiling = r.ceiling === undefined ? '-' : `${fmt(r.ceiling)}x`
+  console.log(`| ${r.source} | ${fmt(r.ratio)}x | ${r.baseline} | ${cpu} | ${us(r.cpuBaseline)} | ${machine} | ${ceiling} | ${r.note ?? ''} |`)
 }
+console.log(
+  '\nmachine CPU: every core of the machine, broker or load generator included, per event; ceiling: the ratio sluice would reach with every core busy at that cost (bench/README.md, "CPU budget").',
+)
 const notRun = ran.filter((r) => r.status !== 'ran')
 if (notRun.length > 0) console.log(`\n${notRun.map((r) => `- ${r.name}: ${r.status}`).join('\n')}`)
 if (ran.some((r) => r.status.startsWith('failed'))) process.exitCode = 1

@@ -16,6 +16,11 @@ export interface SummaryRow {
   cpuHosts?: number
   /** The baseline's CPU per event (us), when measured. */
   cpuBaseline?: number
+  /** The whole machine's CPU per event (us, cpu.ts machineCpu): sluice's case, and its baseline's. */
+  machine?: number
+  machineBaseline?: number
+  /** The ratio sluice would reach with every core busy at its machine CPU per event (cpu.ts ceilingRate). */
+  ceiling?: number
   note?: string
 }
 
