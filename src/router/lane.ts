@@ -121,7 +121,12 @@ export class Lane {
   private freeHead = 0
   /** Items that could go into a batch now. */
   readyCount = 0
-  /** When readyCount last rose from zero. */
+  /**
+   * When the oldest of them arrived, about (performance.now()): when readyCount rose from zero,
+   * or earlier when a key unlocked with items that waited behind its batch. batch.maxWaitMs counts
+   * from here, as a batching window counts from its first event: a key's leftovers, queued while
+   * its last batch ran, do not wait for a full batch once more.
+   */
   readySince = 0
 
   /** Adds an item; `front` puts a retried item back before newer ones of its key. */
@@ -217,7 +222,8 @@ export class Lane {
       if (this.last === q) this.last = undefined
       return
     }
-    if (this.readyCount === 0) this.readySince = performance.now()
+    const oldest = (q.items[q.head] as Item).enqueuedAt
+    this.readySince = this.readyCount === 0 ? oldest : Math.min(this.readySince, oldest)
     q.ready = true
     this.ready.push(q)
     this.readyCount += q.size

@@ -290,8 +290,13 @@ export class Router {
   }
 
   private onReady(l: FnLane): void {
-    while (l.held.length > 0 && l.lane.readyCount >= l.fn.batch.maxSize) this.dispatch(l, l.held.shift() as Lease)
+    while (l.held.length > 0 && (l.lane.readyCount >= l.fn.batch.maxSize || this.waitedEnough(l))) this.dispatch(l, l.held.shift() as Lease)
     this.pump(l)
+  }
+
+  /** Ready events whose oldest arrived batch.maxWaitMs ago or more: a batch goes now, full or not. */
+  private waitedEnough(l: FnLane): boolean {
+    return l.lane.readyCount > 0 && performance.now() - l.lane.readySince >= l.fn.batch.maxWaitMs
   }
 
   /** Asks the scheduler for as many instances as the ready events can fill. */
