@@ -113,7 +113,13 @@ export const logSchema = Type.Object(
 export const batchSchema = Type.Object(
   {
     maxSize: Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'Most events per invocation.' }),
-    maxWaitMs: Type.Integer({ minimum: 0, maximum: 60000, default: 20, description: 'Longest wait for a batch to fill.' }),
+    maxWaitMs: Type.Integer({
+      minimum: 0,
+      maximum: 60000,
+      default: 20,
+      description:
+        "Longest wait for a batch to fill, counted from the arrival of its oldest event (events that queued behind their key's running batch have waited already and go as soon as it finishes).",
+    }),
   },
   { ...Strict, description: 'How events are grouped into one invocation (maxSize: 1 gives single events).' },
 )
