@@ -290,13 +290,14 @@ export class Router {
   }
 
   private onReady(l: FnLane): void {
-    while (l.held.length > 0 && (l.lane.readyCount >= l.fn.batch.maxSize || this.waitedEnough(l))) this.dispatch(l, l.held.shift() as Lease)
+    while (l.held.length > 0 && this.batchDue(l)) this.dispatch(l, l.held.shift() as Lease)
     this.pump(l)
   }
 
-  /** Ready events whose oldest arrived batch.maxWaitMs ago or more: a batch goes now, full or not. */
-  private waitedEnough(l: FnLane): boolean {
-    return l.lane.readyCount > 0 && performance.now() - l.lane.readySince >= l.fn.batch.maxWaitMs
+  /** A batch goes now: a full one is ready, or the oldest ready event arrived batch.maxWaitMs ago or more. */
+  private batchDue(l: FnLane): boolean {
+    const ready = l.lane.readyCount
+    return ready >= l.fn.batch.maxSize || (ready > 0 && performance.now() - l.lane.readySince >= l.fn.batch.maxWaitMs)
   }
 
   /** Asks the scheduler for as many instances as the ready events can fill. */
@@ -325,13 +326,14 @@ export class Router {
       lease.release()
       return
     }
-    const waited = performance.now() - l.lane.readySince
-    if (this.closing || l.lane.readyCount >= l.fn.batch.maxSize || waited >= l.fn.batch.maxWaitMs) {
+    if (this.closing || this.batchDue(l)) {
       this.dispatch(l, lease)
       return
     }
     l.held.push(lease)
     if (!l.waitTimer) {
+      // Until the oldest ready event has waited maxWaitMs.
+      const left = l.fn.batch.maxWaitMs - (performance.now() - l.lane.readySince)
       l.waitTimer = setTimeout(() => {
         l.waitTimer = undefined
         guard(this.host, l, 'starting a waiting batch', () => {
@@ -341,7 +343,7 @@ export class Router {
             else h.release()
           }
         })
-      }, l.fn.batch.maxWaitMs - waited)
+      }, left)
     }
   }
 
