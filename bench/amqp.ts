@@ -11,7 +11,7 @@
  *   SLUICE_BENCH_AMQP_URL=amqp://guest:guest@127.0.0.1:5672 (default)
  *   SLUICE_BENCH_PROFILE=<dir> writes a CPU profile of this process for each gateway drain.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
@@ -22,7 +22,7 @@ import { parseConfig } from '../src/config/load.js'
 import { Gateway } from '../src/gateway.js'
 import { createLogger } from '../src/log.js'
 import { fmt, median, TELEMETRY_FN } from './common.js'
-import { ceilingRate, machineCpu } from './cpu.js'
+import { ceilingRate, cpuOf, machineCpu } from './cpu.js'
 import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 50_000)
@@ -108,17 +108,6 @@ async function bare(model: ChannelModel, queue: string): Promise<Drain> {
   return { rate: TOTAL / ((t1 - t0) / 1000), cpuUs: (cpu.user + cpu.system) / TOTAL, machine }
 }
 
-/** CPU time (us) a process has used so far, from /proc (Linux; 0 elsewhere). */
-function processCpuUs(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    // utime and stime, fields 14 and 15 of stat, in clock ticks (100 per second).
-    return (Number(fields[11]) + Number(fields[12])) * 10_000
-  } catch {
-    return 0
-  }
-}
-
 /** Records when the trigger subscribed (its 'amqp consumer started' line) and drops the rest. */
 class StartStamp extends Writable {
   at = 0
@@ -164,13 +153,13 @@ functions:
   const stamp = new StartStamp(inspector)
   const gw = await Gateway.start({ config: loaded.config, compiled: loaded.compiled, logger: createLogger('info', stamp) })
   const hostPids = gw.hosts().map((h) => h.pid)
-  const hostCpu0 = hostPids.reduce((a, pid) => a + processCpuUs(pid), 0)
+  const hostCpu0 = cpuOf(hostPids)
   const stats = gw.router.stats('telemetry').stats
   while (stats.eventsDone < TOTAL) await new Promise((r) => setTimeout(r, 2))
   const t1 = performance.now()
   const cpu = process.cpuUsage(stamp.cpu)
   const machine = (machineCpu() - stamp.machine) / TOTAL
-  const hostCpu = hostPids.reduce((a, pid) => a + processCpuUs(pid), 0) - hostCpu0
+  const hostCpu = cpuOf(hostPids) - hostCpu0
   if (inspector && profileDir) {
     const { profile } = await inspector.post('Profiler.stop')
     writeFileSync(join(profileDir, `drain-${queue}.cpuprofile`), JSON.stringify(profile))

@@ -15,12 +15,12 @@
  * SLUICE_BENCH_PROFILE=<dir> writes a CPU profile of this process for each measured gateway drain.
  */
 import { fork } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
 import { EventHubConsumerClient, earliestEventPosition } from '@azure/event-hubs'
 import { benchGateway, fmt, median, TELEMETRY_FN } from './common.js'
-import { ceilingRate, machineCpu } from './cpu.js'
+import { ceilingRate, cpuOf, machineCpu, selfCpu } from './cpu.js'
 import { recordSummary } from './summary.js'
 
 const PER_PARTITION = Number(process.argv[2] ?? 25_000)
@@ -35,24 +35,6 @@ const serverProcess = fork(new URL('./eventhubs-server.ts', import.meta.url), []
 const { connectionString } = await new Promise<{ connectionString: string }>((resolve) =>
   serverProcess.once('message', (m) => resolve(m as { connectionString: string })),
 )
-
-/** CPU time (ms) of this process so far. */
-const ownCpuMs = () => {
-  const u = process.cpuUsage()
-  return (u.user + u.system) / 1000
-}
-
-/** CPU time (ms) of another process so far, from /proc (Linux; 0 elsewhere). */
-function pidCpuMs(pid: number | undefined): number {
-  if (pid === undefined) return 0
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    // utime and stime are fields 14 and 15 of stat; after "pid (comm) " they are at 11 and 12, in 1/100 s.
-    return (Number(fields[11]) + Number(fields[12])) * 10
-  } catch {
-    return 0
-  }
-}
 
 interface Round {
   rate: number
@@ -88,7 +70,7 @@ async function bare(hub: string): Promise<Round> {
   let done!: () => void
   const finished = new Promise<void>((r) => (done = r))
   const t0 = performance.now()
-  const c0 = ownCpuMs()
+  const c0 = selfCpu()
   const m0 = machineCpu()
   const sub = client.subscribe(
     {
@@ -104,7 +86,7 @@ async function bare(hub: string): Promise<Round> {
   )
   await finished
   const rate = TOTAL / ((performance.now() - t0) / 1000)
-  const cpuUsPerEvent = ((ownCpuMs() - c0) * 1000) / TOTAL
+  const cpuUsPerEvent = (selfCpu() - c0) / TOTAL
   const machine = (machineCpu() - m0) / TOTAL
   await sub.close()
   await client.close()
@@ -137,16 +119,16 @@ functions:
   }
   const t0 = performance.now()
   const hostPids = gw.hosts().map((h) => h.pid)
-  const hostCpu = () => hostPids.reduce((sum, pid) => sum + pidCpuMs(pid), 0)
-  const p0 = ownCpuMs()
+  const hostCpu = () => cpuOf(hostPids)
+  const p0 = selfCpu()
   const h0 = hostCpu()
   const m0 = machineCpu()
   // The router's counters (gw.function builds the whole admin view: too costly to poll every 2 ms).
   const stats = gw.router.stats('telemetry').stats
   while (stats.eventsDone + stats.eventsDead < TOTAL) await new Promise((r) => setTimeout(r, 2))
   const rate = TOTAL / ((performance.now() - t0) / 1000)
-  const processUs = ((ownCpuMs() - p0) * 1000) / TOTAL
-  const hostUs = ((hostCpu() - h0) * 1000) / TOTAL
+  const processUs = (selfCpu() - p0) / TOTAL
+  const hostUs = (hostCpu() - h0) / TOTAL
   const machine = (machineCpu() - m0) / TOTAL
   const cpuUsPerEvent = processUs + hostUs
   if (inspector && profile) {

@@ -18,7 +18,7 @@
  * SLUICE_BENCH_KAFKA_BACKLOG=<n> sets the function's maxBacklog (default 10,000, which 8
  * partitions x 200 in flight never reach), so the drain runs under the router's back-pressure.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -32,7 +32,7 @@ import { createLogger } from '../src/log.js'
 import type { ConnectorDefinition } from '../src/sdk/index.js'
 import { KafkaBroker } from '../test/helpers/kafka-broker.js'
 import { fmt, median, TELEMETRY_FN } from './common.js'
-import { ceilingRate, machineCpu } from './cpu.js'
+import { ceilingRate, cpuOf, machineCpu, selfCpu } from './cpu.js'
 import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 100_000)
@@ -55,22 +55,6 @@ interface Result {
   hostUs: number
   /** The whole machine's CPU per message (us), the broker's JVM included (cpu.ts machineCpu). */
   machineUs: number
-}
-
-/** CPU time (us) a process has used so far, from /proc (Linux; 0 elsewhere). */
-function processCpuUs(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    // utime and stime, fields 14 and 15 of stat, in clock ticks (100 per second).
-    return (Number(fields[11]) + Number(fields[12])) * 10_000
-  } catch {
-    return 0
-  }
-}
-
-const ownCpuUs = () => {
-  const u = process.cpuUsage()
-  return u.user + u.system
 }
 
 async function fill(kafka: Kafka): Promise<void> {
@@ -115,7 +99,7 @@ async function bare(kafka: Kafka, admin: Admin, parse: boolean): Promise<Result>
   let m0 = 0
   consumer.on(consumer.events.GROUP_JOIN, () => {
     joined ||= performance.now()
-    cpu0 ||= ownCpuUs()
+    cpu0 ||= selfCpu()
     m0 ||= machineCpu()
   })
   await consumer.connect()
@@ -139,7 +123,7 @@ async function bare(kafka: Kafka, admin: Admin, parse: boolean): Promise<Result>
         committed.set(batch.partition, next)
         if (!end && [...committed.values()].reduce((a, b) => a + b, 0) >= TOTAL) {
           end = performance.now()
-          cpu1 = ownCpuUs()
+          cpu1 = selfCpu()
           m1 = machineCpu()
           resolve()
         }
@@ -175,7 +159,7 @@ ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
   let m0 = 0
   let host0 = 0
   let hostPids: number[] = []
-  const hostCpu = () => hostPids.reduce((a, pid) => a + processCpuUs(pid), 0)
+  const hostCpu = () => cpuOf(hostPids)
   const inspector = PROFILE_DIR ? new Session() : undefined
   if (inspector) {
     inspector.connect()
@@ -187,7 +171,7 @@ ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
       if (!joined && s.includes('kafka partitions assigned')) {
         joined = performance.now()
         host0 = hostCpu()
-        cpu0 = ownCpuUs() + host0
+        cpu0 = selfCpu() + host0
         m0 = machineCpu()
         // The profile covers the drain only (not the gateway's start).
         if (inspector) void inspector.post('Profiler.start')
@@ -203,7 +187,7 @@ ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
   if (joined) {
     // joined before the hosts were known: count from now
     host0 = hostCpu()
-    cpu0 = ownCpuUs() + host0
+    cpu0 = selfCpu() + host0
   }
   let processedAt = 0
   // router.stats is a field read (gw.function() computes percentiles: too costly to poll).
@@ -213,7 +197,7 @@ ${BACKLOG ? `    maxBacklog: ${BACKLOG}\n` : ''}`
   const end = await committedAll(admin, group, () => processedAt > 0)
   const m1 = machineCpu()
   const host1 = hostCpu()
-  const cpu1 = ownCpuUs() + host1
+  const cpu1 = selfCpu() + host1
   clearInterval(watch)
   if (inspector && PROFILE_DIR) {
     const { profile } = await inspector.post('Profiler.stop')

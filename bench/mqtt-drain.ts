@@ -31,7 +31,7 @@ import { createLogger } from '../src/log.js'
 import type { ConnectorDefinition, Outcome } from '../src/sdk/index.js'
 import { startMosquitto, type Mosquitto } from '../test/connectors/mqtt/broker.js'
 import { fmt, TELEMETRY_FN } from './common.js'
-import { ceilingRate, machineCpu } from './cpu.js'
+import { ceilingRate, cpuOf, machineCpu, selfCpu } from './cpu.js'
 import { recordSummary } from './summary.js'
 
 const TOTAL = Number(process.argv[2] ?? 50_000)
@@ -65,22 +65,6 @@ function message(i: number): { topic: string; payload: string } {
   const base = JSON.stringify(body).length
   body.pad = 'x'.repeat(Math.max(0, 200 - base))
   return { topic: `bench/stations/${station}/telemetry`, payload: JSON.stringify(body) }
-}
-
-/** CPU time (user + system, µs) of this process. */
-const selfCpu = () => {
-  const u = process.cpuUsage()
-  return u.user + u.system
-}
-
-/** CPU time (user + system, µs) of another process, from /proc (10 ms resolution). */
-function procCpu(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    return (Number(fields[11]) + Number(fields[12])) * 10_000
-  } catch {
-    return 0
-  }
 }
 
 /** Worker-host processes of this process (children running src/sandbox/host). */
@@ -204,7 +188,7 @@ async function gateway(broker: Mosquitto, clientId: string, warm: boolean): Prom
   let m0 = 0
   let m1 = 0
   let hosts: number[] = []
-  const hostCpu = () => hosts.reduce((a, pid) => a + procCpu(pid), 0)
+  const hostCpu = () => cpuOf(hosts)
   let done!: () => void
   const finished = new Promise<void>((r) => (done = r))
   // The MQTT connector as built, with deliver timed: first event in, last outcome out.
