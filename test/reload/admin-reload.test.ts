@@ -22,14 +22,16 @@ async function functions(url: string): Promise<FunctionInfo[]> {
 }
 
 const HELLO = `export default async () => ({ status: 200, body: 'hi' })\n`
-
-describe('POST /admin/reload', () => {
-  it('refuses an invalid configuration with its errors and changes nothing', async () => {
-    const yaml = `functions:
+/** One anonymous HTTP function running HELLO. */
+const HELLO_YAML = `functions:
   hello:
     code: functions/hello.ts
     trigger: { http: { route: hello, methods: [GET], auth: anonymous } }
 `
+
+describe('POST /admin/reload', () => {
+  it('refuses an invalid configuration with its errors and changes nothing', async () => {
+    const yaml = HELLO_YAML
     const project = reloadProject(yaml, { 'functions/hello.ts': HELLO })
     const { gw } = await startFromFile(project)
     const before = await functions(gw.url)
@@ -115,11 +117,7 @@ describe('POST /admin/reload', () => {
   })
 
   it('keeps the counts of a function it restarts (a maxBacklog change)', async () => {
-    const yaml = `functions:
-  hello:
-    code: functions/hello.ts
-    trigger: { http: { route: hello, methods: [GET], auth: anonymous } }
-`
+    const yaml = HELLO_YAML
     const project = reloadProject(yaml, { 'functions/hello.ts': HELLO })
     const { gw, logs } = await startFromFile(project)
     for (let i = 0; i < 3; i++) expect((await fetch(`${gw.url}/api/hello`)).status).toBe(200)
