@@ -2,6 +2,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { Writable } from 'node:stream'
+import { onTestFinished } from 'vitest'
 import { CONNECTORS } from '../../src/config/connectors.js'
 import { parseConfig, type LoadedConfig } from '../../src/config/load.js'
 import { Gateway } from '../../src/gateway.js'
@@ -94,6 +95,20 @@ export async function startGateway(opts: {
 type Truthy<T> = Exclude<T, false | 0 | '' | null | undefined>
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes (then throws). */
+
+/**
+ * A gateway with one function `name` (code `code` in functions/<name>.js) behind a timer that never
+ * fires: the test hands it events itself (gw.router.deliver). `fnYaml`: the function's other
+ * settings, each line indented four spaces. The gateway stops when the test ends.
+ */
+export async function startRouterGateway(name: string, code: string, fnYaml = ''): Promise<TestGateway> {
+  const t = await startGateway({
+    yaml: `functions:\n  ${name}:\n    code: functions/${name}.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n${fnYaml}`,
+    files: { [`functions/${name}.js`]: code },
+  })
+  onTestFinished(() => t.stop())
+  return t
+}
 export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<Truthy<T>> {
   const end = Date.now() + timeoutMs
   for (;;) {

@@ -4,9 +4,9 @@
  * the backlog at once, later calls wait behind it (a key's order holds), and events not admitted
  * when the function stops are answered `aborted`.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { TriggerEvent } from '../../src/sdk/index.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startRouterGateway, type TestGateway } from '../helpers/gateway.js'
 
 const RECORDER = `
 export default async function (events, ctx) {
@@ -14,19 +14,7 @@ export default async function (events, ctx) {
   return { n: events.length }
 }`
 
-let t: TestGateway | undefined
-afterEach(async () => {
-  await t?.stop()
-  t = undefined
-})
-
-async function gateway(fnYaml = ''): Promise<TestGateway> {
-  t = await startGateway({
-    yaml: `functions:\n  rec:\n    code: functions/rec.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n    batch: { maxSize: 100, maxWaitMs: 5 }\n${fnYaml}`,
-    files: { 'functions/rec.js': RECORDER },
-  })
-  return t
-}
+const gateway = (fnYaml = ''): Promise<TestGateway> => startRouterGateway('rec', RECORDER, `    batch: { maxSize: 100, maxWaitMs: 5 }\n${fnYaml}`)
 
 let seq = 0
 const events = (n: number, key: string): TriggerEvent[] =>

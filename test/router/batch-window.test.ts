@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Delivery, Item, Lane } from '../../src/router/lane.js'
 import type { TriggerEvent } from '../../src/sdk/index.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startRouterGateway } from '../helpers/gateway.js'
 
 /**
  * batch.maxWaitMs is a batching window counted from the oldest ready event's arrival. A key's
@@ -59,19 +59,9 @@ export default async function (events, ctx) {
   return { ok: true }
 }`
 
-let t: TestGateway | undefined
-afterEach(async () => {
-  await t?.stop()
-  t = undefined
-})
-
 describe('batch.maxWaitMs behind a running batch', () => {
   it("sends a key's events that waited behind its running batch as soon as it finishes", async () => {
-    const g = await startGateway({
-      yaml: `functions:\n  rec:\n    code: functions/rec.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n    batch: { maxSize: 5, maxWaitMs: 3000 }\n    scale: { min: 1, max: 1 }\n    timeoutMs: 30000\n`,
-      files: { 'functions/rec.js': RECORDER },
-    })
-    t = g
+    const g = await startRouterGateway('rec', RECORDER, '    batch: { maxSize: 5, maxWaitMs: 3000 }\n    scale: { min: 1, max: 1 }\n    timeoutMs: 30000\n')
     const ev = (id: string, body: Record<string, unknown> = {}): TriggerEvent => ({ ...event(id, 'k'), body })
     // A full batch runs for longer than maxWaitMs; three more events of its key queue behind it.
     const first = ['f1', 'f2', 'f3', 'f4', 'f5'].map((id, i) => ev(id, i === 0 ? { sleepMs: 3300 } : {}))

@@ -4,9 +4,9 @@
  * (which crashed the process with an unhandled rejection, issue 9). Each case ends in exactly one
  * outcome, and events delivered alongside keep flowing.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Outcome, TriggerEvent } from '../../src/sdk/index.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startRouterGateway, type TestGateway } from '../helpers/gateway.js'
 
 /** Returns what the event asks for: a value nested body.deepReturn levels, or { failed } with reasons. */
 const FN = `
@@ -23,19 +23,8 @@ export default async function (events, ctx) {
   return failed.length ? { failed } : value
 }`
 
-let t: TestGateway | undefined
-afterEach(async () => {
-  await t?.stop()
-  t = undefined
-})
-
-async function gateway(extra = ''): Promise<TestGateway> {
-  t = await startGateway({
-    yaml: `functions:\n  fn:\n    code: functions/fn.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n    batch: { maxSize: 10, maxWaitMs: 5 }\n    retry: { maxAttempts: 1, backoff: fixed, initialDelayMs: 10 }\n${extra}`,
-    files: { 'functions/fn.js': FN },
-  })
-  return t
-}
+const gateway = (extra = ''): Promise<TestGateway> =>
+  startRouterGateway('fn', FN, `    batch: { maxSize: 10, maxWaitMs: 5 }\n    retry: { maxAttempts: 1, backoff: fixed, initialDelayMs: 10 }\n${extra}`)
 
 let seq = 0
 const ev = (body: unknown, key?: string): TriggerEvent => ({

@@ -4,9 +4,9 @@
  * parses it in the gateway would hand it over. Text that tries to close its value and add members
  * or events to the batch stays one body; a text nested too deep is one dead letter keeping it.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { TriggerEvent } from '../../src/sdk/index.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startRouterGateway, type TestGateway } from '../helpers/gateway.js'
 
 /** Logs each event's id and body as the function sees them. */
 const FN = `
@@ -15,19 +15,12 @@ export default async function (events, ctx) {
   return { n: events.length }
 }`
 
-let t: TestGateway | undefined
-afterEach(async () => {
-  await t?.stop()
-  t = undefined
-})
-
-async function gateway(orderKey = 'source'): Promise<TestGateway> {
-  t = await startGateway({
-    yaml: `functions:\n  fn:\n    code: functions/fn.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n    orderKey: ${orderKey}\n    batch: { maxSize: 50, maxWaitMs: 20 }\n    retry: { maxAttempts: 1, backoff: fixed, initialDelayMs: 10 }\n`,
-    files: { 'functions/fn.js': FN },
-  })
-  return t
-}
+const gateway = (orderKey = 'source'): Promise<TestGateway> =>
+  startRouterGateway(
+    'fn',
+    FN,
+    `    orderKey: ${orderKey}\n    batch: { maxSize: 50, maxWaitMs: 20 }\n    retry: { maxAttempts: 1, backoff: fixed, initialDelayMs: 10 }\n`,
+  )
 
 let seq = 0
 const raw = (text: string, key?: string): TriggerEvent => ({

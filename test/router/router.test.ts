@@ -1,6 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Outcome, TriggerEvent } from '../../src/sdk/index.js'
-import { startGateway, waitFor, type TestGateway } from '../helpers/gateway.js'
+import { startRouterGateway, waitFor, type TestGateway } from '../helpers/gateway.js'
 
 /**
  * Router semantics through a real gateway: the function logs what it saw as JSON lines
@@ -18,19 +18,7 @@ export default async function (events, ctx) {
   return failed.length ? { failed } : { ok: true }
 }`
 
-let t: TestGateway | undefined
-afterEach(async () => {
-  await t?.stop()
-  t = undefined
-})
-
-async function gateway(fnYaml: string): Promise<TestGateway> {
-  t = await startGateway({
-    yaml: `functions:\n  rec:\n    code: functions/rec.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n${fnYaml}`,
-    files: { 'functions/rec.js': RECORDER },
-  })
-  return t
-}
+const gateway = (fnYaml: string): Promise<TestGateway> => startRouterGateway('rec', RECORDER, fnYaml)
 
 let seq = 0
 const ev = (body: Record<string, unknown> = {}, key?: string): TriggerEvent => ({

@@ -4,21 +4,15 @@
  * and dead-letters at once what has no attempt left, so a message that crashes the gateway cannot
  * loop forever.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { TriggerEvent } from '../../src/sdk/index.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startRouterGateway, type TestGateway } from '../helpers/gateway.js'
 
 const RECORDER = `
 export default async function (events, ctx) {
   ctx.log.info('seen ' + JSON.stringify(events.map((e) => [e.id, e.attempt])))
   return { failed: events.filter((e) => e.body.fail).map((e) => e.id) }
 }`
-
-let t: TestGateway | undefined
-afterEach(async () => {
-  await t?.stop()
-  t = undefined
-})
 
 const ev = (id: string, attempt: number | undefined, body: Record<string, unknown> = {}): TriggerEvent => ({
   id,
@@ -37,10 +31,7 @@ function seen(g: TestGateway): Array<[string, number]> {
 
 describe('router: attempts counted by the source', () => {
   it('continues from the attempt the source passes, within retry.maxAttempts', async () => {
-    t = await startGateway({
-      yaml: `functions:\n  rec:\n    code: functions/rec.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n    retry: { maxAttempts: 4, backoff: fixed, initialDelayMs: 10 }\n`,
-      files: { 'functions/rec.js': RECORDER },
-    })
+    const t = await startRouterGateway('rec', RECORDER, '    retry: { maxAttempts: 4, backoff: fixed, initialDelayMs: 10 }\n')
     const outcomes = await t.gw.router.deliver('rec', [ev('fresh', undefined), ev('again', 3), ev('failing', 3, { fail: true }), ev('bogus', 0.5)])
     expect(outcomes.map((o) => o.status)).toEqual(['done', 'done', 'dead', 'done'])
     expect(seen(t).sort()).toEqual([
@@ -57,10 +48,7 @@ describe('router: attempts counted by the source', () => {
   })
 
   it('dead-letters without running an event whose earlier attempts used up maxAttempts', async () => {
-    t = await startGateway({
-      yaml: `functions:\n  rec:\n    code: functions/rec.js\n    trigger: { timer: { schedule: "0 0 0 1 1 *" } }\n    retry: { maxAttempts: 2 }\n`,
-      files: { 'functions/rec.js': RECORDER },
-    })
+    const t = await startRouterGateway('rec', RECORDER, '    retry: { maxAttempts: 2 }\n')
     const [outcome] = await t.gw.router.deliver('rec', [ev('looping', 3)])
     expect(outcome).toMatchObject({ status: 'dead', error: { code: 'SLUICE_ERR_EVENT_REDELIVERY_LIMIT', retriable: false } })
     expect(seen(t)).toEqual([])
